@@ -1,0 +1,102 @@
+"""Command line: `lfm-abm needs | clear | run | plot | report | bench | validate`.
+
+Heavy libraries (pandapower, cvxpy, mesa) are imported inside the commands so that
+`lfm-abm --help` answers at once. Bad input prints one line naming the file and field
+and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 3
+
+
+def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--grid", required=True,
+                        help="built-in grid (cigre-mv, simbench-semiurb, simbench-rural, "
+                             "simbench-urban) or a pandapower JSON file")
+    parser.add_argument("--day", help="ISO date of the SimBench profile year (default: the "
+                                      "grid's documented default day)")
+
+
+def _grid_and_scenario(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from lfm_abm.network.grids import default_scenario, load_grid
+
+    net = load_grid(args.grid)
+    scenario = default_scenario(net)
+    if args.day:
+        scenario = replace(scenario, days=(args.day,), source="--day")
+    return net, scenario
+
+
+def cmd_needs(args: argparse.Namespace) -> int:
+    """Print the grid's congestion and voltage needs per period of its default scenario."""
+    from lfm_abm.network.needs import NeedLimits, find_needs, needs_by_period
+    from lfm_abm.network.operating_points import operating_points
+
+    net, scenario = _grid_and_scenario(args)
+    limits = NeedLimits(vmin=args.vmin, vmax=args.vmax, vc_tolerance=args.vc_tolerance,
+                        cm_margin=args.cm_margin)
+    points = list(operating_points(net, scenario))
+    needs = find_needs(points, limits)
+    print(f"grid {args.grid}: {len(net.bus)} buses, {len(net.line)} lines, "
+          f"{len(net.trafo)} trafos; {len(points)} periods "
+          f"({', '.join(scenario.days) or 'synthetic day'}; load x{scenario.load_scale}, "
+          f"PV x{scenario.pv_scale}, wind x{scenario.wind_scale}, "
+          f"EV peak {scenario.ev_peak_mw} MW)")
+    print(f"limits: voltage [{limits.v_low:.3f}, {limits.v_high:.3f}] p.u., "
+          f"loading <= {100 * limits.cm_margin:.0f} %")
+    print(needs_by_period(needs, [p.label for p in points]).to_string(index=False))
+    n_cm = int((needs.service == "CM").sum())
+    n_vc = int((needs.service == "VC").sum())
+    total = needs.groupby("service").need.sum()
+    print(f"total: {n_cm} congestion needs ({total.get('CM', 0.0):.3f} MVA), "
+          f"{n_vc} voltage needs ({total.get('VC', 0.0):.4f} p.u.)")
+    if args.out:
+        needs.to_csv(args.out, index=False)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one sub-command per job."""
+    parser = argparse.ArgumentParser(prog="lfm-abm", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    needs = sub.add_parser("needs", help="show a grid's CM and VC needs per period")
+    _add_grid_arguments(needs)
+    needs.add_argument("--vmin", type=float, default=0.95, help="lower voltage limit, p.u.")
+    needs.add_argument("--vmax", type=float, default=1.05, help="upper voltage limit, p.u.")
+    needs.add_argument("--vc-tolerance", type=float, default=0.0,
+                       help="tightens the voltage band on both sides, p.u.")
+    needs.add_argument("--cm-margin", type=float, default=1.0,
+                       help="fraction of the thermal limit targeted (e.g. 0.95)")
+    needs.add_argument("--out", help="also write the tidy needs table to this CSV file")
+    needs.set_defaults(func=cmd_needs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `lfm-abm` console script."""
+    from lfm_abm.errors import InputError, PowerFlowError
+
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except InputError as exc:
+        print(f"lfm-abm: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except PowerFlowError as exc:
+        print(f"lfm-abm: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""Grid needs: what the DSO must buy flexibility for in each period.
+
+* Congestion (CM): a line or 2-winding trafo loaded above `cm_margin` x its thermal
+  limit. The need is the excess, in MVA (and kA): for lines sqrt(3) x V_n x excess
+  current, for trafos the excess loading times the rating.
+* Voltage (VC): a bus whose |V| lies outside the target band
+  [vmin + vc_tolerance, vmax - vc_tolerance]. The need is the distance to the band in p.u.
+
+The same definitions are used for baseline needs, for the market's constraints and
+for AC validation after the market, so "residual need" means exactly the same thing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+
+import numpy as np
+import pandas as pd
+
+from lfm_abm.errors import InputError
+from lfm_abm.network.operating_points import OperatingPoint
+
+SQRT3 = math.sqrt(3.0)
+NEED_COLUMNS = ["period", "label", "service", "element", "element_id", "quantity", "value",
+                "limit", "need", "unit", "need_ka"]
+#: Needs smaller than this are numerical noise of the power flow (p.u. or MVA).
+NEED_EPS = 1e-7
+
+
+@dataclass(frozen=True)
+class NeedLimits:
+    """Operating limits that define needs.
+
+    vmin/vmax: statutory voltage band (p.u.); vc_tolerance: safety margin that tightens
+    the band on both sides (p.u.); cm_margin: fraction of the thermal limit the DSO
+    targets (1.0 = the rating itself, 0.95 = keep 5 % headroom).
+    """
+
+    vmin: float = 0.95
+    vmax: float = 1.05
+    vc_tolerance: float = 0.0
+    cm_margin: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.5 < self.vmin < self.vmax < 1.5:
+            raise InputError(f"need 0.5 < vmin < vmax < 1.5, got {self.vmin}, {self.vmax}",
+                             field="limits.vmin/vmax")
+        if not 0 <= self.vc_tolerance < (self.vmax - self.vmin) / 2:
+            raise InputError("must be >= 0 and less than half the voltage band",
+                             field="limits.vc_tolerance")
+        if not 0 < self.cm_margin <= 1.5:
+            raise InputError(f"must be in (0, 1.5], got {self.cm_margin}",
+                             field="limits.cm_margin")
+
+    @property
+    def v_low(self) -> float:
+        """Lower edge of the target voltage band (p.u.)."""
+        return self.vmin + self.vc_tolerance
+
+    @property
+    def v_high(self) -> float:
+        """Upper edge of the target voltage band (p.u.)."""
+        return self.vmax - self.vc_tolerance
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object], source: str = "limits") -> NeedLimits:
+        """Build from a TOML table; unknown keys are an error naming the allowed ones."""
+        allowed = [f.name for f in fields(cls)]
+        for key, value in data.items():
+            if key not in allowed:
+                raise InputError(f"unknown field {key!r}", source=source, field=f"limits.{key}",
+                                 allowed=allowed)
+            if not isinstance(value, int | float) or not math.isfinite(value):
+                raise InputError(f"must be a number, got {value!r}", source=source,
+                                 field=f"limits.{key}")
+        return cls(**{k: float(v) for k, v in data.items()})
+
+
+def congestion_needs(op: OperatingPoint, limits: NeedLimits) -> pd.DataFrame:
+    """Lines and trafos of one operating point loaded above cm_margin x their limit."""
+    frames = []
+    line = op.branches.line
+    limit_ka = line.max_i_ka * limits.cm_margin
+    excess_ka = line.i_ka - limit_ka
+    over = excess_ka * SQRT3 * line.vn_kv > NEED_EPS
+    if over.any():
+        frames.append(pd.DataFrame({
+            "element": "line", "element_id": line.index[over],
+            "quantity": "loading_percent", "value": line.loading_percent[over],
+            "limit": 100.0 * limits.cm_margin,
+            "need": (excess_ka * SQRT3 * line.vn_kv)[over], "unit": "MVA",
+            "need_ka": excess_ka[over],
+        }))
+    trafo = op.branches.trafo
+    excess_mva = (trafo.loading_percent - 100.0 * limits.cm_margin) / 100.0 * trafo.sn_mva
+    over = excess_mva > NEED_EPS
+    if over.any():
+        frames.append(pd.DataFrame({
+            "element": "trafo", "element_id": trafo.index[over],
+            "quantity": "loading_percent", "value": trafo.loading_percent[over],
+            "limit": 100.0 * limits.cm_margin, "need": excess_mva[over], "unit": "MVA",
+            "need_ka": (excess_mva / (SQRT3 * trafo.vn_hv_kv))[over],
+        }))
+    return _tidy(frames, op, "CM")
+
+
+def voltage_needs(op: OperatingPoint, limits: NeedLimits) -> pd.DataFrame:
+    """Buses of one operating point outside the target voltage band."""
+    vm = op.vm_pu
+    high = vm - limits.v_high
+    low = limits.v_low - vm
+    frames = []
+    for excess, limit in ((high, limits.v_high), (low, limits.v_low)):
+        over = excess > NEED_EPS
+        if over.any():
+            frames.append(pd.DataFrame({
+                "element": "bus", "element_id": vm.index[over], "quantity": "vm_pu",
+                "value": vm[over], "limit": limit, "need": excess[over], "unit": "p.u.",
+                "need_ka": np.nan,
+            }))
+    return _tidy(frames, op, "VC")
+
+
+def _tidy(frames: list[pd.DataFrame], op: OperatingPoint, service: str) -> pd.DataFrame:
+    if not frames:
+        return pd.DataFrame(columns=NEED_COLUMNS)
+    out = pd.concat(frames, ignore_index=True)
+    out.insert(0, "service", service)
+    out.insert(0, "label", op.label)
+    out.insert(0, "period", op.period)
+    return out[NEED_COLUMNS]
+
+
+def find_needs(points: Iterable[OperatingPoint], limits: NeedLimits | None = None) -> pd.DataFrame:
+    """Tidy table of all CM and VC needs over the given operating points.
+
+    Columns: period, label, service (CM/VC), element (line/trafo/bus), element_id,
+    quantity, value, limit, need, unit (MVA for CM, p.u. for VC), need_ka (CM only).
+    """
+    limits = limits or NeedLimits()
+    frames = []
+    for op in points:
+        frames.append(congestion_needs(op, limits))
+        frames.append(voltage_needs(op, limits))
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=NEED_COLUMNS)
+    out = pd.concat(frames, ignore_index=True)
+    out["element_id"] = out["element_id"].astype(int)
+    return out
+
+
+def needs_by_period(needs: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """Compact per-period view: counts, totals and the worst branch and bus of each period."""
+    rows = []
+    for period, label in enumerate(labels):
+        here = needs[needs.period == period]
+        cm = here[here.service == "CM"].sort_values("need", ascending=False)
+        vc = here[here.service == "VC"].sort_values("need", ascending=False)
+        rows.append({
+            "period": label,
+            "CM": len(cm),
+            "CM need MVA": round(float(cm.need.sum()), 3),
+            "worst branch": (f"{cm.element.iloc[0]} {cm.element_id.iloc[0]} "
+                             f"{cm.value.iloc[0]:.0f}%") if len(cm) else "-",
+            "VC": len(vc),
+            "VC need p.u.": round(float(vc.need.sum()), 4),
+            "worst bus": f"bus {vc.element_id.iloc[0]} {vc.value.iloc[0]:.3f}" if len(vc) else "-",
+        })
+    return pd.DataFrame(rows)

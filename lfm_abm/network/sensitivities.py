@@ -1,0 +1,193 @@
+"""AC sensitivities from the converged Newton-Raphson Jacobian.
+
+Units and signs: every sensitivity is per MW (or MVAr) of net **injection** at a bus
+(generation up or load down is +1). Voltage sensitivities are in p.u. of |V|, line
+sensitivities in kA of current magnitude at the line end that carries more current,
+transformer sensitivities in percent of loading (pandapower's current-based loading,
+the more loaded side).
+
+Derivation: with the power-flow mismatch F(x) = S_calc(V) - S_inj = 0 in the unknowns
+x = (angle at PV+PQ buses, |V| at PQ buses), a small injection change dS gives
+J dx = dS. Solving J against unit injections gives dx per p.u. power; dividing by
+`baseMVA` (= net.sn_mva) gives per MW. Branch current sensitivities follow from
+I_f = Y_f V: dI_f = Y_f dV with dV_i = V_i (j dtheta_i + d|V_i| / |V_i|) and
+d|I_f| = Re(conj(I_f) dI_f) / |I_f|.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandapower as pp
+import pandas as pd
+import scipy.sparse as sp
+from pandapower.pypower.dSbus_dV import dSbus_dV
+from scipy.sparse.linalg import splu
+
+from lfm_abm.errors import InputError
+
+SQRT3 = float(np.sqrt(3.0))
+BASE_KV = 9  # pypower bus column with the base voltage in kV
+F_BUS, T_BUS = 0, 1  # pypower branch columns
+
+
+@dataclass(frozen=True)
+class Sensitivities:
+    """Linear response of voltages and branch loadings to bus injections (per MW/MVAr).
+
+    Columns of every frame are pandapower bus ids of PQ buses (where an injection can
+    change the state); rows are pandapower bus, line or trafo ids.
+    """
+
+    dv_dp: pd.DataFrame  # p.u. |V| per MW injected
+    dv_dq: pd.DataFrame  # p.u. |V| per MVAr injected
+    di_dp: pd.DataFrame  # kA of line current per MW injected
+    di_dq: pd.DataFrame  # kA of line current per MVAr injected
+    dt_dp: pd.DataFrame  # percent trafo loading per MW injected
+    dt_dq: pd.DataFrame  # percent trafo loading per MVAr injected
+
+    @property
+    def buses(self) -> pd.Index:
+        """Pandapower bus ids with an injection column."""
+        return self.dv_dp.columns
+
+
+def _internal_branch_rows(net: pp.pandapowerNet, element: str) -> tuple[pd.Index, np.ndarray]:
+    """Pandapower ids of in-service branches of `element` and their internal ppc rows."""
+    lookup = net._pd2ppc_lookups["branch"]
+    if element not in lookup or len(net[element]) == 0:
+        return pd.Index([], dtype=int), np.zeros(0, dtype=int)
+    start, end = lookup[element]
+    branch_is = net._ppc["internal"]["branch_is"]
+    internal_of_ppc = np.cumsum(branch_is) - 1
+    rows = np.arange(start, end)
+    keep = branch_is[rows] & net[element].in_service.to_numpy()
+    return net[element].index[keep], internal_of_ppc[rows[keep]]
+
+
+def _require_converged_nr(net: pp.pandapowerNet) -> dict:
+    ppc = getattr(net, "_ppc", None)
+    if not ppc or "internal" not in ppc or "Ybus" not in ppc["internal"]:
+        raise InputError("run an AC power flow (pandapower runpp) on the net first",
+                         field="net")
+    if not ppc.get("success", False) or not net.get("converged", False):
+        raise InputError("the last power flow did not converge", field="net")
+    return ppc["internal"]
+
+
+def sensitivities(net: pp.pandapowerNet, buses: list[int] | None = None) -> Sensitivities:
+    """Sensitivities of |V|, line current and trafo loading to P and Q injections.
+
+    `net` must hold a converged Newton-Raphson power flow. `buses` restricts the
+    injection columns to these pandapower buses (only those columns are solved, with
+    one sparse LU of the Jacobian); by default all PQ buses are computed. Buses merged
+    by closed bus-bus switches share one internal bus and get identical columns.
+    """
+    internal = _require_converged_nr(net)
+    Ybus, V = internal["Ybus"], internal["V"]
+    pv, pq = internal["pv"], internal["pq"]
+    base_mva = float(internal["baseMVA"])
+    pvpq = np.r_[pv, pq]
+    n_ang, n_mag = len(pvpq), len(pq)
+
+    bus_lookup = net._pd2ppc_lookups["bus"]
+    in_service = net.bus.index[net.bus.in_service.to_numpy()]
+    internal_of_bus = pd.Series(bus_lookup[in_service.to_numpy()], index=in_service)
+    n_internal = Ybus.shape[0]
+    internal_of_bus = internal_of_bus[internal_of_bus < n_internal]
+    pq_position = pd.Series(np.arange(n_mag), index=pq)
+    pvpq_position = pd.Series(np.arange(n_ang), index=pvpq)
+
+    candidates = internal_of_bus[internal_of_bus.isin(pq)]
+    if buses is not None:
+        unknown = sorted(set(buses) - set(candidates.index))
+        if unknown:
+            raise InputError(f"bus {unknown[0]} is not an in-service PQ bus", field="buses",
+                             allowed=list(candidates.index))
+        candidates = candidates.loc[list(buses)]
+    columns = candidates.index
+
+    # Right-hand sides: one unit P and one unit Q injection per selected internal bus.
+    targets = np.unique(candidates.to_numpy())
+    col_of_target = pd.Series(np.arange(len(targets)), index=targets)
+    k = len(targets)
+    rhs = np.zeros((n_ang + n_mag, 2 * k))
+    rhs[pvpq_position[targets].to_numpy(), np.arange(k)] = 1.0
+    rhs[n_ang + pq_position[targets].to_numpy(), k + np.arange(k)] = 1.0
+
+    dS_dVm, dS_dVa = dSbus_dV(Ybus, V)
+    J = sp.bmat(
+        [
+            [dS_dVa[pvpq][:, pvpq].real, dS_dVm[pvpq][:, pq].real],
+            [dS_dVa[pq][:, pvpq].imag, dS_dVm[pq][:, pq].imag],
+        ],
+        format="csc",
+    )
+    x = splu(J).solve(rhs) / base_mva  # state change per MW / MVAr
+
+    d_ang = np.zeros((n_internal, 2 * k))
+    d_mag = np.zeros((n_internal, 2 * k))
+    d_ang[pvpq] = x[:n_ang]
+    d_mag[pq] = x[n_ang:]
+    Vm = np.abs(V)
+    dV = V[:, None] * (1j * d_ang + d_mag / Vm[:, None])  # complex voltage change
+
+    target_cols = col_of_target[candidates.to_numpy()].to_numpy()
+
+    def frame(block: np.ndarray, index: pd.Index, quantity: int) -> pd.DataFrame:
+        cols = target_cols + quantity * k
+        return pd.DataFrame(block[:, cols], index=index, columns=columns)
+
+    v_rows = internal_of_bus.to_numpy()
+    dv = d_mag[v_rows]
+
+    branch, bus = internal["branch"], internal["bus"]
+
+    def base_kv(rows: np.ndarray, end: int) -> np.ndarray:
+        return bus[branch[rows, end].real.astype(int), BASE_KV]
+
+    # Lines: kA = p.u. current x baseMVA / (sqrt(3) x base kV), same at both ends.
+    line_ids, line_rows = _internal_branch_rows(net, "line")
+    line_ka = base_mva / (SQRT3 * base_kv(line_rows, F_BUS))
+    di_ka = _loaded_end_sensitivity(internal, line_rows, V, dV, line_ka, line_ka)
+
+    # Trafos: percent loading = kA x rated kV of that side x sqrt(3) / rating x 100.
+    trafo_ids, trafo_rows = _internal_branch_rows(net, "trafo")
+    trafo = net.trafo.loc[trafo_ids]
+    rating = (trafo.sn_mva * trafo.df * trafo.parallel).to_numpy()
+    hv_pct = base_mva * trafo.vn_hv_kv.to_numpy() / base_kv(trafo_rows, F_BUS) / rating * 100
+    lv_pct = base_mva * trafo.vn_lv_kv.to_numpy() / base_kv(trafo_rows, T_BUS) / rating * 100
+    dt_pct = _loaded_end_sensitivity(internal, trafo_rows, V, dV, hv_pct, lv_pct)
+
+    return Sensitivities(
+        dv_dp=frame(dv, internal_of_bus.index, 0),
+        dv_dq=frame(dv, internal_of_bus.index, 1),
+        di_dp=frame(di_ka, line_ids, 0),
+        di_dq=frame(di_ka, line_ids, 1),
+        dt_dp=frame(dt_pct, trafo_ids, 0),
+        dt_dq=frame(dt_pct, trafo_ids, 1),
+    )
+
+
+def _loaded_end_sensitivity(internal: dict, rows: np.ndarray, V: np.ndarray, dV: np.ndarray,
+                            from_scale: np.ndarray, to_scale: np.ndarray) -> np.ndarray:
+    """d|I|/d(injection) at the more loaded end of each branch, in that end's scaled unit.
+
+    `from_scale`/`to_scale` convert p.u. current at each end to the reported unit (kA
+    for lines, percent loading for trafos); the end with the larger scaled value is
+    the one pandapower reports, so its derivative is the one returned.
+    """
+    if len(rows) == 0:
+        return np.zeros((0, dV.shape[1]))
+    Yf, Yt = internal["Yf"][rows], internal["Yt"][rows]
+    If, It = Yf @ V, Yt @ V
+    from_larger = np.abs(If) * from_scale >= np.abs(It) * to_scale
+    I0 = np.where(from_larger, If, It)
+    dI = np.where(from_larger[:, None], Yf @ dV, Yt @ dV)
+    scale = np.where(from_larger, from_scale, to_scale)
+    mag = np.abs(I0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sens = np.real(np.conj(I0)[:, None] * dI) / mag[:, None]
+    sens[mag == 0] = 0.0
+    return sens * scale[:, None]

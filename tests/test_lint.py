@@ -1,0 +1,18 @@
+"""The code base stays ruff-clean (ruff is part of the test extra)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff not installed")
+def test_ruff_is_clean():
+    result = subprocess.run(["ruff", "check", "lfm_abm", "tests", "studies"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
