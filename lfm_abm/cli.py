@@ -64,6 +64,54 @@ def cmd_needs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_clear(args: argparse.Namespace) -> int:
+    """Clear one bid file on a grid's default day and write awards with payments."""
+    from dataclasses import replace
+
+    from lfm_abm.market.bids import read_bids, read_table, write_table
+    from lfm_abm.market.clearing import Market, MarketCase
+    from lfm_abm.market.devices import validate_devices
+    from lfm_abm.market.params import MarketParams
+
+    net, scenario = _grid_and_scenario(args)
+    params = replace(MarketParams(), relinearise=args.relinearise)
+    if args.voll is not None:
+        params = replace(params, voll=args.voll)
+    case = MarketCase.build(net, scenario, params=params)
+    bids = read_bids(args.bids, buses=case.buses, n_periods=case.n_periods,
+                     price_cap=params.price_cap)
+    devices = None
+    if args.devices:
+        devices = validate_devices(read_table(args.devices, "devices"), bids, source=args.devices)
+    market = Market(case, args.design, args.pricing)
+    result = market.clear(bids, devices, check=False)
+    summary = result.summary(params.voll)
+    before = case.baseline_needs
+    print(f"design {result.design}, {args.pricing}: {len(bids)} bids, "
+          f"{int((result.awards.awarded > 0).sum())} awarded")
+    print(f"baseline need: {case.mw_equivalent(before).sum():.3f} MW-eq "
+          f"({int((before.service == 'CM').sum())} CM, {int((before.service == 'VC').sum())} VC)")
+    print(f"procurement cost: {summary['procurement_cost']:.2f} EUR "
+          f"(at bid prices {summary['cost_at_bid_prices']:.2f} EUR)")
+    print("volume: " + ", ".join(f"{k} {v:.3f}" for k, v in result.volumes().items())
+          + " (MWh / MVArh)")
+    print(f"unmet need before AC validation: {summary['unmet_need_before']:.4f} MW-eq")
+    print(f"unmet need after AC validation: {summary['unmet_need_after_ac']:.4f} MW-eq "
+          f"(CM {summary['unmet_cm_after_ac_mva']:.4f} MVA, "
+          f"VC {summary['unmet_vc_after_ac_pu']:.4f} p.u., "
+          f"collateral {summary['collateral_after_ac']:.4f} MW-eq), "
+          f"VOLL cost {summary['unmet_cost_after_ac']:.2f} EUR")
+    if result.validation is not None and len(result.validation.linearisation):
+        lin = result.validation.linearisation
+        print(f"linearisation error: voltage {lin.vm_error_pu.max():.5f} p.u., "
+              f"loading {lin.loading_error_pct.max():.3f} percentage points")
+    if args.out:
+        columns = [*bids.columns, "awarded", "payment", "price_paid"]
+        write_table(result.awards[columns], args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per job."""
     parser = argparse.ArgumentParser(prog="lfm-abm", description=__doc__.splitlines()[0])
@@ -79,6 +127,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fraction of the thermal limit targeted (e.g. 0.95)")
     needs.add_argument("--out", help="also write the tidy needs table to this CSV file")
     needs.set_defaults(func=cmd_needs)
+
+    clear = sub.add_parser("clear", help="clear one bid file and report awards and payments")
+    _add_grid_arguments(clear)
+    clear.add_argument("--design", required=True,
+                       help="SERVICE_PRODUCT (CM|VC|CMVC x P|Q|PQ) or stages joined by '>'")
+    clear.add_argument("--bids", required=True, help="bid file (CSV or Parquet)")
+    clear.add_argument("--pricing", default="pay-as-bid", choices=["pay-as-bid", "marginal"])
+    clear.add_argument("--devices", help="device capability file (CSV or Parquet): device_id, "
+                                         "period, p_mw, q_mvar, s_mva")
+    clear.add_argument("--relinearise", type=int, default=0,
+                       help="re-clear the AC residual up to N times (default 0)")
+    clear.add_argument("--voll", type=float, help="value of lost load, EUR/MWh (default 1000)")
+    clear.add_argument("--out", help="write awards with payments (.csv or .parquet)")
+    clear.set_defaults(func=cmd_clear)
     return parser
 
 

@@ -34,3 +34,30 @@ def test_console_script_runs():
     result = subprocess.run([sys.executable, "-m", "lfm_abm.cli", "--help"],
                             capture_output=True, text=True, check=True)
     assert "needs" in result.stdout
+
+
+def test_clear_writes_awards_with_payments(tmp_path, capsys, cigre_case):
+    from conftest import ample_bids
+
+    bids_path = tmp_path / "bids.csv"
+    ample_bids(cigre_case).to_csv(bids_path, index=False)
+    out = tmp_path / "awards.parquet"
+    code = main(["clear", "--grid", "cigre-mv", "--design", "CMVC_PQ", "--bids", str(bids_path),
+                 "--pricing", "marginal", "--relinearise", "2", "--out", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "procurement cost" in text and "unmet need after AC validation: 0.0000" in text
+    import pandas as pd
+
+    awards = pd.read_parquet(out)
+    assert {"awarded", "payment", "bid_id", "device_id"} <= set(awards.columns)
+    assert awards.payment.sum() > 0
+
+
+def test_clear_with_a_broken_bid_file_exits_2(tmp_path, capsys):
+    path = tmp_path / "bids.csv"
+    path.write_text("bid_id,provider_id,bus,period,product,quantity,price\n"
+                    "x,f,3,0,P_up,-1,50\n")
+    assert main(["clear", "--grid", "cigre-mv", "--design", "CM_P", "--bids", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "quantity" in err and len(err.strip().splitlines()) == 1

@@ -225,11 +225,16 @@ class PeriodInjections:
     q_mvar: dict[str, pd.DataFrame]
 
     def apply(self, net: pp.pandapowerNet, period: int) -> None:
-        """Write period `period`'s set-points into the net's element tables."""
+        """Write period `period`'s set-points into the net's element tables.
+
+        Rows added to the net later (e.g. the market's flexibility injections) keep
+        their own values.
+        """
         for element in ELEMENTS:
-            if element in self.p_mw and len(net[element]):
-                net[element]["p_mw"] = self.p_mw[element].iloc[period].to_numpy()
-                net[element]["q_mvar"] = self.q_mvar[element].iloc[period].to_numpy()
+            if element in self.p_mw and len(self.p_mw[element].columns):
+                p, q = self.p_mw[element], self.q_mvar[element]
+                net[element].loc[p.columns, "p_mw"] = p.iloc[period].to_numpy()
+                net[element].loc[q.columns, "q_mvar"] = q.iloc[period].to_numpy()
 
 
 def period_injections(net: pp.pandapowerNet, scenario: Scenario,

@@ -33,6 +33,30 @@ F_BUS, T_BUS = 0, 1  # pypower branch columns
 
 
 @dataclass(frozen=True)
+class BranchPhasors:
+    """Complex branch current at its more loaded end and its change per MW/MVAr injected.
+
+    Units: kA for lines, percent of rating for trafos. The magnitude sensitivity is
+    Re(conj(I) dI) / |I|; the complex form lets the market bound |I| with several
+    linear cuts instead of one tangent, which matters when flexibility rotates I.
+    """
+
+    current: pd.Series  # complex
+    d_dp: pd.DataFrame  # complex, per MW
+    d_dq: pd.DataFrame  # complex, per MVAr
+
+    def magnitude_sensitivity(self, kind: str) -> pd.DataFrame:
+        """d|I|/d(injection) of kind 'p' or 'q' (real, same units as the current)."""
+        d = self.d_dp if kind == "p" else self.d_dq
+        current = self.current.to_numpy()
+        magnitude = np.abs(current)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            unit = np.where(magnitude > 0, np.conj(current) / magnitude, 0.0)
+        return pd.DataFrame(np.real(unit[:, None] * d.to_numpy()), index=d.index,
+                            columns=d.columns)
+
+
+@dataclass(frozen=True)
 class Sensitivities:
     """Linear response of voltages and branch loadings to bus injections (per MW/MVAr).
 
@@ -46,6 +70,8 @@ class Sensitivities:
     di_dq: pd.DataFrame  # kA of line current per MVAr injected
     dt_dp: pd.DataFrame  # percent trafo loading per MW injected
     dt_dq: pd.DataFrame  # percent trafo loading per MVAr injected
+    line_phasors: BranchPhasors  # complex line current (kA) and its sensitivities
+    trafo_phasors: BranchPhasors  # complex trafo loading (percent) and its sensitivities
 
     @property
     def buses(self) -> pd.Index:
@@ -150,7 +176,7 @@ def sensitivities(net: pp.pandapowerNet, buses: list[int] | None = None) -> Sens
     # Lines: kA = p.u. current x baseMVA / (sqrt(3) x base kV), same at both ends.
     line_ids, line_rows = _internal_branch_rows(net, "line")
     line_ka = base_mva / (SQRT3 * base_kv(line_rows, F_BUS))
-    di_ka = _loaded_end_sensitivity(internal, line_rows, V, dV, line_ka, line_ka)
+    line = _loaded_end_currents(internal, line_rows, V, dV, line_ka, line_ka)
 
     # Trafos: percent loading = kA x rated kV of that side x sqrt(3) / rating x 100.
     trafo_ids, trafo_rows = _internal_branch_rows(net, "trafo")
@@ -158,36 +184,41 @@ def sensitivities(net: pp.pandapowerNet, buses: list[int] | None = None) -> Sens
     rating = (trafo.sn_mva * trafo.df * trafo.parallel).to_numpy()
     hv_pct = base_mva * trafo.vn_hv_kv.to_numpy() / base_kv(trafo_rows, F_BUS) / rating * 100
     lv_pct = base_mva * trafo.vn_lv_kv.to_numpy() / base_kv(trafo_rows, T_BUS) / rating * 100
-    dt_pct = _loaded_end_sensitivity(internal, trafo_rows, V, dV, hv_pct, lv_pct)
+    tr = _loaded_end_currents(internal, trafo_rows, V, dV, hv_pct, lv_pct)
 
+    def phasors(currents: tuple[np.ndarray, np.ndarray], ids: pd.Index) -> BranchPhasors:
+        current, d_current = currents
+        return BranchPhasors(pd.Series(current, index=ids), frame(d_current, ids, 0),
+                             frame(d_current, ids, 1))
+
+    line_phasors, trafo_phasors = phasors(line, line_ids), phasors(tr, trafo_ids)
     return Sensitivities(
         dv_dp=frame(dv, internal_of_bus.index, 0),
         dv_dq=frame(dv, internal_of_bus.index, 1),
-        di_dp=frame(di_ka, line_ids, 0),
-        di_dq=frame(di_ka, line_ids, 1),
-        dt_dp=frame(dt_pct, trafo_ids, 0),
-        dt_dq=frame(dt_pct, trafo_ids, 1),
+        di_dp=line_phasors.magnitude_sensitivity("p"),
+        di_dq=line_phasors.magnitude_sensitivity("q"),
+        dt_dp=trafo_phasors.magnitude_sensitivity("p"),
+        dt_dq=trafo_phasors.magnitude_sensitivity("q"),
+        line_phasors=line_phasors,
+        trafo_phasors=trafo_phasors,
     )
 
 
-def _loaded_end_sensitivity(internal: dict, rows: np.ndarray, V: np.ndarray, dV: np.ndarray,
-                            from_scale: np.ndarray, to_scale: np.ndarray) -> np.ndarray:
-    """d|I|/d(injection) at the more loaded end of each branch, in that end's scaled unit.
+def _loaded_end_currents(internal: dict, rows: np.ndarray, V: np.ndarray, dV: np.ndarray,
+                         from_scale: np.ndarray, to_scale: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Complex current at the more loaded end of each branch and its change per injection.
 
     `from_scale`/`to_scale` convert p.u. current at each end to the reported unit (kA
-    for lines, percent loading for trafos); the end with the larger scaled value is
-    the one pandapower reports, so its derivative is the one returned.
+    for lines, percent loading for trafos); the end with the larger scaled magnitude is
+    the one pandapower reports, so that end is returned, in its scaled unit.
     """
     if len(rows) == 0:
-        return np.zeros((0, dV.shape[1]))
+        return np.zeros(0, dtype=complex), np.zeros((0, dV.shape[1]), dtype=complex)
     Yf, Yt = internal["Yf"][rows], internal["Yt"][rows]
     If, It = Yf @ V, Yt @ V
     from_larger = np.abs(If) * from_scale >= np.abs(It) * to_scale
-    I0 = np.where(from_larger, If, It)
-    dI = np.where(from_larger[:, None], Yf @ dV, Yt @ dV)
     scale = np.where(from_larger, from_scale, to_scale)
-    mag = np.abs(I0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sens = np.real(np.conj(I0)[:, None] * dI) / mag[:, None]
-    sens[mag == 0] = 0.0
-    return sens * scale[:, None]
+    current = np.where(from_larger, If, It) * scale
+    d_current = np.where(from_larger[:, None], Yf @ dV, Yt @ dV) * scale[:, None]
+    return current, d_current

@@ -1,0 +1,151 @@
+"""Bids: the rows FSPs submit to the market, with validation and CSV/Parquet I/O.
+
+Columns: bid_id, provider_id, bus, period, product, quantity, price, device_id.
+Products follow the injection convention: P_up = more injection or less consumption,
+P_down = less injection or more consumption; Q_up/Q_down likewise for reactive power.
+Quantities are MW or MVAr per period, prices EUR/MWh or EUR/MVArh. A non-empty
+device_id ties the bid to a device whose capability circle couples its P and Q bids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lfm_abm.errors import InputError
+
+PRODUCTS = ("P_up", "P_down", "Q_up", "Q_down")
+BID_COLUMNS = ["bid_id", "provider_id", "bus", "period", "product", "quantity", "price",
+               "device_id"]
+#: +1 where the product raises net injection, -1 where it lowers it.
+PRODUCT_SIGN = {"P_up": 1.0, "P_down": -1.0, "Q_up": 1.0, "Q_down": -1.0}
+
+
+def product_family(product: str) -> str:
+    """'P' for active-power products, 'Q' for reactive-power products."""
+    return product[0]
+
+
+def empty_bids() -> pd.DataFrame:
+    """A bid table with no rows and the right columns and dtypes."""
+    return validate_bids(pd.DataFrame(columns=BID_COLUMNS))
+
+
+def _fail(source: str, row: int, bid_id: object, field: str, message: str,
+          allowed: Iterable[object] | None = None) -> InputError:
+    return InputError(f"row {row} (bid_id {bid_id}): {message}", source=source, field=field,
+                      allowed=allowed)
+
+
+def validate_bids(
+    bids: pd.DataFrame,
+    *,
+    buses: Iterable[int] | None = None,
+    n_periods: int | None = None,
+    price_cap: float | None = None,
+    source: str = "bids",
+) -> pd.DataFrame:
+    """Check and normalise a bid table; the first problem raises `InputError` naming it.
+
+    `buses` are the buses where an injection can be bid (PQ buses), `n_periods` the
+    number of scenario periods, `price_cap` the highest admissible price (the VOLL).
+    Rows are reported 1-based as in a spreadsheet (header = row 0).
+    """
+    missing = [c for c in BID_COLUMNS if c not in bids.columns and c != "device_id"]
+    if missing:
+        raise InputError(f"missing column {missing[0]!r}", source=source, field=missing[0],
+                         allowed=BID_COLUMNS)
+    out = bids.copy()
+    if "device_id" not in out:
+        out["device_id"] = ""
+    out = out[BID_COLUMNS].reset_index(drop=True)
+    out["device_id"] = out["device_id"].fillna("").astype(str)
+    out["bid_id"] = out["bid_id"].astype(str)
+    out["provider_id"] = out["provider_id"].fillna("").astype(str)
+    for column in ("bus", "period"):
+        out[column] = _integers(out, column, source)
+    for column in ("quantity", "price"):
+        out[column] = _floats(out, column, source)
+    checks: list[tuple[str, pd.Series, object, Iterable[object] | None]] = [
+        ("product", ~out["product"].isin(PRODUCTS), "unknown product {product!r}", PRODUCTS),
+        ("quantity", ~np.isfinite(out.quantity) | (out.quantity < 0),
+         "must be a finite number >= 0, got {quantity}", None),
+        ("price", ~np.isfinite(out.price), "must be finite, got {price}", None),
+    ]
+    if price_cap is not None:
+        checks.append(("price", out.price > price_cap,
+                       f"{{price}} is above the market's price cap {price_cap}", None))
+    if buses is not None:
+        allowed_buses = sorted({int(b) for b in buses})
+        checks.append(("bus", ~out.bus.isin(allowed_buses),
+                       "bus {bus} is not a bus where injections can be bid", allowed_buses))
+    if n_periods is not None:
+        checks.append(("period", (out.period < 0) | (out.period >= n_periods),
+                       f"period {{period}} is outside 0..{n_periods - 1}", None))
+    for field, bad, message, allowed in checks:
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            bid = out.iloc[row]
+            raise _fail(source, row + 1, bid.bid_id, field, str(message).format(**bid), allowed)
+    duplicated = out.bid_id.duplicated()
+    if duplicated.any():
+        row = int(np.flatnonzero(duplicated)[0]) + 1
+        raise _fail(source, row, out.bid_id[row - 1], "bid_id", "bid_id is not unique")
+    return out
+
+
+def _integers(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
+    values = pd.to_numeric(frame[column], errors="coerce")
+    bad = values.isna() | (values != values.round())
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise _fail(source, row + 1, frame.bid_id.iloc[row], column,
+                    f"must be an integer, got {frame[column].iloc[row]!r}")
+    return values.astype(int)
+
+
+def _floats(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
+    values = pd.to_numeric(frame[column], errors="coerce")
+    bad = values.isna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise _fail(source, row + 1, frame.bid_id.iloc[row], column,
+                    f"must be a number, got {frame[column].iloc[row]!r}")
+    return values.astype(float)
+
+
+def read_table(path: str | Path, what: str) -> pd.DataFrame:
+    """Read a CSV or Parquet table chosen by suffix; unreadable files raise InputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found", source=str(path), field=what)
+    try:
+        if path.suffix.lower() == ".parquet":
+            return pd.read_parquet(path)
+        if path.suffix.lower() == ".csv":
+            return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except Exception as exc:  # pandas/pyarrow raise many types for a broken file
+        raise InputError(f"cannot read file ({type(exc).__name__}: {exc})", source=str(path),
+                         field=what) from exc
+    raise InputError(f"unknown file type {path.suffix!r}", source=str(path), field=what,
+                     allowed=[".csv", ".parquet"])
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write a table as CSV or Parquet by the file's suffix."""
+    path = Path(path)
+    if path.suffix.lower() == ".parquet":
+        frame.to_parquet(path, index=False)
+    elif path.suffix.lower() == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        raise InputError(f"unknown file type {path.suffix!r}", source=str(path), field="out",
+                         allowed=[".csv", ".parquet"])
+
+
+def read_bids(path: str | Path, **checks: object) -> pd.DataFrame:
+    """Read and validate a bid file (CSV or Parquet); see `validate_bids` for `checks`."""
+    return validate_bids(read_table(path, "bids"), source=str(path), **checks)

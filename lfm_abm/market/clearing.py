@@ -1,0 +1,338 @@
+"""The market the DSO clears: one design on one market day, round after round.
+
+`MarketCase` holds what is fixed for a day (grid, baseline AC states with
+sensitivities, limits, parameters, the AC evaluator). `Market.clear` takes a bid table
+and returns awards, payments, prices, unmet needs and the AC validation. For a joint
+design the LP is built once per set of bid slots and later rounds only update prices
+and quantities in place (warm HiGHS re-solves). Sequential designs clear each stage on
+the AC operating point left by the stages before it; re-linearisation clears the AC
+residual again at the post-award point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandapower as pp
+import pandas as pd
+
+from lfm_abm.errors import InputError
+from lfm_abm.market.bids import PRODUCT_SIGN, PRODUCTS, validate_bids
+from lfm_abm.market.designs import Design, Stage, parse_design
+from lfm_abm.market.devices import validate_devices
+from lfm_abm.market.engines import ENGINES, LPSolution
+from lfm_abm.market.formulation import DEVICE_COLUMNS, LinearProgram, build_lp, update_bids
+from lfm_abm.market.params import MarketParams
+from lfm_abm.market.pricing import check_pricing, locational_prices, settle
+from lfm_abm.network.ac_validation import (
+    FLEX_COLUMNS,
+    ACEvaluator,
+    ValidationReport,
+    mw_equivalent,
+    voltage_weights,
+)
+from lfm_abm.network.grids import default_scenario, load_grid
+from lfm_abm.network.needs import NeedLimits, find_needs
+from lfm_abm.network.operating_points import OperatingPoint, operating_points
+from lfm_abm.network.scenarios import PeriodInjections, Scenario, period_injections
+
+
+@dataclass
+class MarketCase:
+    """A market day: the grid, its baseline periods with sensitivities, limits, parameters."""
+
+    net: pp.pandapowerNet
+    scenario: Scenario
+    injections: PeriodInjections
+    points: list[OperatingPoint]
+    limits: NeedLimits
+    params: MarketParams
+    evaluator: ACEvaluator = field(repr=False)
+
+    @classmethod
+    def build(cls, grid: str | pp.pandapowerNet, scenario: Scenario | None = None,
+              day: str | None = None, limits: NeedLimits | None = None,
+              params: MarketParams | None = None) -> MarketCase:
+        """Load the grid (name, JSON path or net), run the baseline day, compute sensitivities."""
+        net = load_grid(grid) if isinstance(grid, str) else grid
+        scenario = scenario or default_scenario(net)
+        limits = limits or NeedLimits()
+        injections = period_injections(net, scenario, day)
+        points = list(operating_points(net, scenario, day, with_sensitivities=True,
+                                       injections=injections))
+        evaluator = ACEvaluator(net, injections, points, limits)
+        return cls(net, scenario, injections, points, limits, params or MarketParams(),
+                   evaluator)
+
+    @property
+    def buses(self) -> pd.Index:
+        """Buses where injections can be bid (PQ buses)."""
+        return self.points[0].sens.buses
+
+    @property
+    def n_periods(self) -> int:
+        """Number of periods of the market day."""
+        return len(self.points)
+
+    @property
+    def baseline_needs(self) -> pd.DataFrame:
+        """Needs of the baseline day (before any flexibility)."""
+        return self.evaluator.base_needs
+
+    @property
+    def voltage_weights(self) -> pd.DataFrame:
+        """MW-equivalent per p.u. of voltage need per bus and period."""
+        if not hasattr(self, "_weights"):
+            self._weights = voltage_weights(self.points)
+        return self._weights
+
+    def mw_equivalent(self, needs: pd.DataFrame) -> pd.Series:
+        """Needs converted to MW-equivalent (CM in MVA, VC via the bus weight)."""
+        return mw_equivalent(needs, self.voltage_weights)
+
+
+@dataclass
+class ClearingResult:
+    """Outcome of one clearing: awards and payments, prices, unmet needs, AC validation."""
+
+    design: str
+    pricing: str
+    awards: pd.DataFrame  # bid columns + awarded, payment, price_paid, value_*, stage
+    unmet_linear: pd.DataFrame  # LP slacks: the needs the market itself left unmet
+    prices: pd.DataFrame  # stage, period, bus, product, price (EUR/MWh)
+    flex: pd.DataFrame  # period, bus, dp_mw, dq_mvar
+    validation: ValidationReport | None
+    unmet_after_ac: pd.DataFrame  # AC needs after awards with need_mw_eq (empty if not validated)
+    stats: dict
+
+    @property
+    def procurement_cost(self) -> float:
+        """Sum of payments to FSPs, EUR (= DSO procurement cost)."""
+        return float(self.awards.payment.sum())
+
+    @property
+    def cost_at_bid_prices(self) -> float:
+        """Sum of price x awarded energy, EUR (equals procurement cost under pay-as-bid)."""
+        a = self.awards
+        return float((a.price * a.awarded * a.hours).sum())
+
+    def volumes(self) -> dict[str, float]:
+        """Awarded energy per product, MWh or MVArh."""
+        energy = (self.awards.awarded * self.awards.hours).groupby(self.awards["product"]).sum()
+        return {product: float(energy.get(product, 0.0)) for product in PRODUCTS}
+
+    def summary(self, voll: float) -> dict[str, float]:
+        """Headline numbers: cost, volumes, unmet need before and after AC validation."""
+        ac = self.unmet_after_ac
+        out = {
+            "procurement_cost": self.procurement_cost,
+            "cost_at_bid_prices": self.cost_at_bid_prices,
+            "unmet_need_before": float(self.unmet_linear.need_mw_eq.sum()),
+            "unmet_need_after_ac": float(ac.need_mw_eq.sum()) if len(ac) else 0.0,
+            "unmet_cm_after_ac_mva": float(ac.loc[ac.service == "CM", "need"].sum()),
+            "unmet_vc_after_ac_pu": float(ac.loc[ac.service == "VC", "need"].sum()),
+            "collateral_after_ac": float(ac.loc[ac.kind == "collateral", "need_mw_eq"].sum())
+            if len(ac) else 0.0,
+        }
+        out["unmet_cost_after_ac"] = (float(voll * (ac.need_mw_eq * ac.hours).sum())
+                                      if len(ac) else 0.0)
+        out.update({f"volume_{k}": v for k, v in self.volumes().items()})
+        return out
+
+
+def flex_injections(bids: pd.DataFrame, awarded: np.ndarray) -> pd.DataFrame:
+    """Net injection change per (period, bus) implied by awarded quantities."""
+    signed = awarded * bids["product"].map(PRODUCT_SIGN).to_numpy()
+    is_p = (bids["product"].str[0] == "P").to_numpy()
+    frame = pd.DataFrame({"period": bids.period.to_numpy(), "bus": bids.bus.to_numpy(),
+                          "dp_mw": np.where(is_p, signed, 0.0),
+                          "dq_mvar": np.where(is_p, 0.0, signed)})
+    frame = frame[awarded > 0]
+    if frame.empty:
+        return pd.DataFrame(columns=FLEX_COLUMNS)
+    return frame.groupby(["period", "bus"], as_index=False)[["dp_mw", "dq_mvar"]].sum()
+
+
+def shift_devices(devices: pd.DataFrame | None, bids: pd.DataFrame,
+                  awarded: np.ndarray) -> pd.DataFrame | None:
+    """Device operating points moved by their awarded P and Q bids."""
+    if devices is None or devices.empty:
+        return devices
+    flex = bids.assign(delta=awarded * bids["product"].map(PRODUCT_SIGN).to_numpy(),
+                       family=bids["product"].str[0])
+    flex = flex[(flex.device_id != "") & (awarded > 0)]
+    if flex.empty:
+        return devices
+    moved = flex.pivot_table(index=["device_id", "period"], columns="family", values="delta",
+                             aggfunc="sum", fill_value=0.0)
+    out = devices.set_index(["device_id", "period"])
+    for family, column in (("P", "p_mw"), ("Q", "q_mvar")):
+        if family in moved:
+            out[column] = out[column].add(moved[family], fill_value=0.0)
+    return out.reset_index()[DEVICE_COLUMNS]
+
+
+class Market:
+    """Clears one design with one pricing rule on a market day, reusing the LP across rounds."""
+
+    def __init__(self, case: MarketCase, design: Design | str, pricing: str = "pay-as-bid",
+                 engine: str = "highs") -> None:
+        self.case = case
+        self.design = parse_design(design) if isinstance(design, str) else design
+        self.pricing = check_pricing(pricing)
+        self._engine_cls = ENGINES[engine]
+        self._first = self._engine_cls()  # first stage, baseline point: reused across rounds
+        self._later = self._engine_cls()  # later stages and re-linearisation: rebuilt
+        self._first_lp: LinearProgram | None = None
+        self._devices_key: object = None
+
+    def _solve_first(self, bids: pd.DataFrame, devices: pd.DataFrame | None,
+                     stats: dict) -> tuple[LinearProgram, LPSolution]:
+        stage = self.design.stages[0]
+        update = None
+        if self._first_lp is not None and self._devices_key == _devices_key(devices):
+            update = update_bids(self._first_lp, bids, stage, self.case.n_periods)
+        if update is None:
+            self._first_lp = build_lp(self.case.points, bids, stage, self.case.limits,
+                                      self.case.params, devices)
+            self._devices_key = _devices_key(devices)
+            self._first.load(self._first_lp)
+            stats["rebuilt"] = True
+        else:
+            index, cost, upper = update
+            self._first_lp.bid_index = index
+            self._first.update(cost, upper)
+            stats["rebuilt"] = False
+        return self._first_lp, self._first.solve()
+
+    def _solve_later(self, points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
+                     devices: pd.DataFrame | None) -> tuple[LinearProgram, LPSolution]:
+        lp = build_lp(points, bids, stage, self.case.limits, self.case.params, devices)
+        self._later.load(lp)
+        return lp, self._later.solve()
+
+    def clear(self, bids: pd.DataFrame, devices: pd.DataFrame | None = None,
+              validate: bool = True, check: bool = True) -> ClearingResult:
+        """Clear a round: awards, payments, prices, unmet needs and (optionally) AC validation.
+
+        `devices` (device_id, period, p_mw, q_mvar, s_mva) gives each device's present
+        injection and apparent-power rating for the capability constraints of bids that
+        name it. `check=False` skips bid validation for bids built by trusted code.
+        """
+        case = self.case
+        if check:
+            bids = validate_bids(bids, buses=case.buses, n_periods=case.n_periods,
+                                 price_cap=case.params.price_cap)
+            if devices is None and (bids.device_id != "").any():
+                raise InputError("bids name devices but no device table was given",
+                                 field="device_id")
+            if devices is not None:
+                devices = validate_devices(devices, bids)
+        bids = bids.reset_index(drop=True)
+        hours_all = np.array([case.points[t].hours for t in bids.period])
+        awarded = np.zeros(len(bids))
+        payment = np.zeros(len(bids))
+        values = np.full((len(bids), 2), np.nan)
+        stage_of = np.full(len(bids), -1)
+        unmet, prices = [], []
+        stats = {"iterations": 0, "solve_seconds": 0.0, "lp_rows": 0, "lp_cols": 0,
+                 "warm": False, "rebuilt": True, "stages": 0}
+        points = case.points
+        stages = list(self.design.stages)
+        union = Stage(self.design.services,
+                      frozenset().union(*(s.products for s in self.design.stages)))
+        step = 0
+        while True:
+            if step < len(stages):
+                stage = stages[step]
+            elif step < len(stages) + case.params.relinearise:
+                stage = union
+            else:
+                break
+            if step > 0:
+                points = case.evaluator.evaluate(flex_injections(bids, awarded),
+                                                 with_sensitivities=True)
+                if step >= len(stages) and not _has_need(points, union, case.limits):
+                    break
+            remaining = bids.assign(quantity=np.maximum(bids.quantity.to_numpy() - awarded, 0.0))
+            moved = shift_devices(devices, bids, awarded)
+            if step == 0:
+                lp, solution = self._solve_first(remaining, moved, stats)
+                stats["warm"] = solution.warm
+                stats["lp_rows"], stats["lp_cols"] = lp.matrix.shape
+            else:
+                lp, solution = self._solve_later(points, remaining, stage, moved)
+            stats["iterations"] += solution.iterations
+            stats["solve_seconds"] += solution.seconds
+            stats["stages"] += 1
+            chosen = remaining.iloc[lp.bid_index]
+            settled = settle(lp, solution, chosen, hours_all[lp.bid_index], self.pricing)
+            index = lp.bid_index
+            gained = settled.awarded.to_numpy()
+            awarded[index] += gained
+            payment[index] += settled.payment.to_numpy()
+            first_award = (gained > 0) & (stage_of[index] < 0)
+            stage_of[index[first_award]] = step
+            unset = np.isnan(values[index, 0])  # keep each bid's value from its first stage
+            values[index[unset]] = settled[["value_locational",
+                                            "value_capability"]].to_numpy()[unset]
+            if step < len(stages):
+                unmet.append(_slack_needs(lp, solution, step))
+            prices.append(locational_prices(lp, solution).assign(stage=step))
+            step += 1
+
+        energy = awarded * hours_all
+        awards = bids.assign(hours=hours_all, awarded=awarded, payment=payment,
+                             price_paid=np.divide(payment, energy, out=np.full(len(bids), np.nan),
+                                                  where=energy > 0),
+                             value_locational=values[:, 0], value_capability=values[:, 1],
+                             stage=stage_of)
+        flex = flex_injections(bids, awarded)
+        validation = case.evaluator.validate(flex) if validate else None
+        after = pd.DataFrame(columns=["period", "service", "need", "need_mw_eq", "kind", "hours"])
+        if validation is not None and len(validation.needs):
+            after = validation.needs.assign(
+                need_mw_eq=case.mw_equivalent(validation.needs),
+                hours=[case.points[t].hours for t in validation.needs.period])
+        return ClearingResult(
+            design=self.design.name,
+            pricing=self.pricing,
+            awards=awards,
+            unmet_linear=pd.concat(unmet, ignore_index=True) if unmet else _slack_frame(),
+            prices=pd.concat(prices, ignore_index=True),
+            flex=flex,
+            validation=validation,
+            unmet_after_ac=after,
+            stats=stats,
+        )
+
+
+def _devices_key(devices: pd.DataFrame | None) -> object:
+    if devices is None or devices.empty:
+        return None
+    return pd.util.hash_pandas_object(devices, index=False).sum()
+
+
+def _has_need(points: list[OperatingPoint], stage: Stage, limits: NeedLimits) -> bool:
+    needs = find_needs(points, limits)
+    return bool(needs.service.isin(stage.services).any())
+
+
+def _slack_frame() -> pd.DataFrame:
+    return pd.DataFrame(columns=["stage", "period", "service", "element", "element_id",
+                                 "need", "unit", "need_mw_eq"])
+
+
+def _slack_needs(lp: LinearProgram, solution: LPSolution, stage: int) -> pd.DataFrame:
+    """Unmet needs the LP itself reports (slack values), in native units and MW-eq."""
+    slack = solution.x[lp.n_bids:]
+    if len(slack) == 0:
+        return _slack_frame()
+    rows = lp.rows.iloc[lp.slack_row].reset_index(drop=True)
+    frame = rows.assign(need=slack, stage=stage, need_mw_eq=slack * rows.mw_per_unit.to_numpy())
+    frame = frame[frame.need > 1e-9]
+    if frame.empty:
+        return _slack_frame()
+    return frame.groupby(["stage", "period", "service", "element", "element_id", "unit"],
+                         as_index=False)[["need", "need_mw_eq"]].sum()[_slack_frame().columns]

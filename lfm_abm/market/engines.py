@@ -1,0 +1,194 @@
+"""LP engines: HiGHS (built once, updated in place, warm re-solves) and a cvxpy reference.
+
+Both return the same `LPSolution`. Row duals follow one convention: y_r > 0 when the
+row's upper bound binds (relaxing it by one unit lowers the cost by y_r), y_r < 0 when
+its lower bound binds. The value of column b is then pi_b = -(A^T y)_b and an optimal
+solution accepts a bid only if its cost is at most pi_b.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from lfm_abm.market.formulation import LinearProgram
+
+
+class SolverError(RuntimeError):
+    """The LP solver did not return an optimal solution (never expected: slacks keep the
+    LP feasible and costs keep it bounded), so the round is recorded as failed."""
+
+
+@dataclass(frozen=True)
+class LPSolution:
+    """Primal values, row duals (convention above), objective and solver statistics."""
+
+    x: np.ndarray
+    row_dual: np.ndarray
+    objective: float
+    iterations: int
+    seconds: float
+    warm: bool
+
+
+def _trivial(lp: LinearProgram) -> LPSolution:
+    """Solution of an LP without rows: accept nothing (all costs are bid prices >= 0)."""
+    x = np.where(lp.cost < 0, lp.col_upper, 0.0)
+    return LPSolution(x, np.zeros(lp.matrix.shape[0]), float(lp.cost @ x), 0, 0.0, False)
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence C-level stdout (HiGHS prints a banner when its first instance is made)."""
+    try:
+        fd = os.dup(1)
+    except OSError:
+        yield
+        return
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+        try:
+            yield
+        finally:
+            os.dup2(fd, 1)
+            os.close(fd)
+
+
+class HighsEngine:
+    """HiGHS simplex on one LP structure; prices and quantities change in place.
+
+    `load` passes a new LP (a new operating point or a new set of bid slots); `update`
+    changes bid costs and upper bounds and the next `solve` starts from the previous
+    optimal basis (warm start), typically a handful of simplex iterations.
+    """
+
+    name = "highs"
+
+    def __init__(self) -> None:
+        import highspy
+
+        with _quiet_stdout():
+            self._highs = highspy.Highs()
+        self._highs.setOptionValue("output_flag", False)
+        self._highs.setOptionValue("solver", "simplex")
+        self._lp: LinearProgram | None = None
+        self._solved_once = False
+
+    def load(self, lp: LinearProgram) -> None:
+        """Pass a new LP to HiGHS (cold: the next solve starts from scratch)."""
+        import highspy
+
+        model = highspy.HighsLp()
+        model.num_col_ = lp.n_cols
+        model.num_row_ = lp.matrix.shape[0]
+        model.col_cost_ = lp.cost
+        model.col_lower_ = np.zeros(lp.n_cols)
+        model.col_upper_ = lp.col_upper
+        model.row_lower_ = lp.row_lower
+        model.row_upper_ = lp.row_upper
+        model.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        model.a_matrix_.start_ = lp.matrix.indptr
+        model.a_matrix_.index_ = lp.matrix.indices
+        model.a_matrix_.value_ = lp.matrix.data
+        self._highs.clearModel()
+        self._highs.passModel(model)
+        self._lp = lp
+        self._solved_once = False
+
+    def update(self, bid_cost: np.ndarray, bid_upper: np.ndarray) -> None:
+        """Change bid costs and quantities in place (the structure stays)."""
+        assert self._lp is not None
+        n = len(bid_cost)
+        index = np.arange(n, dtype=np.int32)
+        self._highs.changeColsCost(n, index, bid_cost)
+        self._highs.changeColsBounds(n, index, np.zeros(n), bid_upper)
+        self._lp.cost[:n] = bid_cost
+        self._lp.col_upper[:n] = bid_upper
+
+    def solve(self) -> LPSolution:
+        """Solve (warm after the first solve of a structure) and return the solution."""
+        import highspy
+
+        lp = self._lp
+        assert lp is not None, "load an LP first"
+        if lp.matrix.shape[0] == 0:
+            return _trivial(lp)
+        warm = self._solved_once
+        start = time.perf_counter()
+        self._highs.run()
+        seconds = time.perf_counter() - start
+        status = self._highs.getModelStatus()
+        if status != highspy.HighsModelStatus.kOptimal:
+            self._solved_once = False
+            raise SolverError(f"HiGHS returned {self._highs.modelStatusToString(status)}")
+        self._solved_once = True
+        solution = self._highs.getSolution()
+        info = self._highs.getInfo()
+        return LPSolution(
+            x=np.clip(np.asarray(solution.col_value), 0.0, lp.col_upper),
+            row_dual=-np.asarray(solution.row_dual),
+            objective=float(info.objective_function_value),
+            iterations=int(info.simplex_iteration_count),
+            seconds=seconds,
+            warm=warm,
+        )
+
+
+class CvxpyEngine:
+    """Reference: the same LP written in cvxpy and rebuilt from scratch on every solve."""
+
+    name = "cvxpy"
+
+    def __init__(self) -> None:
+        self._lp: LinearProgram | None = None
+
+    def load(self, lp: LinearProgram) -> None:
+        """Remember the LP (cvxpy builds its problem at solve time)."""
+        self._lp = lp
+
+    def update(self, bid_cost: np.ndarray, bid_upper: np.ndarray) -> None:
+        """Change bid costs and quantities of the remembered LP."""
+        assert self._lp is not None
+        n = len(bid_cost)
+        self._lp.cost[:n] = bid_cost
+        self._lp.col_upper[:n] = bid_upper
+
+    def solve(self) -> LPSolution:
+        """Build the cvxpy problem, solve it with HiGHS through cvxpy, read duals back."""
+        import cvxpy as cp
+
+        lp = self._lp
+        assert lp is not None, "load an LP first"
+        if lp.matrix.shape[0] == 0:
+            return _trivial(lp)
+        start = time.perf_counter()
+        x = cp.Variable(lp.n_cols)
+        finite_up = np.flatnonzero(np.isfinite(lp.row_upper))
+        finite_lo = np.flatnonzero(np.isfinite(lp.row_lower))
+        upper_rows = lp.matrix[finite_up] @ x <= lp.row_upper[finite_up]
+        lower_rows = lp.matrix[finite_lo] @ x >= lp.row_lower[finite_lo]
+        bounded = np.flatnonzero(np.isfinite(lp.col_upper))
+        constraints = [upper_rows, lower_rows, x >= 0, x[bounded] <= lp.col_upper[bounded]]
+        problem = cp.Problem(cp.Minimize(lp.cost @ x), constraints)
+        problem.solve(solver=cp.HIGHS)
+        seconds = time.perf_counter() - start
+        if problem.status != cp.OPTIMAL:
+            raise SolverError(f"cvxpy returned {problem.status}")
+        dual = np.zeros(lp.matrix.shape[0])
+        dual[finite_up] += np.asarray(upper_rows.dual_value).ravel()
+        dual[finite_lo] -= np.asarray(lower_rows.dual_value).ravel()
+        return LPSolution(
+            x=np.clip(np.asarray(x.value).ravel(), 0.0, lp.col_upper),
+            row_dual=dual,
+            objective=float(problem.value),
+            iterations=0,
+            seconds=seconds,
+            warm=False,
+        )
+
+
+ENGINES = {"highs": HighsEngine, "cvxpy": CvxpyEngine}

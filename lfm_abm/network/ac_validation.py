@@ -1,0 +1,184 @@
+"""AC validation: apply flexibility to the grid, rerun the power flow, compare with the LP.
+
+Flexibility is applied as net injection changes per bus through one dedicated static
+generator per bus ("lfm flex", scaling 1), so element scaling and the grid's own
+elements stay untouched. Periods without any flexibility keep their baseline state and
+cost no power flow; results are cached by (period, injections) so that a round whose
+awards did not change costs nothing.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import pandapower as pp
+import pandas as pd
+
+from lfm_abm.network.needs import NeedLimits, find_needs
+from lfm_abm.network.operating_points import OperatingPoint, run_power_flow, snapshot
+from lfm_abm.network.scenarios import PeriodInjections
+
+FLEX_TYPE = "lfm_flex"
+FLEX_COLUMNS = ["period", "bus", "dp_mw", "dq_mvar"]
+#: Injection changes below this (MW/MVAr) are treated as no change.
+FLEX_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """AC outcome of a set of flexibility injections over all periods.
+
+    needs: needs after the awards, with `kind` = residual (the element already had
+    that need in the baseline) or collateral (new, caused by the awards).
+    linearisation: per period with flexibility, the largest |predicted - AC| voltage
+    (p.u.) and loading (percentage points) over all buses and branches.
+    """
+
+    points: list[OperatingPoint]
+    needs: pd.DataFrame
+    linearisation: pd.DataFrame
+    power_flows: int
+
+
+def voltage_weights(points: list[OperatingPoint]) -> pd.DataFrame:
+    """MW per p.u. of voltage need at each bus and period: 1 / |dV_n/dP_n| (floored).
+
+    This is the P injection at the bus that would correct one p.u. on its own; it turns
+    voltage needs into MW-equivalents comparable with congestion needs in MVA.
+    """
+    frames = []
+    for op in points:
+        sens = op.sens
+        buses = sens.buses
+        self_sens = np.abs(np.diag(sens.dv_dp.loc[buses, buses].to_numpy()))
+        frames.append(pd.DataFrame({"period": op.period, "element_id": buses.astype(int),
+                                    "mw_per_pu": 1.0 / np.maximum(self_sens, 1e-4)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def mw_equivalent(needs: pd.DataFrame, weights: pd.DataFrame) -> pd.Series:
+    """Need in MW-equivalent: MVA for congestion, p.u. x bus weight for voltage."""
+    if needs.empty:
+        return pd.Series(dtype=float)
+    merged = needs[["period", "element_id", "service"]].merge(
+        weights, on=["period", "element_id"], how="left")
+    factor = np.where(merged.service.to_numpy() == "VC",
+                      merged.mw_per_pu.fillna(1.0 / 1e-4).to_numpy(), 1.0)
+    return pd.Series(needs.need.to_numpy() * factor, index=needs.index)
+
+
+class ACEvaluator:
+    """Re-runs AC power flows for flexibility injections on top of the baseline periods."""
+
+    def __init__(self, net: pp.pandapowerNet, injections: PeriodInjections,
+                 base_points: list[OperatingPoint], limits: NeedLimits,
+                 cache_size: int = 256) -> None:
+        self.net = net
+        self.injections = injections
+        self.base_points = base_points
+        self.limits = limits
+        self.base_needs = find_needs(base_points, limits)
+        self._flex = self._ensure_flex_elements()
+        self._cache: OrderedDict[tuple, OperatingPoint] = OrderedDict()
+        self._cache_size = cache_size
+        self.power_flows = 0
+
+    def _ensure_flex_elements(self) -> pd.Series:
+        net = self.net
+        existing = net.sgen.index[net.sgen.get("type", pd.Series(dtype=str)) == FLEX_TYPE]
+        if len(existing):
+            return pd.Series(existing, index=net.sgen.loc[existing, "bus"].to_numpy())
+        buses = self.base_points[0].sens.buses if self.base_points[0].sens is not None \
+            else net.bus.index
+        ids = [pp.create_sgen(net, bus=int(b), p_mw=0.0, q_mvar=0.0, name=f"lfm flex {b}",
+                              type=FLEX_TYPE) for b in buses]
+        return pd.Series(ids, index=buses)
+
+    def state(self, period: int, flex: pd.DataFrame,
+              with_sensitivities: bool = False) -> OperatingPoint:
+        """AC state of one period with these per-bus injection changes (cached)."""
+        flex = flex[(flex.dp_mw.abs() > FLEX_EPS) | (flex.dq_mvar.abs() > FLEX_EPS)]
+        base = self.base_points[period]
+        if flex.empty:
+            return base
+        flex = flex.sort_values("bus")
+        key = (period, with_sensitivities, tuple(flex.bus), tuple(np.round(flex.dp_mw, 12)),
+               tuple(np.round(flex.dq_mvar, 12)))
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        net = self.net
+        self.injections.apply(net, period)
+        elements = self._flex.loc[flex.bus.to_numpy()].to_numpy()
+        net.sgen.loc[elements, "p_mw"] = flex.dp_mw.to_numpy()
+        net.sgen.loc[elements, "q_mvar"] = flex.dq_mvar.to_numpy()
+        try:
+            run_power_flow(net, base.label)
+            self.power_flows += 1
+            point = snapshot(net, period, base.label, base.hours, with_sensitivities)
+        finally:
+            net.sgen.loc[elements, ["p_mw", "q_mvar"]] = 0.0
+        self._cache[key] = point
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return point
+
+    def evaluate(self, flex: pd.DataFrame,
+                 with_sensitivities: bool = False) -> list[OperatingPoint]:
+        """AC state of every period under the injection changes in `flex` (FLEX_COLUMNS)."""
+        by_period = dict(tuple(flex.groupby("period"))) if len(flex) else {}
+        empty = pd.DataFrame(columns=FLEX_COLUMNS)
+        return [self.state(t, by_period.get(t, empty), with_sensitivities)
+                for t in range(len(self.base_points))]
+
+    def validate(self, flex: pd.DataFrame) -> ValidationReport:
+        """Residual and collateral needs and linearisation error of these injections."""
+        before = self.power_flows
+        points = self.evaluate(flex)
+        needs = find_needs(points, self.limits)
+        baseline = set(zip(self.base_needs.period, self.base_needs.service,
+                           self.base_needs.element, self.base_needs.element_id, strict=True))
+        keys = zip(needs.period, needs.service, needs.element, needs.element_id, strict=True)
+        needs["kind"] = ["residual" if key in baseline else "collateral" for key in keys]
+        return ValidationReport(points, needs, self.linearisation_error(flex, points),
+                                self.power_flows - before)
+
+    def linearisation_error(self, flex: pd.DataFrame,
+                            points: list[OperatingPoint]) -> pd.DataFrame:
+        """Largest |predicted - AC| of voltage and branch loading, per period with flex."""
+        rows = []
+        for period, group in flex.groupby("period"):
+            base, after = self.base_points[int(period)], points[int(period)]
+            if after is base:
+                continue
+            vm, line_pct, trafo_pct = predict(base, group)
+            line = after.branches.line.loading_percent
+            trafo = after.branches.trafo.loading_percent
+            branch_error = np.concatenate([
+                np.abs(line_pct - line.loc[line_pct.index]).to_numpy(),
+                np.abs(trafo_pct - trafo.loc[trafo_pct.index]).to_numpy()])
+            rows.append({
+                "period": int(period),
+                "vm_error_pu": float(np.abs(vm - after.vm_pu.loc[vm.index]).max()),
+                "loading_error_pct": float(branch_error.max(initial=0.0)),
+            })
+        return pd.DataFrame(rows, columns=["period", "vm_error_pu", "loading_error_pct"])
+
+
+def predict(base: OperatingPoint, flex: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Linear prediction of |V| (p.u.) and line/trafo loading (%) after injections."""
+    sens = base.sens
+    dp = flex.groupby("bus").dp_mw.sum().reindex(sens.buses, fill_value=0.0).to_numpy()
+    dq = flex.groupby("bus").dq_mvar.sum().reindex(sens.buses, fill_value=0.0).to_numpy()
+    vm = base.vm_pu.loc[sens.dv_dp.index] + sens.dv_dp.to_numpy() @ dp + sens.dv_dq.to_numpy() @ dq
+
+    def magnitude(phasors) -> pd.Series:  # |I0 + dI| with the complex linearisation
+        change = phasors.d_dp.to_numpy() @ dp + phasors.d_dq.to_numpy() @ dq
+        return (phasors.current + change).abs()
+
+    line = base.branches.line.loc[sens.di_dp.index]
+    line_pct = 100.0 * magnitude(sens.line_phasors) / line.max_i_ka
+    trafo_pct = magnitude(sens.trafo_phasors)
+    return vm, line_pct, trafo_pct

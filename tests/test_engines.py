@@ -1,0 +1,88 @@
+"""HiGHS and the cvxpy reference agree on random LPs; settlement identities always hold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_market_golden import clear
+from toy import bids_frame, make_point
+
+from lfm_abm.market.bids import PRODUCTS
+from lfm_abm.market.engines import CvxpyEngine, HighsEngine
+from lfm_abm.market.params import MarketParams
+
+
+@st.composite
+def instances(draw):
+    """Random small markets: 2-4 buses, 1-2 lines, 1-2 periods, up to 12 bids, devices."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    n = draw(st.integers(2, 4))
+    n_lines = draw(st.integers(1, 2))
+    n_periods = draw(st.integers(1, 2))
+    points = []
+    for t in range(n_periods):
+        base = rng.uniform(0.002, 0.02, (n, n))
+        dv_dp = (base + base.T) / 2
+        points.append(make_point(
+            t, vm=rng.uniform(0.93, 1.07, n), dv_dp=dv_dp, dv_dq=dv_dp * rng.uniform(0.3, 0.8),
+            line_mva=rng.uniform(6.0, 12.0, n_lines), line_limit=10.0,
+            dline_dp=rng.uniform(-0.9, 0.9, (n_lines, n)) + 1j * rng.uniform(-0.2, 0.2,
+                                                                               (n_lines, n)),
+            dline_dq=rng.uniform(-0.5, 0.5, (n_lines, n)) + 1j * rng.uniform(-0.5, 0.5,
+                                                                               (n_lines, n)),
+            hours=float(rng.choice([0.25, 1.0])), line_angle=rng.uniform(-0.6, 0.6, n_lines)))
+    n_bids = draw(st.integers(1, 12))
+    rows, devices = [], []
+    for b in range(n_bids):
+        device = f"d{rng.integers(2)}" if rng.random() < 0.4 else ""
+        rows.append((f"b{b}", int(rng.integers(1, n + 1)), int(rng.integers(n_periods)),
+                     str(rng.choice(PRODUCTS)), float(rng.uniform(0.1, 2.0)),
+                     float(rng.uniform(0.0, 200.0)), device))
+    bids = bids_frame(rows)
+    for device in ("d0", "d1"):
+        for t in range(n_periods):
+            devices.append({"device_id": device, "period": t, "p_mw": rng.uniform(-1, 1),
+                            "q_mvar": rng.uniform(-0.5, 0.5), "s_mva": rng.uniform(0.5, 1.5)})
+    design = draw(st.sampled_from(["CM_P", "VC_Q", "CMVC_PQ", "CM_PQ", "VC_PQ", "CMVC_P"]))
+    return points, bids, pd.DataFrame(devices), design
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(instances())
+def test_highs_and_cvxpy_agree(instance):
+    points, bids, devices, design = instance
+    params = MarketParams(voll=500.0)
+    _, sol_h, award_h, _, prices_h = clear(points, bids, design, devices=devices,
+                                              engine=HighsEngine, params=params)
+    _, sol_c, award_c, _, prices_c = clear(points, bids, design, devices=devices,
+                                              engine=CvxpyEngine, params=params)
+    scale = max(1.0, abs(sol_h.objective))
+    assert sol_h.objective == pytest.approx(sol_c.objective, abs=1e-6 * scale)
+    np.testing.assert_allclose(award_h, award_c, atol=1e-5)
+    dual_scale = max(1.0, np.abs(sol_h.row_dual).max(initial=0.0))
+    np.testing.assert_allclose(sol_h.row_dual, sol_c.row_dual, atol=1e-5 * dual_scale)
+    np.testing.assert_allclose(prices_h.price, prices_c.price, atol=1e-5 * dual_scale)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(instances(), st.sampled_from(["pay-as-bid", "marginal"]))
+def test_settlement_identities_hold(instance, pricing):
+    """Fuzz: the engine never raises; payments add up; nobody is paid below their bid."""
+    points, bids, devices, design = instance
+    lp, sol, awarded, payment, _ = clear(points, bids, design, pricing, devices=devices)
+    hours = np.array([points[t].hours for t in bids.period])
+    at_bid = bids.price.to_numpy() * hours * awarded.to_numpy()
+    assert (awarded.to_numpy() >= -1e-12).all()
+    assert (awarded.to_numpy() <= bids.quantity.to_numpy() + 1e-9).all()
+    bid_cost = float(lp.cost[: lp.n_bids] @ sol.x[: lp.n_bids])
+    slack_cost = float(lp.cost[lp.n_bids:] @ sol.x[lp.n_bids:])
+    assert bid_cost + slack_cost == pytest.approx(sol.objective, rel=1e-7, abs=1e-7)
+    if pricing == "pay-as-bid":
+        np.testing.assert_allclose(payment, at_bid, atol=1e-9)
+    else:
+        tolerance = 1e-6 * max(1.0, np.abs(sol.row_dual).max(initial=0.0))
+        assert (payment.to_numpy() >= at_bid - tolerance).all()

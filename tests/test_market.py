@@ -1,0 +1,162 @@
+"""The market on real grids: designs, engines, warm re-solves, settlement, AC validation."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ample_bids
+
+from lfm_abm.errors import InputError
+from lfm_abm.market.clearing import Market, MarketCase
+from lfm_abm.market.designs import SINGLE_DESIGNS, parse_design
+from lfm_abm.market.params import MarketParams
+
+SEQUENTIAL = ["CM_P>VC_Q", "VC_Q>CM_P", "CM_PQ>VC_PQ", "VC_PQ>CM_PQ", "CM_P>VC_P"]
+
+
+@pytest.fixture(scope="module")
+def relinearised(cigre_case):
+    case = MarketCase.build("cigre-mv", params=MarketParams(relinearise=3))
+    return case, ample_bids(case)
+
+
+def test_joint_design_solves_everything_and_beats_sequential(relinearised):
+    case, bids = relinearised
+    joint = Market(case, "CMVC_PQ").clear(bids)
+    summary = joint.summary(case.params.voll)
+    assert case.baseline_needs.service.nunique() == 2
+    assert summary["unmet_need_after_ac"] == pytest.approx(0.0, abs=1e-6)
+    assert joint.validation.needs.empty
+    solving = []
+    for design in SEQUENTIAL:
+        result = Market(case, design).clear(bids)
+        if result.summary(case.params.voll)["unmet_need_after_ac"] < 1e-6:
+            solving.append(result.procurement_cost)
+    assert solving, "at least one sequential design solves everything"
+    assert joint.procurement_cost <= min(solving) + 1e-6
+
+
+def test_single_service_designs_leave_the_other_need(cigre_case):
+    bids = ample_bids(cigre_case)
+    cm = Market(cigre_case, "CM_P").clear(bids).summary(cigre_case.params.voll)
+    vc = Market(cigre_case, "VC_Q").clear(bids).summary(cigre_case.params.voll)
+    assert cm["unmet_cm_after_ac_mva"] < 0.01 < cm["unmet_vc_after_ac_pu"]
+    assert vc["unmet_vc_after_ac_pu"] < 0.01 < vc["unmet_cm_after_ac_mva"]
+
+
+@pytest.mark.parametrize("design", SINGLE_DESIGNS)
+def test_products_not_admitted_are_never_awarded(cigre_case, design):
+    bids = ample_bids(cigre_case)
+    result = Market(cigre_case, design).clear(bids, validate=False)
+    admitted = parse_design(design).stages[0].products
+    families = result.awards["product"].str[0]
+    assert (result.awards.awarded[~families.isin(admitted)] == 0).all()
+    assert result.awards.awarded.sum() > 0
+
+
+def test_sequential_stage_two_sees_stage_one(cigre_case):
+    result = Market(cigre_case, "CM_P>VC_Q").clear(ample_bids(cigre_case))
+    awards = result.awards[result.awards.awarded > 0]
+    assert set(awards.loc[awards.stage == 0, "product"].str[0]) == {"P"}
+    assert set(awards.loc[awards.stage == 1, "product"].str[0]) == {"Q"}
+    assert result.stats["stages"] == 2
+
+
+@pytest.mark.parametrize("pricing", ["pay-as-bid", "marginal"])
+def test_settlement_identities(cigre_case, pricing):
+    result = Market(cigre_case, "CMVC_PQ", pricing).clear(ample_bids(cigre_case))
+    a = result.awards
+    assert result.procurement_cost == pytest.approx(a.payment.sum())
+    won = a[a.awarded > 1e-9]
+    at_bid = won.price * won.awarded * won.hours
+    if pricing == "pay-as-bid":
+        np.testing.assert_allclose(won.payment, at_bid)
+    else:
+        assert (won.payment >= at_bid - 1e-6).all()
+        assert result.procurement_cost >= result.cost_at_bid_prices - 1e-6
+
+
+def test_engines_agree_on_cigre(cigre_case):
+    bids = ample_bids(cigre_case)
+    fast = Market(cigre_case, "CMVC_PQ", "marginal").clear(bids, validate=False)
+    ref = Market(cigre_case, "CMVC_PQ", "marginal", engine="cvxpy").clear(bids, validate=False)
+    np.testing.assert_allclose(fast.awards.awarded, ref.awards.awarded, atol=1e-6)
+    np.testing.assert_allclose(fast.awards.payment, ref.awards.payment, atol=1e-4)
+    merged = fast.prices.merge(ref.prices, on=["stage", "period", "bus", "product"])
+    np.testing.assert_allclose(merged.price_x, merged.price_y, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_engines_agree_on_simbench(semiurb):
+    case = MarketCase.build(semiurb)
+    rng = np.random.default_rng(3)
+    bids = ample_bids(case, quantity=0.3, periods=[10, 11, 12])
+    bids = bids[rng.random(len(bids)) < 0.25].reset_index(drop=True)
+    fast = Market(case, "CMVC_PQ", "marginal").clear(bids, validate=False)
+    ref = Market(case, "CMVC_PQ", "marginal", engine="cvxpy").clear(bids, validate=False)
+    assert fast.awards.awarded.sum() > 0
+    np.testing.assert_allclose(fast.awards.awarded, ref.awards.awarded, atol=1e-5)
+    merged = fast.prices.merge(ref.prices, on=["stage", "period", "bus", "product"])
+    np.testing.assert_allclose(merged.price_x, merged.price_y, atol=1e-3)
+
+
+def test_warm_update_matches_a_fresh_build(cigre_case):
+    bids = ample_bids(cigre_case)
+    market = Market(cigre_case, "CMVC_PQ", "marginal")
+    first = market.clear(bids, validate=False)
+    assert first.stats["rebuilt"]
+    repriced = bids.assign(price=bids.price * np.linspace(0.5, 1.5, len(bids)),
+                           quantity=bids.quantity * 0.8)
+    warm = market.clear(repriced, validate=False)
+    assert not warm.stats["rebuilt"] and warm.stats["warm"]
+    fresh = Market(cigre_case, "CMVC_PQ", "marginal").clear(repriced, validate=False)
+    np.testing.assert_allclose(warm.awards.awarded, fresh.awards.awarded, atol=1e-7)
+    np.testing.assert_allclose(warm.awards.payment, fresh.awards.payment, atol=1e-5)
+    larger = market.clear(bids.assign(quantity=bids.quantity * 2), validate=False)
+    assert larger.stats["rebuilt"]  # more than the LP was built for: rebuilt, not wrong
+
+
+def test_collateral_need_is_reported(cigre_case):
+    """An 8 MW injection at a feeder end at night overloads and overvoltages a calm grid."""
+    flex = pd.DataFrame({"period": [2], "bus": [11], "dp_mw": [8.0], "dq_mvar": [0.0]})
+    report = cigre_case.evaluator.validate(flex)
+    night = report.needs[report.needs.period == 2]
+    assert set(night.service) == {"CM", "VC"} and (night.kind == "collateral").all()
+    assert report.power_flows == 1
+
+
+def test_small_flex_is_predicted_accurately(cigre_case):
+    flex = pd.DataFrame({"period": [13, 13], "bus": [11, 5], "dp_mw": [-0.2, 0.0],
+                         "dq_mvar": [0.0, -0.1]})
+    lin = cigre_case.evaluator.validate(flex).linearisation
+    assert lin.vm_error_pu.max() < 1e-4 and lin.loading_error_pct.max() < 0.1
+
+
+def test_bids_naming_devices_need_a_device_table(cigre_case):
+    bids = ample_bids(cigre_case).assign(device_id="pv1")
+    with pytest.raises(InputError, match="device table"):
+        Market(cigre_case, "CMVC_PQ").clear(bids)
+
+
+def test_unknown_design_lists_valid_ones(cigre_case):
+    with pytest.raises(InputError) as err:
+        Market(cigre_case, "CMVC_QP")
+    assert "CMVC_PQ" in str(err.value)
+
+
+def test_no_bids_leaves_all_need_unmet_at_voll(cigre_case):
+    empty = ample_bids(cigre_case).iloc[:0]
+    result = Market(cigre_case, "CMVC_PQ").clear(empty)
+    summary = result.summary(cigre_case.params.voll)
+    baseline = cigre_case.mw_equivalent(cigre_case.baseline_needs).sum()
+    assert result.procurement_cost == 0.0
+    assert summary["unmet_need_before"] == pytest.approx(baseline, rel=1e-6)
+    assert summary["unmet_need_after_ac"] == pytest.approx(baseline, rel=1e-6)
+
+
+def test_relinearise_parameter_is_validated():
+    with pytest.raises(InputError, match="relinearise"):
+        replace(MarketParams(), relinearise=-1)

@@ -1,0 +1,73 @@
+"""Hand-made operating points with round-number sensitivities for golden LP tests.
+
+One line (id 0) whose loading is expressed so that 1 kA = 1 MVA (vn = 1/sqrt(3) kV),
+and buses 1 and 2 (PQ). Sensitivities are given directly, so the LP can be solved on
+paper.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from lfm_abm.network.operating_points import BranchState, OperatingPoint
+from lfm_abm.network.sensitivities import BranchPhasors, Sensitivities
+
+BUSES = pd.Index([1, 2])
+
+
+def make_point(period, vm, dv_dp, dv_dq, line_mva, line_limit, dline_dp, dline_dq,
+               hours=1.0, line_angle=None) -> OperatingPoint:
+    """An operating point with buses 1..n (all PQ) and lines 0..L-1; 1 kA = 1 MVA.
+
+    `line_angle` (radians) rotates each line's current phasor; its sensitivities are
+    given in-phase (real) unless complex arrays are passed.
+    """
+    vm = np.asarray(vm, dtype=float)
+    buses = pd.Index(np.arange(1, len(vm) + 1))
+    lines = pd.Index(np.arange(len(line_mva)))
+    line_mva = np.asarray(line_mva, dtype=float)
+    line_limit = np.broadcast_to(np.asarray(line_limit, dtype=float), line_mva.shape)
+    line = pd.DataFrame({"i_ka": line_mva, "max_i_ka": line_limit,
+                         "loading_percent": 100 * line_mva / line_limit,
+                         "vn_kv": 1 / math.sqrt(3)}, index=lines)
+    trafo = pd.DataFrame(columns=["loading_percent", "sn_mva", "vn_hv_kv"], dtype=float)
+    angle = np.zeros(len(lines)) if line_angle is None else np.asarray(line_angle)
+
+    def frame(values, index, dtype=float):
+        return pd.DataFrame(np.asarray(values, dtype=dtype).reshape(len(index), len(buses)),
+                            index=index, columns=buses)
+
+    phasors = BranchPhasors(pd.Series(line_mva * np.exp(1j * angle), index=lines),
+                            frame(dline_dp, lines, complex), frame(dline_dq, lines, complex))
+    empty = pd.DataFrame(np.zeros((0, len(buses))), columns=buses)
+    sens = Sensitivities(
+        dv_dp=frame(dv_dp, buses), dv_dq=frame(dv_dq, buses),
+        di_dp=phasors.magnitude_sensitivity("p"), di_dq=phasors.magnitude_sensitivity("q"),
+        dt_dp=empty, dt_dq=empty, line_phasors=phasors,
+        trafo_phasors=BranchPhasors(pd.Series([], dtype=complex), empty.astype(complex),
+                                    empty.astype(complex)),
+    )
+    return OperatingPoint(period, f"t{period}", hours, pd.Series(vm, index=buses),
+                          BranchState(line, trafo), sens)
+
+
+def toy_point(period=0, *, line_mva=5.0, line_limit=10.0, dline_dp=(0.0, 0.0),
+              dline_dq=(0.0, 0.0), vm=(1.0, 1.0), dv_dp=((0.01, 0.0), (0.0, 0.01)),
+              dv_dq=((0.0, 0.0), (0.0, 0.0)), hours=1.0) -> OperatingPoint:
+    """Two PQ buses (1, 2) and one line (0); sensitivities per MW injected."""
+    return make_point(period, vm, dv_dp, dv_dq, [line_mva], line_limit, [dline_dp],
+                      [dline_dq], hours)
+
+
+def bids_frame(rows: list[tuple]) -> pd.DataFrame:
+    """Bids from (bid_id, bus, period, product, quantity, price[, device_id]) tuples."""
+    records = []
+    for row in rows:
+        bid_id, bus, period, product, quantity, price, *device = row
+        records.append({"bid_id": bid_id, "provider_id": bid_id, "bus": bus, "period": period,
+                        "product": product, "quantity": quantity, "price": price,
+                        "device_id": device[0] if device else ""})
+    return pd.DataFrame(records)
