@@ -112,6 +112,37 @@ def cmd_clear(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_population(args: argparse.Namespace) -> int:
+    """Generate a population for a grid's default day and write it as TOML."""
+    from collections import Counter
+    from pathlib import Path
+
+    from lfm_abm.agents.generator import (
+        GeneratorSettings,
+        generate_population,
+        population_to_toml,
+    )
+    from lfm_abm.agents.inventory import grid_inventory
+    from lfm_abm.market.clearing import MarketCase
+
+    net, scenario = _grid_and_scenario(args)
+    case = MarketCase.build(net, scenario)
+    settings = GeneratorSettings(pv_density=args.pv_density, ev_fleets=args.ev_fleets,
+                                 aggregators=args.aggregators, need_bias=args.need_bias)
+    population = generate_population(case, grid_inventory(case.net, case.injections),
+                                     settings, args.seed)
+    command = (f"lfm-abm population --grid {args.grid} --seed {args.seed} "
+               f"--pv-density {args.pv_density} --ev-fleets {args.ev_fleets} "
+               f"--aggregators {args.aggregators} --need-bias {args.need_bias}")
+    text = population_to_toml(population, header=f"Population for {args.grid}, made with\n"
+                                                 f"  {command} --out {args.out}")
+    Path(args.out).write_text(text)
+    counts = Counter(fsp.type for fsp in population.fsps)
+    print(f"wrote {args.out}: {len(population)} FSPs "
+          f"({', '.join(f'{n} {kind}' for kind, n in counts.items())})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per job."""
     parser = argparse.ArgumentParser(prog="lfm-abm", description=__doc__.splitlines()[0])
@@ -141,6 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("--voll", type=float, help="value of lost load, EUR/MWh (default 1000)")
     clear.add_argument("--out", help="write awards with payments (.csv or .parquet)")
     clear.set_defaults(func=cmd_clear)
+
+    population = sub.add_parser("population", help="generate a population file for a grid")
+    _add_grid_arguments(population)
+    population.add_argument("--out", required=True, help="TOML file to write")
+    population.add_argument("--seed", type=int, default=0)
+    population.add_argument("--pv-density", type=float, default=0.5,
+                            help="share of PV buses that get a PV inverter FSP")
+    population.add_argument("--ev-fleets", type=int, default=4)
+    population.add_argument("--aggregators", type=int, default=2)
+    population.add_argument("--need-bias", type=float, default=2.0,
+                            help="how much more likely buses that move the needs are")
+    population.set_defaults(func=cmd_population)
     return parser
 
 

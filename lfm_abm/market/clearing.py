@@ -103,7 +103,7 @@ class ClearingResult:
     prices: pd.DataFrame  # stage, period, bus, product, price (EUR/MWh)
     flex: pd.DataFrame  # period, bus, dp_mw, dq_mvar
     validation: ValidationReport | None
-    unmet_after_ac: pd.DataFrame  # AC needs after awards with need_mw_eq (empty if not validated)
+    unmet_after_ac: pd.DataFrame  # AC needs after the awards, with need_mw_eq
     stats: dict
 
     @property
@@ -123,20 +123,27 @@ class ClearingResult:
         return {product: float(energy.get(product, 0.0)) for product in PRODUCTS}
 
     def summary(self, voll: float) -> dict[str, float]:
-        """Headline numbers: cost, volumes, unmet need before and after AC validation."""
-        ac = self.unmet_after_ac
+        """Headline numbers: cost, volumes, unmet need before and after AC validation.
+
+        Unmet need is in MW-equivalent summed over periods; after-AC figures are NaN
+        when the round was not AC-validated (unknown is not zero).
+        """
         out = {
             "procurement_cost": self.procurement_cost,
             "cost_at_bid_prices": self.cost_at_bid_prices,
             "unmet_need_before": float(self.unmet_linear.need_mw_eq.sum()),
-            "unmet_need_after_ac": float(ac.need_mw_eq.sum()) if len(ac) else 0.0,
-            "unmet_cm_after_ac_mva": float(ac.loc[ac.service == "CM", "need"].sum()),
-            "unmet_vc_after_ac_pu": float(ac.loc[ac.service == "VC", "need"].sum()),
-            "collateral_after_ac": float(ac.loc[ac.kind == "collateral", "need_mw_eq"].sum())
-            if len(ac) else 0.0,
         }
-        out["unmet_cost_after_ac"] = (float(voll * (ac.need_mw_eq * ac.hours).sum())
-                                      if len(ac) else 0.0)
+        ac = self.unmet_after_ac
+        checked = self.validation is not None
+
+        def after(values: pd.Series) -> float:
+            return float(values.sum()) if checked else float("nan")
+
+        out["unmet_need_after_ac"] = after(ac.need_mw_eq)
+        out["unmet_cm_after_ac_mva"] = after(ac.need[ac.service == "CM"])
+        out["unmet_vc_after_ac_pu"] = after(ac.need[ac.service == "VC"])
+        out["collateral_after_ac"] = after(ac.need_mw_eq[ac.kind == "collateral"])
+        out["unmet_cost_after_ac"] = voll * after(ac.need_mw_eq * ac.hours)
         out.update({f"volume_{k}": v for k, v in self.volumes().items()})
         return out
 
@@ -288,24 +295,33 @@ class Market:
                                                   where=energy > 0),
                              value_locational=values[:, 0], value_capability=values[:, 1],
                              stage=stage_of)
-        flex = flex_injections(bids, awarded)
-        validation = case.evaluator.validate(flex) if validate else None
-        after = pd.DataFrame(columns=["period", "service", "need", "need_mw_eq", "kind", "hours"])
-        if validation is not None and len(validation.needs):
-            after = validation.needs.assign(
-                need_mw_eq=case.mw_equivalent(validation.needs),
-                hours=[case.points[t].hours for t in validation.needs.period])
-        return ClearingResult(
+        result = ClearingResult(
             design=self.design.name,
             pricing=self.pricing,
             awards=awards,
             unmet_linear=pd.concat(unmet, ignore_index=True) if unmet else _slack_frame(),
             prices=pd.concat(prices, ignore_index=True),
-            flex=flex,
-            validation=validation,
-            unmet_after_ac=after,
+            flex=flex_injections(bids, awarded),
+            validation=None,
+            unmet_after_ac=_AFTER_EMPTY,
             stats=stats,
         )
+        return self.validate(result) if validate else result
+
+    def validate(self, result: ClearingResult) -> ClearingResult:
+        """Run the AC validation of a clearing's awards and fill in the needs after it."""
+        case = self.case
+        result.validation = case.evaluator.validate(result.flex)
+        needs = result.validation.needs
+        result.unmet_after_ac = _AFTER_EMPTY
+        if len(needs):
+            result.unmet_after_ac = needs.assign(
+                need_mw_eq=case.mw_equivalent(needs),
+                hours=[case.points[t].hours for t in needs.period])
+        return result
+
+
+_AFTER_EMPTY = pd.DataFrame(columns=["period", "service", "need", "need_mw_eq", "kind", "hours"])
 
 
 def _devices_key(devices: pd.DataFrame | None) -> object:

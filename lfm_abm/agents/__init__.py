@@ -1,0 +1,9 @@
+"""Mesa agents: flexibility service providers (PV inverters, EV fleets, DER aggregators)
+and the DSO, plus populations read from TOML."""
+
+from lfm_abm.agents.dso import DSO
+from lfm_abm.agents.fsp import FSP, DERAggregator, EVFleet, PVInverter
+from lfm_abm.agents.population import FSPSpec, Population, load_population
+
+__all__ = ["DSO", "FSP", "DERAggregator", "EVFleet", "FSPSpec", "PVInverter", "Population",
+           "load_population"]

@@ -1,0 +1,83 @@
+"""The offer book of a market day: every FSP's capacities and true costs, in a fixed order.
+
+Capacities and costs depend only on the day and on which periods have needs, so the
+book is built once per day; each round only the FSPs' markups and withheld shares
+change. Keeping one row order for the whole day keeps the bid slots, and so the LP
+structure, identical from round to round (warm re-solves).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lfm_abm.agents.assets import asset_offers
+from lfm_abm.agents.inventory import GridInventory
+from lfm_abm.agents.population import FSPSpec
+from lfm_abm.market.bids import BID_COLUMNS
+from lfm_abm.market.formulation import DEVICE_COLUMNS
+
+
+@dataclass(frozen=True)
+class OfferBook:
+    """All offers of a day. `group` indexes (FSP, product family) pairs in `groups`."""
+
+    offers: pd.DataFrame  # BID_COLUMNS minus price, plus capacity, cost, fsp, family
+    devices: pd.DataFrame
+    groups: pd.DataFrame  # one row per (fsp, family): fsp_id, family
+    group: np.ndarray  # group index of every offer
+    hours: np.ndarray  # period length of every offer
+
+    def bids(self, markup: np.ndarray, withheld: np.ndarray, price_cap: float) -> pd.DataFrame:
+        """Bid table for per-group markups and withheld shares (arrays over groups).
+
+        Price = true cost x (1 + markup), capped at the market's price cap;
+        quantity = capacity x (1 - withheld share).
+        """
+        offers = self.offers
+        price = np.minimum(offers.cost.to_numpy() * (1.0 + markup[self.group]), price_cap)
+        quantity = offers.capacity.to_numpy() * (1.0 - withheld[self.group])
+        return offers[["bid_id", "provider_id", "bus", "period", "product"]].assign(
+            quantity=quantity, price=price, device_id=offers.device_id.to_numpy())[BID_COLUMNS]
+
+    def truthful_bids(self) -> pd.DataFrame:
+        """Every offer at its true cost and full capacity: the competitive benchmark."""
+        zero = np.zeros(len(self.groups))
+        return self.bids(zero, zero, np.inf)
+
+    def by_group(self, values: np.ndarray) -> np.ndarray:
+        """Sum a per-offer array within each (FSP, family) group."""
+        return np.bincount(self.group, weights=values, minlength=len(self.groups))
+
+
+def build_book(fsps: Sequence[FSPSpec], inventory: GridInventory, hours_of_day: np.ndarray,
+               periods: np.ndarray, period_hours: float) -> OfferBook:
+    """Offers of every FSP for the given periods (those with published needs)."""
+    frames, devices, groups = [], [], []
+    for spec in fsps:
+        for position, asset in enumerate(spec.assets):
+            device_id = f"{spec.id}/{position}"
+            offers, device = asset_offers(asset, inventory, hours_of_day, periods, device_id)
+            if len(offers):
+                frames.append(offers.assign(provider_id=spec.id, asset=position))
+            if len(device):
+                devices.append(device)
+        groups += [(spec.id, family) for family in spec.families]
+    group_frame = pd.DataFrame(groups, columns=["fsp_id", "family"])
+    if frames:
+        offers = pd.concat(frames, ignore_index=True)
+    else:
+        offers = pd.DataFrame(columns=["bus", "period", "product", "capacity", "cost",
+                                       "device_id", "provider_id", "asset"])
+    offers["bid_id"] = (offers.provider_id + "/" + offers.asset.astype(str) + "/"
+                        + offers.period.astype(str) + "/" + offers["product"])
+    offers["family"] = offers["product"].str[0]
+    key = pd.MultiIndex.from_frame(group_frame)
+    group = key.get_indexer(pd.MultiIndex.from_arrays([offers.provider_id, offers.family]))
+    device_frame = (pd.concat(devices, ignore_index=True) if devices
+                    else pd.DataFrame(columns=DEVICE_COLUMNS))
+    return OfferBook(offers.astype({"bus": int, "period": int}), device_frame[DEVICE_COLUMNS],
+                     group_frame, group.astype(int), np.full(len(offers), period_hours))

@@ -1,0 +1,56 @@
+"""The DSO agent: publishes needs, clears the market, AC-validates, keeps the benchmark."""
+
+from __future__ import annotations
+
+import mesa
+import numpy as np
+import pandas as pd
+
+from lfm_abm.market.clearing import ClearingResult, Market, MarketCase
+from lfm_abm.market.designs import Design
+
+
+class DSO(mesa.Agent):
+    """Buys flexibility for one design and pricing rule on each market day it is given.
+
+    The truthful benchmark (every offer at true cost and full capacity) is cleared once
+    per day with its own market instance, so it never disturbs the warm start of the
+    learning market.
+    """
+
+    def __init__(self, model: mesa.Model, design: Design, pricing: str) -> None:
+        super().__init__(model)
+        self.design = design
+        self.pricing = pricing
+        self._markets: dict[str, Market] = {}
+        self._benchmarks: dict[str, dict] = {}
+
+    def market(self, day: str, case: MarketCase) -> Market:
+        """The (reused) market for a day."""
+        if day not in self._markets:
+            self._markets[day] = Market(case, self.design, self.pricing)
+        return self._markets[day]
+
+    def publish_needs(self, case: MarketCase) -> np.ndarray:
+        """Periods with baseline needs of the services this design buys (FSPs bid there)."""
+        needs = case.baseline_needs
+        wanted = needs[needs.service.isin(self.design.services)]
+        return np.array(sorted(wanted.period.unique()), dtype=int)
+
+    def clear(self, day: str, case: MarketCase, bids: pd.DataFrame,
+              devices: pd.DataFrame) -> ClearingResult:
+        """Clear the round (no AC validation: see `validate`)."""
+        return self.market(day, case).clear(bids, devices, validate=False, check=False)
+
+    def validate(self, day: str, result: ClearingResult) -> ClearingResult:
+        """AC-validate the round's awards."""
+        return self._markets[day].validate(result)
+
+    def benchmark(self, day: str, case: MarketCase, bids: pd.DataFrame,
+                  devices: pd.DataFrame) -> dict:
+        """Clearing of truthful bids on the day: cost and outcome of competitive bidding."""
+        if day not in self._benchmarks:
+            market = Market(case, self.design, self.pricing)
+            result = market.clear(bids, devices, validate=True, check=False)
+            self._benchmarks[day] = result.summary(case.params.voll)
+        return self._benchmarks[day]

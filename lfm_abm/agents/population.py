@@ -1,0 +1,246 @@
+"""Populations of flexibility service providers, read from TOML.
+
+A population file lists FSPs under `[[fsp]]`. Every FSP has an `id`, a `type` and a
+`learner` (or takes `[defaults].learner`); its assets depend on the type:
+
+    [[fsp]]                      # a PV inverter: the share of the PV at one bus
+    id = "pv_11"
+    type = "pv_inverter"
+    bus = 11
+    share = 0.8                  # of the PV connected at the bus (default 1.0)
+    oversize = 1.1               # inverter S / rated PV (default 1.1)
+    cost = { P_down = 60.0, Q_up = 4.0, Q_down = 4.0 }   # EUR/MWh, EUR/MVArh
+
+    [[fsp]]                      # an EV fleet: a share of the EV charging at one bus
+    id = "ev_8"
+    type = "ev_fleet"
+    bus = 8
+    charger_mw = 1.0
+    window = [17, 7]
+    v2g_share = 0.3
+    cost = { P_up = 90.0, P_down = 30.0, Q_up = 6.0, Q_down = 6.0 }
+
+    [[fsp]]                      # an aggregator: a portfolio over several buses
+    id = "agg_north"
+    type = "der_aggregator"
+    cost = { P_up = 70.0, P_down = 40.0 }          # defaults for its assets
+    assets = [
+      { kind = "flexible_load", bus = 5, share = 0.3 },
+      { kind = "storage", bus = 9, power_mw = 0.5, cost = { P_up = 50.0, P_down = 50.0,
+        Q_up = 3.0, Q_down = 3.0 } },
+      { kind = "generator", bus = 7, share = 0.5 },
+    ]
+
+Asset kinds and their parameters are listed in `lfm_abm.agents.assets.ASSET_KINDS`.
+Errors name the file, the FSP and the field.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lfm_abm.agents.assets import ASSET_KINDS, AssetSpec, check_cost
+from lfm_abm.agents.inventory import GridInventory
+from lfm_abm.errors import InputError
+from lfm_abm.market.bids import PRODUCTS
+
+FSP_TYPES = {
+    "pv_inverter": "pv",
+    "ev_fleet": "ev",
+    "der_aggregator": None,  # assets listed explicitly
+}
+AGGREGATOR_KINDS = ("flexible_load", "storage", "generator", "pv", "ev")
+_COMMON = {"id", "type", "learner", "cost"}
+
+
+@dataclass(frozen=True)
+class FSPSpec:
+    """One FSP as declared: who, which assets, which learner."""
+
+    id: str
+    type: str
+    assets: tuple[AssetSpec, ...]
+    learner: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """Product families (P, Q) any of its assets offers: one learner each."""
+        found = {product[0] for asset in self.assets for product in asset.cost}
+        return tuple(f for f in ("P", "Q") if f in found)
+
+
+@dataclass(frozen=True)
+class Population:
+    """All FSPs of a study, with where they came from (for error messages)."""
+
+    fsps: tuple[FSPSpec, ...]
+    source: str = "population"
+
+    def __len__(self) -> int:
+        return len(self.fsps)
+
+
+def load_population(path: str | Path) -> Population:
+    """Read and validate a population TOML file (structure only; see `check_against`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found", source=str(path), field="population")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"not valid TOML ({exc})", source=str(path), field="population") from exc
+    return population_from_dict(data, str(path))
+
+
+def population_from_dict(data: Mapping[str, object], source: str = "population") -> Population:
+    """Build a Population from parsed TOML, validating every FSP and field."""
+    unknown = set(data) - {"fsp", "defaults"}
+    if unknown:
+        raise InputError(f"unknown table {sorted(unknown)[0]!r}", source=source,
+                         field=sorted(unknown)[0], allowed=["fsp", "defaults"])
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict) or set(defaults) - {"learner"}:
+        raise InputError("[defaults] may only hold 'learner'", source=source, field="defaults")
+    entries = data.get("fsp", [])
+    if not isinstance(entries, list) or not entries:
+        raise InputError("the population has no FSPs (add [[fsp]] tables)", source=source,
+                         field="fsp")
+    fsps, seen = [], set()
+    for position, entry in enumerate(entries, start=1):
+        spec = _fsp(entry, position, defaults.get("learner", {"kind": "roth-erev"}), source)
+        if spec.id in seen:
+            raise InputError(f"FSP id {spec.id!r} appears twice", source=source,
+                             field=f"fsp {spec.id}: id")
+        seen.add(spec.id)
+        fsps.append(spec)
+    return Population(tuple(fsps), source)
+
+
+def _fsp(entry: object, position: int, default_learner: Mapping, source: str) -> FSPSpec:
+    if not isinstance(entry, dict):
+        raise InputError("must be a table", source=source, field=f"fsp #{position}")
+    fsp_id = entry.get("id")
+    if not isinstance(fsp_id, str) or not fsp_id:
+        raise InputError("missing or empty 'id'", source=source, field=f"fsp #{position}: id")
+    where = f"fsp {fsp_id}"
+    kind = entry.get("type")
+    if kind not in FSP_TYPES:
+        raise InputError(f"unknown type {kind!r}", source=source, field=f"{where}: type",
+                         allowed=FSP_TYPES)
+    learner = entry.get("learner", default_learner)
+    if not isinstance(learner, dict):
+        raise InputError("must be a table such as { kind = \"ucb1\" }", source=source,
+                         field=f"{where}: learner")
+    default_cost = _cost(entry.get("cost", {}), source, f"{where}: cost")
+    if kind == "der_aggregator":
+        extra = set(entry) - _COMMON - {"assets"}
+        if extra:
+            raise InputError(f"unknown field {sorted(extra)[0]!r}", source=source,
+                             field=f"{where}: {sorted(extra)[0]}",
+                             allowed=sorted(_COMMON | {"assets"}))
+        raw_assets = entry.get("assets")
+        if not isinstance(raw_assets, list) or not raw_assets:
+            raise InputError("an aggregator needs a non-empty 'assets' list", source=source,
+                             field=f"{where}: assets")
+        assets = tuple(_asset(a, a.get("kind") if isinstance(a, dict) else None, default_cost,
+                              source, f"{where}: assets[{i}]", AGGREGATOR_KINDS)
+                       for i, a in enumerate(raw_assets))
+    else:
+        body = {k: v for k, v in entry.items() if k not in ("id", "type", "learner")}
+        assets = (_asset(body, FSP_TYPES[kind], {}, source, where, (FSP_TYPES[kind],)),)
+    return FSPSpec(fsp_id, kind, assets, dict(learner))
+
+
+def _cost(raw: object, source: str, where: str) -> dict[str, float]:
+    if not isinstance(raw, dict):
+        raise InputError("must be a table of product = EUR/MWh", source=source, field=where)
+    for product, value in raw.items():
+        if product not in PRODUCTS:
+            raise InputError(f"unknown product {product!r}", source=source,
+                             field=f"{where}.{product}", allowed=PRODUCTS)
+        if not check_cost(value):
+            raise InputError(f"true cost must be a finite number > 0, got {value!r}",
+                             source=source, field=f"{where}.{product}")
+    return {product: float(value) for product, value in raw.items()}
+
+
+def _number(raw: Mapping, name: str, source: str, where: str, low: float, high: float,
+            default: object) -> object:
+    value = raw.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
+            value) or not low <= value <= high:
+        raise InputError(f"must be a number in [{low}, {high}], got {value!r}", source=source,
+                         field=f"{where}: {name}")
+    return float(value)
+
+
+def _asset(raw: object, kind: object, default_cost: Mapping[str, float], source: str,
+           where: str, allowed_kinds: tuple[str, ...]) -> AssetSpec:
+    if not isinstance(raw, dict):
+        raise InputError("must be a table", source=source, field=where)
+    if kind not in allowed_kinds:
+        raise InputError(f"unknown asset kind {kind!r}", source=source, field=f"{where}: kind",
+                         allowed=allowed_kinds)
+    info = ASSET_KINDS[kind]
+    allowed = {"kind", "bus", "share", "cost", *info["params"]}
+    extra = set(raw) - allowed
+    if extra:
+        raise InputError(f"unknown field {sorted(extra)[0]!r}", source=source,
+                         field=f"{where}: {sorted(extra)[0]}", allowed=sorted(allowed))
+    bus = raw.get("bus")
+    if isinstance(bus, bool) or not isinstance(bus, int):
+        raise InputError(f"must be an integer bus id, got {bus!r}", source=source,
+                         field=f"{where}: bus")
+    share = _number(raw, "share", source, where, 0.0, 1.0, 1.0)
+    own = _cost(raw.get("cost", {}), source, f"{where}: cost")
+    for product in own:
+        if product not in info["products"]:
+            raise InputError(f"a {kind} asset cannot offer {product}", source=source,
+                             field=f"{where}: cost.{product}", allowed=info["products"])
+    # The aggregator's default costs apply to whichever products each asset can offer.
+    cost = {p: c for p, c in default_cost.items() if p in info["products"]} | own
+    if not cost:
+        raise InputError("no true cost for any product it can offer", source=source,
+                         field=f"{where}: cost", allowed=info["products"])
+    params: dict[str, object] = {}
+    for name, (default, _) in info["params"].items():
+        if name == "window":
+            window = raw.get(name, default)
+            if (not isinstance(window, list | tuple) or len(window) != 2
+                    or not all(isinstance(h, int) and 0 <= h <= 23 for h in window)):
+                raise InputError(f"must be [first_hour, last_hour] with hours 0..23, got "
+                                 f"{window!r}", source=source, field=f"{where}: window")
+            params[name] = tuple(window)
+        elif name == "q_at_night":
+            value = raw.get(name, default)
+            if not isinstance(value, bool):
+                raise InputError(f"must be true or false, got {value!r}", source=source,
+                                 field=f"{where}: {name}")
+            params[name] = value
+        elif default is None and name not in raw:
+            raise InputError("required", source=source, field=f"{where}: {name}")
+        else:
+            high = 1.0 if name == "v2g_share" else 1e4
+            low = 1.0 if name == "oversize" else 0.0
+            params[name] = _number(raw, name, source, where, low, high, default)
+    return AssetSpec(kind=kind, bus=bus, cost=cost, share=share, params=params)
+
+
+def check_against(population: Population, inventory: GridInventory, buses: list[int]) -> None:
+    """Check every asset against the grid: its bus can be bid at and has what it claims."""
+    allowed = sorted(int(b) for b in buses)
+    for fsp in population.fsps:
+        for i, asset in enumerate(fsp.assets):
+            where = f"fsp {fsp.id}: " + (f"assets[{i}]: " if fsp.type == "der_aggregator" else "")
+            if asset.bus not in allowed:
+                raise InputError(f"bus {asset.bus} is not a bus where injections can be bid",
+                                 source=population.source, field=f"{where}bus", allowed=allowed)
+            needs = ASSET_KINDS[asset.kind]["needs"]
+            if needs and asset.bus not in inventory.buses_with(needs):
+                raise InputError(f"there is no {needs} at bus {asset.bus} in this grid and "
+                                 "scenario", source=population.source, field=f"{where}bus",
+                                 allowed=inventory.buses_with(needs))

@@ -1,0 +1,159 @@
+"""Stateless bandit learners: epsilon-greedy, UCB1 and EXP3.
+
+They treat every round as a pull of a multi-armed bandit: no market state, just which
+action has paid. EXP3 makes no stationarity assumption, so it is the one to use when the
+other providers learn too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+from typing import ClassVar
+
+import numpy as np
+
+from lfm_abm.learning.actions import ActionGrid
+from lfm_abm.learning.base import (
+    Learner,
+    Parameter,
+    Real,
+    epsilon_greedy,
+    epsilon_greedy_probabilities,
+    random_argmax,
+)
+
+
+class EpsilonGreedy(Learner):
+    """Sample-average action values, exploring uniformly with probability epsilon.
+
+    Sutton & Barto (2018), Reinforcement Learning: An Introduction, section 2.2.
+    epsilon: probability of a uniformly random action instead of a best one.
+    decay: epsilon is multiplied by this after every update (1 = constant exploration).
+    initial_value: value of untried actions (above 1 = optimistic, forces early exploration).
+    """
+
+    KIND = "epsilon-greedy"
+    PARAMETERS: ClassVar[dict[str, Parameter]] = {
+        "epsilon": Real(0.1, 0.0, 1.0),
+        "decay": Real(1.0, 0.0, 1.0, low_open=True),
+        "initial_value": Real(0.0),
+    }
+
+    epsilon: float
+    decay: float
+    initial_value: float
+
+    def __init__(self, grid: ActionGrid, /, **params: object) -> None:
+        super().__init__(grid, **params)
+        self.estimates = np.full(self.n_actions, self.initial_value)
+        self.counts = np.zeros(self.n_actions, dtype=np.int64)
+
+    def choose(self, rng: np.random.Generator, state: Hashable | None = None) -> int:
+        """Explore with probability epsilon, else a best action (random among ties)."""
+        return epsilon_greedy(self.estimates, self.epsilon, rng)
+
+    def update(self, action: int, reward: float, state: Hashable | None = None,
+               next_state: Hashable | None = None) -> None:
+        """Move the action's value to the running mean of its rewards; decay epsilon."""
+        reward = self._reward(action, reward)
+        self.counts[action] += 1
+        self.estimates[action] += (reward - self.estimates[action]) / self.counts[action]
+        self.epsilon *= self.decay
+
+    def probabilities(self, state: Hashable | None = None) -> np.ndarray:
+        """epsilon spread uniformly, the rest over the best actions."""
+        return epsilon_greedy_probabilities(self.estimates, self.epsilon)
+
+    def greedy(self, state: Hashable | None = None) -> int:
+        """The action with the highest mean reward (lowest index among ties)."""
+        return int(np.argmax(self.estimates))
+
+
+class UCB1(Learner):
+    """Optimism under uncertainty: the action with the highest upper confidence bound.
+
+    Auer, Cesa-Bianchi & Fischer (2002), Finite-time analysis of the multiarmed bandit
+    problem, Machine Learning 47. Index of action a after t plays, n_a of them of a:
+    mean_a + sqrt(exploration * ln t / n_a).
+    exploration: c in the index; 2 is the paper's UCB1, smaller values explore less.
+    """
+
+    KIND = "ucb1"
+    PARAMETERS: ClassVar[dict[str, Parameter]] = {"exploration": Real(2.0, 0.0, low_open=True)}
+
+    exploration: float
+
+    def __init__(self, grid: ActionGrid, /, **params: object) -> None:
+        super().__init__(grid, **params)
+        self.sums = np.zeros(self.n_actions)
+        self.counts = np.zeros(self.n_actions, dtype=np.int64)
+
+    def choose(self, rng: np.random.Generator, state: Hashable | None = None) -> int:
+        """An untried action (in random order), then the highest index."""
+        untried = np.flatnonzero(self.counts == 0)
+        if untried.size:
+            return int(rng.choice(untried))
+        return random_argmax(self._index(), rng)
+
+    def update(self, action: int, reward: float, state: Hashable | None = None,
+               next_state: Hashable | None = None) -> None:
+        """Add the reward to the action's tally."""
+        self.sums[action] += self._reward(action, reward)
+        self.counts[action] += 1
+
+    def probabilities(self, state: Hashable | None = None) -> np.ndarray:
+        """Uniform over the actions `choose` may pick: untried ones, else those of top index."""
+        untried = self.counts == 0
+        candidates = untried if untried.any() else self._index() == self._index().max()
+        return candidates / candidates.sum()
+
+    def greedy(self, state: Hashable | None = None) -> int:
+        """The tried action with the highest mean reward (action 0 if none is tried)."""
+        means = np.full(self.n_actions, -np.inf)
+        tried = self.counts > 0
+        means[tried] = self.sums[tried] / self.counts[tried]
+        return int(np.argmax(means))
+
+    def _index(self) -> np.ndarray:
+        """Upper confidence bounds; only called once every action is tried."""
+        bonus = np.sqrt(self.exploration * math.log(self.counts.sum()) / self.counts)
+        return self.sums / self.counts + bonus
+
+
+class EXP3(Learner):
+    """Exponential weights for adversarial bandits, robust to co-learning opponents.
+
+    Auer, Cesa-Bianchi, Freund & Schapire (2002), The nonstochastic multiarmed bandit
+    problem, SIAM J. Comput. 32(1). p = (1 - gamma) w / sum(w) + gamma / K; the chosen
+    action's weight grows by exp(gamma * r / (p_a K)), an unbiased importance-weighted
+    estimate of every action's reward.
+    gamma: both the share of uniform exploration and the learning rate.
+    """
+
+    KIND = "exp3"
+    PARAMETERS: ClassVar[dict[str, Parameter]] = {"gamma": Real(0.1, 0.0, 1.0, low_open=True)}
+
+    gamma: float
+
+    def __init__(self, grid: ActionGrid, /, **params: object) -> None:
+        super().__init__(grid, **params)
+        # Log-weights, shifted so the largest is 0: weights never overflow.
+        self.log_weights = np.zeros(self.n_actions)
+
+    def update(self, action: int, reward: float, state: Hashable | None = None,
+               next_state: Hashable | None = None) -> None:
+        """Importance-weighted exponential update of the chosen action."""
+        reward = self._reward(action, reward)
+        chance = self.probabilities()[action]
+        self.log_weights[action] += self.gamma * reward / (chance * self.n_actions)
+        self.log_weights -= self.log_weights.max()
+
+    def probabilities(self, state: Hashable | None = None) -> np.ndarray:
+        """Normalised weights mixed with a uniform share gamma."""
+        weights = np.exp(self.log_weights)
+        return (1.0 - self.gamma) * weights / weights.sum() + self.gamma / self.n_actions
+
+    def greedy(self, state: Hashable | None = None) -> int:
+        """The action of largest weight."""
+        return int(np.argmax(self.log_weights))

@@ -1,0 +1,88 @@
+"""Variant Roth-Erev reinforcement learning, the usual learner of electricity-market ABMs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+from typing import ClassVar
+
+import numpy as np
+
+from lfm_abm.errors import InputError
+from lfm_abm.learning.actions import ActionGrid
+from lfm_abm.learning.base import Choice, Learner, Parameter, Real
+
+# Floor on propensities: after thousands of unrewarded rounds they decay towards 0, and
+# proportional choice needs a positive sum. Far below any value that carries information.
+_TINY = np.finfo(float).tiny
+
+
+class RothErev(Learner):
+    """Propensities reinforced by reward, forgotten with recency, spread by experimentation.
+
+    Variant of Nicolaisen, Petrov & Tesfatsion (2001), Market power and efficiency in a
+    computational electricity market with discriminatory double-auction pricing, IEEE
+    Trans. Evol. Comput. 5(5). For every action j after action k earned reward r:
+    q_j <- (1 - recency) q_j + E_j, with E_k = r (1 - experimentation) and
+    E_j = q_j experimentation / (N - 1) otherwise. Unlike the original Roth-Erev rule, a
+    zero reward still changes the propensities, so unprofitable actions lose ground.
+    recency: how fast old propensities are forgotten.
+    experimentation: share of reinforcement spilled to the actions not chosen; the value
+        (N - 1) / N is rejected (it makes the update uniform and learning stops). With a
+        single action there is nothing to spill to and any value is accepted.
+    initial_propensity: q0 of every action; larger values make early rewards count less.
+    choice: "proportional" (p_j = q_j / sum q) or "gibbs" (p_j proportional to
+        exp(q_j / temperature)).
+    temperature: Gibbs temperature; lower values concentrate choice on the best action.
+    """
+
+    KIND = "roth-erev"
+    PARAMETERS: ClassVar[dict[str, Parameter]] = {
+        "recency": Real(0.1, 0.0, 1.0, high_open=True),
+        "experimentation": Real(0.2, 0.0, 1.0, high_open=True),
+        "initial_propensity": Real(1.0, 0.0, low_open=True),
+        "choice": Choice("proportional", ("proportional", "gibbs")),
+        "temperature": Real(1.0, 0.0, low_open=True),
+    }
+
+    recency: float
+    experimentation: float
+    initial_propensity: float
+    choice: str
+    temperature: float
+
+    def __init__(self, grid: ActionGrid, /, **params: object) -> None:
+        super().__init__(grid, **params)
+        n = self.n_actions
+        if n > 1 and math.isclose(self.experimentation, (n - 1) / n, rel_tol=0, abs_tol=1e-12):
+            raise InputError(
+                f"experimentation (N - 1) / N = {(n - 1) / n:g} with N = {n} actions makes the "
+                "update uniform over all actions, so the learner stops learning",
+                field="learner.experimentation",
+                allowed=[f"a number in [0, 1) other than {(n - 1) / n:g}"])
+        self.propensities = np.full(n, self.initial_propensity)
+
+    def update(self, action: int, reward: float, state: Hashable | None = None,
+               next_state: Hashable | None = None) -> None:
+        """Forget, reinforce the chosen action, spill experimentation to the others."""
+        reward = self._reward(action, reward)
+        q = self.propensities
+        spill = q * (self.experimentation / (self.n_actions - 1)) if self.n_actions > 1 else 0.0
+        updated = (1.0 - self.recency) * q + spill
+        updated[action] = (1.0 - self.recency) * q[action] + reward * (1.0 - self.experimentation)
+        self.propensities = np.maximum(updated, _TINY)
+
+    def probabilities(self, state: Hashable | None = None) -> np.ndarray:
+        """Proportional or Gibbs choice over the propensities."""
+        q = self.propensities
+        # Proportional choice ignores scale and Gibbs choice ignores shifts, so measuring
+        # from the maximum first keeps the sums finite whatever the propensities.
+        if self.choice == "proportional":
+            weights = q / q.max()
+        else:
+            weights = np.exp((q - q.max()) / self.temperature)
+        return weights / weights.sum()
+
+    def greedy(self, state: Hashable | None = None) -> int:
+        """The action of highest propensity."""
+        return int(np.argmax(self.propensities))

@@ -1,0 +1,83 @@
+"""Non-learning benchmarks: truthful bidding and a fixed markup."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+from typing import ClassVar
+
+import numpy as np
+
+from lfm_abm.errors import InputError
+from lfm_abm.learning.actions import ActionGrid
+from lfm_abm.learning.base import Learner, Parameter, Real
+
+
+class Fixed(Learner):
+    """Always the same action: the benchmarks strategic learners are compared with."""
+
+    action: int
+
+    def choose(self, rng: np.random.Generator, state: Hashable | None = None) -> int:
+        """The fixed action; draws nothing from `rng`."""
+        return self.action
+
+    def update(self, action: int, reward: float, state: Hashable | None = None,
+               next_state: Hashable | None = None) -> None:
+        """Nothing to learn."""
+
+    def probabilities(self, state: Hashable | None = None) -> np.ndarray:
+        """All mass on the fixed action."""
+        p = np.zeros(self.n_actions)
+        p[self.action] = 1.0
+        return p
+
+    def greedy(self, state: Hashable | None = None) -> int:
+        """The fixed action."""
+        return self.action
+
+
+class Truthful(Fixed):
+    """Bids true cost and offers all capacity (the grid's truthful action).
+
+    The competitive benchmark: what the market would pay if nobody exercised market power.
+    Takes no parameters.
+    """
+
+    KIND = "truthful"
+
+    def __init__(self, grid: ActionGrid, /, **params: object) -> None:
+        super().__init__(grid, **params)
+        self.action = grid.truthful_index
+
+
+class FixedMarkup(Fixed):
+    """Always bids the same markup over true cost and withholds the same capacity share.
+
+    markup: relative markup over true cost; must be one of the grid's markups (required).
+    withhold: share of capacity withheld; must be one of the grid's withhold values.
+    """
+
+    KIND = "fixed-markup"
+    PARAMETERS: ClassVar[dict[str, Parameter]] = {
+        "markup": Real(None, 0.0),
+        "withhold": Real(0.0, 0.0, 1.0, high_open=True),
+    }
+
+    markup: float
+    withhold: float
+
+    def __init__(self, grid: ActionGrid, /, **params: object) -> None:
+        super().__init__(grid, **params)
+        markup = _position("markup", self.markup, grid.markups)
+        withhold = _position("withhold", self.withhold, grid.withhold)
+        self.action = markup * len(grid.withhold) + withhold
+
+
+def _position(name: str, value: float, values: tuple[float, ...]) -> int:
+    """Index of `value` among the grid's values; a value off the grid is an input error."""
+    for index, candidate in enumerate(values):
+        if math.isclose(value, candidate, rel_tol=1e-9, abs_tol=1e-12):
+            return index
+    raise InputError(f"{value:g} is not on the action grid", field=f"learner.{name}",
+                     allowed=[f"{v:g}" for v in values])

@@ -1,0 +1,239 @@
+"""The Mesa model: one step is one market round.
+
+Each round the DSO publishes the periods with needs, every FSP picks its markups (and
+withheld shares) and submits bids, the DSO clears the market with the design's LP and
+the pricing rule, pays the winners, AC-validates the awards (every `ac_every` rounds),
+and every FSP learns from its profit = payment - true activation cost. The operating
+point either stays fixed (a repeated game on one day) or a day is drawn each round from
+the scenario's days (stochastic days). All randomness comes from the model's seeded
+generator, so a seed reproduces a run exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mesa
+import numpy as np
+import pandas as pd
+
+from lfm_abm.agents.book import OfferBook, build_book
+from lfm_abm.agents.dso import DSO
+from lfm_abm.agents.fsp import AGENT_CLASSES, FSP
+from lfm_abm.agents.inventory import GridInventory, grid_inventory
+from lfm_abm.agents.population import Population, check_against, load_population
+from lfm_abm.errors import InputError, PowerFlowError
+from lfm_abm.learning import ActionGrid, make_learner
+from lfm_abm.market.clearing import MarketCase
+from lfm_abm.market.designs import parse_design
+from lfm_abm.market.engines import SolverError
+from lfm_abm.market.params import MarketParams
+from lfm_abm.market.pricing import check_pricing
+from lfm_abm.network.grids import default_scenario, load_grid
+from lfm_abm.network.needs import NeedLimits
+from lfm_abm.network.scenarios import Scenario
+
+STAGES = ("bidding", "clearing", "settlement", "ac_validation", "learning")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Everything that defines a run except the seed and the number of rounds.
+
+    learner: if given, overrides every FSP's own learner (e.g. to compare learners on
+    one population). ac_every: AC-validate every k-th round, starting with the first;
+    rounds in between report NaN after-AC needs (never a silent zero). resample_days:
+    draw a day per round from `scenario.days` instead of repeating the first.
+    """
+
+    grid: str
+    population: Population
+    design: str
+    pricing: str = "pay-as-bid"
+    scenario: Scenario | None = None
+    limits: NeedLimits = field(default_factory=NeedLimits)
+    market: MarketParams = field(default_factory=MarketParams)
+    actions: ActionGrid = field(default_factory=ActionGrid)
+    learner: Mapping[str, object] | None = None
+    resample_days: bool = False
+    ac_every: int = 1
+
+    def __post_init__(self) -> None:
+        parse_design(self.design)
+        check_pricing(self.pricing)
+        if not isinstance(self.ac_every, int) or self.ac_every < 1:
+            raise InputError(f"must be an integer >= 1, got {self.ac_every!r}",
+                             field="ac_every")
+        if self.learner is not None:
+            make_learner(self.learner, self.actions, source="learner override")
+
+
+@functools.lru_cache(maxsize=16)
+def market_case(grid: str, scenario: Scenario, day: str | None, limits: NeedLimits,
+                params: MarketParams) -> MarketCase:
+    """A market day, built once per process (runs of a study share it)."""
+    return MarketCase.build(load_grid(grid), scenario, day, limits, params)
+
+
+@dataclass
+class Day:
+    """A market day with everything the agents need: case, inventory, offer book."""
+
+    name: str
+    case: MarketCase
+    inventory: GridInventory
+    book: OfferBook
+    periods: np.ndarray
+
+
+class LFMModel(mesa.Model):
+    """Repeated local flexibility market with learning FSPs and a clearing DSO."""
+
+    def __init__(self, settings: ModelSettings, seed: int = 0) -> None:
+        super().__init__(seed=seed)
+        self.settings = settings
+        self.seed_value = seed
+        self.population_source = settings.population.source
+        self.design = parse_design(settings.design)
+        self.scenario = settings.scenario or default_scenario(load_grid(settings.grid))
+        self.days = self.scenario.days or (None,)
+        self.dso = DSO(self, self.design, settings.pricing)
+        self.fsps: list[FSP] = [
+            AGENT_CLASSES[spec.type](self, spec, settings.actions,
+                                     dict(settings.learner) if settings.learner else None)
+            for spec in settings.population.fsps
+        ]
+        self._days: dict[str | None, Day] = {}
+        first = self.day(self.days[0])
+        check_against(settings.population, first.inventory, list(first.case.buses))
+        self.groups = first.book.groups
+        self._group_index = {key: i for i, key in enumerate(
+            zip(self.groups.fsp_id, self.groups.family, strict=True))}
+        self._agent_of = {fsp.fsp_id: fsp for fsp in self.fsps}
+        self.round = 0
+        self.timings = dict.fromkeys(STAGES, 0.0)
+        self.round_records: list[dict] = []
+        self.agent_records: list[dict] = []
+        self.award_records: list[pd.DataFrame] = []
+
+    def day(self, name: str | None) -> Day:
+        """The market day `name`, built on first use."""
+        if name not in self._days:
+            s = self.settings
+            case = market_case(s.grid, self.scenario, name, s.limits, s.market)
+            inventory = grid_inventory(case.net, case.injections)
+            periods = self.dso.publish_needs(case)
+            hours = np.asarray(self.scenario.hours)
+            book = build_book(s.population.fsps, inventory, hours, periods,
+                              self.scenario.period_hours)
+            self._days[name] = Day(str(name or "synthetic"), case, inventory, book, periods)
+        return self._days[name]
+
+    def _next_day(self) -> Day:
+        if self.settings.resample_days and len(self.days) > 1:
+            return self.day(self.days[int(self.rng.integers(len(self.days)))])
+        return self.day(self.days[0])
+
+    def _tick(self, stage: str, start: float) -> float:
+        now = time.perf_counter()
+        self.timings[stage] += now - start
+        return now
+
+    def step(self) -> None:
+        """One market round."""
+        self.round += 1
+        day = self._next_day()
+        book, case = day.book, day.case
+        start = time.perf_counter()
+        markup = np.zeros(len(self.groups))
+        withheld = np.zeros(len(self.groups))
+        actions = np.full(len(self.groups), -1)
+        for fsp in self.fsps:  # fixed order: draws and bid slots identical for a seed
+            for family, action in fsp.choose().items():
+                i = self._group_index[(fsp.fsp_id, family)]
+                actions[i] = action
+                markup[i] = self.settings.actions.markup(action)
+                withheld[i] = self.settings.actions.withheld(action)
+        bids = book.bids(markup, withheld, case.params.price_cap)
+        start = self._tick("bidding", start)
+
+        status = "ok"
+        try:
+            result = self.dso.clear(day.name, case, bids, book.devices)
+            start = self._tick("clearing", start)
+            benchmark = self.dso.benchmark(day.name, case, book.truthful_bids(), book.devices)
+            validate = (self.round - 1) % self.settings.ac_every == 0
+            if validate:
+                self.dso.validate(day.name, result)
+            start = self._tick("ac_validation", start)
+        except (SolverError, PowerFlowError) as exc:
+            status = f"failed: {type(exc).__name__}: {exc}"
+            self.round_records.append({"round": self.round, "day": day.name, "status": status})
+            return
+
+        awards = result.awards
+        payment = awards.payment.to_numpy()
+        true_cost = book.offers.cost.to_numpy() * awards.awarded.to_numpy() * book.hours
+        won = book.by_group(awards.awarded.to_numpy() > 0) > 0
+        revenue, cost = book.by_group(payment), book.by_group(true_cost)
+        offered = book.by_group(awards.quantity.to_numpy() * book.hours)
+        awarded = book.by_group(awards.awarded.to_numpy() * book.hours)
+        start = self._tick("settlement", start)
+
+        for i, (fsp_id, family) in enumerate(zip(self.groups.fsp_id, self.groups.family,
+                                                 strict=True)):
+            reward = self._agent_of[fsp_id].learn(family, revenue[i] - cost[i], bool(won[i]))
+            self.agent_records.append({
+                "round": self.round, "fsp_id": fsp_id,
+                "fsp_type": self._agent_of[fsp_id].spec.type, "family": family,
+                "action": int(actions[i]), "markup": markup[i], "withheld": withheld[i],
+                "offered": offered[i], "awarded": awarded[i], "payment": revenue[i],
+                "true_cost": cost[i], "profit": revenue[i] - cost[i], "reward": reward,
+            })
+        self._tick("learning", start)
+        self._record_round(day, result, benchmark, status)
+
+    def _record_round(self, day: Day, result, benchmark: dict, status: str) -> None:
+        voll = day.case.params.voll
+        summary = result.summary(voll)
+        truthful = benchmark["procurement_cost"]
+        record = {"round": self.round, "day": day.name, "status": status,
+                  "dso_cost": summary["procurement_cost"], "truthful_cost": truthful,
+                  "cost_ratio": summary["procurement_cost"] / truthful if truthful > 0
+                  else float("nan"),
+                  "truthful_unmet_need_after_ac": benchmark["unmet_need_after_ac"],
+                  "ac_validated": result.validation is not None,
+                  "lp_rebuilt": bool(result.stats["rebuilt"]),
+                  "lp_iterations": result.stats["iterations"],
+                  "solve_seconds": result.stats["solve_seconds"]}
+        record.update({k: v for k, v in summary.items() if k != "procurement_cost"})
+        self.round_records.append(record)
+        won = result.awards[result.awards.awarded > 0]
+        self.award_records.append(won.assign(round=self.round))
+
+    def records(self) -> dict[str, pd.DataFrame]:
+        """Tidy tables of the run so far: rounds, agents (per FSP and family), awards."""
+        awards = (pd.concat(self.award_records, ignore_index=True) if self.award_records
+                  else pd.DataFrame())
+        return {"rounds": pd.DataFrame(self.round_records),
+                "agents": pd.DataFrame(self.agent_records), "awards": awards}
+
+
+def simulate(grid: str, population: str | Path | Population, design: str, rounds: int,
+             seed: int, pricing: str = "pay-as-bid", **settings: object) -> pd.DataFrame:
+    """Run `rounds` market rounds and return the per-round records as a DataFrame.
+
+    Columns include round, dso_cost, truthful_cost, unmet_need_before and
+    unmet_need_after_ac (MW-equivalent). Extra keyword arguments go to ModelSettings.
+    """
+    if not isinstance(population, Population):
+        population = load_population(population)
+    model = LFMModel(ModelSettings(grid=grid, population=population, design=design,
+                                   pricing=pricing, **settings), seed=seed)
+    for _ in range(rounds):
+        model.step()
+    return model.records()["rounds"]

@@ -1,0 +1,124 @@
+"""The Mesa model: reproducibility, settlement identities, monopoly and competition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lfm_abm import simulate
+from lfm_abm.agents.population import load_population, population_from_dict
+from lfm_abm.market.clearing import Market
+from lfm_abm.model import LFMModel, ModelSettings
+from lfm_abm.network.scenarios import Scenario
+
+MIDDAY = Scenario(ev_peak_mw=1.5, hours=(12, 13), source="test scenario")
+NO_AC = 10**6  # AC validation only in round 1: these tests are about the economics
+
+
+def run(population, rounds, seed=0, design="CM_P", pricing="pay-as-bid", **settings):
+    if isinstance(population, dict):
+        population = population_from_dict(population, "test population")
+    settings.setdefault("scenario", MIDDAY)
+    settings.setdefault("ac_every", NO_AC)
+    model = LFMModel(ModelSettings("cigre-mv", population, design, pricing, **settings), seed)
+    for _ in range(rounds):
+        model.step()
+    return model, model.records()
+
+
+@pytest.fixture(scope="module")
+def cigre_population():
+    return load_population("agents/cigre_mv.toml")
+
+
+def test_same_seed_same_records_different_seed_differs(cigre_population):
+    _, first = run(cigre_population, 15, seed=4, design="CMVC_PQ", ac_every=5)
+    _, again = run(cigre_population, 15, seed=4, design="CMVC_PQ", ac_every=5)
+    _, other = run(cigre_population, 15, seed=5, design="CMVC_PQ", ac_every=5)
+    timing = ["solve_seconds"]
+    pd.testing.assert_frame_equal(first["rounds"].drop(columns=timing),
+                                  again["rounds"].drop(columns=timing))
+    pd.testing.assert_frame_equal(first["agents"], again["agents"])
+    assert not first["agents"].action.equals(other["agents"].action)
+
+
+@pytest.mark.parametrize("pricing", ["pay-as-bid", "marginal"])
+def test_settlement_identities_every_round(cigre_population, pricing):
+    _, records = run(cigre_population, 12, design="CMVC_PQ", pricing=pricing)
+    rounds, agents = records["rounds"], records["agents"]
+    paid = agents.groupby("round").payment.sum()
+    np.testing.assert_allclose(paid.to_numpy(), rounds.dso_cost.to_numpy(), rtol=1e-9)
+    np.testing.assert_allclose(agents.payment - agents.true_cost, agents.profit)
+    assert (agents.profit >= -1e-6).all()  # nobody is paid below true cost
+    awards = records["awards"]
+    per_round = awards.groupby("round").payment.sum()
+    np.testing.assert_allclose(per_round.to_numpy(), rounds.dso_cost.to_numpy(), rtol=1e-9)
+    if pricing == "pay-as-bid":
+        np.testing.assert_allclose(rounds.dso_cost, rounds.cost_at_bid_prices)
+
+
+def test_monopolist_learns_to_price_at_the_cap():
+    """Only the PV at the feeder end can relieve the midday overload: under pay-as-bid a
+    learning monopolist's markup climbs until its price reaches the VOLL cap."""
+    population = {"fsp": [{"id": "pv_11", "type": "pv_inverter", "bus": 11,
+                           "cost": {"P_down": 60.0}, "learner": {"kind": "roth-erev"}}]}
+    model, records = run(population, 250)
+    agents, rounds = records["agents"], records["rounds"]
+    cap_markup = model.settings.market.voll / 60.0 - 1.0
+    assert agents.markup.head(50).mean() < agents.markup.tail(50).mean()
+    assert agents.markup.tail(50).median() >= cap_markup  # priced at the cap
+    assert rounds.cost_ratio.tail(50).mean() > 0.9 * (1.0 + cap_markup)
+
+
+def test_competition_keeps_markups_near_cost():
+    """Eight identical batteries at the same bus, each able to cover much of the need:
+    Bertrand competition drives the accepted prices to cost."""
+    population = {"fsp": [{"id": f"battery_{i}", "type": "der_aggregator", "assets": [
+        {"kind": "storage", "bus": 11, "power_mw": 1.5, "cost": {"P_down": 50.0}}]}
+        for i in range(8)]}
+    _, records = run(population, 250)
+    rounds = records["rounds"]
+    assert rounds.cost_ratio.tail(50).mean() < 1.5
+    assert rounds.cost_ratio.head(20).mean() > rounds.cost_ratio.tail(50).mean()
+
+
+def test_truthful_agents_reproduce_the_one_shot_clearing(cigre_population):
+    model, records = run(cigre_population, 3, design="CMVC_PQ",
+                         learner={"kind": "truthful"}, scenario=None, ac_every=1)
+    rounds = records["rounds"]
+    np.testing.assert_allclose(rounds.dso_cost, rounds.truthful_cost)
+    day = model.day(model.days[0])
+    one_shot = Market(day.case, "CMVC_PQ").clear(day.book.truthful_bids(), day.book.devices)
+    assert rounds.dso_cost.iloc[-1] == pytest.approx(one_shot.procurement_cost)
+    summary = one_shot.summary(day.case.params.voll)
+    assert rounds.unmet_need_after_ac.iloc[-1] == pytest.approx(summary["unmet_need_after_ac"])
+
+
+def test_simulate_entry_point_columns():
+    frame = simulate("cigre-mv", "agents/cigre_mv.toml", "CMVC_PQ", rounds=3, seed=1,
+                     scenario=MIDDAY)
+    assert list(frame["round"]) == [1, 2, 3]
+    for column in ("dso_cost", "truthful_cost", "unmet_need_before", "unmet_need_after_ac"):
+        assert column in frame and frame[column].notna().all()
+
+
+def test_rounds_without_ac_validation_report_unknown_not_zero(cigre_population):
+    _, records = run(cigre_population, 3, design="CMVC_PQ", ac_every=2)
+    rounds = records["rounds"]
+    assert list(rounds.ac_validated) == [True, False, True]
+    assert np.isnan(rounds.unmet_need_after_ac.iloc[1])
+
+
+def test_stochastic_days_draw_from_the_scenario():
+    population = population_from_dict({"fsp": [
+        {"id": "pv_a", "type": "pv_inverter", "bus": 25, "cost": {"P_down": 70.0}}]}, "test")
+    scenario = Scenario(days=("2016-07-25", "2016-07-27"), hours=(11, 12), pv_scale=1.5,
+                        source="test")
+    settings = ModelSettings("simbench-semiurb", population, "CM_P", scenario=scenario,
+                             resample_days=True, ac_every=NO_AC)
+    model = LFMModel(settings, seed=2)
+    for _ in range(6):
+        model.step()
+    days = model.records()["rounds"].day
+    assert set(days) == {"2016-07-25", "2016-07-27"}

@@ -1,0 +1,146 @@
+"""Population files, the generator and asset physics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lfm_abm.agents.assets import MIN_CAPACITY, AssetSpec, asset_offers, in_window
+from lfm_abm.agents.generator import GeneratorSettings, generate_population, population_to_toml
+from lfm_abm.agents.inventory import grid_inventory
+from lfm_abm.agents.population import (
+    check_against,
+    load_population,
+    population_from_dict,
+)
+from lfm_abm.errors import InputError
+
+PV = {"id": "pv_11", "type": "pv_inverter", "bus": 11, "cost": {"P_down": 60.0, "Q_up": 3.0}}
+
+
+@pytest.fixture(scope="module")
+def inventory(cigre_case):
+    return grid_inventory(cigre_case.net, cigre_case.injections)
+
+
+@pytest.mark.parametrize(("path", "n"), [("agents/cigre_mv.toml", 13),
+                                         ("agents/simbench_semiurb.toml", 70)])
+def test_shipped_populations_load(path, n):
+    population = load_population(path)
+    types = {fsp.type for fsp in population.fsps}
+    assert len(population) == n and types == {"pv_inverter", "ev_fleet", "der_aggregator"}
+
+
+def test_cigre_population_fits_the_grid(cigre_case, inventory):
+    check_against(load_population("agents/cigre_mv.toml"), inventory, list(cigre_case.buses))
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"type": "wind_farm"}, "fsp pv_11: type"),
+        ({"share": 1.5}, "fsp pv_11: share"),
+        ({"cost": {"P_down": -1.0}}, "fsp pv_11: cost.P_down"),
+        ({"cost": {"P_up": 5.0}}, "fsp pv_11: cost.P_up"),
+        ({"cost": {"P_sideways": 5.0}}, "fsp pv_11: cost.P_sideways"),
+        ({"colour": "red"}, "fsp pv_11: colour"),
+        ({"bus": "eleven"}, "fsp pv_11: bus"),
+        ({"learner": "ucb1"}, "fsp pv_11: learner"),
+    ],
+)
+def test_broken_fsp_fields_are_named(change, field):
+    with pytest.raises(InputError) as err:
+        population_from_dict({"fsp": [PV | change]}, "pop.toml")
+    assert err.value.source == "pop.toml" and err.value.field == field
+
+
+def test_structural_errors():
+    with pytest.raises(InputError, match="no FSPs"):
+        population_from_dict({"fsp": []}, "pop.toml")
+    with pytest.raises(InputError, match="twice"):
+        population_from_dict({"fsp": [PV, PV]}, "pop.toml")
+    with pytest.raises(InputError, match="required"):
+        population_from_dict({"fsp": [{"id": "e", "type": "ev_fleet", "bus": 5,
+                                        "cost": {"P_up": 9.0}}]}, "pop.toml")
+    with pytest.raises(InputError) as err:
+        population_from_dict({"fsp": [{"id": "a", "type": "der_aggregator", "assets": [
+            {"kind": "nuclear", "bus": 3}]}]}, "pop.toml")
+    assert err.value.field == "fsp a: assets[0]: kind"
+
+
+def test_bad_toml_file_is_named(tmp_path):
+    path = tmp_path / "pop.toml"
+    path.write_text("[[fsp]\nid=")
+    with pytest.raises(InputError) as err:
+        load_population(path)
+    assert str(path) in str(err.value)
+
+
+def test_assets_must_exist_in_the_grid(cigre_case, inventory):
+    no_pv = population_from_dict({"fsp": [PV | {"bus": 13}]}, "pop.toml")
+    with pytest.raises(InputError) as err:
+        check_against(no_pv, inventory, list(cigre_case.buses))
+    assert "no pv at bus 13" in str(err.value) and err.value.field == "fsp pv_11: bus"
+    slack = population_from_dict({"fsp": [PV | {"bus": 0}]}, "pop.toml")
+    with pytest.raises(InputError, match="not a bus where"):
+        check_against(slack, inventory, list(cigre_case.buses))
+
+
+def test_pv_offers_follow_the_sun(inventory):
+    asset = AssetSpec("pv", 11, {"P_down": 60.0, "Q_up": 3.0}, share=0.5,
+                      params={"oversize": 1.2, "q_at_night": False})
+    hours = np.arange(24)
+    offers, devices = asset_offers(asset, inventory, hours, hours, "pv/0")
+    curtail = offers[offers["product"] == "P_down"].set_index("period").capacity
+    np.testing.assert_allclose(curtail, 0.5 * inventory.at("pv", 11)[curtail.index])
+    q_periods = set(offers.loc[offers["product"] == "Q_up", "period"])
+    assert q_periods == set(curtail.index) and 2 not in q_periods  # no Q at night
+    assert (devices.s_mva >= devices.p_mw - 1e-12).all()
+    sunny = devices[devices.p_mw > MIN_CAPACITY]
+    np.testing.assert_allclose(sunny.s_mva, 1.2 * 0.5 * inventory.rated("pv", 11))
+
+
+def test_ev_adds_charging_only_when_plugged_in(inventory):
+    asset = AssetSpec("ev", 5, {"P_up": 90.0, "P_down": 30.0}, params={
+        "charger_mw": 0.5, "window": (17, 7), "v2g_share": 0.0})
+    hours = np.arange(24)
+    offers, _ = asset_offers(asset, inventory, hours, hours, "ev/0")
+    add = set(offers.loc[offers["product"] == "P_down", "period"])
+    assert add == set(hours[in_window(hours, (17, 7))])
+    shed = offers[offers["product"] == "P_up"].set_index("period").capacity
+    np.testing.assert_allclose(shed, inventory.at("ev", 5)[shed.index])
+
+
+def test_window_wraps_midnight():
+    hours = np.arange(24)
+    assert list(hours[in_window(hours, (22, 2))]) == [0, 1, 2, 22, 23]
+    assert list(hours[in_window(hours, (9, 11))]) == [9, 10, 11]
+
+
+def test_generator_is_reproducible_and_round_trips(cigre_case, inventory):
+    settings = GeneratorSettings(pv_density=0.75, ev_fleets=2, aggregators=1)
+    first = generate_population(cigre_case, inventory, settings, seed=3)
+    again = generate_population(cigre_case, inventory, settings, seed=3)
+    assert first == again
+    text = population_to_toml(first, header="test")
+    import tomllib
+
+    reread = population_from_dict(tomllib.loads(text), first.source)
+    assert reread.fsps == first.fsps
+    check_against(reread, inventory, list(cigre_case.buses))
+    types = [fsp.type for fsp in first.fsps]
+    assert types.count("pv_inverter") == 6 and types.count("ev_fleet") == 2
+
+
+def test_need_bias_crowds_fsps_where_the_needs_are(cigre_case, inventory):
+    """With a strong bias, PV owners land on feeder 1 (where the needs are) more often."""
+    feeder_one = {3, 4, 5, 6, 8, 9, 10, 11}
+    def share_on_feeder(bias):
+        hits = []
+        for seed in range(20):
+            population = generate_population(cigre_case, inventory, GeneratorSettings(
+                pv_density=0.25, ev_fleets=3, aggregators=0, need_bias=bias), seed)
+            ev = [f.assets[0].bus for f in population.fsps if f.type == "ev_fleet"]
+            hits += [bus in feeder_one for bus in ev]
+        return np.mean(hits)
+    assert share_on_feeder(20.0) > share_on_feeder(0.0)
