@@ -17,7 +17,7 @@ import pandas as pd
 from lfm_abm.agents.assets import asset_offers
 from lfm_abm.agents.inventory import GridInventory
 from lfm_abm.agents.population import FSPSpec
-from lfm_abm.market.bids import BID_COLUMNS
+from lfm_abm.market.bids import BID_COLUMNS, families
 from lfm_abm.market.formulation import DEVICE_COLUMNS
 
 
@@ -74,7 +74,7 @@ def build_book(fsps: Sequence[FSPSpec], inventory: GridInventory, hours_of_day: 
                                        "device_id", "provider_id", "asset"])
     offers["bid_id"] = (offers.provider_id + "/" + offers.asset.astype(str) + "/"
                         + offers.period.astype(str) + "/" + offers["product"])
-    offers["family"] = offers["product"].str[0]
+    offers["family"] = families(offers["product"])
     key = pd.MultiIndex.from_frame(group_frame)
     group = key.get_indexer(pd.MultiIndex.from_arrays([offers.provider_id, offers.family]))
     device_frame = (pd.concat(devices, ignore_index=True) if devices

@@ -24,9 +24,22 @@ BID_COLUMNS = ["bid_id", "provider_id", "bus", "period", "product", "quantity", 
 PRODUCT_SIGN = {"P_up": 1.0, "P_down": -1.0, "Q_up": 1.0, "Q_down": -1.0}
 
 
+FAMILY = {product: product[0] for product in PRODUCTS}
+
+
 def product_family(product: str) -> str:
     """'P' for active-power products, 'Q' for reactive-power products."""
     return product[0]
+
+
+def families(products: pd.Series) -> pd.Series:
+    """Product family ('P' or 'Q') of every row; a hash lookup, fast on long tables."""
+    return products.map(FAMILY)
+
+
+def is_active(products: pd.Series) -> np.ndarray:
+    """True where the product is active power (P_up or P_down)."""
+    return products.isin(("P_up", "P_down")).to_numpy()
 
 
 def empty_bids() -> pd.DataFrame:

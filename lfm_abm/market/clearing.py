@@ -11,6 +11,7 @@ residual again at the post-award point.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +19,7 @@ import pandapower as pp
 import pandas as pd
 
 from lfm_abm.errors import InputError
-from lfm_abm.market.bids import PRODUCT_SIGN, PRODUCTS, validate_bids
+from lfm_abm.market.bids import PRODUCT_SIGN, PRODUCTS, families, is_active, validate_bids
 from lfm_abm.market.designs import Design, Stage, parse_design
 from lfm_abm.market.devices import validate_devices
 from lfm_abm.market.engines import ENGINES, LPSolution
@@ -100,11 +101,21 @@ class ClearingResult:
     pricing: str
     awards: pd.DataFrame  # bid columns + awarded, payment, price_paid, value_*, stage
     unmet_linear: pd.DataFrame  # LP slacks: the needs the market itself left unmet
-    prices: pd.DataFrame  # stage, period, bus, product, price (EUR/MWh)
+    solved: list[tuple[LinearProgram, LPSolution]]  # per stage, for prices on demand
     flex: pd.DataFrame  # period, bus, dp_mw, dq_mvar
     validation: ValidationReport | None
     unmet_after_ac: pd.DataFrame  # AC needs after the awards, with need_mw_eq
     stats: dict
+
+    @functools.cached_property
+    def prices(self) -> pd.DataFrame:
+        """Locational marginal prices: stage, period, bus, product, price (EUR/MWh).
+
+        Computed on first use: a learning round does not need them.
+        """
+        return pd.concat([locational_prices(lp, solution).assign(stage=stage)
+                          for stage, (lp, solution) in enumerate(self.solved)],
+                         ignore_index=True)
 
     @property
     def procurement_cost(self) -> float:
@@ -151,7 +162,7 @@ class ClearingResult:
 def flex_injections(bids: pd.DataFrame, awarded: np.ndarray) -> pd.DataFrame:
     """Net injection change per (period, bus) implied by awarded quantities."""
     signed = awarded * bids["product"].map(PRODUCT_SIGN).to_numpy()
-    is_p = (bids["product"].str[0] == "P").to_numpy()
+    is_p = is_active(bids["product"])
     frame = pd.DataFrame({"period": bids.period.to_numpy(), "bus": bids.bus.to_numpy(),
                           "dp_mw": np.where(is_p, signed, 0.0),
                           "dq_mvar": np.where(is_p, 0.0, signed)})
@@ -167,7 +178,7 @@ def shift_devices(devices: pd.DataFrame | None, bids: pd.DataFrame,
     if devices is None or devices.empty:
         return devices
     flex = bids.assign(delta=awarded * bids["product"].map(PRODUCT_SIGN).to_numpy(),
-                       family=bids["product"].str[0])
+                       family=families(bids["product"]))
     flex = flex[(flex.device_id != "") & (awarded > 0)]
     if flex.empty:
         return devices
@@ -242,7 +253,7 @@ class Market:
         payment = np.zeros(len(bids))
         values = np.full((len(bids), 2), np.nan)
         stage_of = np.full(len(bids), -1)
-        unmet, prices = [], []
+        unmet, solved = [], []
         stats = {"iterations": 0, "solve_seconds": 0.0, "lp_rows": 0, "lp_cols": 0,
                  "warm": False, "rebuilt": True, "stages": 0}
         points = case.points
@@ -286,7 +297,7 @@ class Market:
                                             "value_capability"]].to_numpy()[unset]
             if step < len(stages):
                 unmet.append(_slack_needs(lp, solution, step))
-            prices.append(locational_prices(lp, solution).assign(stage=step))
+            solved.append((lp, solution))
             step += 1
 
         energy = awarded * hours_all
@@ -300,7 +311,7 @@ class Market:
             pricing=self.pricing,
             awards=awards,
             unmet_linear=pd.concat(unmet, ignore_index=True) if unmet else _slack_frame(),
-            prices=pd.concat(prices, ignore_index=True),
+            solved=solved,
             flex=flex_injections(bids, awarded),
             validation=None,
             unmet_after_ac=_AFTER_EMPTY,

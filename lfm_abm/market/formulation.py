@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from lfm_abm.market.bids import PRODUCT_SIGN
+from lfm_abm.market.bids import PRODUCT_SIGN, families, is_active
 from lfm_abm.market.designs import Stage
 from lfm_abm.market.params import MarketParams
 from lfm_abm.network.needs import NeedLimits
@@ -94,9 +94,8 @@ def bid_signature(bids: pd.DataFrame) -> tuple:
 
 def admitted(bids: pd.DataFrame, stage: Stage, buses: pd.Index, n_periods: int) -> np.ndarray:
     """Positions of bids that take part in a stage: admitted product, PQ bus, valid period."""
-    families = bids["product"].str[0]
-    ok = families.isin(stage.products) & bids.bus.isin(buses) & bids.period.between(
-        0, n_periods - 1)
+    ok = (families(bids["product"]).isin(stage.products) & bids.bus.isin(buses)
+          & bids.period.between(0, n_periods - 1))
     return np.flatnonzero(ok.to_numpy())
 
 
@@ -193,7 +192,7 @@ def _capability_rows(bids: pd.DataFrame, devices: pd.DataFrame | None, cuts: int
     angles = (2 * np.arange(cuts) + 1) * np.pi / cuts
     cos, sin = np.cos(angles), np.sin(angles)
     sign = bids["product"].map(PRODUCT_SIGN).to_numpy()
-    is_p = (bids["product"].str[0] == "P").to_numpy()
+    is_p = is_active(bids["product"])
     metas, entries, upper = [], [], []
     groups = bids.iloc[coupled].groupby(["device_id", "period"], sort=True).indices
     for (device, period), local in groups.items():
@@ -226,7 +225,7 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
     quantity = chosen.quantity.to_numpy()
     hours = np.array([points[t].hours for t in chosen.period])
     sign = chosen["product"].map(PRODUCT_SIGN).to_numpy()
-    is_p = (chosen["product"].str[0] == "P").to_numpy()
+    is_p = is_active(chosen["product"])
     bus_position = pd.Series(np.arange(len(buses)), index=buses)
 
     row_meta, lower, upper, periods = [], [], [], []

@@ -9,6 +9,8 @@ awards did not change costs nothing.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -16,6 +18,8 @@ import numpy as np
 import pandapower as pp
 import pandas as pd
 
+from lfm_abm.errors import PowerFlowError
+from lfm_abm.network.batch import PeriodBatch, supports_batching
 from lfm_abm.network.needs import NeedLimits, find_needs
 from lfm_abm.network.operating_points import OperatingPoint, run_power_flow, snapshot
 from lfm_abm.network.scenarios import PeriodInjections
@@ -26,20 +30,27 @@ FLEX_COLUMNS = ["period", "bus", "dp_mw", "dq_mvar"]
 FLEX_EPS = 1e-9
 
 
-@dataclass(frozen=True)
+@dataclass
 class ValidationReport:
     """AC outcome of a set of flexibility injections over all periods.
 
     needs: needs after the awards, with `kind` = residual (the element already had
     that need in the baseline) or collateral (new, caused by the awards).
-    linearisation: per period with flexibility, the largest |predicted - AC| voltage
-    (p.u.) and loading (percentage points) over all buses and branches.
+    linearisation (computed on first use): per period with flexibility, the largest
+    |predicted - AC| voltage (p.u.) and loading (percentage points) over all buses
+    and branches.
     """
 
     points: list[OperatingPoint]
     needs: pd.DataFrame
-    linearisation: pd.DataFrame
     power_flows: int
+    flex: pd.DataFrame
+    base_points: list[OperatingPoint]
+
+    @functools.cached_property
+    def linearisation(self) -> pd.DataFrame:
+        """Largest |predicted - AC| voltage and loading per period with flexibility."""
+        return linearisation_error(self.base_points, self.flex, self.points)
 
 
 def voltage_weights(points: list[OperatingPoint]) -> pd.DataFrame:
@@ -81,9 +92,13 @@ class ACEvaluator:
         self.limits = limits
         self.base_needs = find_needs(base_points, limits)
         self._flex = self._ensure_flex_elements()
+        self._slot = pd.Index(self._flex.index)
         self._cache: OrderedDict[tuple, OperatingPoint] = OrderedDict()
         self._cache_size = cache_size
-        self.power_flows = 0
+        self._batching = supports_batching(net)
+        self._batch: PeriodBatch | None = None
+        self.power_flows = 0  # AC period solutions computed (cache misses)
+        self.batch_runs = 0  # batched power-flow runs among them
 
     def _ensure_flex_elements(self) -> pd.Series:
         net = self.net
@@ -96,42 +111,86 @@ class ACEvaluator:
                               type=FLEX_TYPE) for b in buses]
         return pd.Series(ids, index=buses)
 
-    def state(self, period: int, flex: pd.DataFrame,
-              with_sensitivities: bool = False) -> OperatingPoint:
-        """AC state of one period with these per-bus injection changes (cached)."""
-        flex = flex[(flex.dp_mw.abs() > FLEX_EPS) | (flex.dq_mvar.abs() > FLEX_EPS)]
+    def _dense(self, flex: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Injection changes as (periods x flex buses) arrays, dust below FLEX_EPS zeroed."""
+        shape = (len(self.base_points), len(self._flex))
+        dp, dq = np.zeros(shape), np.zeros(shape)
+        if len(flex):
+            slot = self._slot.get_indexer(flex.bus.to_numpy())
+            period = flex.period.to_numpy().astype(int)
+            np.add.at(dp, (period, slot), flex.dp_mw.to_numpy(dtype=float))
+            np.add.at(dq, (period, slot), flex.dq_mvar.to_numpy(dtype=float))
+        dp[np.abs(dp) <= FLEX_EPS] = 0.0
+        dq[np.abs(dq) <= FLEX_EPS] = 0.0
+        return dp, dq
+
+    @staticmethod
+    def _key(period: int, dp: np.ndarray, dq: np.ndarray, with_sensitivities: bool) -> tuple:
+        return (period, with_sensitivities, np.round(dp, 12).tobytes(),
+                np.round(dq, 12).tobytes())
+
+    def _remember(self, key: tuple, point: OperatingPoint) -> None:
+        self._cache[key] = point
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def _state(self, period: int, dp: np.ndarray, dq: np.ndarray,
+               with_sensitivities: bool) -> OperatingPoint:
+        """AC state of one period with per-flex-bus injection changes (cached)."""
         base = self.base_points[period]
-        if flex.empty:
+        if not dp.any() and not dq.any():
             return base
-        flex = flex.sort_values("bus")
-        key = (period, with_sensitivities, tuple(flex.bus), tuple(np.round(flex.dp_mw, 12)),
-               tuple(np.round(flex.dq_mvar, 12)))
+        key = self._key(period, dp, dq, with_sensitivities)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
         net = self.net
         self.injections.apply(net, period)
-        elements = self._flex.loc[flex.bus.to_numpy()].to_numpy()
-        net.sgen.loc[elements, "p_mw"] = flex.dp_mw.to_numpy()
-        net.sgen.loc[elements, "q_mvar"] = flex.dq_mvar.to_numpy()
+        elements = self._flex.to_numpy()
+        net.sgen.loc[elements, "p_mw"] = dp
+        net.sgen.loc[elements, "q_mvar"] = dq
         try:
             run_power_flow(net, base.label)
             self.power_flows += 1
             point = snapshot(net, period, base.label, base.hours, with_sensitivities)
         finally:
             net.sgen.loc[elements, ["p_mw", "q_mvar"]] = 0.0
-        self._cache[key] = point
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self._remember(key, point)
         return point
 
     def evaluate(self, flex: pd.DataFrame,
                  with_sensitivities: bool = False) -> list[OperatingPoint]:
-        """AC state of every period under the injection changes in `flex` (FLEX_COLUMNS)."""
-        by_period = dict(tuple(flex.groupby("period"))) if len(flex) else {}
-        empty = pd.DataFrame(columns=FLEX_COLUMNS)
-        return [self.state(t, by_period.get(t, empty), with_sensitivities)
-                for t in range(len(self.base_points))]
+        """AC state of every period under the injection changes in `flex` (FLEX_COLUMNS).
+
+        Without sensitivities, the periods that need a new power flow are solved together
+        in one batched run (see `batch.py`); a divergence is then traced to its period by
+        solving the periods one by one, so the error names it.
+        """
+        dp, dq = self._dense(flex)
+        if not with_sensitivities and self._batching:
+            todo = [t for t in range(len(dp)) if (dp[t].any() or dq[t].any())
+                    and self._key(t, dp[t], dq[t], False) not in self._cache]
+            if len(todo) >= 2:
+                # On divergence fall through: per-period runs name the failing period.
+                with contextlib.suppress(PowerFlowError):
+                    self._run_batch(todo, dp, dq)
+        return [self._state(t, dp[t], dq[t], with_sensitivities) for t in range(len(dp))]
+
+    def _run_batch(self, periods: list[int], dp: np.ndarray, dq: np.ndarray) -> None:
+        if self._batch is None or not set(periods) <= set(self._batch.periods):
+            wanted = sorted(set(periods) | set(self._batch.periods if self._batch else []))
+            self._batch = PeriodBatch(self.net, self.injections, wanted, self._flex,
+                                      self.base_points[0].hours)
+        batch = self._batch
+        rows = np.asarray(batch.periods)
+        todo = np.isin(rows, periods)
+        points = batch.run(np.where(todo[:, None], dp[rows], 0.0),
+                           np.where(todo[:, None], dq[rows], 0.0))
+        self.power_flows += len(periods)
+        self.batch_runs += 1
+        for row, period in enumerate(batch.periods):
+            if todo[row]:
+                self._remember(self._key(period, dp[period], dq[period], False), points[row])
 
     def validate(self, flex: pd.DataFrame) -> ValidationReport:
         """Residual and collateral needs and linearisation error of these injections."""
@@ -142,29 +201,30 @@ class ACEvaluator:
                            self.base_needs.element, self.base_needs.element_id, strict=True))
         keys = zip(needs.period, needs.service, needs.element, needs.element_id, strict=True)
         needs["kind"] = ["residual" if key in baseline else "collateral" for key in keys]
-        return ValidationReport(points, needs, self.linearisation_error(flex, points),
-                                self.power_flows - before)
+        return ValidationReport(points, needs, self.power_flows - before, flex,
+                                self.base_points)
 
-    def linearisation_error(self, flex: pd.DataFrame,
-                            points: list[OperatingPoint]) -> pd.DataFrame:
-        """Largest |predicted - AC| of voltage and branch loading, per period with flex."""
-        rows = []
-        for period, group in flex.groupby("period"):
-            base, after = self.base_points[int(period)], points[int(period)]
-            if after is base:
-                continue
-            vm, line_pct, trafo_pct = predict(base, group)
-            line = after.branches.line.loading_percent
-            trafo = after.branches.trafo.loading_percent
-            branch_error = np.concatenate([
-                np.abs(line_pct - line.loc[line_pct.index]).to_numpy(),
-                np.abs(trafo_pct - trafo.loc[trafo_pct.index]).to_numpy()])
-            rows.append({
-                "period": int(period),
-                "vm_error_pu": float(np.abs(vm - after.vm_pu.loc[vm.index]).max()),
-                "loading_error_pct": float(branch_error.max(initial=0.0)),
-            })
-        return pd.DataFrame(rows, columns=["period", "vm_error_pu", "loading_error_pct"])
+
+def linearisation_error(base_points: list[OperatingPoint], flex: pd.DataFrame,
+                        points: list[OperatingPoint]) -> pd.DataFrame:
+    """Largest |predicted - AC| of voltage and branch loading, per period with flex."""
+    rows = []
+    for period, group in flex.groupby("period"):
+        base, after = base_points[int(period)], points[int(period)]
+        if after is base:
+            continue
+        vm, line_pct, trafo_pct = predict(base, group)
+        line = after.branches.line.loading_percent
+        trafo = after.branches.trafo.loading_percent
+        branch_error = np.concatenate([
+            np.abs(line_pct - line.loc[line_pct.index]).to_numpy(),
+            np.abs(trafo_pct - trafo.loc[trafo_pct.index]).to_numpy()])
+        rows.append({
+            "period": int(period),
+            "vm_error_pu": float(np.abs(vm - after.vm_pu.loc[vm.index]).max()),
+            "loading_error_pct": float(branch_error.max(initial=0.0)),
+        })
+    return pd.DataFrame(rows, columns=["period", "vm_error_pu", "loading_error_pct"])
 
 
 def predict(base: OperatingPoint, flex: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:

@@ -78,59 +78,68 @@ class NeedLimits:
         return cls(**{k: float(v) for k, v in data.items()})
 
 
+def _rows(op: OperatingPoint, service: str, element: str, ids: np.ndarray, quantity: str,
+          value: np.ndarray, limit: float | np.ndarray, need: np.ndarray, unit: str,
+          need_ka: np.ndarray) -> dict[str, np.ndarray]:
+    n = len(ids)
+    return {"period": np.full(n, op.period), "label": np.full(n, op.label, dtype=object),
+            "service": np.full(n, service, dtype=object),
+            "element": np.full(n, element, dtype=object), "element_id": ids.astype(int),
+            "quantity": np.full(n, quantity, dtype=object), "value": value,
+            "limit": np.broadcast_to(limit, n).astype(float), "need": need,
+            "unit": np.full(n, unit, dtype=object), "need_ka": need_ka}
+
+
+def _congestion_rows(op: OperatingPoint, limits: NeedLimits) -> list[dict[str, np.ndarray]]:
+    rows = []
+    line = op.branches.line
+    if len(line):
+        excess_ka = line.i_ka.to_numpy() - line.max_i_ka.to_numpy() * limits.cm_margin
+        excess_mva = excess_ka * SQRT3 * line.vn_kv.to_numpy()
+        over = excess_mva > NEED_EPS
+        if over.any():
+            rows.append(_rows(op, "CM", "line", line.index.to_numpy()[over], "loading_percent",
+                              line.loading_percent.to_numpy()[over], 100.0 * limits.cm_margin,
+                              excess_mva[over], "MVA", excess_ka[over]))
+    trafo = op.branches.trafo
+    if len(trafo):
+        excess_mva = ((trafo.loading_percent.to_numpy() - 100.0 * limits.cm_margin) / 100.0
+                      * trafo.sn_mva.to_numpy())
+        over = excess_mva > NEED_EPS
+        if over.any():
+            rows.append(_rows(op, "CM", "trafo", trafo.index.to_numpy()[over], "loading_percent",
+                              trafo.loading_percent.to_numpy()[over], 100.0 * limits.cm_margin,
+                              excess_mva[over], "MVA",
+                              (excess_mva / (SQRT3 * trafo.vn_hv_kv.to_numpy()))[over]))
+    return rows
+
+
+def _voltage_rows(op: OperatingPoint, limits: NeedLimits) -> list[dict[str, np.ndarray]]:
+    vm = op.vm_pu.to_numpy()
+    ids = op.vm_pu.index.to_numpy()
+    rows = []
+    for excess, limit in ((vm - limits.v_high, limits.v_high), (limits.v_low - vm, limits.v_low)):
+        over = excess > NEED_EPS
+        if over.any():
+            rows.append(_rows(op, "VC", "bus", ids[over], "vm_pu", vm[over], limit, excess[over],
+                              "p.u.", np.full(int(over.sum()), np.nan)))
+    return rows
+
+
+def _frame(rows: list[dict[str, np.ndarray]]) -> pd.DataFrame:
+    if not rows:
+        return pd.DataFrame(columns=NEED_COLUMNS)
+    return pd.DataFrame({c: np.concatenate([r[c] for r in rows]) for c in NEED_COLUMNS})
+
+
 def congestion_needs(op: OperatingPoint, limits: NeedLimits) -> pd.DataFrame:
     """Lines and trafos of one operating point loaded above cm_margin x their limit."""
-    frames = []
-    line = op.branches.line
-    limit_ka = line.max_i_ka * limits.cm_margin
-    excess_ka = line.i_ka - limit_ka
-    over = excess_ka * SQRT3 * line.vn_kv > NEED_EPS
-    if over.any():
-        frames.append(pd.DataFrame({
-            "element": "line", "element_id": line.index[over],
-            "quantity": "loading_percent", "value": line.loading_percent[over],
-            "limit": 100.0 * limits.cm_margin,
-            "need": (excess_ka * SQRT3 * line.vn_kv)[over], "unit": "MVA",
-            "need_ka": excess_ka[over],
-        }))
-    trafo = op.branches.trafo
-    excess_mva = (trafo.loading_percent - 100.0 * limits.cm_margin) / 100.0 * trafo.sn_mva
-    over = excess_mva > NEED_EPS
-    if over.any():
-        frames.append(pd.DataFrame({
-            "element": "trafo", "element_id": trafo.index[over],
-            "quantity": "loading_percent", "value": trafo.loading_percent[over],
-            "limit": 100.0 * limits.cm_margin, "need": excess_mva[over], "unit": "MVA",
-            "need_ka": (excess_mva / (SQRT3 * trafo.vn_hv_kv))[over],
-        }))
-    return _tidy(frames, op, "CM")
+    return _frame(_congestion_rows(op, limits))
 
 
 def voltage_needs(op: OperatingPoint, limits: NeedLimits) -> pd.DataFrame:
     """Buses of one operating point outside the target voltage band."""
-    vm = op.vm_pu
-    high = vm - limits.v_high
-    low = limits.v_low - vm
-    frames = []
-    for excess, limit in ((high, limits.v_high), (low, limits.v_low)):
-        over = excess > NEED_EPS
-        if over.any():
-            frames.append(pd.DataFrame({
-                "element": "bus", "element_id": vm.index[over], "quantity": "vm_pu",
-                "value": vm[over], "limit": limit, "need": excess[over], "unit": "p.u.",
-                "need_ka": np.nan,
-            }))
-    return _tidy(frames, op, "VC")
-
-
-def _tidy(frames: list[pd.DataFrame], op: OperatingPoint, service: str) -> pd.DataFrame:
-    if not frames:
-        return pd.DataFrame(columns=NEED_COLUMNS)
-    out = pd.concat(frames, ignore_index=True)
-    out.insert(0, "service", service)
-    out.insert(0, "label", op.label)
-    out.insert(0, "period", op.period)
-    return out[NEED_COLUMNS]
+    return _frame(_voltage_rows(op, limits))
 
 
 def find_needs(points: Iterable[OperatingPoint], limits: NeedLimits | None = None) -> pd.DataFrame:
@@ -140,16 +149,10 @@ def find_needs(points: Iterable[OperatingPoint], limits: NeedLimits | None = Non
     quantity, value, limit, need, unit (MVA for CM, p.u. for VC), need_ka (CM only).
     """
     limits = limits or NeedLimits()
-    frames = []
+    rows = []
     for op in points:
-        frames.append(congestion_needs(op, limits))
-        frames.append(voltage_needs(op, limits))
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return pd.DataFrame(columns=NEED_COLUMNS)
-    out = pd.concat(frames, ignore_index=True)
-    out["element_id"] = out["element_id"].astype(int)
-    return out
+        rows += _congestion_rows(op, limits) + _voltage_rows(op, limits)
+    return _frame(rows)
 
 
 def needs_by_period(needs: pd.DataFrame, labels: list[str]) -> pd.DataFrame:

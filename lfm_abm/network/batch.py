@@ -1,0 +1,110 @@
+"""All periods of a day in one AC power flow: one grid copy per period, side by side.
+
+On 100-bus grids a pandapower power flow costs ~6 ms, almost all of it fixed overhead
+(sparse-matrix bookkeeping per Newton step), not arithmetic. Periods are independent,
+so a net holding one copy of the grid per period (each with its own slack) solves them
+all in one Newton-Raphson run of about the same overhead: 12 periods of a 122-bus grid
+take ~13 ms instead of ~75 ms. Only the flexibility injections change between runs, so
+pandapower's `recycle` reuses the internal model. Results are exact AC solutions, the
+same as per-period runs (tested to 1e-8).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandapower as pp
+import pandapower.toolbox as tb
+import pandas as pd
+
+from lfm_abm.network.operating_points import BranchState, OperatingPoint, run_power_flow
+from lfm_abm.network.scenarios import PeriodInjections
+
+#: Element tables copied into the batch; a grid using any other element falls back to
+#: one power flow per period.
+PF_TABLES = ("bus", "line", "trafo", "trafo3w", "load", "sgen", "storage", "ext_grid", "gen",
+             "switch", "shunt", "impedance", "ward", "xward")
+RECYCLE = {"trafo": False, "gen": False, "bus_pq": True}
+
+
+def supports_batching(net: pp.pandapowerNet) -> bool:
+    """True if every element with rows in the net is one the batch copies."""
+    used = {element for element in tb.pp_elements() if element in net and len(net[element])}
+    return used <= set(PF_TABLES) | {"measurement"}
+
+
+class PeriodBatch:
+    """A merged net with one copy of the grid per period, for fast repeated AC runs."""
+
+    def __init__(self, net: pp.pandapowerNet, injections: PeriodInjections,
+                 periods: Sequence[int], flex_elements: pd.Series, hours: float) -> None:
+        self.periods = list(periods)
+        self.labels = [injections.labels[t] for t in self.periods]
+        self.hours = hours
+        self.flex_buses = flex_elements.index
+        copies = []
+        for copy_index, period in enumerate(self.periods):
+            part = pp.create_empty_network(sn_mva=net.sn_mva, f_hz=net.f_hz)
+            for table in PF_TABLES:
+                if table in net and len(net[table]):
+                    part[table] = net[table].copy()
+            injections.apply(part, period)
+            for table in ("bus", "line", "trafo", "sgen"):
+                part[table]["lfm_copy"] = copy_index
+                part[table]["lfm_id"] = part[table].index
+            copies.append(part)
+        merged = copies[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for part in copies[1:]:
+                merged = tb.merge_nets(merged, part, validate=False)
+        self.net = merged
+        flex = merged.sgen[merged.sgen.lfm_id.isin(flex_elements.to_numpy())]
+        order = pd.Series(np.arange(len(flex_elements)), index=flex_elements.to_numpy())
+        flex = flex.assign(slot=order[flex.lfm_id].to_numpy()).sort_values(["lfm_copy", "slot"])
+        self._flex_rows = flex.index  # copy-major, then flex_elements order
+        self._layout = [self._copy_layout(k) for k in range(len(self.periods))]
+        run_power_flow(merged, "all periods")
+
+    def _copy_layout(self, copy_index: int) -> dict:
+        """Row positions and static columns of one copy, so `run` only slices arrays."""
+        net = self.net
+        bus = (net.bus.lfm_copy.to_numpy() == copy_index) & net.bus.in_service.to_numpy()
+        line = (net.line.lfm_copy.to_numpy() == copy_index) & net.line.in_service.to_numpy()
+        trafo = (net.trafo.lfm_copy.to_numpy() == copy_index) & net.trafo.in_service.to_numpy()
+        lines, trafos = net.line[line], net.trafo[trafo]
+        return {
+            "bus": np.flatnonzero(bus), "bus_ids": pd.Index(net.bus.lfm_id[bus].to_numpy()),
+            "line": np.flatnonzero(line), "line_ids": pd.Index(lines.lfm_id.to_numpy()),
+            "max_i_ka": (lines.max_i_ka * lines.df * lines.parallel).to_numpy(),
+            "vn_kv": net.bus.vn_kv.reindex(lines.from_bus).to_numpy(),
+            "trafo": np.flatnonzero(trafo), "trafo_ids": pd.Index(trafos.lfm_id.to_numpy()),
+            "sn_mva": (trafos.sn_mva * trafos.parallel).to_numpy(),
+            "vn_hv_kv": trafos.vn_hv_kv.to_numpy(),
+        }
+
+    def run(self, dp: np.ndarray, dq: np.ndarray) -> list[OperatingPoint]:
+        """AC states of all batch periods; dp/dq are (periods x flex buses) MW / MVAr."""
+        net = self.net
+        net.sgen.loc[self._flex_rows, "p_mw"] = dp.ravel()
+        net.sgen.loc[self._flex_rows, "q_mvar"] = dq.ravel()
+        run_power_flow(net, "all periods", recycle=RECYCLE)
+        vm = net.res_bus.vm_pu.to_numpy()
+        i_ka = net.res_line.i_ka.to_numpy()
+        line_pct = net.res_line.loading_percent.to_numpy()
+        trafo_pct = net.res_trafo.loading_percent.to_numpy()
+        points = []
+        for period, label, at in zip(self.periods, self.labels, self._layout, strict=True):
+            lines = pd.DataFrame({"i_ka": i_ka[at["line"]], "max_i_ka": at["max_i_ka"],
+                                  "loading_percent": line_pct[at["line"]],
+                                  "vn_kv": at["vn_kv"]}, index=at["line_ids"])
+            trafos = pd.DataFrame({"loading_percent": trafo_pct[at["trafo"]],
+                                   "sn_mva": at["sn_mva"], "vn_hv_kv": at["vn_hv_kv"]},
+                                  index=at["trafo_ids"])
+            points.append(OperatingPoint(
+                period=period, label=label, hours=self.hours,
+                vm_pu=pd.Series(vm[at["bus"]], index=at["bus_ids"]),
+                branches=BranchState(lines, trafos)))
+        return points
