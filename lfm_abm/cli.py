@@ -11,7 +11,15 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from lfm_abm.errors import InputError, PowerFlowError
+
 EXIT_BAD_INPUT = 2
+
+
+def _default_workers() -> int:
+    import os
+
+    return max(1, os.cpu_count() or 1)
 EXIT_FAILED = 3
 
 
@@ -143,6 +151,51 @@ def cmd_population(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run (or resume) a study and print its summary table."""
+    from lfm_abm.results.kpis import headline
+    from lfm_abm.study import load_study, run_study
+
+    spec = load_study(args.study, rounds=args.rounds, seeds=args.seeds, out=args.out)
+    if args.workers < 1:
+        raise InputError(f"must be >= 1, got {args.workers}", field="--workers")
+    print(f"study {spec.name}: {len(spec.designs)} designs x {len(spec.pricing)} pricing x "
+          f"{len(spec.learners)} learner settings x {len(spec.seeds)} seeds, "
+          f"{spec.rounds} rounds each, on {spec.grid} -> {spec.out}")
+    out = run_study(spec, workers=args.workers, scheduler=args.scheduler,
+                    progress=not args.quiet)
+    _print_summary(out, headline)
+    return 0
+
+
+def _print_summary(out, headline) -> None:
+    import pandas as pd
+
+    from lfm_abm.results import store
+
+    summary = pd.read_csv(out / "summary.csv")
+    manifest = store.read_manifest(out)
+    failed = [r for r, v in manifest.get("runs", {}).items() if v.get("status") == "failed"
+              and r in manifest.get("current_runs", [])]
+    print(headline(summary).to_string(index=False))
+    if failed:
+        print(f"{len(failed)} run(s) failed, see {out / 'manifest.json'}: {', '.join(failed)}")
+    print(f"results: {out} (summary.csv, runs/, plots/, report.md)")
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """Rebuild summary, plots and report of a study folder from its saved runs."""
+    from pathlib import Path
+
+    from lfm_abm.results.kpis import headline
+    from lfm_abm.study import summarise_study
+
+    out = Path(args.dir)
+    summarise_study(out)
+    _print_summary(out, headline)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per job."""
     parser = argparse.ArgumentParser(prog="lfm-abm", description=__doc__.splitlines()[0])
@@ -184,13 +237,28 @@ def build_parser() -> argparse.ArgumentParser:
     population.add_argument("--need-bias", type=float, default=2.0,
                             help="how much more likely buses that move the needs are")
     population.set_defaults(func=cmd_population)
+
+    run = sub.add_parser("run", help="run or resume a study (design x pricing x learner x seed)")
+    run.add_argument("study", help="study spec, e.g. studies/designs.toml")
+    run.add_argument("--out", help="output folder (default: the spec's `out`)")
+    run.add_argument("--rounds", type=int, help="override the spec's rounds")
+    run.add_argument("--seeds", type=int, help="override the spec's seeds with 0..K-1")
+    run.add_argument("--workers", type=int, default=_default_workers(),
+                     help="local worker processes (default: CPU count)")
+    run.add_argument("--scheduler", help="address of a Dask scheduler to run on instead")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=cmd_run)
+
+    for name, text in (("plot", "rebuild plots (and summary, report) from saved results"),
+                       ("report", "rebuild report.md (and summary, plots) from saved results")):
+        again = sub.add_parser(name, help=text)
+        again.add_argument("dir", help="a study output folder")
+        again.set_defaults(func=cmd_plot)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `lfm-abm` console script."""
-    from lfm_abm.errors import InputError, PowerFlowError
-
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

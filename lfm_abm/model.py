@@ -33,6 +33,7 @@ from lfm_abm.market.designs import parse_design
 from lfm_abm.market.engines import SolverError
 from lfm_abm.market.params import MarketParams
 from lfm_abm.market.pricing import check_pricing
+from lfm_abm.market.structure import pivotal_suppliers
 from lfm_abm.network.grids import default_scenario, load_grid
 from lfm_abm.network.needs import NeedLimits
 from lfm_abm.network.scenarios import Scenario
@@ -88,6 +89,7 @@ class Day:
     inventory: GridInventory
     book: OfferBook
     periods: np.ndarray
+    structure: pd.DataFrame  # locational market power of the day (see market.structure)
 
 
 class LFMModel(mesa.Model):
@@ -99,12 +101,14 @@ class LFMModel(mesa.Model):
         self.seed_value = seed
         self.population_source = settings.population.source
         self.design = parse_design(settings.design)
+        self.admitted = frozenset().union(*(stage.products for stage in self.design.stages))
         self.scenario = settings.scenario or default_scenario(load_grid(settings.grid))
         self.days = self.scenario.days or (None,)
         self.dso = DSO(self, self.design, settings.pricing)
         self.fsps: list[FSP] = [
             AGENT_CLASSES[spec.type](self, spec, settings.actions,
-                                     dict(settings.learner) if settings.learner else None)
+                                     dict(settings.learner) if settings.learner else None,
+                                     self.admitted)
             for spec in settings.population.fsps
         ]
         self._days: dict[str | None, Day] = {}
@@ -129,8 +133,10 @@ class LFMModel(mesa.Model):
             periods = self.dso.publish_needs(case)
             hours = np.asarray(self.scenario.hours)
             book = build_book(s.population.fsps, inventory, hours, periods,
-                              self.scenario.period_hours)
-            self._days[name] = Day(str(name or "synthetic"), case, inventory, book, periods)
+                              self.scenario.period_hours, self.admitted)
+            structure = pivotal_suppliers(case, book.offers, self.design)
+            self._days[name] = Day(str(name or "synthetic"), case, inventory, book, periods,
+                                   structure.assign(day=str(name or "synthetic")))
         return self._days[name]
 
     def _next_day(self) -> Day:
@@ -186,13 +192,15 @@ class LFMModel(mesa.Model):
 
         for i, (fsp_id, family) in enumerate(zip(self.groups.fsp_id, self.groups.family,
                                                  strict=True)):
-            reward = self._agent_of[fsp_id].learn(family, revenue[i] - cost[i], bool(won[i]))
+            reward, greedy, entropy = self._agent_of[fsp_id].learn(family, revenue[i] - cost[i],
+                                                                  bool(won[i]))
             self.agent_records.append({
                 "round": self.round, "fsp_id": fsp_id,
                 "fsp_type": self._agent_of[fsp_id].spec.type, "family": family,
                 "action": int(actions[i]), "markup": markup[i], "withheld": withheld[i],
                 "offered": offered[i], "awarded": awarded[i], "payment": revenue[i],
                 "true_cost": cost[i], "profit": revenue[i] - cost[i], "reward": reward,
+                "greedy": greedy, "entropy": entropy,
             })
         self._tick("learning", start)
         self._record_round(day, result, benchmark, status)
@@ -216,11 +224,15 @@ class LFMModel(mesa.Model):
         self.award_records.append(won.assign(round=self.round))
 
     def records(self) -> dict[str, pd.DataFrame]:
-        """Tidy tables of the run so far: rounds, agents (per FSP and family), awards."""
+        """Tidy tables of the run so far: rounds, agents (per FSP and family), awards,
+        and the locational market structure of every day used."""
         awards = (pd.concat(self.award_records, ignore_index=True) if self.award_records
                   else pd.DataFrame())
+        structure = pd.concat([day.structure for day in self._days.values()],
+                              ignore_index=True)
         return {"rounds": pd.DataFrame(self.round_records),
-                "agents": pd.DataFrame(self.agent_records), "awards": awards}
+                "agents": pd.DataFrame(self.agent_records), "awards": awards,
+                "structure": structure}
 
 
 def simulate(grid: str, population: str | Path | Population, design: str, rounds: int,

@@ -30,3 +30,21 @@ def test_batch_equals_single_period_runs(cigre_case):
                                    b.branches.trafo.loading_percent, atol=1e-6)
     again = batched.evaluate(flex)  # same awards again: served from the cache
     assert batched.power_flows == 4 and again[13] is together[13]
+
+
+def test_batch_sensitivities_equal_single_period_ones(cigre_case):
+    flex = pd.DataFrame({"period": [13, 13, 20], "bus": [11, 5, 8], "dp_mw": [-0.4, 0.0, 0.3],
+                         "dq_mvar": [0.0, -0.2, 0.1]})
+    batched = ACEvaluator(cigre_case.net, cigre_case.injections, cigre_case.points,
+                          cigre_case.limits)
+    together = batched.evaluate(flex, with_sensitivities=True)
+    assert batched.batch_runs == 1
+    single = ACEvaluator(cigre_case.net, cigre_case.injections, cigre_case.points,
+                         cigre_case.limits)
+    single._batching = False
+    alone = single.evaluate(flex, with_sensitivities=True)
+    for period in (13, 20):
+        a, b = together[period].sens, alone[period].sens
+        for name in ("dv_dp", "dv_dq", "di_dp", "di_dq", "dt_dp", "dt_dq"):
+            np.testing.assert_allclose(getattr(a, name).sort_index(),
+                                       getattr(b, name).sort_index(), atol=1e-9, err_msg=name)

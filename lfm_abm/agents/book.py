@@ -54,18 +54,24 @@ class OfferBook:
 
 
 def build_book(fsps: Sequence[FSPSpec], inventory: GridInventory, hours_of_day: np.ndarray,
-               periods: np.ndarray, period_hours: float) -> OfferBook:
-    """Offers of every FSP for the given periods (those with published needs)."""
+               periods: np.ndarray, period_hours: float,
+               admitted: frozenset[str] = frozenset({"P", "Q"})) -> OfferBook:
+    """Offers of every FSP for the given periods (those with published needs).
+
+    Only product families the design admits are offered: FSPs do not bid for products
+    the DSO does not buy.
+    """
     frames, devices, groups = [], [], []
     for spec in fsps:
         for position, asset in enumerate(spec.assets):
             device_id = f"{spec.id}/{position}"
             offers, device = asset_offers(asset, inventory, hours_of_day, periods, device_id)
+            offers = offers[families(offers["product"]).isin(admitted)]
             if len(offers):
                 frames.append(offers.assign(provider_id=spec.id, asset=position))
             if len(device):
                 devices.append(device)
-        groups += [(spec.id, family) for family in spec.families]
+        groups += [(spec.id, family) for family in spec.families if family in admitted]
     group_frame = pd.DataFrame(groups, columns=["fsp_id", "family"])
     if frames:
         offers = pd.concat(frames, ignore_index=True)

@@ -99,59 +99,75 @@ def admitted(bids: pd.DataFrame, stage: Stage, buses: pd.Index, n_periods: int) 
     return np.flatnonzero(ok.to_numpy())
 
 
+def _take(frame: pd.DataFrame, ids: np.ndarray) -> np.ndarray:
+    """Rows of a frame by index label, as a numpy array (no pandas alignment cost)."""
+    return frame.to_numpy()[frame.index.get_indexer(ids)]
+
+
+def _block(service: str, element: str, ids: np.ndarray, value: np.ndarray, unit: str,
+           mw_per_unit: float | np.ndarray, lower, upper, coef_p: np.ndarray,
+           coef_q: np.ndarray, cut: float = np.nan) -> dict:
+    """Rows of one kind: metadata columns, bounds and coefficients per PQ bus."""
+    n = len(ids)
+    return {"meta": {"service": np.full(n, service, dtype=object),
+                     "element": np.full(n, element, dtype=object),
+                     "element_id": ids.astype(str), "value": np.asarray(value, dtype=float),
+                     "unit": np.full(n, unit, dtype=object),
+                     "mw_per_unit": np.broadcast_to(mw_per_unit, n).astype(float),
+                     "cut": np.full(n, cut)},
+            "lower": np.broadcast_to(lower, n).astype(float),
+            "upper": np.broadcast_to(upper, n).astype(float), "coef_p": coef_p,
+            "coef_q": coef_q}
+
+
 def _network_rows(op: OperatingPoint, stage: Stage, limits: NeedLimits,
-                  params: MarketParams) -> tuple[pd.DataFrame, np.ndarray, np.ndarray,
-                                                 np.ndarray, np.ndarray]:
-    """Screened CM and VC rows of one period: metadata, bounds, coefficient blocks."""
+                  params: MarketParams) -> list[dict]:
+    """Screened CM and VC rows of one period as blocks (metadata, bounds, coefficients)."""
     sens = op.sens
     assert sens is not None, "operating points need sensitivities to build a market"
-    metas, lowers, uppers, coef_p, coef_q = [], [], [], [], []
-
-    def add(meta: pd.DataFrame, lower, upper, cp, cq) -> None:
-        if len(meta):
-            metas.append(meta)
-            lowers.append(np.broadcast_to(lower, len(meta)).astype(float))
-            uppers.append(np.broadcast_to(upper, len(meta)).astype(float))
-            coef_p.append(cp)
-            coef_q.append(cq)
-
+    blocks = []
     if "CM" in stage.services:
         offsets = np.deg2rad(params.branch_cut_step) * (
             np.arange(params.branch_cuts) - (params.branch_cuts - 1) / 2)
-        line = op.branches.line.loc[op.branches.line.index.intersection(sens.di_dp.index)]
-        line = line[line.i_ka >= params.cm_screen * line.max_i_ka * limits.cm_margin]
-        for args in _branch_cuts("line", line.index, line.loading_percent,
-                                 (line.max_i_ka * limits.cm_margin).to_numpy(),
-                                 (SQRT3 * line.vn_kv).to_numpy(), sens.line_phasors, offsets):
-            add(*args)
-        trafo = op.branches.trafo.loc[op.branches.trafo.index.intersection(sens.dt_dp.index)]
+        line = op.branches.line
+        screened = ((line.i_ka >= params.cm_screen * line.max_i_ka * limits.cm_margin)
+                    & line.index.isin(sens.di_dp.index)).to_numpy()
+        if screened.any():
+            line = line[screened]
+            blocks += _branch_cuts("line", line.index.to_numpy(), line.loading_percent,
+                                   (line.max_i_ka * limits.cm_margin).to_numpy(),
+                                   (SQRT3 * line.vn_kv).to_numpy(), sens.line_phasors, offsets)
+        trafo = op.branches.trafo
         target = 100.0 * limits.cm_margin
-        trafo = trafo[trafo.loading_percent >= params.cm_screen * target]
-        for args in _branch_cuts("trafo", trafo.index, trafo.loading_percent,
-                                 np.full(len(trafo), target), (trafo.sn_mva / 100.0).to_numpy(),
-                                 sens.trafo_phasors, offsets):
-            add(*args)
+        screened = ((trafo.loading_percent >= params.cm_screen * target)
+                    & trafo.index.isin(sens.dt_dp.index)).to_numpy()
+        if screened.any():
+            trafo = trafo[screened]
+            blocks += _branch_cuts("trafo", trafo.index.to_numpy(), trafo.loading_percent,
+                                   np.full(len(trafo), target),
+                                   (trafo.sn_mva / 100.0).to_numpy(), sens.trafo_phasors,
+                                   offsets)
     if "VC" in stage.services:
-        vm = op.vm_pu.loc[op.vm_pu.index.intersection(sens.buses)]
-        near = (vm > limits.v_high - params.vc_screen) | (vm < limits.v_low + params.vc_screen)
-        vm = vm[near]
-        self_sens = np.abs(np.diag(sens.dv_dp.loc[vm.index, vm.index].to_numpy()))
-        weight = 1.0 / np.maximum(self_sens, MIN_VOLTAGE_SENSITIVITY)
-        add(_meta("VC", "bus", vm.index, vm, "p.u.", weight),
-            (limits.v_low - vm).to_numpy(), (limits.v_high - vm).to_numpy(),
-            sens.dv_dp.loc[vm.index].to_numpy(), sens.dv_dq.loc[vm.index].to_numpy())
-    if not metas:
-        empty = np.zeros((0, len(sens.buses)))
-        return pd.DataFrame(columns=_META_COLUMNS), np.zeros(0), np.zeros(0), empty, empty
-    return (pd.concat(metas, ignore_index=True), np.concatenate(lowers),
-            np.concatenate(uppers), np.vstack(coef_p), np.vstack(coef_q))
+        vm = op.vm_pu
+        near = ((vm > limits.v_high - params.vc_screen) | (vm < limits.v_low + params.vc_screen)
+                ) & vm.index.isin(sens.buses)
+        if near.any():
+            vm = vm[near]
+            ids = vm.index.to_numpy()
+            dv_dp = _take(sens.dv_dp, ids)
+            self_sens = np.abs(dv_dp[np.arange(len(ids)), sens.buses.get_indexer(ids)])
+            weight = 1.0 / np.maximum(self_sens, MIN_VOLTAGE_SENSITIVITY)
+            blocks.append(_block("VC", "bus", ids, vm.to_numpy(), "p.u.", weight,
+                                 limits.v_low - vm.to_numpy(), limits.v_high - vm.to_numpy(),
+                                 dv_dp, _take(sens.dv_dq, ids)))
+    return blocks
 
 
-_META_COLUMNS = ["service", "element", "element_id", "value", "unit", "mw_per_unit"]
+_META_COLUMNS = ["service", "element", "element_id", "value", "unit", "mw_per_unit", "cut"]
 
 
-def _branch_cuts(element: str, ids: pd.Index, loading: pd.Series, limit: np.ndarray,
-                 to_mva: np.ndarray, phasors, offsets: np.ndarray):
+def _branch_cuts(element: str, ids: np.ndarray, loading: pd.Series, limit: np.ndarray,
+                 to_mva: np.ndarray, phasors, offsets: np.ndarray) -> list[dict]:
     """Rows bounding |I0 + dI| <= limit by tangents at angles arg(I0) + offset.
 
     Each tangent Re(exp(-j phi) (I0 + dI)) <= limit is a valid bound because |I| is at
@@ -159,56 +175,71 @@ def _branch_cuts(element: str, ids: pd.Index, loading: pd.Series, limit: np.ndar
     linearisation, the others catch flexibility that rotates the current (Q for a line
     that carries mostly P). Rows are scaled to MVA; all cuts of a branch share one slack.
     """
-    if len(ids) == 0:
-        return
-    current = phasors.current.loc[ids].to_numpy()
-    d_p = phasors.d_dp.loc[ids].to_numpy()
-    d_q = phasors.d_dq.loc[ids].to_numpy()
+    current = phasors.current.to_numpy()[phasors.current.index.get_indexer(ids)]
+    d_p, d_q = _take(phasors.d_dp, ids), _take(phasors.d_dq, ids)
+    blocks = []
     for offset in offsets:
         turn = np.exp(-1j * (np.angle(current) + offset))
-        meta = _meta("CM", element, ids, loading, "MVA", 1.0)
-        meta["cut"] = float(np.rad2deg(offset))
-        yield (meta, -np.inf, (limit - np.real(turn * current)) * to_mva,
-               np.real(turn[:, None] * d_p) * to_mva[:, None],
-               np.real(turn[:, None] * d_q) * to_mva[:, None])
-
-
-def _meta(service: str, element: str, ids: pd.Index, value: pd.Series, unit: str,
-          mw_per_unit: float | np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({
-        "service": service, "element": element, "element_id": ids.astype(str),
-        "value": np.asarray(value, dtype=float), "unit": unit,
-        "mw_per_unit": np.broadcast_to(mw_per_unit, len(ids)).astype(float),
-    })
+        blocks.append(_block("CM", element, ids, loading.to_numpy(), "MVA", 1.0, -np.inf,
+                             (limit - np.real(turn * current)) * to_mva,
+                             np.real(turn[:, None] * d_p) * to_mva[:, None],
+                             np.real(turn[:, None] * d_q) * to_mva[:, None],
+                             cut=float(np.rad2deg(offset))))
+    return blocks
 
 
 def _capability_rows(bids: pd.DataFrame, devices: pd.DataFrame | None, cuts: int,
-                     quantity: np.ndarray) -> tuple[pd.DataFrame, list, np.ndarray]:
-    """Inscribed-polygon rows for devices whose admitted bids could reach their circle."""
+                     quantity: np.ndarray) -> tuple[pd.DataFrame, tuple, np.ndarray]:
+    """Inscribed-polygon rows for devices whose admitted bids could reach their circle.
+
+    Returns the rows' metadata, their entries as (row, bid column, coefficient) arrays
+    with rows numbered from 0, and their upper bounds.
+    """
+    empty = (pd.DataFrame(columns=["period", *_META_COLUMNS]),
+             (np.zeros(0, int), np.zeros(0, int), np.zeros(0)), np.zeros(0))
     coupled = np.flatnonzero((bids.device_id != "").to_numpy())
     if len(coupled) == 0 or devices is None or devices.empty:
-        return pd.DataFrame(columns=["period", *_META_COLUMNS]), [], np.zeros(0)
-    state = devices.set_index(["device_id", "period"])
-    angles = (2 * np.arange(cuts) + 1) * np.pi / cuts
-    cos, sin = np.cos(angles), np.sin(angles)
-    sign = bids["product"].map(PRODUCT_SIGN).to_numpy()
-    is_p = is_active(bids["product"])
-    metas, entries, upper = [], [], []
-    groups = bids.iloc[coupled].groupby(["device_id", "period"], sort=True).indices
-    for (device, period), local in groups.items():
-        members = coupled[local]
-        p0, q0, s = state.loc[(device, period), ["p_mw", "q_mvar", "s_mva"]]
-        current = cos * p0 + sin * q0
+        return empty
+    members = bids.iloc[coupled]
+    key = pd.MultiIndex.from_arrays([members.device_id, members.period])
+    groups, group = np.unique(key.codes[0] * (key.levels[1].size + 1) + key.codes[1],
+                              return_inverse=True)
+    first = np.unique(group, return_index=True)[1]
+    state = devices.set_index(["device_id", "period"]).loc[key[first],
+                                                          ["p_mw", "q_mvar", "s_mva"]]
+    p0, q0, s = (state[c].to_numpy(dtype=float) for c in ("p_mw", "q_mvar", "s_mva"))
+    sign = members["product"].map(PRODUCT_SIGN).to_numpy()
+    is_p = is_active(members["product"])
+    offered = quantity[coupled]
+    metas, rows, cols, values, upper = [], [], [], [], []
+    n_rows = 0
+    for k in range(cuts):
+        angle = (2 * k + 1) * math.pi / cuts
+        coef = np.where(is_p, math.cos(angle), math.sin(angle)) * sign
+        reach = np.bincount(group, np.clip(coef, 0, None) * offered, minlength=len(groups))
+        current = math.cos(angle) * p0 + math.sin(angle) * q0
         rhs = np.maximum(s * math.cos(math.pi / cuts), current) - current
-        coef = np.where(is_p[members][None, :], cos[:, None], sin[:, None]) * sign[members]
-        reach = np.clip(coef, 0, None) @ quantity[members]
-        for k in np.flatnonzero(reach > rhs + 1e-12):
-            metas.append((int(period), "CAP", "device", str(device), float(current[k]),
-                          "MVA", 0.0))
-            entries.append((members, coef[k]))
-            upper.append(rhs[k])
-    meta = pd.DataFrame(metas, columns=["period", *_META_COLUMNS])
-    return meta, entries, np.asarray(upper, dtype=float)
+        binding = np.flatnonzero(reach > rhs + 1e-12)
+        if len(binding) == 0:
+            continue
+        row_of_group = np.full(len(groups), -1)
+        row_of_group[binding] = n_rows + np.arange(len(binding))
+        take = row_of_group[group] >= 0
+        rows.append(row_of_group[group[take]])
+        cols.append(coupled[take])
+        values.append(coef[take])
+        upper.append(rhs[binding])
+        metas.append(pd.DataFrame({
+            "period": key[first[binding]].get_level_values(1).astype(int),
+            "service": "CAP", "element": "device",
+            "element_id": key[first[binding]].get_level_values(0).astype(str),
+            "value": current[binding], "unit": "MVA", "mw_per_unit": 0.0, "cut": np.nan}))
+        n_rows += len(binding)
+    if not metas:
+        return empty
+    return (pd.concat(metas, ignore_index=True),
+            (np.concatenate(rows), np.concatenate(cols), np.concatenate(values)),
+            np.concatenate(upper))
 
 
 def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
@@ -228,18 +259,22 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
     is_p = is_active(chosen["product"])
     bus_position = pd.Series(np.arange(len(buses)), index=buses)
 
-    row_meta, lower, upper, periods = [], [], [], []
+    row_meta: list[dict] = []
+    lower, upper, periods = [], [], []
     triplets_r, triplets_c, triplets_v = [], [], []
     n_rows = 0
+    empty = np.zeros((0, len(buses)))
     for op in points:
-        meta, lo, hi, cp, cq = _network_rows(op, stage, limits, params)
-        positions = n_rows + np.arange(len(meta))
+        blocks = _network_rows(op, stage, limits, params)
+        cp = np.vstack([b["coef_p"] for b in blocks]) if blocks else empty
+        cq = np.vstack([b["coef_q"] for b in blocks]) if blocks else empty
+        positions = n_rows + np.arange(len(cp))
         periods.append(PeriodRows(op.period, op.hours, positions, buses, cp, cq))
-        if len(meta):
-            meta.insert(0, "period", op.period)
-            row_meta.append(meta)
-            lower.append(lo)
-            upper.append(hi)
+        if blocks:
+            for b in blocks:
+                row_meta.append({"period": np.full(len(b["lower"]), op.period), **b["meta"]})
+                lower.append(b["lower"])
+                upper.append(b["upper"])
             cols = np.flatnonzero(chosen.period.to_numpy() == op.period)
             if len(cols):
                 at = bus_position[chosen.bus.to_numpy()[cols]].to_numpy()
@@ -248,23 +283,23 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
                 triplets_r.append(positions[r])
                 triplets_c.append(cols[c])
                 triplets_v.append(block[r, c])
-        n_rows += len(meta)
+        n_rows += len(cp)
 
-    cap_meta, cap_entries, cap_upper = _capability_rows(chosen, devices,
-                                                        params.capability_cuts, quantity)
-    for k, (members, coef) in enumerate(cap_entries):
-        triplets_r.append(np.full(len(members), n_rows + k))
-        triplets_c.append(members)
-        triplets_v.append(coef)
+    cap_meta, (cap_r, cap_c, cap_v), cap_upper = _capability_rows(
+        chosen, devices, params.capability_cuts, quantity)
+    triplets_r.append(n_rows + cap_r)
+    triplets_c.append(cap_c)
+    triplets_v.append(cap_v)
     if len(cap_meta):
-        row_meta.append(cap_meta)
+        row_meta.append({c: cap_meta[c].to_numpy() for c in cap_meta.columns})
         lower.append(np.full(len(cap_meta), -np.inf))
         upper.append(cap_upper)
     n_network = n_rows
     n_rows += len(cap_meta)
 
-    rows = (pd.concat(row_meta, ignore_index=True) if row_meta
-            else pd.DataFrame(columns=["period", *_META_COLUMNS]))
+    columns = ["period", *_META_COLUMNS]
+    rows = (pd.DataFrame({c: np.concatenate([m[c] for m in row_meta]) for c in columns})
+            if row_meta else pd.DataFrame(columns=columns))
     rows["period"] = rows["period"].astype(int)
     row_lower = np.concatenate(lower) if lower else np.zeros(0)
     row_upper = np.concatenate(upper) if upper else np.zeros(0)

@@ -162,21 +162,22 @@ class ACEvaluator:
                  with_sensitivities: bool = False) -> list[OperatingPoint]:
         """AC state of every period under the injection changes in `flex` (FLEX_COLUMNS).
 
-        Without sensitivities, the periods that need a new power flow are solved together
-        in one batched run (see `batch.py`); a divergence is then traced to its period by
-        solving the periods one by one, so the error names it.
+        The periods that need a new power flow are solved together in one batched run
+        (see `batch.py`); a divergence is then traced to its period by solving the
+        periods one by one, so the error names it.
         """
         dp, dq = self._dense(flex)
-        if not with_sensitivities and self._batching:
+        if self._batching:
             todo = [t for t in range(len(dp)) if (dp[t].any() or dq[t].any())
-                    and self._key(t, dp[t], dq[t], False) not in self._cache]
+                    and self._key(t, dp[t], dq[t], with_sensitivities) not in self._cache]
             if len(todo) >= 2:
                 # On divergence fall through: per-period runs name the failing period.
                 with contextlib.suppress(PowerFlowError):
-                    self._run_batch(todo, dp, dq)
+                    self._run_batch(todo, dp, dq, with_sensitivities)
         return [self._state(t, dp[t], dq[t], with_sensitivities) for t in range(len(dp))]
 
-    def _run_batch(self, periods: list[int], dp: np.ndarray, dq: np.ndarray) -> None:
+    def _run_batch(self, periods: list[int], dp: np.ndarray, dq: np.ndarray,
+                   with_sensitivities: bool) -> None:
         if self._batch is None or not set(periods) <= set(self._batch.periods):
             wanted = sorted(set(periods) | set(self._batch.periods if self._batch else []))
             self._batch = PeriodBatch(self.net, self.injections, wanted, self._flex,
@@ -185,12 +186,13 @@ class ACEvaluator:
         rows = np.asarray(batch.periods)
         todo = np.isin(rows, periods)
         points = batch.run(np.where(todo[:, None], dp[rows], 0.0),
-                           np.where(todo[:, None], dq[rows], 0.0))
+                           np.where(todo[:, None], dq[rows], 0.0), with_sensitivities)
         self.power_flows += len(periods)
         self.batch_runs += 1
         for row, period in enumerate(batch.periods):
             if todo[row]:
-                self._remember(self._key(period, dp[period], dq[period], False), points[row])
+                self._remember(self._key(period, dp[period], dq[period], with_sensitivities),
+                               points[row])
 
     def validate(self, flex: pd.DataFrame) -> ValidationReport:
         """Residual and collateral needs and linearisation error of these injections."""

@@ -21,6 +21,7 @@ import pandas as pd
 
 from lfm_abm.network.operating_points import BranchState, OperatingPoint, run_power_flow
 from lfm_abm.network.scenarios import PeriodInjections
+from lfm_abm.network.sensitivities import F_BUS, T_BUS, internal_branch_rows, sensitivities
 
 #: Element tables copied into the batch; a grid using any other element falls back to
 #: one power flow per period.
@@ -67,6 +68,38 @@ class PeriodBatch:
         self._flex_rows = flex.index  # copy-major, then flex_elements order
         self._layout = [self._copy_layout(k) for k in range(len(self.periods))]
         run_power_flow(merged, "all periods")
+        self.template = net
+        self._voltage_order = [self._internal_order(k) for k in range(len(self.periods))]
+
+    def _internal_order(self, copy_index: int) -> np.ndarray:
+        """Internal bus of the merged net for each internal bus of the template net.
+
+        Every copy has the template's topology, so its internal buses are the
+        template's up to a permutation: pandapower buses map through the bus lookups,
+        auxiliary buses (open switches) through the branch ends they terminate.
+        """
+        template, merged = self.template, self.net
+        ours = template._ppc["internal"]
+        theirs = merged._ppc["internal"]
+        order = np.full(ours["Ybus"].shape[0], -1)
+        buses = merged.bus[merged.bus.lfm_copy == copy_index]
+        ours_at = template._pd2ppc_lookups["bus"][buses.lfm_id.to_numpy()]
+        theirs_at = merged._pd2ppc_lookups["bus"][buses.index.to_numpy()]
+        valid = ours_at < len(order)
+        order[ours_at[valid]] = theirs_at[valid]
+        for element in ("line", "trafo"):
+            ids, rows = internal_branch_rows(template, element)
+            big_ids, big_rows = internal_branch_rows(merged, element)
+            table = merged[element].loc[big_ids]
+            mine = (table.lfm_copy == copy_index).to_numpy()
+            row_of = pd.Series(big_rows[mine], index=table.lfm_id.to_numpy()[mine])
+            theirs_rows = row_of.loc[ids].to_numpy()
+            for end in (F_BUS, T_BUS):
+                order[ours["branch"][rows, end].real.astype(int)] = (
+                    theirs["branch"][theirs_rows, end].real.astype(int))
+        if (order < 0).any():
+            raise RuntimeError("batch copy does not match the grid's internal buses")
+        return order
 
     def _copy_layout(self, copy_index: int) -> dict:
         """Row positions and static columns of one copy, so `run` only slices arrays."""
@@ -85,8 +118,13 @@ class PeriodBatch:
             "vn_hv_kv": trafos.vn_hv_kv.to_numpy(),
         }
 
-    def run(self, dp: np.ndarray, dq: np.ndarray) -> list[OperatingPoint]:
-        """AC states of all batch periods; dp/dq are (periods x flex buses) MW / MVAr."""
+    def run(self, dp: np.ndarray, dq: np.ndarray,
+            with_sensitivities: bool = False) -> list[OperatingPoint]:
+        """AC states of all batch periods; dp/dq are (periods x flex buses) MW / MVAr.
+
+        With sensitivities, each period is linearised at its own solved voltages on the
+        template grid's Jacobian structure (see `sensitivities(voltages=...)`).
+        """
         net = self.net
         net.sgen.loc[self._flex_rows, "p_mw"] = dp.ravel()
         net.sgen.loc[self._flex_rows, "q_mvar"] = dq.ravel()
@@ -95,8 +133,10 @@ class PeriodBatch:
         i_ka = net.res_line.i_ka.to_numpy()
         line_pct = net.res_line.loading_percent.to_numpy()
         trafo_pct = net.res_trafo.loading_percent.to_numpy()
+        voltages = net._ppc["internal"]["V"]
         points = []
-        for period, label, at in zip(self.periods, self.labels, self._layout, strict=True):
+        for copy_index, (period, label, at) in enumerate(zip(self.periods, self.labels,
+                                                             self._layout, strict=True)):
             lines = pd.DataFrame({"i_ka": i_ka[at["line"]], "max_i_ka": at["max_i_ka"],
                                   "loading_percent": line_pct[at["line"]],
                                   "vn_kv": at["vn_kv"]}, index=at["line_ids"])
@@ -106,5 +146,7 @@ class PeriodBatch:
             points.append(OperatingPoint(
                 period=period, label=label, hours=self.hours,
                 vm_pu=pd.Series(vm[at["bus"]], index=at["bus_ids"]),
-                branches=BranchState(lines, trafos)))
+                branches=BranchState(lines, trafos),
+                sens=sensitivities(self.template, voltages=voltages[
+                    self._voltage_order[copy_index]]) if with_sensitivities else None))
         return points

@@ -79,7 +79,7 @@ class Sensitivities:
         return self.dv_dp.columns
 
 
-def _internal_branch_rows(net: pp.pandapowerNet, element: str) -> tuple[pd.Index, np.ndarray]:
+def internal_branch_rows(net: pp.pandapowerNet, element: str) -> tuple[pd.Index, np.ndarray]:
     """Pandapower ids of in-service branches of `element` and their internal ppc rows."""
     lookup = net._pd2ppc_lookups["branch"]
     if element not in lookup or len(net[element]) == 0:
@@ -102,16 +102,20 @@ def _require_converged_nr(net: pp.pandapowerNet) -> dict:
     return ppc["internal"]
 
 
-def sensitivities(net: pp.pandapowerNet, buses: list[int] | None = None) -> Sensitivities:
+def sensitivities(net: pp.pandapowerNet, buses: list[int] | None = None,
+                  voltages: np.ndarray | None = None) -> Sensitivities:
     """Sensitivities of |V|, line current and trafo loading to P and Q injections.
 
     `net` must hold a converged Newton-Raphson power flow. `buses` restricts the
     injection columns to these pandapower buses (only those columns are solved, with
     one sparse LU of the Jacobian); by default all PQ buses are computed. Buses merged
     by closed bus-bus switches share one internal bus and get identical columns.
+    `voltages` (complex, in the net's internal bus order) linearises at another state of
+    the same grid, e.g. one solved in a batch: the Jacobian depends only on Ybus and V.
     """
     internal = _require_converged_nr(net)
-    Ybus, V = internal["Ybus"], internal["V"]
+    Ybus = internal["Ybus"]
+    V = internal["V"] if voltages is None else voltages
     pv, pq = internal["pv"], internal["pq"]
     base_mva = float(internal["baseMVA"])
     pvpq = np.r_[pv, pq]
@@ -174,12 +178,12 @@ def sensitivities(net: pp.pandapowerNet, buses: list[int] | None = None) -> Sens
         return bus[branch[rows, end].real.astype(int), BASE_KV]
 
     # Lines: kA = p.u. current x baseMVA / (sqrt(3) x base kV), same at both ends.
-    line_ids, line_rows = _internal_branch_rows(net, "line")
+    line_ids, line_rows = internal_branch_rows(net, "line")
     line_ka = base_mva / (SQRT3 * base_kv(line_rows, F_BUS))
     line = _loaded_end_currents(internal, line_rows, V, dV, line_ka, line_ka)
 
     # Trafos: percent loading = kA x rated kV of that side x sqrt(3) / rating x 100.
-    trafo_ids, trafo_rows = _internal_branch_rows(net, "trafo")
+    trafo_ids, trafo_rows = internal_branch_rows(net, "trafo")
     trafo = net.trafo.loc[trafo_ids]
     rating = (trafo.sn_mva * trafo.df * trafo.parallel).to_numpy()
     hv_pct = base_mva * trafo.vn_hv_kv.to_numpy() / base_kv(trafo_rows, F_BUS) / rating * 100

@@ -1,0 +1,386 @@
+"""Studies: a TOML spec expanded into independent runs, executed, resumed, summarised.
+
+A study is the grid of design x pricing x learner setting x seed, each run `rounds`
+rounds. Runs execute in local processes (concurrent.futures) or on a Dask cluster
+(`scheduler`); each finished run is written atomically and never recomputed unless its
+settings change; a failing run is recorded with its error and the others go on.
+
+Spec (paths are relative to the spec file, `out` to the working directory):
+
+    [study]
+    name = "designs"
+    grid = "simbench-semiurb"
+    population = "../agents/simbench_semiurb.toml"
+    designs = ["CM_P", "CMVC_PQ", "CM_P>VC_Q"]
+    pricing = ["pay-as-bid"]          # and/or "marginal"
+    rounds = 150
+    seeds = 4                         # seeds 0..3, or an explicit list
+    window = 50                       # last rounds the KPIs average over
+    ac_every = 10                     # AC-validate every k-th round
+    resample_days = false
+    out = "out/designs"
+
+    [learners]                        # labelled settings; default: the population's own
+    roth-erev = { kind = "roth-erev" }
+    truthful = { kind = "truthful" }
+
+    [scenario]  [limits]  [market]  [actions]   # optional overrides
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+import tomllib
+import traceback
+from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+from lfm_abm.errors import InputError
+from lfm_abm.learning import ActionGrid, make_learner
+from lfm_abm.market.designs import parse_design
+from lfm_abm.market.params import MarketParams
+from lfm_abm.market.pricing import check_pricing
+from lfm_abm.network.grids import default_scenario, load_grid
+from lfm_abm.network.needs import NeedLimits
+from lfm_abm.network.scenarios import Scenario
+
+STUDY_FIELDS = {"name", "grid", "population", "designs", "pricing", "rounds", "seeds",
+                "window", "ac_every", "resample_days", "out"}
+TABLES_ALLOWED = {"study", "learners", "scenario", "limits", "market", "actions"}
+POPULATION_LEARNER = "population"
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A validated study: everything needed to expand and run it."""
+
+    name: str
+    source: str
+    grid: str
+    population: str
+    designs: tuple[str, ...]
+    pricing: tuple[str, ...]
+    learners: Mapping[str, Mapping[str, object] | None]
+    rounds: int
+    seeds: tuple[int, ...]
+    window: int
+    ac_every: int
+    resample_days: bool
+    out: str
+    scenario: Scenario
+    limits: NeedLimits
+    market: MarketParams
+    actions: ActionGrid
+
+    def describe(self) -> dict:
+        """JSON-friendly description for the manifest and report."""
+        return {"name": self.name, "source": self.source, "grid": self.grid,
+                "population": self.population, "designs": list(self.designs),
+                "pricing": list(self.pricing), "learners": {k: dict(v) if v else None
+                                                            for k, v in self.learners.items()},
+                "rounds": self.rounds, "seeds": list(self.seeds), "window": self.window,
+                "ac_every": self.ac_every, "resample_days": self.resample_days,
+                "scenario": {k: v for k, v in asdict(self.scenario).items() if k != "source"},
+                "limits": asdict(self.limits), "market": asdict(self.market),
+                "actions": asdict(self.actions)}
+
+
+def _get(table: Mapping, key: str, kind: type | tuple, source: str, default: object = None,
+         check: Callable[[object], bool] = lambda v: True, allowed: object = None) -> object:
+    """A [study] field of the right type passing `check`, else InputError naming it."""
+    value = table.get(key, default)
+    if value is None:
+        raise InputError("required", source=source, field=f"study.{key}")
+    wrong_type = not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)
+    if wrong_type or not check(value):
+        raise InputError(f"invalid value {value!r}", source=source, field=f"study.{key}",
+                         allowed=allowed)
+    return value
+
+
+def load_study(path: str | Path, rounds: int | None = None, seeds: int | None = None,
+               out: str | None = None) -> StudySpec:
+    """Read and validate a study TOML; command-line overrides win over the file."""
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise InputError("file not found", source=source, field="study")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"not valid TOML ({exc})", source=source, field="study") from exc
+    unknown = set(data) - TABLES_ALLOWED
+    if unknown:
+        raise InputError(f"unknown table [{sorted(unknown)[0]}]", source=source,
+                         field=sorted(unknown)[0], allowed=sorted(TABLES_ALLOWED))
+    study = data.get("study")
+    if not isinstance(study, dict):
+        raise InputError("missing [study] table", source=source, field="study")
+    extra = set(study) - STUDY_FIELDS
+    if extra:
+        raise InputError(f"unknown field {sorted(extra)[0]!r}", source=source,
+                         field=f"study.{sorted(extra)[0]}", allowed=sorted(STUDY_FIELDS))
+    base = path.parent
+    grid = str(_get(study, "grid", str, source))
+    if grid.endswith(".json"):
+        grid = str((base / grid).resolve())
+    load_grid(grid)  # fails early, naming the known grids
+    population = _get(study, "population", str, source)
+    population_path = (base / population).resolve()
+    if not population_path.is_file():
+        raise InputError(f"population file {population!r} not found (paths are relative to "
+                         "the study file)", source=source, field="study.population")
+    designs = _get(study, "designs", list, source, check=lambda v: len(v) > 0)
+    for design in designs:
+        parse_design(design, source)
+    pricing = _get(study, "pricing", list, source, default=["pay-as-bid"],
+                   check=lambda v: len(v) > 0, allowed=["pay-as-bid", "marginal"])
+    for rule in pricing:
+        check_pricing(rule, source)
+    n_rounds = rounds if rounds is not None else _get(
+        study, "rounds", int, source, check=lambda v: v >= 1, allowed=["an integer >= 1"])
+    raw_seeds = _get(study, "seeds", (int, list), source, default=1)
+    if seeds is not None:
+        raw_seeds = seeds
+    seed_list = list(range(raw_seeds)) if isinstance(raw_seeds, int) else raw_seeds
+    if not seed_list or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                for s in seed_list) or len(set(seed_list)) != len(seed_list):
+        raise InputError(f"must be a count >= 1 or a list of distinct integers >= 0, got "
+                         f"{raw_seeds!r}", source=source, field="study.seeds")
+    window = _get(study, "window", int, source, default=max(1, n_rounds // 4),
+                  check=lambda v: v >= 1, allowed=["an integer >= 1"])
+    ac_every = _get(study, "ac_every", int, source, default=1, check=lambda v: v >= 1,
+                    allowed=["an integer >= 1"])
+    resample = _get(study, "resample_days", bool, source, default=False)
+    name = _get(study, "name", str, source, default=path.stem)
+    out_dir = out or _get(study, "out", str, source, default=f"out/{name}")
+    actions = ActionGrid.from_dict(data.get("actions", {}), source)
+    learners = _learners(data.get("learners"), actions, source)
+    net = load_grid(grid)
+    scenario = Scenario.from_dict(data.get("scenario", {}), source, default_scenario(net))
+    return StudySpec(
+        name=name, source=source, grid=grid, population=str(population_path),
+        designs=tuple(designs), pricing=tuple(pricing), learners=learners, rounds=n_rounds,
+        seeds=tuple(seed_list), window=min(window, n_rounds), ac_every=ac_every,
+        resample_days=resample, out=out_dir, scenario=scenario,
+        limits=NeedLimits.from_dict(data.get("limits", {}), source),
+        market=MarketParams.from_dict(data.get("market", {}), source), actions=actions)
+
+
+def _learners(raw: object, actions: ActionGrid, source: str) -> dict:
+    if raw is None:
+        return {POPULATION_LEARNER: None}
+    if not isinstance(raw, dict) or not raw:
+        raise InputError("must be a table of label = { kind = ... }", source=source,
+                         field="learners")
+    out = {}
+    for label, spec in raw.items():
+        if not isinstance(spec, dict):
+            raise InputError("must be a table such as { kind = \"ucb1\" }", source=source,
+                             field=f"learners.{label}")
+        if spec.get("kind") == POPULATION_LEARNER:
+            out[label] = None
+            continue
+        make_learner(spec, actions, source=f"{source}: learners.{label}")
+        out[label] = dict(spec)
+    return out
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a study: its settings, seed and number of rounds."""
+
+    run_id: str
+    design: str
+    pricing: str
+    learner: str
+    seed: int
+    rounds: int
+    settings: object = field(repr=False)  # ModelSettings (kept opaque to stay picklable)
+    fingerprint: str = ""
+
+
+def expand(spec: StudySpec) -> list[RunSpec]:
+    """All runs of a study, in a stable order (design, pricing, learner, seed)."""
+    from lfm_abm.agents.population import load_population
+    from lfm_abm.model import ModelSettings
+
+    population = load_population(spec.population)
+    population_text = Path(spec.population).read_text()
+    runs = []
+    for design in spec.designs:
+        for pricing in spec.pricing:
+            for label, learner in spec.learners.items():
+                settings = ModelSettings(
+                    grid=spec.grid, population=population, design=design, pricing=pricing,
+                    scenario=spec.scenario, limits=spec.limits, market=spec.market,
+                    actions=spec.actions, learner=learner, resample_days=spec.resample_days,
+                    ac_every=spec.ac_every)
+                for seed in spec.seeds:
+                    identity = json.dumps({
+                        "design": design, "pricing": pricing, "learner": learner,
+                        "seed": seed, "rounds": spec.rounds, "population": population_text,
+                        "code": versions()["lfm-abm"],
+                        **{k: v for k, v in spec.describe().items()
+                           if k in ("grid", "scenario", "limits", "market", "actions",
+                                    "ac_every", "resample_days")}}, sort_keys=True)
+                    fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:16]
+                    slug = design.replace(">", "-then-")
+                    runs.append(RunSpec(f"{slug}__{pricing}__{label}__s{seed}", design,
+                                        pricing, label, seed, spec.rounds, settings,
+                                        fingerprint))
+    return runs
+
+
+def execute_run(run: RunSpec) -> dict:
+    """Run one simulation (in a worker) and return its tables and timings."""
+    from lfm_abm.model import LFMModel
+
+    start = time.perf_counter()
+    model = LFMModel(run.settings, seed=run.seed)
+    setup = time.perf_counter() - start
+    for _ in range(run.rounds):
+        model.step()
+    return {"tables": model.records(), "setup_seconds": setup,
+            "seconds": time.perf_counter() - start, "timings": dict(model.timings)}
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the packages that determine results."""
+    found = {"python": platform.python_version()}
+    for package in ("lfm-abm", "pandapower", "simbench", "highspy", "mesa", "numpy", "scipy",
+                    "pandas", "pyarrow", "cvxpy"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def _executor(workers: int, scheduler: str | None):
+    """Submit function and result iterator for local processes or a Dask cluster."""
+    if scheduler:
+        try:
+            from distributed import Client
+            from distributed import as_completed as dask_completed
+        except ImportError:
+            raise InputError("Dask is not installed: pip install 'lfm-abm[dist]'",
+                             field="--scheduler") from None
+        client = Client(scheduler)
+
+        def submit(run: RunSpec):
+            return client.submit(execute_run, run, pure=False, key=f"lfm-{run.run_id}")
+
+        return submit, dask_completed, lambda future: future.result(), client.close
+    if workers <= 1:
+        class Done:
+            def __init__(self, run: RunSpec) -> None:
+                self.run = run
+
+        return Done, iter, lambda done: execute_run(done.run), lambda: None
+    import multiprocessing
+
+    pool = ProcessPoolExecutor(max_workers=workers,
+                               mp_context=multiprocessing.get_context("spawn"))
+    return (lambda run: pool.submit(execute_run, run), as_completed,
+            lambda future: future.result(), lambda: pool.shutdown(cancel_futures=True))
+
+
+def run_study(spec: StudySpec, workers: int = 1, scheduler: str | None = None,
+              progress: bool = True) -> Path:
+    """Execute every unfinished run of a study, then write summary, plots and report."""
+    from tqdm import tqdm
+
+    from lfm_abm.results import store
+
+    out = Path(spec.out)
+    out.mkdir(parents=True, exist_ok=True)
+    store.clean_partial(out)
+    runs = expand(spec)
+    todo = [r for r in runs if not store.is_finished(out, r.run_id, r.fingerprint)]
+    manifest = store.read_manifest(out)
+    manifest.update({"study": spec.describe(), "versions": versions(),
+                     "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+    status = manifest.setdefault("runs", {})
+    for run in runs:
+        if run not in todo and run.run_id in status:
+            status[run.run_id]["status"] = "finished"
+    manifest["current_runs"] = [r.run_id for r in runs]
+    store.write_json_atomic(out / store.MANIFEST, manifest)
+
+    submit, completed, result, close = _executor(workers, scheduler)
+    start = time.perf_counter()
+    done_rounds = 0
+    bar = tqdm(total=len(todo), unit="run", disable=not progress, dynamic_ncols=True,
+               desc=f"{spec.name}: {len(runs) - len(todo)} of {len(runs)} runs already done")
+    try:
+        futures = {submit(run): run for run in todo}
+        for future in completed(list(futures)):
+            run = futures[future]
+            try:
+                outcome = result(future)
+            except Exception as exc:  # a failing run is recorded; the others go on
+                status[run.run_id] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                                      "traceback": traceback.format_exc(limit=8)}
+            else:
+                meta = {"run_id": run.run_id, "design": run.design, "pricing": run.pricing,
+                        "learner": run.learner, "seed": run.seed, "rounds": run.rounds,
+                        "fingerprint": run.fingerprint, "seconds": outcome["seconds"],
+                        "setup_seconds": outcome["setup_seconds"],
+                        "stage_seconds": outcome["timings"]}
+                store.write_run(out, run.run_id, outcome["tables"], meta)
+                status[run.run_id] = {"status": "finished", "seconds": outcome["seconds"]}
+                done_rounds += run.rounds
+            store.write_json_atomic(out / store.MANIFEST, manifest)
+            elapsed = time.perf_counter() - start
+            bar.set_postfix_str(f"{done_rounds / elapsed:.1f} rounds/s" if elapsed else "")
+            bar.update(1)
+    finally:
+        bar.close()
+        close()
+    manifest["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    manifest["wall_seconds"] = time.perf_counter() - start
+    store.write_json_atomic(out / store.MANIFEST, manifest)
+    summarise_study(out)
+    return out
+
+
+def summarise_study(out: Path) -> pd.DataFrame:
+    """Per-run KPIs, summary.csv, plots and report from the saved runs of a study."""
+    from lfm_abm.results import store
+    from lfm_abm.results.kpis import run_kpis, summarise
+    from lfm_abm.results.plots import make_plots
+    from lfm_abm.results.report import write_report
+
+    manifest = store.read_manifest(out)
+    if not manifest:
+        raise InputError("no manifest.json: not a study output folder", source=str(out),
+                         field="DIR")
+    window = manifest["study"]["window"]
+    run_ids = [r for r in manifest.get("current_runs", [])
+               if manifest["runs"].get(r, {}).get("status") == "finished"]
+    if not run_ids:
+        raise InputError("no finished runs to summarise", source=str(out), field="runs")
+    rows = []
+    for run_id in run_ids:
+        tables = store.load_tables(out, [run_id])
+        meta = store.run_meta(out, run_id)
+        rows.append({"run_id": run_id, **{k: meta[k] for k in ("design", "pricing", "learner",
+                                                               "seed")},
+                     **run_kpis(tables, window)})
+    per_run = pd.DataFrame(rows)
+    per_run.to_csv(out / "runs.csv", index=False)
+    summary = summarise(per_run)
+    summary.to_csv(out / "summary.csv", index=False)
+    tables = store.load_tables(out, run_ids)
+    figures = make_plots(tables, per_run, out / "plots")
+    write_report(out, manifest, summary, figures)
+    return summary

@@ -1,0 +1,192 @@
+"""Studies: outputs, resume after interruption, Dask, failures, spec validation."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lfm_abm import study as study_module
+from lfm_abm.cli import main
+from lfm_abm.errors import InputError
+from lfm_abm.results import store
+from lfm_abm.study import load_study, run_study
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ROOT / "studies" / "quick.toml"
+
+
+def small(tmp_path, name="out", rounds=6, seeds=2):
+    return load_study(QUICK, rounds=rounds, seeds=seeds, out=str(tmp_path / name))
+
+
+def tables_of(out: Path) -> dict[str, pd.DataFrame]:
+    manifest = store.read_manifest(out)
+    return store.load_tables(out, sorted(manifest["current_runs"]))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """The quick study, small, run once without interruption."""
+    out = run_study(small(tmp_path_factory.mktemp("study")), workers=1, progress=False)
+    return out
+
+
+def test_study_writes_every_output(finished):
+    manifest = store.read_manifest(finished)
+    assert len(manifest["current_runs"]) == 8
+    assert all(v["status"] == "finished" for v in manifest["runs"].values())
+    assert {"python", "pandapower", "highspy", "mesa"} <= set(manifest["versions"])
+    summary = pd.read_csv(finished / "summary.csv")
+    assert list(summary.design) == ["CM_P", "VC_Q", "CMVC_PQ", "CM_P>VC_Q"]
+    for column in ("dso_cost_mean", "dso_cost_ci", "cost_ratio_mean", "unmet_need_after_ac_mean",
+                   "lerner_pv_inverter_mean", "hhi_P_mean", "psi_mean",
+                   "rounds_to_stable_mean", "volume_Q_down_mean"):
+        assert column in summary
+    assert (summary.seeds == 2).all()
+    for figure in ("learning_markups", "learning_profits", "cost_curves", "design_comparison"):
+        assert (finished / "plots" / f"{figure}.png").stat().st_size > 10_000
+    report = (finished / "report.md").read_text()
+    assert "plots/cost_curves.png" in report and "CMVC_PQ" in report
+    rounds = tables_of(finished)["rounds"]
+    assert len(rounds) == 8 * 6 and not rounds.duplicated(["run_id", "round"]).any()
+
+
+def test_rerun_skips_finished_runs(finished):
+    before = {p.name: p.stat().st_mtime_ns for p in (finished / "runs").iterdir()}
+    spec = load_study(QUICK, rounds=6, seeds=2, out=str(finished))
+    run_study(spec, workers=1, progress=False)
+    after = {p.name: p.stat().st_mtime_ns for p in (finished / "runs").iterdir()}
+    assert before == after
+
+
+def test_changed_settings_recompute_only_what_changed(finished, tmp_path):
+    spec = load_study(QUICK, rounds=6, seeds=3, out=str(finished))
+    runs = study_module.expand(spec)
+    todo = [r for r in runs if not store.is_finished(finished, r.run_id, r.fingerprint)]
+    assert {r.seed for r in todo} == {2} and len(todo) == 4
+    longer = study_module.expand(load_study(QUICK, rounds=7, seeds=2, out=str(finished)))
+    assert not any(store.is_finished(finished, r.run_id, r.fingerprint) for r in longer)
+
+
+@pytest.mark.slow
+def test_interrupted_study_resumes_to_the_same_results(finished, tmp_path):
+    out = tmp_path / "interrupted"
+    command = [sys.executable, "-m", "lfm_abm.cli", "run", str(QUICK), "--rounds", "6",
+               "--seeds", "2", "--workers", "1", "--quiet", "--out", str(out)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        runs = [p for p in (out / "runs").glob("*") if not p.name.startswith(".")] \
+            if (out / "runs").is_dir() else []
+        if len(runs) >= 2:
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    partial = [p for p in (out / "runs").iterdir() if not p.name.startswith(".")]
+    assert 2 <= len(partial) < 8, "the study was interrupted half way"
+    assert main(["run", str(QUICK), "--rounds", "6", "--seeds", "2", "--workers", "1",
+                 "--quiet", "--out", str(out)]) == 0
+    resumed, reference = tables_of(out), tables_of(finished)
+    for name in ("rounds", "agents", "awards"):
+        left = resumed[name].drop(columns=["solve_seconds"], errors="ignore")
+        right = reference[name].drop(columns=["solve_seconds"], errors="ignore")
+        pd.testing.assert_frame_equal(left.reset_index(drop=True), right.reset_index(drop=True))
+    assert not resumed["rounds"].duplicated(["run_id", "round"]).any()
+    assert not [p for p in (out / "runs").iterdir() if p.name.startswith(".tmp-")]
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_gives_the_same_results(finished, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        out = run_study(small(tmp_path, "dask"), scheduler=cluster.scheduler_address,
+                        progress=False)
+    left, right = tables_of(out)["rounds"], tables_of(finished)["rounds"]
+    pd.testing.assert_frame_equal(left.drop(columns="solve_seconds"),
+                                  right.drop(columns="solve_seconds"))
+
+
+def test_a_failing_run_is_recorded_and_the_others_go_on(tmp_path, monkeypatch):
+    real = study_module.execute_run
+
+    def flaky(run):
+        if run.design == "VC_Q" and run.seed == 1:
+            raise RuntimeError("solver exploded")
+        return real(run)
+
+    monkeypatch.setattr(study_module, "execute_run", flaky)
+    out = run_study(small(tmp_path, rounds=3), workers=1, progress=False)
+    runs = store.read_manifest(out)["runs"]
+    failed = {k: v for k, v in runs.items() if v["status"] == "failed"}
+    assert list(failed) == ["VC_Q__pay-as-bid__roth-erev__s1"]
+    assert "solver exploded" in failed["VC_Q__pay-as-bid__roth-erev__s1"]["error"]
+    assert sum(v["status"] == "finished" for v in runs.values()) == 7
+    assert "failed" in (out / "report.md").read_text()
+    monkeypatch.setattr(study_module, "execute_run", real)
+    run_study(small(tmp_path, rounds=3), workers=1, progress=False)  # retried on rerun
+    assert store.read_manifest(out)["runs"]["VC_Q__pay-as-bid__roth-erev__s1"]["status"] \
+        == "finished"
+
+
+def write_spec(tmp_path, study: str, extra: str = "") -> Path:
+    path = tmp_path / "spec.toml"
+    path.write_text(f"[study]\n{study}\n{extra}")
+    return path
+
+
+BASE = (f'grid = "cigre-mv"\npopulation = "{ROOT / "agents" / "cigre_mv.toml"}"\n'
+        'designs = ["CMVC_PQ"]\nrounds = 3\n')
+
+
+@pytest.mark.parametrize(
+    ("study", "extra", "field"),
+    [
+        (BASE.replace("CMVC_PQ", "CMVC_QP"), "", "design"),
+        (BASE.replace("cigre_mv.toml", "nobody.toml"), "", "study.population"),
+        (BASE + "seeds = -2\n", "", "study.seeds"),
+        (BASE + "colour = 1\n", "", "study.colour"),
+        (BASE.replace("rounds = 3", "rounds = 0"), "", "study.rounds"),
+        (BASE + 'pricing = ["vickrey"]\n', "", "pricing"),
+        (BASE, "[market]\nvoll = -5\n", "market.voll"),
+        (BASE, "[learners]\nmine = { kind = \"ucb2\" }\n", "learner.kind"),
+        (BASE, "[scenario]\npv_scal = 1.2\n", "scenario.pv_scal"),
+        (BASE, "[extras]\n", "extras"),
+    ],
+)
+def test_bad_specs_name_the_field(tmp_path, study, extra, field):
+    path = write_spec(tmp_path, study, extra)
+    with pytest.raises(InputError) as err:
+        load_study(path)
+    assert err.value.field == field
+    assert str(path) in str(err.value)
+
+
+def test_bad_spec_exits_2_without_creating_output(tmp_path, capsys):
+    path = write_spec(tmp_path, BASE.replace("CMVC_PQ", "CMVC_QP") + f'out = "{tmp_path}/o"\n')
+    assert main(["run", str(path)]) == 2
+    assert "CMVC_QP" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_plot_and_report_rebuild_from_saved_results(finished, capsys):
+    (finished / "report.md").unlink()
+    (finished / "plots" / "cost_curves.png").unlink()
+    assert main(["report", str(finished)]) == 0
+    assert (finished / "report.md").is_file()
+    assert (finished / "plots" / "cost_curves.png").is_file()
+    assert "CMVC_PQ" in capsys.readouterr().out
+
+
+def test_summary_of_a_folder_without_results_is_a_clear_error(tmp_path, capsys):
+    assert main(["plot", str(tmp_path)]) == 2
+    assert "manifest" in capsys.readouterr().err
