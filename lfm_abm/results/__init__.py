@@ -1,0 +1,1 @@
+"""Study results: Parquet storage, KPIs, plots and the report (never re-simulates)."""
