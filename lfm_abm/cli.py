@@ -196,6 +196,32 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Engine vs naive baseline on the same rounds; optionally the scale table."""
+    from lfm_abm.bench import compare, scale
+
+    if args.rounds < 1:
+        raise InputError(f"must be >= 1, got {args.rounds}", field="--rounds")
+    table, _ = compare(args.grid, args.rounds, args.ac_every)
+    print(table)
+    if args.scale:
+        frame = scale(args.scale_rounds, (10, 100, 1000),
+                      ("cigre-mv", "simbench-semiurb", "simbench-urban"), args.ac_every)
+        print(frame.round(1).to_string(index=False))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Linearisation error of the clearing over the day, with and without re-linearisation."""
+    from lfm_abm.bench import population_for
+    from lfm_abm.validation_report import linearisation_report
+
+    net, scenario = _grid_and_scenario(args)
+    print(linearisation_report(net, scenario, population_for(args.grid), args.design,
+                               args.relinearise))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per job."""
     parser = argparse.ArgumentParser(prog="lfm-abm", description=__doc__.splitlines()[0])
@@ -248,6 +274,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scheduler", help="address of a Dask scheduler to run on instead")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
+
+    bench = sub.add_parser("bench", help="time the engine against a naive baseline")
+    bench.add_argument("--grid", default="simbench-semiurb")
+    bench.add_argument("--rounds", type=int, default=100, help="timed rounds per run")
+    bench.add_argument("--ac-every", type=int, default=10,
+                       help="AC-validate every k-th round in the engine run (naive: every)")
+    bench.add_argument("--scale", action="store_true",
+                       help="also time 10/100/1000 FSPs on three grids")
+    bench.add_argument("--scale-rounds", type=int, default=20)
+    bench.set_defaults(func=cmd_bench)
+
+    validate = sub.add_parser("validate", help="linearisation error of the clearing vs AC")
+    _add_grid_arguments(validate)
+    validate.add_argument("--design", default="CMVC_PQ")
+    validate.add_argument("--relinearise", type=int, default=3,
+                          help="re-linearisation iterations for the second pass")
+    validate.set_defaults(func=cmd_validate)
 
     for name, text in (("plot", "rebuild plots (and summary, report) from saved results"),
                        ("report", "rebuild report.md (and summary, plots) from saved results")):

@@ -30,7 +30,7 @@ from lfm_abm.errors import InputError, PowerFlowError
 from lfm_abm.learning import ActionGrid, make_learner
 from lfm_abm.market.clearing import MarketCase
 from lfm_abm.market.designs import parse_design
-from lfm_abm.market.engines import SolverError
+from lfm_abm.market.engines import ENGINES, SolverError
 from lfm_abm.market.params import MarketParams
 from lfm_abm.market.pricing import check_pricing
 from lfm_abm.market.structure import pivotal_suppliers
@@ -49,6 +49,8 @@ class ModelSettings:
     one population). ac_every: AC-validate every k-th round, starting with the first;
     rounds in between report NaN after-AC needs (never a silent zero). resample_days:
     draw a day per round from `scenario.days` instead of repeating the first.
+    engine and ac_reuse exist for the benchmark: "cvxpy" rebuilds the LP in cvxpy every
+    round, ac_reuse=False runs every AC power flow from scratch.
     """
 
     grid: str
@@ -62,6 +64,8 @@ class ModelSettings:
     learner: Mapping[str, object] | None = None
     resample_days: bool = False
     ac_every: int = 1
+    engine: str = "highs"
+    ac_reuse: bool = True
 
     def __post_init__(self) -> None:
         parse_design(self.design)
@@ -71,13 +75,16 @@ class ModelSettings:
                              field="ac_every")
         if self.learner is not None:
             make_learner(self.learner, self.actions, source="learner override")
+        if self.engine not in ENGINES:
+            raise InputError(f"unknown engine {self.engine!r}", field="engine",
+                             allowed=sorted(ENGINES))
 
 
 @functools.lru_cache(maxsize=16)
 def market_case(grid: str, scenario: Scenario, day: str | None, limits: NeedLimits,
-                params: MarketParams) -> MarketCase:
+                params: MarketParams, ac_reuse: bool = True) -> MarketCase:
     """A market day, built once per process (runs of a study share it)."""
-    return MarketCase.build(load_grid(grid), scenario, day, limits, params)
+    return MarketCase.build(load_grid(grid), scenario, day, limits, params, ac_reuse)
 
 
 @dataclass
@@ -104,7 +111,7 @@ class LFMModel(mesa.Model):
         self.admitted = frozenset().union(*(stage.products for stage in self.design.stages))
         self.scenario = settings.scenario or default_scenario(load_grid(settings.grid))
         self.days = self.scenario.days or (None,)
-        self.dso = DSO(self, self.design, settings.pricing)
+        self.dso = DSO(self, self.design, settings.pricing, settings.engine)
         self.fsps: list[FSP] = [
             AGENT_CLASSES[spec.type](self, spec, settings.actions,
                                      dict(settings.learner) if settings.learner else None,
@@ -128,7 +135,7 @@ class LFMModel(mesa.Model):
         """The market day `name`, built on first use."""
         if name not in self._days:
             s = self.settings
-            case = market_case(s.grid, self.scenario, name, s.limits, s.market)
+            case = market_case(s.grid, self.scenario, name, s.limits, s.market, s.ac_reuse)
             inventory = grid_inventory(case.net, case.injections)
             periods = self.dso.publish_needs(case)
             hours = np.asarray(self.scenario.hours)
@@ -171,7 +178,7 @@ class LFMModel(mesa.Model):
         try:
             result = self.dso.clear(day.name, case, bids, book.devices)
             start = self._tick("clearing", start)
-            benchmark = self.dso.benchmark(day.name, case, book.truthful_bids(), book.devices)
+            benchmark = self.dso.benchmark(day.name, case, book)
             validate = (self.round - 1) % self.settings.ac_every == 0
             if validate:
                 self.dso.validate(day.name, result)

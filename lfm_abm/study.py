@@ -294,6 +294,27 @@ def _executor(workers: int, scheduler: str | None):
             lambda future: future.result(), lambda: pool.shutdown(cancel_futures=True))
 
 
+def check_study(spec: StudySpec) -> list[RunSpec]:
+    """Expand the study and check its population against the grid, before any output.
+
+    A population naming a bus without the asset it claims, or a bus where nothing can be
+    bid, fails here with one clear error instead of failing every run in a worker.
+    """
+    from lfm_abm.agents.inventory import grid_inventory
+    from lfm_abm.agents.population import check_against
+    from lfm_abm.model import market_case
+
+    runs = expand(spec)
+    days = spec.scenario.days or (None,)
+    case = market_case(spec.grid, spec.scenario, days[0], spec.limits, spec.market)
+    population = runs[0].settings.population
+    check_against(population, grid_inventory(case.net, case.injections), list(case.buses))
+    if any(learner is None for learner in spec.learners.values()):
+        for fsp in population.fsps:
+            make_learner(fsp.learner, spec.actions, source=f"{population.source}: fsp {fsp.id}")
+    return runs
+
+
 def run_study(spec: StudySpec, workers: int = 1, scheduler: str | None = None,
               progress: bool = True) -> Path:
     """Execute every unfinished run of a study, then write summary, plots and report."""
@@ -301,10 +322,10 @@ def run_study(spec: StudySpec, workers: int = 1, scheduler: str | None = None,
 
     from lfm_abm.results import store
 
+    runs = check_study(spec)
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
     store.clean_partial(out)
-    runs = expand(spec)
     todo = [r for r in runs if not store.is_finished(out, r.run_id, r.fingerprint)]
     manifest = store.read_manifest(out)
     manifest.update({"study": spec.describe(), "versions": versions(),

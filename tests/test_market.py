@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import ample_bids
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lfm_abm.errors import InputError
 from lfm_abm.market.clearing import Market, MarketCase
@@ -160,3 +162,28 @@ def test_no_bids_leaves_all_need_unmet_at_voll(cigre_case):
 def test_relinearise_parameter_is_validated():
     with pytest.raises(InputError, match="relinearise"):
         replace(MarketParams(), relinearise=-1)
+
+
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**31 - 1), st.sampled_from(["pay-as-bid", "marginal"]),
+       st.sampled_from((*SINGLE_DESIGNS, "CM_P>VC_Q")))
+def test_fuzz_random_bid_sets_never_raise(cigre_case, seed, pricing, design):
+    """Random bids on the real grid: clearing never raises and the money adds up."""
+    rng = np.random.default_rng(seed)
+    bids = ample_bids(cigre_case, seed=seed)
+    keep = rng.random(len(bids)) < rng.uniform(0.0, 1.0)
+    bids = bids[keep].assign(quantity=lambda b: rng.uniform(0, 2, len(b)) * rng.integers(0, 2,
+                                                                                       len(b)),
+                             price=lambda b: rng.uniform(-10, 1000, len(b)))
+    result = Market(cigre_case, design, pricing).clear(bids.reset_index(drop=True),
+                                                       validate=rng.random() < 0.3)
+    a = result.awards
+    assert result.procurement_cost == pytest.approx(a.payment.sum())
+    assert ((a.awarded >= -1e-9) & (a.awarded <= a.quantity + 1e-9)).all()
+    won = a[a.awarded > 1e-9]
+    at_bid = won.price * won.awarded * won.hours
+    if pricing == "pay-as-bid":
+        np.testing.assert_allclose(won.payment, at_bid, atol=1e-9)
+    else:
+        assert (won.payment >= at_bid - 1e-5 * max(1.0, abs(at_bid).max())).all()

@@ -122,3 +122,34 @@ def test_stochastic_days_draw_from_the_scenario():
         model.step()
     days = model.records()["rounds"].day
     assert set(days) == {"2016-07-25", "2016-07-27"}
+
+
+def test_a_failed_round_is_recorded_and_the_run_goes_on(cigre_population, monkeypatch):
+    from lfm_abm.errors import PowerFlowError
+    from lfm_abm.market.clearing import Market
+    from lfm_abm.market.engines import SolverError
+
+    clear, validate = Market.clear, Market.validate
+    calls = {"clear": 0, "validate": 0}
+
+    def flaky_clear(self, *args, **kwargs):
+        calls["clear"] += 1
+        if calls["clear"] == 4:  # round 3 (call 2 is the truthful benchmark)
+            raise SolverError("HiGHS returned Time limit reached")
+        return clear(self, *args, **kwargs)
+
+    def flaky_validate(self, result):
+        calls["validate"] += 1
+        if calls["validate"] == 5:
+            raise PowerFlowError("AC power flow did not converge in period h13")
+        return validate(self, result)
+
+    monkeypatch.setattr(Market, "clear", flaky_clear)
+    monkeypatch.setattr(Market, "validate", flaky_validate)
+    _, records = run(cigre_population, 7, design="CMVC_PQ", ac_every=1)
+    rounds = records["rounds"]
+    assert list(rounds["round"]) == [1, 2, 3, 4, 5, 6, 7]
+    failed = rounds[rounds.status != "ok"]
+    assert list(failed["round"]) == [3, 5]
+    assert "SolverError" in failed.status.iloc[0] and "period h13" in failed.status.iloc[1]
+    assert set(records["agents"]["round"]) == {1, 2, 4, 6, 7}  # no learning from failures

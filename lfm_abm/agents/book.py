@@ -8,6 +8,7 @@ structure, identical from round to round (warm re-solves).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ import pandas as pd
 from lfm_abm.agents.assets import asset_offers
 from lfm_abm.agents.inventory import GridInventory
 from lfm_abm.agents.population import FSPSpec
-from lfm_abm.market.bids import BID_COLUMNS, families
+from lfm_abm.market.bids import families
 from lfm_abm.market.formulation import DEVICE_COLUMNS
 
 
@@ -37,11 +38,20 @@ class OfferBook:
         Price = true cost x (1 + markup), capped at the market's price cap;
         quantity = capacity x (1 - withheld share).
         """
-        offers = self.offers
-        price = np.minimum(offers.cost.to_numpy() * (1.0 + markup[self.group]), price_cap)
-        quantity = offers.capacity.to_numpy() * (1.0 - withheld[self.group])
-        return offers[["bid_id", "provider_id", "bus", "period", "product"]].assign(
-            quantity=quantity, price=price, device_id=offers.device_id.to_numpy())[BID_COLUMNS]
+        slots = self._slots
+        price = np.minimum(slots["cost"] * (1.0 + markup[self.group]), price_cap)
+        quantity = slots["capacity"] * (1.0 - withheld[self.group])
+        return pd.DataFrame({"bid_id": slots["bid_id"], "provider_id": slots["provider_id"],
+                             "bus": slots["bus"], "period": slots["period"],
+                             "product": slots["product"], "quantity": quantity, "price": price,
+                             "device_id": slots["device_id"]})
+
+    @functools.cached_property
+    def _slots(self) -> dict[str, np.ndarray]:
+        """The offers' fixed columns as arrays: building a bid table is then cheap."""
+        return {column: self.offers[column].to_numpy() for column in (
+            "bid_id", "provider_id", "bus", "period", "product", "device_id", "cost",
+            "capacity")}
 
     def truthful_bids(self) -> pd.DataFrame:
         """Every offer at its true cost and full capacity: the competitive benchmark."""

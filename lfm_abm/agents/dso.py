@@ -6,6 +6,7 @@ import mesa
 import numpy as np
 import pandas as pd
 
+from lfm_abm.agents.book import OfferBook
 from lfm_abm.market.clearing import ClearingResult, Market, MarketCase
 from lfm_abm.market.designs import Design
 
@@ -18,17 +19,19 @@ class DSO(mesa.Agent):
     learning market.
     """
 
-    def __init__(self, model: mesa.Model, design: Design, pricing: str) -> None:
+    def __init__(self, model: mesa.Model, design: Design, pricing: str,
+                 engine: str = "highs") -> None:
         super().__init__(model)
         self.design = design
         self.pricing = pricing
+        self.engine = engine
         self._markets: dict[str, Market] = {}
         self._benchmarks: dict[str, dict] = {}
 
     def market(self, day: str, case: MarketCase) -> Market:
         """The (reused) market for a day."""
         if day not in self._markets:
-            self._markets[day] = Market(case, self.design, self.pricing)
+            self._markets[day] = Market(case, self.design, self.pricing, self.engine)
         return self._markets[day]
 
     def publish_needs(self, case: MarketCase) -> np.ndarray:
@@ -46,11 +49,11 @@ class DSO(mesa.Agent):
         """AC-validate the round's awards."""
         return self._markets[day].validate(result)
 
-    def benchmark(self, day: str, case: MarketCase, bids: pd.DataFrame,
-                  devices: pd.DataFrame) -> dict:
+    def benchmark(self, day: str, case: MarketCase, book: OfferBook) -> dict:
         """Clearing of truthful bids on the day: cost and outcome of competitive bidding."""
         if day not in self._benchmarks:
             market = Market(case, self.design, self.pricing)
-            result = market.clear(bids, devices, validate=True, check=False)
+            result = market.clear(book.truthful_bids(), book.devices, validate=True,
+                                  check=False)
             self._benchmarks[day] = result.summary(case.params.voll)
         return self._benchmarks[day]

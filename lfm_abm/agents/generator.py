@@ -44,6 +44,7 @@ class GeneratorSettings:
 
     pv_density: float = 0.5  # share of PV buses that get a PV inverter FSP
     pv_share: tuple[float, float] = (0.3, 0.9)  # share of the bus's PV it controls
+    pv_per_bus: int = 1  # PV owners per chosen bus (they split the share): for large tests
     ev_fleets: int = 4
     ev_share: tuple[float, float] = (0.5, 1.0)
     v2g_share: float = 0.3
@@ -56,6 +57,8 @@ class GeneratorSettings:
     def __post_init__(self) -> None:
         if not 0 <= self.pv_density <= 1:
             raise InputError("must be in [0, 1]", field="pv_density")
+        if self.pv_per_bus < 1:
+            raise InputError("must be >= 1", field="pv_per_bus")
         if self.ev_fleets < 0 or self.aggregators < 0 or self.assets_per_aggregator < 1:
             raise InputError("counts must be >= 0 (assets_per_aggregator >= 1)",
                              field="ev_fleets/aggregators")
@@ -107,10 +110,12 @@ def generate_population(case: MarketCase, inventory: GridInventory, settings: Ge
     pv_buses = [b for b in inventory.buses_with("pv") if b in bids_at]
     for bus in _draw(rng, pv_buses, round(settings.pv_density * len(pv_buses)), relevance,
                      settings.need_bias):
-        share = round(float(rng.uniform(*settings.pv_share)), 3)
-        asset = AssetSpec("pv", bus, _costs(rng, "pv"), share, {"oversize": 1.1,
-                                                                "q_at_night": False})
-        fsps.append(FSPSpec(f"pv_{bus}", "pv_inverter", (asset,), learner))
+        share = round(float(rng.uniform(*settings.pv_share)) / settings.pv_per_bus, 4)
+        for owner in range(settings.pv_per_bus):
+            asset = AssetSpec("pv", bus, _costs(rng, "pv"), share, {"oversize": 1.1,
+                                                                    "q_at_night": False})
+            name = f"pv_{bus}" if settings.pv_per_bus == 1 else f"pv_{bus}_{owner + 1}"
+            fsps.append(FSPSpec(name, "pv_inverter", (asset,), learner))
     ev_buses = [b for b in inventory.buses_with("ev") if b in bids_at]
     for bus in _draw(rng, ev_buses, settings.ev_fleets, relevance, settings.need_bias):
         share = round(float(rng.uniform(*settings.ev_share)), 3)

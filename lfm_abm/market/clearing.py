@@ -12,6 +12,7 @@ residual again at the post-award point.
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,15 +55,18 @@ class MarketCase:
     @classmethod
     def build(cls, grid: str | pp.pandapowerNet, scenario: Scenario | None = None,
               day: str | None = None, limits: NeedLimits | None = None,
-              params: MarketParams | None = None) -> MarketCase:
-        """Load the grid (name, JSON path or net), run the baseline day, compute sensitivities."""
+              params: MarketParams | None = None, ac_reuse: bool = True) -> MarketCase:
+        """Load the grid (name, JSON path or net), run the baseline day, compute sensitivities.
+
+        ac_reuse=False makes AC validation run every power flow from scratch (benchmark).
+        """
         net = load_grid(grid) if isinstance(grid, str) else grid
         scenario = scenario or default_scenario(net)
         limits = limits or NeedLimits()
         injections = period_injections(net, scenario, day)
         points = list(operating_points(net, scenario, day, with_sensitivities=True,
                                        injections=injections))
-        evaluator = ACEvaluator(net, injections, points, limits)
+        evaluator = ACEvaluator(net, injections, points, limits, reuse=ac_reuse)
         return cls(net, scenario, injections, points, limits, params or MarketParams(),
                    evaluator)
 
@@ -70,6 +74,11 @@ class MarketCase:
     def buses(self) -> pd.Index:
         """Buses where injections can be bid (PQ buses)."""
         return self.points[0].sens.buses
+
+    @functools.cached_property
+    def period_hours(self) -> np.ndarray:
+        """Length of every period in hours, indexable by period."""
+        return np.array([op.hours for op in self.points])
 
     @property
     def n_periods(self) -> int:
@@ -102,6 +111,7 @@ class ClearingResult:
     awards: pd.DataFrame  # bid columns + awarded, payment, price_paid, value_*, stage
     unmet_linear: pd.DataFrame  # LP slacks: the needs the market itself left unmet
     solved: list[tuple[LinearProgram, LPSolution]]  # per stage, for prices on demand
+    linearised_at: tuple[list[OperatingPoint], pd.DataFrame] | None  # last linear clearing
     flex: pd.DataFrame  # period, bus, dp_mw, dq_mvar
     validation: ValidationReport | None
     unmet_after_ac: pd.DataFrame  # AC needs after the awards, with need_mw_eq
@@ -130,8 +140,9 @@ class ClearingResult:
 
     def volumes(self) -> dict[str, float]:
         """Awarded energy per product, MWh or MVArh."""
-        energy = (self.awards.awarded * self.awards.hours).groupby(self.awards["product"]).sum()
-        return {product: float(energy.get(product, 0.0)) for product in PRODUCTS}
+        energy = self.awards.awarded.to_numpy() * self.awards.hours.to_numpy()
+        products = self.awards["product"].to_numpy()
+        return {product: float(energy[products == product].sum()) for product in PRODUCTS}
 
     def summary(self, voll: float) -> dict[str, float]:
         """Headline numbers: cost, volumes, unmet need before and after AC validation.
@@ -161,21 +172,25 @@ class ClearingResult:
 
 def flex_injections(bids: pd.DataFrame, awarded: np.ndarray) -> pd.DataFrame:
     """Net injection change per (period, bus) implied by awarded quantities."""
-    signed = awarded * bids["product"].map(PRODUCT_SIGN).to_numpy()
-    is_p = is_active(bids["product"])
-    frame = pd.DataFrame({"period": bids.period.to_numpy(), "bus": bids.bus.to_numpy(),
-                          "dp_mw": np.where(is_p, signed, 0.0),
-                          "dq_mvar": np.where(is_p, 0.0, signed)})
-    frame = frame[awarded > 0]
-    if frame.empty:
+    won = np.flatnonzero(awarded > 0)
+    if len(won) == 0:
         return pd.DataFrame(columns=FLEX_COLUMNS)
-    return frame.groupby(["period", "bus"], as_index=False)[["dp_mw", "dq_mvar"]].sum()
+    products = bids["product"].iloc[won]
+    signed = awarded[won] * products.map(PRODUCT_SIGN).to_numpy()
+    is_p = is_active(products)
+    key = np.stack([bids.period.to_numpy()[won], bids.bus.to_numpy()[won]], axis=1)
+    slots, group = np.unique(key, axis=0, return_inverse=True)
+    group = group.ravel()
+    return pd.DataFrame({
+        "period": slots[:, 0], "bus": slots[:, 1],
+        "dp_mw": np.bincount(group, np.where(is_p, signed, 0.0), minlength=len(slots)),
+        "dq_mvar": np.bincount(group, np.where(is_p, 0.0, signed), minlength=len(slots))})
 
 
 def shift_devices(devices: pd.DataFrame | None, bids: pd.DataFrame,
                   awarded: np.ndarray) -> pd.DataFrame | None:
     """Device operating points moved by their awarded P and Q bids."""
-    if devices is None or devices.empty:
+    if devices is None or devices.empty or not awarded.any():
         return devices
     flex = bids.assign(delta=awarded * bids["product"].map(PRODUCT_SIGN).to_numpy(),
                        family=families(bids["product"]))
@@ -248,7 +263,7 @@ class Market:
             if devices is not None:
                 devices = validate_devices(devices, bids)
         bids = bids.reset_index(drop=True)
-        hours_all = np.array([case.points[t].hours for t in bids.period])
+        hours_all = case.period_hours[bids.period.to_numpy()]
         awarded = np.zeros(len(bids))
         payment = np.zeros(len(bids))
         values = np.full((len(bids), 2), np.nan)
@@ -273,7 +288,8 @@ class Market:
                                                  with_sensitivities=True)
                 if step >= len(stages) and not _has_need(points, union, case.limits):
                     break
-            remaining = bids.assign(quantity=np.maximum(bids.quantity.to_numpy() - awarded, 0.0))
+            remaining = bids if step == 0 else bids.assign(
+                quantity=np.maximum(bids.quantity.to_numpy() - awarded, 0.0))
             moved = shift_devices(devices, bids, awarded)
             if step == 0:
                 lp, solution = self._solve_first(remaining, moved, stats)
@@ -298,20 +314,24 @@ class Market:
             if step < len(stages):
                 unmet.append(_slack_needs(lp, solution, step))
             solved.append((lp, solution))
+            last_stage = (points, flex_injections(chosen, settled.awarded.to_numpy()))
             step += 1
 
         energy = awarded * hours_all
-        awards = bids.assign(hours=hours_all, awarded=awarded, payment=payment,
-                             price_paid=np.divide(payment, energy, out=np.full(len(bids), np.nan),
-                                                  where=energy > 0),
-                             value_locational=values[:, 0], value_capability=values[:, 1],
-                             stage=stage_of)
+        awards = pd.DataFrame({
+            **{column: bids[column].to_numpy() for column in bids.columns},
+            "hours": hours_all, "awarded": awarded, "payment": payment,
+            "price_paid": np.divide(payment, energy, out=np.full(len(bids), np.nan),
+                                    where=energy > 0),
+            "value_locational": values[:, 0], "value_capability": values[:, 1],
+            "stage": stage_of})
         result = ClearingResult(
             design=self.design.name,
             pricing=self.pricing,
             awards=awards,
             unmet_linear=pd.concat(unmet, ignore_index=True) if unmet else _slack_frame(),
             solved=solved,
+            linearised_at=last_stage if step > 1 else None,
             flex=flex_injections(bids, awarded),
             validation=None,
             unmet_after_ac=_AFTER_EMPTY,
@@ -322,7 +342,7 @@ class Market:
     def validate(self, result: ClearingResult) -> ClearingResult:
         """Run the AC validation of a clearing's awards and fill in the needs after it."""
         case = self.case
-        result.validation = case.evaluator.validate(result.flex)
+        result.validation = case.evaluator.validate(result.flex, result.linearised_at)
         needs = result.validation.needs
         result.unmet_after_ac = _AFTER_EMPTY
         if len(needs):
@@ -336,9 +356,11 @@ _AFTER_EMPTY = pd.DataFrame(columns=["period", "service", "need", "need_mw_eq", 
 
 
 def _devices_key(devices: pd.DataFrame | None) -> object:
+    """Content key of a device table (the LP's capability rows depend on it)."""
     if devices is None or devices.empty:
         return None
-    return pd.util.hash_pandas_object(devices, index=False).sum()
+    return hashlib.sha1(devices[["p_mw", "q_mvar", "s_mva"]].to_numpy().tobytes()
+                        + "|".join(devices.device_id).encode()).hexdigest()
 
 
 def _has_need(points: list[OperatingPoint], stage: Stage, limits: NeedLimits) -> bool:
@@ -346,15 +368,21 @@ def _has_need(points: list[OperatingPoint], stage: Stage, limits: NeedLimits) ->
     return bool(needs.service.isin(stage.services).any())
 
 
+SLACK_COLUMNS = ["stage", "period", "service", "element", "element_id", "need", "unit",
+                 "need_mw_eq"]
+
+
+_NO_SLACK = pd.DataFrame({c: pd.Series(dtype=float) for c in SLACK_COLUMNS})
+
+
 def _slack_frame() -> pd.DataFrame:
-    return pd.DataFrame(columns=["stage", "period", "service", "element", "element_id",
-                                 "need", "unit", "need_mw_eq"])
+    return _NO_SLACK  # shared and never modified: concatenation copies
 
 
 def _slack_needs(lp: LinearProgram, solution: LPSolution, stage: int) -> pd.DataFrame:
     """Unmet needs the LP itself reports (slack values), in native units and MW-eq."""
     slack = solution.x[lp.n_bids:]
-    if len(slack) == 0:
+    if not (slack > 1e-9).any():
         return _slack_frame()
     rows = lp.rows.iloc[lp.slack_row].reset_index(drop=True)
     frame = rows.assign(need=slack, stage=stage, need_mw_eq=slack * rows.mw_per_unit.to_numpy())

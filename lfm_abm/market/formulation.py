@@ -20,6 +20,8 @@ row_lower <= A x <= row_upper, columns 0 <= x <= col_upper.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -68,8 +70,20 @@ class LinearProgram:
     rows: pd.DataFrame  # per row: period, service, element, element_id, value, unit, mw_per_unit
     slack_row: np.ndarray  # LP row of each slack column
     periods: list[PeriodRows]
-    signature: tuple  # identity of the bid slots: same signature -> same structure
+    signature: str  # identity of the bid slots: same signature -> same structure
     build_quantity: np.ndarray  # bid quantities the capability rows were selected for
+    bid_hours: np.ndarray  # period length of each bid column
+    table_signature: str = ""  # signature of the whole bid table the columns came from
+
+    @functools.cached_property
+    def is_capability_row(self) -> np.ndarray:
+        """True for device capability rows (their duals are not locational)."""
+        return (self.rows.service == "CAP").to_numpy()
+
+    @functools.cached_property
+    def bid_matrix_t(self) -> sp.csr_matrix:
+        """Transpose of the bid columns (prices read the duals through it every round)."""
+        return self.matrix[:, : self.n_bids].T.tocsr()
 
     @property
     def n_bids(self) -> int:
@@ -82,14 +96,13 @@ class LinearProgram:
         return len(self.cost)
 
 
-def bid_signature(bids: pd.DataFrame) -> tuple:
+def bid_signature(bids: pd.DataFrame) -> str:
     """What fixes the LP structure: which slots (bus, period, product, device) bid, in order."""
-    return (
-        tuple(bids.bus.to_numpy().tolist()),
-        tuple(bids.period.to_numpy().tolist()),
-        tuple(bids["product"].to_numpy().tolist()),
-        tuple(bids.device_id.to_numpy().tolist()),
-    )
+    digest = hashlib.sha1(bids.bus.to_numpy(dtype=np.int64).tobytes())
+    digest.update(bids.period.to_numpy(dtype=np.int64).tobytes())
+    for column in ("product", "device_id"):
+        digest.update(pd.util.hash_array(bids[column].to_numpy(dtype=object)).tobytes())
+    return digest.hexdigest()
 
 
 def admitted(bids: pd.DataFrame, stage: Stage, buses: pd.Index, n_periods: int) -> np.ndarray:
@@ -254,7 +267,7 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
     bid_index = admitted(bids, stage, buses, len(points))
     chosen = bids.iloc[bid_index].reset_index(drop=True)
     quantity = chosen.quantity.to_numpy()
-    hours = np.array([points[t].hours for t in chosen.period])
+    hours = np.array([op.hours for op in points])[chosen.period.to_numpy()]
     sign = chosen["product"].map(PRODUCT_SIGN).to_numpy()
     is_p = is_active(chosen["product"])
     bus_position = pd.Series(np.arange(len(buses)), index=buses)
@@ -340,6 +353,8 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
         periods=periods,
         signature=bid_signature(chosen),
         build_quantity=quantity.copy(),
+        bid_hours=hours,
+        table_signature=bid_signature(bids),
     )
 
 
@@ -350,12 +365,14 @@ def update_bids(lp: LinearProgram, bids: pd.DataFrame, stage: Stage,
     The structure fits when the same slots bid in the same order and no quantity
     exceeds what the capability rows were selected for.
     """
-    index = admitted(bids, stage, lp.periods[0].buses, n_periods)
-    chosen = bids.iloc[index]
-    if len(index) != lp.n_bids or bid_signature(chosen) != lp.signature:
-        return None
-    quantity = chosen.quantity.to_numpy()
+    signature = bid_signature(bids)
+    if signature != lp.table_signature:  # another bid table: check what is admitted
+        index = admitted(bids, stage, lp.periods[0].buses, n_periods)
+        if len(index) != lp.n_bids or bid_signature(bids.iloc[index]) != lp.signature:
+            return None
+        lp.table_signature, lp.bid_index = signature, index
+    index = lp.bid_index
+    quantity = bids.quantity.to_numpy()[index]
     if np.any(quantity > lp.build_quantity + 1e-12):
         return None
-    hours = np.array([lp.periods[t].hours for t in chosen.period])
-    return index, chosen.price.to_numpy() * hours, quantity
+    return index, bids.price.to_numpy()[index] * lp.bid_hours, quantity

@@ -30,11 +30,10 @@ def check_pricing(rule: str, source: str = "pricing") -> str:
 
 def bid_values(lp: LinearProgram, solution: LPSolution) -> tuple[np.ndarray, np.ndarray]:
     """Locational and capability parts of each bid column's marginal value (EUR/MW)."""
-    is_cap = (lp.rows.service == "CAP").to_numpy()
+    is_cap = lp.is_capability_row
     y = solution.row_dual
-    bids = lp.matrix[:, : lp.n_bids]
-    locational = -(bids.T @ np.where(is_cap, 0.0, y))
-    capability = -(bids.T @ np.where(is_cap, y, 0.0))
+    locational = -(lp.bid_matrix_t @ np.where(is_cap, 0.0, y))
+    capability = -(lp.bid_matrix_t @ np.where(is_cap, y, 0.0))
     return np.asarray(locational).ravel(), np.asarray(capability).ravel()
 
 

@@ -81,11 +81,15 @@ def mw_equivalent(needs: pd.DataFrame, weights: pd.DataFrame) -> pd.Series:
 
 
 class ACEvaluator:
-    """Re-runs AC power flows for flexibility injections on top of the baseline periods."""
+    """Re-runs AC power flows for flexibility injections on top of the baseline periods.
+
+    reuse=False turns off the cache and the batching (one full pandapower power flow per
+    period and call), the plain reference the benchmark compares against.
+    """
 
     def __init__(self, net: pp.pandapowerNet, injections: PeriodInjections,
                  base_points: list[OperatingPoint], limits: NeedLimits,
-                 cache_size: int = 256) -> None:
+                 reuse: bool = True, cache_size: int = 256) -> None:
         self.net = net
         self.injections = injections
         self.base_points = base_points
@@ -94,8 +98,8 @@ class ACEvaluator:
         self._flex = self._ensure_flex_elements()
         self._slot = pd.Index(self._flex.index)
         self._cache: OrderedDict[tuple, OperatingPoint] = OrderedDict()
-        self._cache_size = cache_size
-        self._batching = supports_batching(net)
+        self._cache_size = cache_size if reuse else 0
+        self._batching = reuse and supports_batching(net)
         self._batch: PeriodBatch | None = None
         self.power_flows = 0  # AC period solutions computed (cache misses)
         self.batch_runs = 0  # batched power-flow runs among them
@@ -130,6 +134,8 @@ class ACEvaluator:
                 np.round(dq, 12).tobytes())
 
     def _remember(self, key: tuple, point: OperatingPoint) -> None:
+        if self._cache_size == 0:
+            return
         self._cache[key] = point
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -194,8 +200,15 @@ class ACEvaluator:
                 self._remember(self._key(period, dp[period], dq[period], with_sensitivities),
                                points[row])
 
-    def validate(self, flex: pd.DataFrame) -> ValidationReport:
-        """Residual and collateral needs and linearisation error of these injections."""
+    def validate(self, flex: pd.DataFrame,
+                 linearised_at: tuple[list[OperatingPoint], pd.DataFrame] | None = None
+                 ) -> ValidationReport:
+        """Residual and collateral needs and linearisation error of these injections.
+
+        `linearised_at` = (points, injections) of the last linear clearing when it was
+        not made at the baseline (re-linearisation, later stages of sequential designs):
+        the linearisation error then compares that clearing's own prediction with AC.
+        """
         before = self.power_flows
         points = self.evaluate(flex)
         needs = find_needs(points, self.limits)
@@ -203,8 +216,8 @@ class ACEvaluator:
                            self.base_needs.element, self.base_needs.element_id, strict=True))
         keys = zip(needs.period, needs.service, needs.element, needs.element_id, strict=True)
         needs["kind"] = ["residual" if key in baseline else "collateral" for key in keys]
-        return ValidationReport(points, needs, self.power_flows - before, flex,
-                                self.base_points)
+        base, increment = linearised_at or (self.base_points, flex)
+        return ValidationReport(points, needs, self.power_flows - before, increment, base)
 
 
 def linearisation_error(base_points: list[OperatingPoint], flex: pd.DataFrame,
