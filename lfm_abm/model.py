@@ -231,8 +231,11 @@ class LFMModel(mesa.Model):
         self.award_records.append(won.assign(round=self.round))
 
     def records(self) -> dict[str, pd.DataFrame]:
-        """Tidy tables of the run so far: rounds, agents (per FSP and family), awards,
-        and the locational market structure of every day used."""
+        """Tidy tables of the run so far.
+
+        rounds (one row per round), agents (per round, FSP and product family), awards
+        (every awarded bid) and structure (locational market power of each day used).
+        """
         awards = (pd.concat(self.award_records, ignore_index=True) if self.award_records
                   else pd.DataFrame())
         structure = pd.concat([day.structure for day in self._days.values()],

@@ -1,5 +1,7 @@
-"""Mesa agents: flexibility service providers (PV inverters, EV fleets, DER aggregators)
-and the DSO, plus populations read from TOML."""
+"""Mesa agents: flexibility service providers and the DSO, and populations from TOML.
+
+FSP types: PV inverters, EV fleets, DER aggregators.
+"""
 
 from lfm_abm.agents.dso import DSO
 from lfm_abm.agents.fsp import FSP, DERAggregator, EVFleet, PVInverter

@@ -62,7 +62,7 @@ class EpsilonGreedy(Learner):
         self.epsilon *= self.decay
 
     def probabilities(self, state: Hashable | None = None) -> np.ndarray:
-        """epsilon spread uniformly, the rest over the best actions."""
+        """Epsilon spread uniformly, the rest over the best actions."""
         return epsilon_greedy_probabilities(self.estimates, self.epsilon)
 
     def greedy(self, state: Hashable | None = None) -> int:

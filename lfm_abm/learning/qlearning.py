@@ -66,7 +66,7 @@ class QLearning(Learner):
         self.epsilon *= self.decay
 
     def probabilities(self, state: Hashable | None = None) -> np.ndarray:
-        """epsilon spread uniformly, the rest over the best actions in `state`."""
+        """Epsilon spread uniformly, the rest over the best actions in `state`."""
         return epsilon_greedy_probabilities(self.values(state), self.epsilon)
 
     def greedy(self, state: Hashable | None = None) -> int:

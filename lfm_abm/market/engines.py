@@ -19,8 +19,10 @@ from lfm_abm.market.formulation import LinearProgram
 
 
 class SolverError(RuntimeError):
-    """The LP solver did not return an optimal solution (never expected: slacks keep the
-    LP feasible and costs keep it bounded), so the round is recorded as failed."""
+    """The LP solver did not return an optimal solution; the round is recorded as failed.
+
+    Never expected: slacks keep the LP feasible and positive slack costs keep it bounded.
+    """
 
 
 @dataclass(frozen=True)
