@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import fields
+from typing import Any
 
 
 class InputError(ValueError):
@@ -39,3 +41,23 @@ class InputError(ValueError):
 
 class PowerFlowError(RuntimeError):
     """An AC power flow did not converge; names the period so the user can look at it."""
+
+
+def from_table(cls: Any, data: Mapping[str, object], source: str, prefix: str) -> Any:
+    """Build a settings dataclass from a TOML table, errors naming `source` and the field.
+
+    Unknown keys list the allowed ones; the dataclass's own validation errors are
+    re-raised with the file name attached.
+    """
+    allowed = [f.name for f in fields(cls) if f.name != "source"]
+    for key in data:
+        if key not in allowed:
+            raise InputError(f"unknown field {key!r}", source=source, field=f"{prefix}.{key}",
+                             allowed=allowed)
+    try:
+        return cls(**data)
+    except InputError as exc:
+        raise InputError(exc.message, source=source, field=exc.field,
+                         allowed=exc.allowed) from None
+    except TypeError as exc:  # a value of the wrong kind reached a comparison
+        raise InputError(f"invalid value ({exc})", source=source, field=prefix) from None

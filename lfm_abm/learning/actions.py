@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from lfm_abm.errors import InputError
+from lfm_abm.errors import InputError, from_table
 
 
 @dataclass(frozen=True)
@@ -58,16 +58,7 @@ class ActionGrid:
     @classmethod
     def from_dict(cls, data: Mapping[str, object], source: str = "actions") -> ActionGrid:
         """Build from a TOML table; unknown keys name the allowed ones."""
-        allowed = [f.name for f in fields(cls)]
-        for key in data:
-            if key not in allowed:
-                raise InputError(f"unknown field {key!r}", source=source, field=f"actions.{key}",
-                                 allowed=allowed)
-        try:
-            return cls(**data)  # type: ignore[arg-type]
-        except InputError as exc:
-            raise InputError(exc.message, source=source, field=exc.field,
-                             allowed=exc.allowed) from None
+        return from_table(cls, data, source, "actions")
 
 
 def _numbers(name: str, values: object) -> tuple[float, ...]:

@@ -60,7 +60,30 @@ def _quiet_stdout():
             os.close(fd)
 
 
-class HighsEngine:
+class _Engine:
+    """What both engines share: the LP they hold and the in-place price/quantity update."""
+
+    name = ""
+
+    def __init__(self) -> None:
+        self._lp: LinearProgram | None = None
+
+    def load(self, lp: LinearProgram) -> None:
+        """Take a new LP (a new operating point or a new set of bid slots)."""
+        self._lp = lp
+
+    def update(self, bid_cost: np.ndarray, bid_upper: np.ndarray) -> None:
+        """Change bid costs and quantities (the structure stays)."""
+        lp = self._loaded()
+        lp.cost[: len(bid_cost)] = bid_cost
+        lp.col_upper[: len(bid_upper)] = bid_upper
+
+    def _loaded(self) -> LinearProgram:
+        assert self._lp is not None, "load an LP first"
+        return self._lp
+
+
+class HighsEngine(_Engine):
     """HiGHS simplex on one LP structure; prices and quantities change in place.
 
     `load` passes a new LP (a new operating point or a new set of bid slots); `update`
@@ -73,11 +96,11 @@ class HighsEngine:
     def __init__(self) -> None:
         import highspy
 
+        super().__init__()
         with _quiet_stdout():
             self._highs = highspy.Highs()
         self._highs.setOptionValue("output_flag", False)
         self._highs.setOptionValue("solver", "simplex")
-        self._lp: LinearProgram | None = None
         self._solved_once = False
 
     def load(self, lp: LinearProgram) -> None:
@@ -98,25 +121,22 @@ class HighsEngine:
         model.a_matrix_.value_ = lp.matrix.data
         self._highs.clearModel()
         self._highs.passModel(model)
-        self._lp = lp
+        super().load(lp)
         self._solved_once = False
 
     def update(self, bid_cost: np.ndarray, bid_upper: np.ndarray) -> None:
-        """Change bid costs and quantities in place (the structure stays)."""
-        assert self._lp is not None
+        """Change bid costs and quantities in HiGHS in place; the next solve is warm."""
+        super().update(bid_cost, bid_upper)
         n = len(bid_cost)
         index = np.arange(n, dtype=np.int32)
         self._highs.changeColsCost(n, index, bid_cost)
         self._highs.changeColsBounds(n, index, np.zeros(n), bid_upper)
-        self._lp.cost[:n] = bid_cost
-        self._lp.col_upper[:n] = bid_upper
 
     def solve(self) -> LPSolution:
         """Solve (warm after the first solve of a structure) and return the solution."""
         import highspy
 
-        lp = self._lp
-        assert lp is not None, "load an LP first"
+        lp = self._loaded()
         if lp.matrix.shape[0] == 0:
             return _trivial(lp)
         warm = self._solved_once
@@ -140,31 +160,16 @@ class HighsEngine:
         )
 
 
-class CvxpyEngine:
+class CvxpyEngine(_Engine):
     """Reference: the same LP written in cvxpy and rebuilt from scratch on every solve."""
 
     name = "cvxpy"
-
-    def __init__(self) -> None:
-        self._lp: LinearProgram | None = None
-
-    def load(self, lp: LinearProgram) -> None:
-        """Remember the LP (cvxpy builds its problem at solve time)."""
-        self._lp = lp
-
-    def update(self, bid_cost: np.ndarray, bid_upper: np.ndarray) -> None:
-        """Change bid costs and quantities of the remembered LP."""
-        assert self._lp is not None
-        n = len(bid_cost)
-        self._lp.cost[:n] = bid_cost
-        self._lp.col_upper[:n] = bid_upper
 
     def solve(self) -> LPSolution:
         """Build the cvxpy problem, solve it with HiGHS through cvxpy, read duals back."""
         import cvxpy as cp
 
-        lp = self._lp
-        assert lp is not None, "load an LP first"
+        lp = self._loaded()
         if lp.matrix.shape[0] == 0:
             return _trivial(lp)
         start = time.perf_counter()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from lfm_abm.errors import InputError
+from lfm_abm.errors import InputError, from_table
 
 
 @dataclass(frozen=True)
@@ -63,16 +63,7 @@ class MarketParams:
     @classmethod
     def from_dict(cls, data: Mapping[str, object], source: str = "market") -> MarketParams:
         """Build from a TOML table; unknown keys name the allowed ones."""
-        allowed = [f.name for f in fields(cls)]
-        for key in data:
-            if key not in allowed:
-                raise InputError(f"unknown field {key!r}", source=source, field=f"market.{key}",
-                                 allowed=allowed)
-        try:
-            return cls(**data)  # type: ignore[arg-type]
-        except InputError as exc:
-            raise InputError(exc.message, source=source, field=exc.field,
-                             allowed=exc.allowed) from None
+        return from_table(cls, data, source, "market")
 
 
 _RANGES = {
