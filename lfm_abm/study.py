@@ -325,6 +325,8 @@ def run_study(spec: StudySpec, workers: int = 1, scheduler: str | None = None,
     runs = check_study(spec)
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
+    if "geo" in load_grid(spec.grid).bus:
+        store.write_network(out, load_grid(spec.grid))
     store.clean_partial(out)
     todo = [r for r in runs if not store.is_finished(out, r.run_id, r.fingerprint)]
     manifest = store.read_manifest(out)
@@ -402,6 +404,6 @@ def summarise_study(out: Path) -> pd.DataFrame:
     summary = summarise(per_run)
     summary.to_csv(out / "summary.csv", index=False)
     tables = store.load_tables(out, run_ids)
-    figures = make_plots(tables, per_run, out / "plots")
+    figures = make_plots(tables, per_run, out / "plots", window, store.read_network(out))
     write_report(out, manifest, summary, figures)
     return summary

@@ -50,7 +50,8 @@ def test_study_writes_every_output(finished):
                    "rounds_to_stable_mean", "volume_Q_down_mean"):
         assert column in summary
     assert (summary.seeds == 2).all()
-    for figure in ("learning_markups", "learning_profits", "cost_curves", "design_comparison"):
+    for figure in ("learning_markups", "learning_profits", "cost_curves", "design_comparison",
+                   "awards_map"):
         assert (finished / "plots" / f"{figure}.png").stat().st_size > 10_000
     report = (finished / "report.md").read_text()
     assert "plots/cost_curves.png" in report and "CMVC_PQ" in report

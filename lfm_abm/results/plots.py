@@ -6,6 +6,8 @@
   the cost of the same round's offers at true cost (1 = competitive).
 * design_comparison.png: cost and unmet need after AC validation per design over the
   last-rounds window (mean and 95 % CI over seeds).
+* awards_map.png: the grid (bus coordinates saved with the study) with the mean awarded
+  energy per bus and round, P and Q, one panel per design.
 """
 
 from __future__ import annotations
@@ -94,11 +96,58 @@ def design_comparison(per_run: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def make_plots(tables: dict[str, pd.DataFrame], per_run: pd.DataFrame, folder: Path) -> list[Path]:
-    """All figures of a study into `folder`."""
+def awards_map(awards: pd.DataFrame, network: tuple[pd.DataFrame, pd.DataFrame],
+               window: int, path: Path) -> Path:
+    """Where flexibility is bought: mean awarded energy per bus and round, per design."""
+    buses, lines = network
+    last = awards["round"] > awards.groupby("run_id")["round"].transform("max") - window
+    recent = awards[last].assign(energy=lambda a: a.awarded * a.hours,
+                                 family=lambda a: a["product"].str[0])
+    recent["market"] = _label(recent)
+    rounds = recent.groupby("market").apply(
+        lambda g: g.groupby("run_id")["round"].nunique().sum(), include_groups=False)
+    per_bus = recent.groupby(["market", "bus", "family"], as_index=False).energy.sum()
+    per_bus["energy"] /= per_bus.market.map(rounds)
+    per_bus = per_bus.merge(buses, on="bus")
+    markets = sorted(recent.market.unique())
+    columns = min(4, len(markets))
+    rows = -(-len(markets) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.8 * rows), squeeze=False)
+    position = buses.set_index("bus")[["x", "y"]]
+    ends = lines.join(position, on="from_bus").join(position, on="to_bus", rsuffix="_to")
+    scale = 300.0 / max(per_bus.energy.max(), 1e-9) if len(per_bus) else 1.0
+    for ax, market in zip(axes.ravel(), markets, strict=False):
+        for row in ends.itertuples(index=False):
+            ax.plot([row.x, row.x_to], [row.y, row.y_to], color="0.8", linewidth=0.6, zorder=1)
+        ax.scatter(buses.x, buses.y, s=3, color="0.6", zorder=2)
+        for family, color in (("P", "tab:orange"), ("Q", "tab:blue")):
+            mine = per_bus[(per_bus.market == market) & (per_bus.family == family)]
+            ax.scatter(mine.x, mine.y, s=mine.energy * scale, color=color, alpha=0.55,
+                       label=f"{family} (MWh or MVArh)", zorder=3)
+        ax.set(title=market, xticks=[], yticks=[])
+    for ax in axes.ravel()[len(markets):]:
+        ax.axis("off")
+    legend = axes.ravel()[0].legend(fontsize=7, loc="best", title="awarded, area ~ energy")
+    for handle in legend.legend_handles:
+        handle.set_sizes([40])
+    fig.suptitle(f"Where flexibility is bought: mean awarded energy per bus and round "
+                 f"(last {window} rounds, all seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def make_plots(tables: dict[str, pd.DataFrame], per_run: pd.DataFrame, folder: Path,
+               window: int, network: tuple[pd.DataFrame, pd.DataFrame] | None = None
+               ) -> list[Path]:
+    """All figures of a study into `folder` (the awards map if bus coordinates exist)."""
     folder.mkdir(parents=True, exist_ok=True)
     sns.set_theme(style="whitegrid", context="paper")
-    return [learning_curves(tables["agents"], "markup", folder / "learning_markups.png"),
-            learning_curves(tables["agents"], "profit", folder / "learning_profits.png"),
-            cost_curves(tables["rounds"], folder / "cost_curves.png"),
-            design_comparison(per_run, folder / "design_comparison.png")]
+    figures = [learning_curves(tables["agents"], "markup", folder / "learning_markups.png"),
+               learning_curves(tables["agents"], "profit", folder / "learning_profits.png"),
+               cost_curves(tables["rounds"], folder / "cost_curves.png"),
+               design_comparison(per_run, folder / "design_comparison.png")]
+    if network is not None and len(tables["awards"]):
+        figures.append(awards_map(tables["awards"], network, window, folder / "awards_map.png"))
+    return figures

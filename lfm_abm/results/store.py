@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 TABLES = ("rounds", "agents", "awards", "structure")
@@ -98,6 +99,33 @@ def load_tables(out: Path, run_ids: Iterable[str]) -> dict[str, pd.DataFrame]:
             frames[name].append(frame.assign(**tags))
     return {name: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
             for name, parts in frames.items()}
+
+
+def write_network(out: Path, net) -> None:
+    """Save bus coordinates and line ends once, so the awards map needs no grid loading."""
+    folder = out / "network"
+    if (folder / "buses.parquet").is_file():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    coordinates = net.bus.geo.map(lambda text: json.loads(text)["coordinates"]
+                                  if isinstance(text, str) else [np.nan, np.nan])
+    buses = pd.DataFrame({"bus": net.bus.index, "x": [c[0] for c in coordinates],
+                          "y": [c[1] for c in coordinates]})
+    lines = pd.DataFrame({"from_bus": net.line.from_bus.to_numpy(),
+                          "to_bus": net.line.to_bus.to_numpy()})
+    buses.to_parquet(folder / "buses.parquet", index=False)
+    lines.to_parquet(folder / "lines.parquet", index=False)
+
+
+def read_network(out: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Bus coordinates and line ends saved with the study (None if the grid has none)."""
+    folder = out / "network"
+    if not (folder / "buses.parquet").is_file():
+        return None
+    buses = pd.read_parquet(folder / "buses.parquet")
+    if buses[["x", "y"]].isna().all().any():
+        return None
+    return buses, pd.read_parquet(folder / "lines.parquet")
 
 
 def read_manifest(out: Path) -> dict:
