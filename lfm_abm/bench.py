@@ -36,7 +36,7 @@ def population_for(grid: str, fsps: int | None = None, seed: int = 0) -> Populat
         return load_population(SHIPPED[grid])
     case = market_case(grid, default_scenario(load_grid(grid)), None, NeedLimits(),
                        MarketParams())
-    inventory = grid_inventory(case.net, case.injections)
+    inventory = grid_inventory(case)
     pv_buses = len(inventory.buses_with("pv"))
     target = fsps or max(10, pv_buses // 2)
     per_bus = max(1, -(-target // max(pv_buses, 1)))

@@ -137,7 +137,7 @@ def cmd_population(args: argparse.Namespace) -> int:
     case = MarketCase.build(net, scenario)
     settings = GeneratorSettings(pv_density=args.pv_density, ev_fleets=args.ev_fleets,
                                  aggregators=args.aggregators, need_bias=args.need_bias)
-    population = generate_population(case, grid_inventory(case.net, case.injections),
+    population = generate_population(case, grid_inventory(case),
                                      settings, args.seed)
     command = (f"lfm-abm population --grid {args.grid} --seed {args.seed} "
                f"--pv-density {args.pv_density} --ev-fleets {args.ev_fleets} "

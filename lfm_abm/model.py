@@ -136,7 +136,7 @@ class LFMModel(mesa.Model):
         if name not in self._days:
             s = self.settings
             case = market_case(s.grid, self.scenario, name, s.limits, s.market, s.ac_reuse)
-            inventory = grid_inventory(case.net, case.injections)
+            inventory = grid_inventory(case)
             periods = self.dso.publish_needs(case)
             hours = np.asarray(self.scenario.hours)
             book = build_book(s.population.fsps, inventory, hours, periods,

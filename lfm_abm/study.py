@@ -308,7 +308,7 @@ def check_study(spec: StudySpec) -> list[RunSpec]:
     days = spec.scenario.days or (None,)
     case = market_case(spec.grid, spec.scenario, days[0], spec.limits, spec.market)
     population = runs[0].settings.population
-    check_against(population, grid_inventory(case.net, case.injections), list(case.buses))
+    check_against(population, grid_inventory(case), list(case.buses))
     if any(learner is None for learner in spec.learners.values()):
         for fsp in population.fsps:
             make_learner(fsp.learner, spec.actions, source=f"{population.source}: fsp {fsp.id}")

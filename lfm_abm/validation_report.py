@@ -48,7 +48,7 @@ def linearisation_report(net: pp.pandapowerNet, scenario: Scenario, population: 
     for iterations in (0, relinearise):
         case = MarketCase.build(net, scenario, params=replace(MarketParams(),
                                                               relinearise=iterations))
-        inventory = grid_inventory(case.net, case.injections)
+        inventory = grid_inventory(case)
         check_against(population, inventory, list(case.buses))
         needs = case.baseline_needs
         periods = sorted(needs.period.unique())

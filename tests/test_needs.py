@@ -91,3 +91,19 @@ def test_bad_limits_are_rejected(bad):
 def test_limits_from_dict_names_unknown_field():
     with pytest.raises(InputError, match=r"limits\.vmn"):
         NeedLimits.from_dict({"vmn": 0.9}, source="study.toml")
+
+
+def test_trafo_need_uses_the_derated_rating():
+    """A trafo derated to df = 0.8 is at 100 % loading at 0.8 x sn_mva: need in MVA uses it."""
+    net = pp.create_empty_network()
+    hv, lv = pp.create_bus(net, vn_kv=110.0), pp.create_bus(net, vn_kv=20.0)
+    pp.create_ext_grid(net, hv)
+    pp.create_transformer(net, hv, lv, std_type="25 MVA 110/20 kV")
+    net.trafo.at[0, "df"] = 0.8
+    pp.create_load(net, lv, p_mw=24.0)
+    run_power_flow(net)
+    op = snapshot(net, period=0, label="t", hours=1.0)
+    cm = find_needs([op]).query("element == 'trafo'")
+    loading = net.res_trafo.loading_percent.at[0]
+    assert loading > 100
+    assert cm.need.iloc[0] == pytest.approx((loading - 100) / 100 * 25.0 * 0.8)

@@ -20,7 +20,7 @@ PV = {"id": "pv_11", "type": "pv_inverter", "bus": 11, "cost": {"P_down": 60.0, 
 
 @pytest.fixture(scope="module")
 def inventory(cigre_case):
-    return grid_inventory(cigre_case.net, cigre_case.injections)
+    return grid_inventory(cigre_case)
 
 
 @pytest.mark.parametrize(("path", "n"), [("agents/cigre_mv.toml", 13),
@@ -84,6 +84,23 @@ def test_assets_must_exist_in_the_grid(cigre_case, inventory):
     slack = population_from_dict({"fsp": [PV | {"bus": 0}]}, "pop.toml")
     with pytest.raises(InputError, match="not a bus where"):
         check_against(slack, inventory, list(cigre_case.buses))
+
+
+def test_shares_of_one_bus_cannot_exceed_the_whole(cigre_case, inventory):
+    twice = population_from_dict({"fsp": [PV | {"share": 0.6},
+                                          PV | {"id": "pv_11b", "share": 0.5}]}, "pop.toml")
+    with pytest.raises(InputError) as err:
+        check_against(twice, inventory, list(cigre_case.buses))
+    assert "1.100 of the pv at bus 11" in str(err.value)
+    assert err.value.field == "fsp pv_11b: share"
+
+
+def test_wind_cannot_be_raised(inventory):
+    """The CIGRE wind farm at bus 7 can be curtailed but not pushed above its output."""
+    asset = AssetSpec("generator", 7, {"P_up": 90.0, "P_down": 45.0})
+    hours = np.arange(24)
+    offers, _ = asset_offers(asset, inventory, hours, hours, "wind/0")
+    assert set(offers["product"]) == {"P_down"}
 
 
 def test_pv_offers_follow_the_sun(inventory):

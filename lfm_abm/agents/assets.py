@@ -14,7 +14,8 @@ degradation) and never change with bidding strategy.
 * flexible_load: shed up to its consumption (P_up) or add up to `increase` x it.
 * storage: a new battery idle at zero: charge or discharge up to power_mw, Q within
   the same circle (one device).
-* generator: reduce output (P_down), raise it to its rating (P_up), Q within the rating.
+* generator: reduce output (P_down), raise it to its rating (P_up; dispatchable units
+  only, not wind), Q within the rating.
 Energy limits across periods (EV energy needs, battery state of charge) are not
 modelled: each period is a separate product, as in the clearing.
 """
@@ -112,8 +113,11 @@ def _capacities(asset: AssetSpec, inventory: GridInventory, hours: np.ndarray
     if asset.kind == "generator":
         output = asset.share * inventory.at("generator", asset.bus)
         rating = np.maximum(asset.share * inventory.rated("generator", asset.bus), output)
-        return ({"P_up": rating - output, "P_down": output, "Q_up": rating, "Q_down": rating},
-                (output, zero, rating))
+        # Only dispatchable units (CHP, biomass, hydro) can raise output; wind cannot.
+        raisable = asset.share * (inventory.rated("dispatchable", asset.bus)
+                                  - inventory.at("dispatchable", asset.bus))
+        return ({"P_up": np.clip(raisable, 0, None), "P_down": output, "Q_up": rating,
+                 "Q_down": rating}, (output, zero, rating))
     raise ValueError(f"unknown asset kind {asset.kind!r}")
 
 

@@ -8,7 +8,7 @@ and afterwards learns from that family's profit = payment - true activation cost
 Rewards are profits divided by the largest profit the family has earned so far, so they
 lie in [0, 1] for every learner (EXP3 and UCB1 need bounded rewards) and adapt to each
 FSP's own market size. The Q-learning state is (did the family win anything last round,
-markup tercile of its last action).
+which third of the action grid its last action was in).
 """
 
 from __future__ import annotations

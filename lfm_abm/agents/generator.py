@@ -2,10 +2,10 @@
 
 Buses are drawn with probability proportional to 1 + need_bias x relevance, where a
 bus's relevance is how strongly an injection there moves the day's needs (sum over
-needs of |sensitivity| x need, normalised to [0, 1]). need_bias = 0 places FSPs
-uniformly; larger values crowd them where the grid has needs, while some still land
-elsewhere, so competition is local and uneven. True costs are drawn uniformly from the
-documented ranges in `COST_RANGES` (EUR/MWh, EUR/MVArh).
+needs of |sensitivity| relative to that need's most sensitive bus, scaled to [0, 1]).
+need_bias = 0 places FSPs uniformly; larger values crowd them where the grid has needs,
+while some still land elsewhere, so competition is local and uneven. True costs are
+drawn uniformly from the documented ranges in `COST_RANGES` (EUR/MWh, EUR/MVArh).
 """
 
 from __future__ import annotations
@@ -67,7 +67,11 @@ class GeneratorSettings:
 
 
 def bus_relevance(case: MarketCase) -> dict[int, float]:
-    """How strongly an injection at each bus moves the day's needs, scaled to [0, 1]."""
+    """How strongly an injection at each bus moves the day's needs, scaled to [0, 1].
+
+    Each need contributes |sensitivity| / its largest |sensitivity| over buses, so needs
+    of different units (MVA, p.u.) weigh alike; the sum is scaled to a maximum of 1.
+    """
     score = {int(b): 0.0 for b in case.buses}
     for need in case.baseline_needs.itertuples():
         sens = case.points[need.period].sens
@@ -79,8 +83,10 @@ def bus_relevance(case: MarketCase) -> dict[int, float]:
             row = sens.dt_dp.loc[need.element_id]
         if row is None:
             continue
-        for bus, value in (row.abs() * need.need).items():
-            score[int(bus)] += float(value)
+        top = row.abs().max()
+        if top > 0:
+            for bus, value in (row.abs() / top).items():
+                score[int(bus)] += float(value)
     top = max(score.values(), default=0.0)
     return {bus: value / top if top > 0 else 0.0 for bus, value in score.items()}
 
@@ -126,6 +132,7 @@ def generate_population(case: MarketCase, inventory: GridInventory, settings: Ge
         fsps.append(FSPSpec(f"ev_{bus}", "ev_fleet", (asset,), learner))
     load_buses = [b for b in inventory.buses_with("load") if b in bids_at]
     gen_buses = [b for b in inventory.buses_with("generator") if b in bids_at]
+    generator_left: dict[int, float] = {}  # share of each bus's generation not yet owned
     for index in range(settings.aggregators):
         assets = []
         for bus in _draw(rng, load_buses, settings.assets_per_aggregator, relevance,
@@ -138,8 +145,10 @@ def generate_population(case: MarketCase, inventory: GridInventory, settings: Ge
                 share = round(float(rng.uniform(0.1, 0.3)), 3)
                 assets.append(AssetSpec("flexible_load", bus, _costs(rng, "flexible_load"),
                                         share, {"increase": 0.2}))
-        if gen_buses:
-            bus = _draw(rng, gen_buses, 1, relevance, settings.need_bias)[0]
+        free = [b for b in gen_buses if generator_left.get(b, 1.0) >= 0.5]
+        if free:
+            bus = _draw(rng, free, 1, relevance, settings.need_bias)[0]
+            generator_left[bus] = generator_left.get(bus, 1.0) - 0.5
             assets.append(AssetSpec("generator", bus, _costs(rng, "generator"), 0.5, {}))
         if assets:
             fsps.append(FSPSpec(f"agg_{index + 1}", "der_aggregator", tuple(assets), learner))

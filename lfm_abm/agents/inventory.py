@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandapower as pp
 import pandas as pd
 
+from lfm_abm.market.clearing import MarketCase
 from lfm_abm.network.ac_validation import FLEX_TYPE
-from lfm_abm.network.scenarios import EV_LOAD_TYPE, PeriodInjections, reference, sgen_kinds
+from lfm_abm.network.scenarios import EV_LOAD_TYPE, reference, sgen_kinds
 
-KINDS = ("pv", "generator", "load", "ev")
+KINDS = ("pv", "generator", "dispatchable", "load", "ev")
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,15 @@ class GridInventory:
         return sorted({int(b) for b in present})
 
 
-def grid_inventory(net: pp.pandapowerNet, injections: PeriodInjections) -> GridInventory:
-    """Group the scenario's element set-points by bus and kind."""
+def grid_inventory(case: MarketCase) -> GridInventory:
+    """Group a market day's element set-points by bus and kind.
+
+    Ratings grow with the scenario's growth factors (PV x pv_scale, wind x wind_scale):
+    more PV output means more installed PV, so inverters keep their reactive headroom.
+    "generator" is every non-PV static generator (output can be reduced);
+    "dispatchable" is the part that can also be raised (not wind).
+    """
+    net, injections, scenario = case.net, case.injections, case.scenario
     def by_bus(frame: pd.DataFrame, table: pd.DataFrame, keep: pd.Series) -> pd.DataFrame:
         """Sum the frame's element columns per bus, scaled, for rows where `keep`."""
         columns = frame.columns[keep.reindex(frame.columns, fill_value=False).to_numpy()]
@@ -68,8 +75,10 @@ def grid_inventory(net: pp.pandapowerNet, injections: PeriodInjections) -> GridI
     on = sgen.in_service & (sgen.get("type", pd.Series("", sgen.index)) != FLEX_TYPE)
     pv_mask = on & (kinds == "pv")
     gen_mask = on & (kinds != "pv")
+    dispatchable_mask = on & (kinds == "other")
     sgen_p = injections.p_mw["sgen"]
-    power = {"pv": by_bus(sgen_p, sgen, pv_mask), "generator": by_bus(sgen_p, sgen, gen_mask)}
+    power = {"pv": by_bus(sgen_p, sgen, pv_mask), "generator": by_bus(sgen_p, sgen, gen_mask),
+             "dispatchable": by_bus(sgen_p, sgen, dispatchable_mask)}
     load = net.load
     is_ev = load.get("type", pd.Series("", load.index)) == EV_LOAD_TYPE
     power["load"] = by_bus(injections.p_mw["load"], load, load.in_service & ~is_ev)
@@ -80,11 +89,15 @@ def grid_inventory(net: pp.pandapowerNet, injections: PeriodInjections) -> GridI
         power["pv"] = power["pv"].add(storage_pv, fill_value=0.0)
 
     sn = sgen.sn_mva.fillna(0.0)
-    rated = sn.where(sn > 0, reference(net, "sgen").p_mw.abs()) * sgen.scaling
+    growth = kinds.map({"pv": scenario.pv_scale, "wind": scenario.wind_scale, "other": 1.0})
+    rated = sn.where(sn > 0, reference(net, "sgen").p_mw.abs()) * sgen.scaling * growth
     rating = {"pv": rated[pv_mask].groupby(sgen.bus[pv_mask]).sum(),
-              "generator": rated[gen_mask].groupby(sgen.bus[gen_mask]).sum()}
+              "generator": rated[gen_mask].groupby(sgen.bus[gen_mask]).sum(),
+              "dispatchable": rated[dispatchable_mask].groupby(
+                  sgen.bus[dispatchable_mask]).sum()}
     if len(net.storage):
         st = net.storage[net.storage.in_service]
-        rating["pv"] = rating["pv"].add(st.groupby("bus").sn_mva.sum(), fill_value=0.0)
+        rating["pv"] = rating["pv"].add(st.groupby("bus").sn_mva.sum() * scenario.pv_scale,
+                                        fill_value=0.0)
     power = {kind: frame.fillna(0.0).clip(lower=0.0) for kind, frame in power.items()}
     return GridInventory(power, rating)

@@ -231,8 +231,13 @@ def _asset(raw: object, kind: object, default_cost: Mapping[str, float], source:
 
 
 def check_against(population: Population, inventory: GridInventory, buses: list[int]) -> None:
-    """Check every asset against the grid: its bus can be bid at and has what it claims."""
+    """Check every asset against the grid: its bus can be bid at and has what it claims.
+
+    Shares of the same kind at the same bus may not add up to more than the whole: two
+    FSPs cannot both sell the same PV.
+    """
     allowed = sorted(int(b) for b in buses)
+    claimed: dict[tuple[str, int], float] = {}
     for fsp in population.fsps:
         for i, asset in enumerate(fsp.assets):
             where = f"fsp {fsp.id}: " + (f"assets[{i}]: " if fsp.type == "der_aggregator" else "")
@@ -244,3 +249,10 @@ def check_against(population: Population, inventory: GridInventory, buses: list[
                 raise InputError(f"there is no {needs} at bus {asset.bus} in this grid and "
                                  "scenario", source=population.source, field=f"{where}bus",
                                  allowed=inventory.buses_with(needs))
+            if needs:
+                key = (needs, asset.bus)
+                claimed[key] = claimed.get(key, 0.0) + asset.share
+                if claimed[key] > 1.0 + 1e-9:
+                    raise InputError(f"FSPs claim {claimed[key]:.3f} of the {needs} at bus "
+                                     f"{asset.bus}, more than all of it",
+                                     source=population.source, field=f"{where}share")

@@ -27,9 +27,11 @@ class RothErev(Learner):
     E_j = q_j experimentation / (N - 1) otherwise. Unlike the original Roth-Erev rule, a
     zero reward still changes the propensities, so unprofitable actions lose ground.
     recency: how fast old propensities are forgotten.
-    experimentation: share of reinforcement spilled to the actions not chosen; the value
-        (N - 1) / N is rejected (it makes the update uniform and learning stops). With a
-        single action there is nothing to spill to and any value is accepted.
+    experimentation: share of reinforcement spilled to the actions not chosen. The value
+        (N - 1) / N is rejected: under the original Roth-Erev rule it gives every action
+        the same reinforcement r / N, so choice never learns from reward; the variant
+        keeps that restriction, as Nicolaisen, Petrov & Tesfatsion do. With a single
+        action there is nothing to spill to and any value is accepted.
     initial_propensity: q0 of every action; larger values make early rewards count less.
     choice: "proportional" (p_j = q_j / sum q) or "gibbs" (p_j proportional to
         exp(q_j / temperature)).
@@ -56,8 +58,9 @@ class RothErev(Learner):
         n = self.n_actions
         if n > 1 and math.isclose(self.experimentation, (n - 1) / n, rel_tol=0, abs_tol=1e-12):
             raise InputError(
-                f"experimentation (N - 1) / N = {(n - 1) / n:g} with N = {n} actions makes the "
-                "update uniform over all actions, so the learner stops learning",
+                f"experimentation (N - 1) / N = {(n - 1) / n:g} with N = {n} actions is not "
+                "allowed: the Roth-Erev update would reinforce every action equally, so the "
+                "learner stops learning",
                 field="learner.experimentation",
                 allowed=[f"a number in [0, 1) other than {(n - 1) / n:g}"])
         self.propensities = np.full(n, self.initial_propensity)

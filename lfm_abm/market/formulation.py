@@ -11,7 +11,7 @@ non-negative slacks for unmet needs. With injections dP_n = sum(P_up) - sum(P_do
          c_k = cos(t_k) P0_d + sin(t_k) Q0_d                        (MVA)
 
 h_t is the period length in hours. w_n converts a voltage deviation to MW-equivalent:
-the P injection at bus n that would fix it alone, w_n = 1 / |dV_n/dP_n|. CAP rows are
+the P injection at bus n that would fix it alone, w_n = 1 / max(|dV_n/dP_n|, 1e-4). CAP rows are
 the sides of a K-gon inscribed in the device's capability circle, relaxed to contain
 the present operating point so that doing nothing is always feasible; only sides that
 the offered quantities could reach are kept. The LP is engine-agnostic: rows are

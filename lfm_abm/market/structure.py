@@ -10,7 +10,8 @@ provider gives each FSP's effective supply for the need. Then, per need:
 * a provider is pivotal when the need cannot be met without it (RSI < 1 for the
   largest), the sensitivity-weighted analogue of the pivotal-supplier test;
 * the locational pivotal-supplier index (PSI) of a market is the share of needs that
-  have a pivotal supplier.
+  have a pivotal supplier. A need nobody can relieve (no supply) has RSI 0 and counts
+  as pivotal too: the DSO has no competitive alternative there either.
 Only products the design admits and services it buys count, so a design's PSI shows
 how much market power its product set leaves to single FSPs.
 """

@@ -114,7 +114,7 @@ class PeriodBatch:
             "max_i_ka": (lines.max_i_ka * lines.df * lines.parallel).to_numpy(),
             "vn_kv": net.bus.vn_kv.reindex(lines.from_bus).to_numpy(),
             "trafo": np.flatnonzero(trafo), "trafo_ids": pd.Index(trafos.lfm_id.to_numpy()),
-            "sn_mva": (trafos.sn_mva * trafos.parallel).to_numpy(),
+            "sn_mva": (trafos.sn_mva * trafos.df * trafos.parallel).to_numpy(),
             "vn_hv_kv": trafos.vn_hv_kv.to_numpy(),
         }
 

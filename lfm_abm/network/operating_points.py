@@ -38,7 +38,7 @@ class BranchState:
     """Loading of lines and 2-winding transformers at an operating point."""
 
     line: pd.DataFrame  # i_ka, max_i_ka (effective: df x parallel), loading_percent, vn_kv
-    trafo: pd.DataFrame  # loading_percent, sn_mva, vn_hv_kv
+    trafo: pd.DataFrame  # loading_percent, sn_mva (effective rating: sn x df x parallel), vn_hv_kv
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def branch_state(net: pp.pandapowerNet) -> BranchState:
     trafo = pd.DataFrame(
         {
             "loading_percent": net.res_trafo.loading_percent.to_numpy(),
-            "sn_mva": (net.trafo.sn_mva * net.trafo.parallel).to_numpy(),
+            "sn_mva": (net.trafo.sn_mva * net.trafo.df * net.trafo.parallel).to_numpy(),
             "vn_hv_kv": net.trafo.vn_hv_kv.to_numpy(),
         },
         index=net.trafo.index,
