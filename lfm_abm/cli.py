@@ -92,7 +92,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
     if args.devices:
         devices = validate_devices(read_table(args.devices, "devices"), bids, source=args.devices)
     market = Market(case, args.design, args.pricing)
-    result = market.clear(bids, devices, check=False)
+    result = market.clear(bids, devices)
     summary = result.summary(params.voll)
     before = case.baseline_needs
     print(f"design {result.design}, {args.pricing}: {len(bids)} bids, "

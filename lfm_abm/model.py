@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import mesa
@@ -25,7 +25,12 @@ from lfm_abm.agents.book import OfferBook, build_book
 from lfm_abm.agents.dso import DSO
 from lfm_abm.agents.fsp import AGENT_CLASSES, FSP
 from lfm_abm.agents.inventory import GridInventory, grid_inventory
-from lfm_abm.agents.population import Population, check_against, load_population
+from lfm_abm.agents.population import (
+    Population,
+    check_against,
+    check_costs_below_cap,
+    load_population,
+)
 from lfm_abm.errors import InputError, PowerFlowError
 from lfm_abm.learning import ActionGrid, make_learner
 from lfm_abm.market.clearing import MarketCase
@@ -34,6 +39,7 @@ from lfm_abm.market.engines import ENGINES, SolverError
 from lfm_abm.market.params import MarketParams
 from lfm_abm.market.pricing import check_pricing
 from lfm_abm.market.structure import pivotal_suppliers
+from lfm_abm.network.ac_validation import ACEvaluator
 from lfm_abm.network.grids import default_scenario, load_grid
 from lfm_abm.network.needs import NeedLimits
 from lfm_abm.network.scenarios import Scenario
@@ -121,6 +127,7 @@ class LFMModel(mesa.Model):
         self._days: dict[str | None, Day] = {}
         first = self.day(self.days[0])
         check_against(settings.population, first.inventory, list(first.case.buses))
+        check_costs_below_cap(settings.population, settings.market.price_cap)
         self.groups = first.book.groups
         self._group_index = {key: i for i, key in enumerate(
             zip(self.groups.fsp_id, self.groups.family, strict=True))}
@@ -135,7 +142,11 @@ class LFMModel(mesa.Model):
         """The market day `name`, built on first use."""
         if name not in self._days:
             s = self.settings
-            case = market_case(s.grid, self.scenario, name, s.limits, s.market, s.ac_reuse)
+            shared = market_case(s.grid, self.scenario, name, s.limits, s.market, s.ac_reuse)
+            # A run's AC results must not depend on what ran before it in this process:
+            # the baseline is shared, the cache of AC states is the run's own.
+            case = replace(shared, evaluator=ACEvaluator(
+                shared.net, shared.injections, shared.points, shared.limits, s.ac_reuse))
             inventory = grid_inventory(case)
             periods = self.dso.publish_needs(case)
             hours = np.asarray(self.scenario.hours)
@@ -193,20 +204,24 @@ class LFMModel(mesa.Model):
         true_cost = book.offers.cost.to_numpy() * awards.awarded.to_numpy() * book.hours
         won = book.by_group(awards.awarded.to_numpy() > 0) > 0
         revenue, cost = book.by_group(payment), book.by_group(true_cost)
+        # Profit per bid, summed: a bid paid exactly its cost earns zero, not rounding
+        # noise of either sign (which a learner with no profit yet would amplify).
+        margin = book.by_group(payment - true_cost)
+        margin[np.abs(margin) <= 1e-9 * (1.0 + revenue)] = 0.0
         offered = book.by_group(awards.quantity.to_numpy() * book.hours)
         awarded = book.by_group(awards.awarded.to_numpy() * book.hours)
         start = self._tick("settlement", start)
 
         for i, (fsp_id, family) in enumerate(zip(self.groups.fsp_id, self.groups.family,
                                                  strict=True)):
-            reward, greedy, entropy = self._agent_of[fsp_id].learn(family, revenue[i] - cost[i],
+            reward, greedy, entropy = self._agent_of[fsp_id].learn(family, margin[i],
                                                                   bool(won[i]))
             self.agent_records.append({
                 "round": self.round, "fsp_id": fsp_id,
                 "fsp_type": self._agent_of[fsp_id].spec.type, "family": family,
                 "action": int(actions[i]), "markup": markup[i], "withheld": withheld[i],
                 "offered": offered[i], "awarded": awarded[i], "payment": revenue[i],
-                "true_cost": cost[i], "profit": revenue[i] - cost[i], "reward": reward,
+                "true_cost": cost[i], "profit": margin[i], "reward": reward,
                 "greedy": greedy, "entropy": entropy,
             })
         self._tick("learning", start)

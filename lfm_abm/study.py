@@ -215,6 +215,9 @@ def expand(spec: StudySpec) -> list[RunSpec]:
 
     population = load_population(spec.population)
     population_text = Path(spec.population).read_text()
+    grid_file = Path(spec.grid)
+    grid_text = grid_file.read_text() if grid_file.is_file() else spec.grid
+    code = code_identity()
     runs = []
     for design in spec.designs:
         for pricing in spec.pricing:
@@ -228,7 +231,7 @@ def expand(spec: StudySpec) -> list[RunSpec]:
                     identity = json.dumps({
                         "design": design, "pricing": pricing, "learner": learner,
                         "seed": seed, "rounds": spec.rounds, "population": population_text,
-                        "code": versions()["lfm-abm"],
+                        "grid_file": grid_text, "code": code,
                         **{k: v for k, v in spec.describe().items()
                            if k in ("grid", "scenario", "limits", "market", "actions",
                                     "ac_every", "resample_days")}}, sort_keys=True)
@@ -238,6 +241,14 @@ def expand(spec: StudySpec) -> list[RunSpec]:
                                         pricing, label, seed, spec.rounds, settings,
                                         fingerprint))
     return runs
+
+
+def code_identity() -> str:
+    """Hash of the package's source: results of other code are never reused."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def execute_run(run: RunSpec) -> dict:
@@ -301,7 +312,7 @@ def check_study(spec: StudySpec) -> list[RunSpec]:
     bid, fails here with one clear error instead of failing every run in a worker.
     """
     from lfm_abm.agents.inventory import grid_inventory
-    from lfm_abm.agents.population import check_against
+    from lfm_abm.agents.population import check_against, check_costs_below_cap
     from lfm_abm.model import market_case
 
     runs = expand(spec)
@@ -309,6 +320,7 @@ def check_study(spec: StudySpec) -> list[RunSpec]:
     case = market_case(spec.grid, spec.scenario, days[0], spec.limits, spec.market)
     population = runs[0].settings.population
     check_against(population, grid_inventory(case), list(case.buses))
+    check_costs_below_cap(population, spec.market.price_cap)
     if any(learner is None for learner in spec.learners.values()):
         for fsp in population.fsps:
             make_learner(fsp.learner, spec.actions, source=f"{population.source}: fsp {fsp.id}")
@@ -333,9 +345,10 @@ def run_study(spec: StudySpec, workers: int = 1, scheduler: str | None = None,
     manifest.update({"study": spec.describe(), "versions": versions(),
                      "started": time.strftime("%Y-%m-%d %H:%M:%S")})
     status = manifest.setdefault("runs", {})
-    for run in runs:
-        if run not in todo and run.run_id in status:
-            status[run.run_id]["status"] = "finished"
+    for run in runs:  # the status of every current run, as found on disk now
+        previous = status.get(run.run_id, {})
+        status[run.run_id] = {**previous, "fingerprint": run.fingerprint,
+                              "status": "pending" if run in todo else "finished"}
     manifest["current_runs"] = [r.run_id for r in runs]
     store.write_json_atomic(out / store.MANIFEST, manifest)
 
@@ -350,17 +363,19 @@ def run_study(spec: StudySpec, workers: int = 1, scheduler: str | None = None,
             run = futures[future]
             try:
                 outcome = result(future)
-            except Exception as exc:  # a failing run is recorded; the others go on
-                status[run.run_id] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                                      "traceback": traceback.format_exc(limit=8)}
-            else:
                 meta = {"run_id": run.run_id, "design": run.design, "pricing": run.pricing,
                         "learner": run.learner, "seed": run.seed, "rounds": run.rounds,
                         "fingerprint": run.fingerprint, "seconds": outcome["seconds"],
                         "setup_seconds": outcome["setup_seconds"],
                         "stage_seconds": outcome["timings"]}
                 store.write_run(out, run.run_id, outcome["tables"], meta)
-                status[run.run_id] = {"status": "finished", "seconds": outcome["seconds"]}
+            except Exception as exc:  # a failing run is recorded; the others go on
+                status[run.run_id] = {"status": "failed", "fingerprint": run.fingerprint,
+                                      "error": f"{type(exc).__name__}: {exc}",
+                                      "traceback": traceback.format_exc(limit=8)}
+            else:
+                status[run.run_id] = {"status": "finished", "fingerprint": run.fingerprint,
+                                      "seconds": outcome["seconds"]}
                 done_rounds += run.rounds
             store.write_json_atomic(out / store.MANIFEST, manifest)
             elapsed = time.perf_counter() - start
@@ -388,8 +403,11 @@ def summarise_study(out: Path) -> pd.DataFrame:
         raise InputError("no manifest.json: not a study output folder", source=str(out),
                          field="DIR")
     window = manifest["study"]["window"]
+    runs = manifest.get("runs", {})
     run_ids = [r for r in manifest.get("current_runs", [])
-               if manifest["runs"].get(r, {}).get("status") == "finished"]
+               if runs.get(r, {}).get("status") == "finished"
+               and (store.run_meta(out, r) or {}).get("fingerprint")
+               == runs[r].get("fingerprint")]
     if not run_ids:
         raise InputError("no finished runs to summarise", source=str(out), field="runs")
     rows = []

@@ -48,3 +48,40 @@ def test_batch_sensitivities_equal_single_period_ones(cigre_case):
         for name in ("dv_dp", "dv_dq", "di_dp", "di_dq", "dt_dp", "dt_dq"):
             np.testing.assert_allclose(getattr(a, name).sort_index(),
                                        getattr(b, name).sort_index(), atol=1e-9, err_msg=name)
+
+
+def test_a_diverged_period_leaves_later_batches_working(cigre_case):
+    from lfm_abm.errors import PowerFlowError
+
+    evaluator = ACEvaluator(cigre_case.net, cigre_case.injections, cigre_case.points,
+                            cigre_case.limits)
+    blow_up = pd.DataFrame({"period": [13], "bus": [11], "dp_mw": [400.0], "dq_mvar": [0.0]})
+    try:
+        evaluator.evaluate(blow_up, with_sensitivities=True)
+    except PowerFlowError as exc:
+        assert "h13" in str(exc)
+    else:  # pragma: no cover - the injection is far beyond what the feeder can carry
+        raise AssertionError("400 MW at a feeder end should not converge")
+    fine = pd.DataFrame({"period": [12, 13], "bus": [11, 5], "dp_mw": [-0.2, -0.1],
+                         "dq_mvar": [0.0, 0.0]})
+    points = evaluator.evaluate(fine, with_sensitivities=True)
+    assert points[12].sens is not None and points[13].sens is not None
+
+
+def test_grids_the_batch_cannot_map_fall_back_to_single_runs(tmp_path):
+    import pandapower as pp
+    import pandapower.networks as pn
+
+    from lfm_abm.market.clearing import MarketCase
+
+    path = tmp_path / "multi.json"
+    pp.to_json(pn.example_multivoltage(), str(path))
+    from lfm_abm.network.grids import load_grid
+    from lfm_abm.network.scenarios import Scenario
+
+    case = MarketCase.build(load_grid(path), Scenario(hours=(12, 13), source="test"))
+    bus = int(case.buses[5])
+    flex = pd.DataFrame({"period": [0, 1], "bus": [bus, bus], "dp_mw": [0.1, 0.1],
+                         "dq_mvar": [0.0, 0.0]})
+    report = case.evaluator.validate(flex)
+    assert report.power_flows == 2 and case.evaluator.batch_runs == 0

@@ -61,3 +61,11 @@ def test_clear_with_a_broken_bid_file_exits_2(tmp_path, capsys):
     assert main(["clear", "--grid", "cigre-mv", "--design", "CM_P", "--bids", str(path)]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and "quantity" in err and len(err.strip().splitlines()) == 1
+
+
+def test_clear_refuses_device_bids_without_a_device_table(tmp_path, capsys):
+    path = tmp_path / "bids.csv"
+    path.write_text("bid_id,provider_id,bus,period,product,quantity,price,device_id\n"
+                    "a,f,11,13,P_down,1,50,pv1\n")
+    assert main(["clear", "--grid", "cigre-mv", "--design", "CM_P", "--bids", str(path)]) == 2
+    assert "device table" in capsys.readouterr().err

@@ -49,7 +49,7 @@ def test_settlement_identities_every_round(cigre_population, pricing):
     rounds, agents = records["rounds"], records["agents"]
     paid = agents.groupby("round").payment.sum()
     np.testing.assert_allclose(paid.to_numpy(), rounds.dso_cost.to_numpy(), rtol=1e-9)
-    np.testing.assert_allclose(agents.payment - agents.true_cost, agents.profit)
+    np.testing.assert_allclose(agents.payment - agents.true_cost, agents.profit, atol=1e-9)
     assert (agents.profit >= -1e-6).all()  # nobody is paid below true cost
     awards = records["awards"]
     per_round = awards.groupby("round").payment.sum()
@@ -153,3 +153,29 @@ def test_a_failed_round_is_recorded_and_the_run_goes_on(cigre_population, monkey
     assert list(failed["round"]) == [3, 5]
     assert "SolverError" in failed.status.iloc[0] and "period h13" in failed.status.iloc[1]
     assert set(records["agents"]["round"]) == {1, 2, 4, 6, 7}  # no learning from failures
+
+
+def test_a_run_does_not_depend_on_what_ran_before_it(cigre_population):
+    _, alone = run(cigre_population, 8, seed=1, design="CM_P>VC_Q", ac_every=1)
+    run(cigre_population, 8, seed=0, design="CMVC_PQ", ac_every=1)
+    _, after = run(cigre_population, 8, seed=1, design="CM_P>VC_Q", ac_every=1)
+    pd.testing.assert_frame_equal(alone["agents"], after["agents"])
+    pd.testing.assert_frame_equal(alone["rounds"].drop(columns="solve_seconds"),
+                                  after["rounds"].drop(columns="solve_seconds"))
+
+
+def test_paid_at_cost_is_zero_profit_not_noise(cigre_population):
+    _, records = run(cigre_population, 3, design="CMVC_PQ", learner={"kind": "truthful"})
+    agents = records["agents"]
+    assert (agents.profit == 0.0).all() and (agents.reward == 0.0).all()
+
+
+def test_true_costs_above_the_price_cap_are_rejected():
+    from lfm_abm.errors import InputError
+    from lfm_abm.market.params import MarketParams
+
+    population = {"fsp": [{"id": "pv_11", "type": "pv_inverter", "bus": 11,
+                           "cost": {"P_down": 1500.0}}]}
+    with pytest.raises(InputError) as err:
+        run(population, 1, market=MarketParams(voll=1000.0))
+    assert err.value.field == "fsp pv_11: cost.P_down"

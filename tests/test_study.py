@@ -191,3 +191,34 @@ def test_plot_and_report_rebuild_from_saved_results(finished, capsys):
 def test_summary_of_a_folder_without_results_is_a_clear_error(tmp_path, capsys):
     assert main(["plot", str(tmp_path)]) == 2
     assert "manifest" in capsys.readouterr().err
+
+
+def test_interrupted_change_of_spec_never_summarises_stale_runs(tmp_path, monkeypatch):
+    out = run_study(small(tmp_path, rounds=3), workers=1, progress=False)
+    real = study_module.execute_run
+    calls = {"n": 0}
+
+    def interrupted(run):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(run)
+
+    monkeypatch.setattr(study_module, "execute_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(small(tmp_path, rounds=4), workers=1, progress=False)
+    summary = study_module.summarise_study(out)
+    assert summary.seeds.sum() == 1  # only the one run made with 4 rounds
+    statuses = [v["status"] for v in store.read_manifest(out)["runs"].values()]
+    assert statuses.count("finished") == 1 and statuses.count("pending") == 7
+
+
+def test_a_run_whose_manifest_entry_was_lost_is_still_counted(finished):
+    manifest = store.read_manifest(finished)
+    lost = manifest["current_runs"][0]
+    del manifest["runs"][lost]
+    store.write_json_atomic(finished / store.MANIFEST, manifest)
+    run_study(load_study(QUICK, rounds=6, seeds=2, out=str(finished)), workers=1,
+              progress=False)
+    assert store.read_manifest(finished)["runs"][lost]["status"] == "finished"
+    assert (pd.read_csv(finished / "summary.csv").seeds == 2).all()

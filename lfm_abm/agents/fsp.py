@@ -60,7 +60,7 @@ class FSP(mesa.Agent):
         action = self.actions[family]
         self.best_profit[family] = max(self.best_profit[family], profit)
         best = self.best_profit[family]
-        reward = float(np.clip(profit / best, 0.0, 1.0)) if best > 0 else 0.0
+        reward = float(np.clip(profit / best, 0.0, 1.0)) if best > 1e-9 else 0.0
         tercile = min(2, 3 * action // max(len(self.grid), 1))
         next_state = (won, tercile)
         learner = self.learners[family]

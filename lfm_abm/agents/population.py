@@ -230,6 +230,23 @@ def _asset(raw: object, kind: object, default_cost: Mapping[str, float], source:
     return AssetSpec(kind=kind, bus=bus, cost=cost, share=share, params=params)
 
 
+def check_costs_below_cap(population: Population, price_cap: float) -> None:
+    """True costs must stay below the market's price cap (VOLL).
+
+    Bids are capped there, and a capped bid below its own cost would be a loss the owner
+    would never offer.
+    """
+    for fsp in population.fsps:
+        for i, asset in enumerate(fsp.assets):
+            for product, cost in asset.cost.items():
+                if cost >= price_cap:
+                    where = f"fsp {fsp.id}: " + (f"assets[{i}]: " if fsp.type ==
+                                                 "der_aggregator" else "")
+                    raise InputError(f"true cost {cost} is not below the price cap (VOLL) "
+                                     f"{price_cap}", source=population.source,
+                                     field=f"{where}cost.{product}")
+
+
 def check_against(population: Population, inventory: GridInventory, buses: list[int]) -> None:
     """Check every asset against the grid: its bus can be bid at and has what it claims.
 

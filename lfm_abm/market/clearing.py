@@ -308,9 +308,11 @@ class Market:
             payment[index] += settled.payment.to_numpy()
             first_award = (gained > 0) & (stage_of[index] < 0)
             stage_of[index[first_award]] = step
-            unset = np.isnan(values[index, 0])  # keep each bid's value from its first stage
-            values[index[unset]] = settled[["value_locational",
-                                            "value_capability"]].to_numpy()[unset]
+            # A bid's recorded values are those of the stage that first awarded it (the
+            # stage that paid it), else of the first stage that admitted it.
+            take = np.isnan(values[index, 0]) | first_award
+            values[index[take]] = settled[["value_locational",
+                                           "value_capability"]].to_numpy()[take]
             if step < len(stages):
                 unmet.append(_slack_needs(lp, solution, step))
             solved.append((lp, solution))

@@ -19,7 +19,7 @@ import pandapower as pp
 import pandas as pd
 
 from lfm_abm.errors import PowerFlowError
-from lfm_abm.network.batch import PeriodBatch, supports_batching
+from lfm_abm.network.batch import BatchMismatch, PeriodBatch, supports_batching
 from lfm_abm.network.needs import NeedLimits, find_needs
 from lfm_abm.network.operating_points import OperatingPoint, run_power_flow, snapshot
 from lfm_abm.network.scenarios import PeriodInjections
@@ -121,6 +121,9 @@ class ACEvaluator:
         dp, dq = np.zeros(shape), np.zeros(shape)
         if len(flex):
             slot = self._slot.get_indexer(flex.bus.to_numpy())
+            if (slot < 0).any():
+                raise ValueError(f"injection at bus {flex.bus.to_numpy()[slot < 0][0]}, "
+                                 "which is not a PQ bus of the grid")
             period = flex.period.to_numpy().astype(int)
             np.add.at(dp, (period, slot), flex.dp_mw.to_numpy(dtype=float))
             np.add.at(dq, (period, slot), flex.dq_mvar.to_numpy(dtype=float))
@@ -159,6 +162,12 @@ class ACEvaluator:
             run_power_flow(net, base.label)
             self.power_flows += 1
             point = snapshot(net, period, base.label, base.hours, with_sensitivities)
+        except PowerFlowError:
+            # Leave the shared net converged (its Jacobian data serve batched
+            # sensitivities): re-solve the period's baseline, then report the failure.
+            net.sgen.loc[elements, ["p_mw", "q_mvar"]] = 0.0
+            run_power_flow(net, base.label)
+            raise
         finally:
             net.sgen.loc[elements, ["p_mw", "q_mvar"]] = 0.0
         self._remember(key, point)
@@ -186,8 +195,12 @@ class ACEvaluator:
                    with_sensitivities: bool) -> None:
         if self._batch is None or not set(periods) <= set(self._batch.periods):
             wanted = sorted(set(periods) | set(self._batch.periods if self._batch else []))
-            self._batch = PeriodBatch(self.net, self.injections, wanted, self._flex,
-                                      self.base_points[0].hours)
+            try:
+                self._batch = PeriodBatch(self.net, self.injections, wanted, self._flex,
+                                          self.base_points[0].hours)
+            except BatchMismatch:
+                self._batching = False  # an element type the batch cannot map: go singly
+                return
         batch = self._batch
         rows = np.asarray(batch.periods)
         todo = np.isin(rows, periods)
@@ -212,9 +225,13 @@ class ACEvaluator:
         before = self.power_flows
         points = self.evaluate(flex)
         needs = find_needs(points, self.limits)
-        baseline = set(zip(self.base_needs.period, self.base_needs.service,
-                           self.base_needs.element, self.base_needs.element_id, strict=True))
-        keys = zip(needs.period, needs.service, needs.element, needs.element_id, strict=True)
+        # The limit tells over- from undervoltage: a bus pushed from one into the other
+        # has a new (collateral) need, not a residual one.
+        base = self.base_needs
+        baseline = set(zip(base.period, base.service, base.element, base.element_id,
+                           base.limit.round(9), strict=True))
+        keys = zip(needs.period, needs.service, needs.element, needs.element_id,
+                   needs.limit.round(9), strict=True)
         needs["kind"] = ["residual" if key in baseline else "collateral" for key in keys]
         base, increment = linearised_at or (self.base_points, flex)
         return ValidationReport(points, needs, self.power_flows - before, increment, base)

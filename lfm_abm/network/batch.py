@@ -25,8 +25,12 @@ from lfm_abm.network.sensitivities import F_BUS, T_BUS, internal_branch_rows, se
 
 #: Element tables copied into the batch; a grid using any other element falls back to
 #: one power flow per period.
-PF_TABLES = ("bus", "line", "trafo", "trafo3w", "load", "sgen", "storage", "ext_grid", "gen",
-             "switch", "shunt", "impedance", "ward", "xward")
+PF_TABLES = ("bus", "line", "trafo", "load", "sgen", "storage", "ext_grid", "gen", "switch",
+             "shunt", "impedance", "ward")
+
+
+class BatchMismatch(RuntimeError):
+    """The merged net's internal buses do not map onto the grid's (unsupported element)."""
 RECYCLE = {"trafo": False, "gen": False, "bus_pq": True}
 
 
@@ -98,7 +102,7 @@ class PeriodBatch:
                 order[ours["branch"][rows, end].real.astype(int)] = (
                     theirs["branch"][theirs_rows, end].real.astype(int))
         if (order < 0).any():
-            raise RuntimeError("batch copy does not match the grid's internal buses")
+            raise BatchMismatch("batch copy does not match the grid's internal buses")
         return order
 
     def _copy_layout(self, copy_index: int) -> dict:

@@ -126,9 +126,14 @@ def _voltage_rows(op: OperatingPoint, limits: NeedLimits) -> list[dict[str, np.n
     return rows
 
 
+_DTYPES = {"period": int, "label": object, "service": object, "element": object,
+           "element_id": int, "quantity": object, "value": float, "limit": float,
+           "need": float, "unit": object, "need_ka": float}
+
+
 def _frame(rows: list[dict[str, np.ndarray]]) -> pd.DataFrame:
-    if not rows:
-        return pd.DataFrame(columns=NEED_COLUMNS)
+    if not rows:  # typed, so that arithmetic on an empty table works
+        return pd.DataFrame({c: pd.Series(dtype=_DTYPES[c]) for c in NEED_COLUMNS})
     return pd.DataFrame({c: np.concatenate([r[c] for r in rows]) for c in NEED_COLUMNS})
 
 

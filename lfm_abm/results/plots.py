@@ -36,8 +36,10 @@ def _label(frame: pd.DataFrame) -> pd.Series:
 
 def learning_curves(agents: pd.DataFrame, measure: str, path: Path) -> Path:
     """Mean `measure` (markup or profit) per FSP by agent type vs round, a panel per design."""
-    per_seed = (agents.groupby(["design", "pricing", "learner", "seed", "round", "fsp_type"],
-                               as_index=False)[measure].mean())
+    keys = ["design", "pricing", "learner", "seed", "round", "fsp_type"]
+    if measure == "profit":  # an FSP's profit is the sum over its product families
+        agents = agents.groupby([*keys, "fsp_id"], as_index=False)[measure].sum()
+    per_seed = agents.groupby(keys, as_index=False)[measure].mean()
     per_seed["market"] = _label(per_seed)
     columns = min(4, per_seed.market.nunique())
     grid = sns.relplot(data=per_seed, x="round", y=measure, hue="fsp_type", col="market",
@@ -96,18 +98,19 @@ def design_comparison(per_run: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def awards_map(awards: pd.DataFrame, network: tuple[pd.DataFrame, pd.DataFrame],
-               window: int, path: Path) -> Path:
+def awards_map(awards: pd.DataFrame, rounds: pd.DataFrame,
+               network: tuple[pd.DataFrame, pd.DataFrame], window: int, path: Path) -> Path:
     """Where flexibility is bought: mean awarded energy per bus and round, per design."""
     buses, lines = network
-    last = awards["round"] > awards.groupby("run_id")["round"].transform("max") - window
-    recent = awards[last].assign(energy=lambda a: a.awarded * a.hours,
-                                 family=lambda a: a["product"].str[0])
+    last_round = rounds.groupby("run_id")["round"].max()
+    first = awards.run_id.map(last_round - window)
+    recent = awards[awards["round"] > first].assign(energy=lambda a: a.awarded * a.hours,
+                                                    family=lambda a: a["product"].str[0])
     recent["market"] = _label(recent)
-    rounds = recent.groupby("market").apply(
-        lambda g: g.groupby("run_id")["round"].nunique().sum(), include_groups=False)
+    runs = rounds.drop_duplicates("run_id").assign(market=lambda r: _label(r))
+    window_rounds = runs.groupby("market").run_id.count() * window  # incl. rounds without awards
     per_bus = recent.groupby(["market", "bus", "family"], as_index=False).energy.sum()
-    per_bus["energy"] /= per_bus.market.map(rounds)
+    per_bus["energy"] /= per_bus.market.map(window_rounds)
     per_bus = per_bus.merge(buses, on="bus")
     markets = sorted(recent.market.unique())
     columns = min(4, len(markets))
@@ -149,5 +152,6 @@ def make_plots(tables: dict[str, pd.DataFrame], per_run: pd.DataFrame, folder: P
                cost_curves(tables["rounds"], folder / "cost_curves.png"),
                design_comparison(per_run, folder / "design_comparison.png")]
     if network is not None and len(tables["awards"]):
-        figures.append(awards_map(tables["awards"], network, window, folder / "awards_map.png"))
+        figures.append(awards_map(tables["awards"], tables["rounds"], network, window,
+                                  folder / "awards_map.png"))
     return figures

@@ -37,6 +37,8 @@ def write_json_atomic(path: Path, data: object) -> None:
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(handle, "w") as stream:
         json.dump(data, stream, indent=2, default=str)
+        stream.flush()
+        os.fsync(stream.fileno())  # on disk before it replaces the old file
     os.replace(tmp, path)
 
 
@@ -48,6 +50,8 @@ def write_run(out: Path, run_id: str, tables: dict[str, pd.DataFrame], meta: dic
     for name in TABLES:
         frame = tables.get(name, pd.DataFrame())
         frame.to_parquet(tmp / f"{name}.parquet", index=False)
+        with open(tmp / f"{name}.parquet", "rb") as stream:
+            os.fsync(stream.fileno())
     write_json_atomic(tmp / "run.json", meta)
     final = runs / run_id
     if final.exists():  # a stale run with another fingerprint
@@ -102,10 +106,8 @@ def load_tables(out: Path, run_ids: Iterable[str]) -> dict[str, pd.DataFrame]:
 
 
 def write_network(out: Path, net) -> None:
-    """Save bus coordinates and line ends once, so the awards map needs no grid loading."""
+    """Save bus coordinates and line ends, so the awards map needs no grid loading."""
     folder = out / "network"
-    if (folder / "buses.parquet").is_file():
-        return
     folder.mkdir(parents=True, exist_ok=True)
     coordinates = net.bus.geo.map(lambda text: json.loads(text)["coordinates"]
                                   if isinstance(text, str) else [np.nan, np.nan])
