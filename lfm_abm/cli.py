@@ -153,7 +153,6 @@ def cmd_population(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run (or resume) a study and print its summary table."""
-    from lfm_abm.results.kpis import headline
     from lfm_abm.study import load_study, run_study
 
     spec = load_study(args.study, rounds=args.rounds, seeds=args.seeds, out=args.out)
@@ -164,14 +163,15 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"{spec.rounds} rounds each, on {spec.grid} -> {spec.out}")
     out = run_study(spec, workers=args.workers, scheduler=args.scheduler,
                     progress=not args.quiet)
-    _print_summary(out, headline)
+    _print_summary(out)
     return 0
 
 
-def _print_summary(out, headline) -> None:
+def _print_summary(out) -> None:
     import pandas as pd
 
     from lfm_abm.results import store
+    from lfm_abm.results.kpis import headline
 
     summary = pd.read_csv(out / "summary.csv")
     manifest = store.read_manifest(out)
@@ -187,12 +187,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
     """Rebuild summary, plots and report of a study folder from its saved runs."""
     from pathlib import Path
 
-    from lfm_abm.results.kpis import headline
     from lfm_abm.study import summarise_study
 
     out = Path(args.dir)
     summarise_study(out)
-    _print_summary(out, headline)
+    _print_summary(out)
     return 0
 
 

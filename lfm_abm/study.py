@@ -337,8 +337,9 @@ def run_study(spec: StudySpec, workers: int = 1, scheduler: str | None = None,
     runs = check_study(spec)
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
-    if "geo" in load_grid(spec.grid).bus:
-        store.write_network(out, load_grid(spec.grid))
+    net = load_grid(spec.grid)
+    if "geo" in net.bus:
+        store.write_network(out, net)
     store.clean_partial(out)
     todo = [r for r in runs if not store.is_finished(out, r.run_id, r.fingerprint)]
     manifest = store.read_manifest(out)
@@ -410,18 +411,20 @@ def summarise_study(out: Path) -> pd.DataFrame:
                == runs[r].get("fingerprint")]
     if not run_ids:
         raise InputError("no finished runs to summarise", source=str(out), field="runs")
+    tables = store.load_tables(out, run_ids)
+    by_run = {name: dict(tuple(frame.groupby("run_id"))) if len(frame) else {}
+              for name, frame in tables.items()}
     rows = []
     for run_id in run_ids:
-        tables = store.load_tables(out, [run_id])
-        meta = store.run_meta(out, run_id)
-        rows.append({"run_id": run_id, **{k: meta[k] for k in ("design", "pricing", "learner",
-                                                               "seed")},
-                     **run_kpis(tables, window)})
+        mine = {name: parts.get(run_id, pd.DataFrame()) for name, parts in by_run.items()}
+        first = mine["rounds"].iloc[0]
+        rows.append({"run_id": run_id,
+                     **{k: first[k] for k in ("design", "pricing", "learner", "seed")},
+                     **run_kpis(mine, window)})
     per_run = pd.DataFrame(rows)
     per_run.to_csv(out / "runs.csv", index=False)
     summary = summarise(per_run)
     summary.to_csv(out / "summary.csv", index=False)
-    tables = store.load_tables(out, run_ids)
     figures = make_plots(tables, per_run, out / "plots", window, store.read_network(out))
     write_report(out, manifest, summary, figures)
     return summary

@@ -316,7 +316,7 @@ class Market:
             if step < len(stages):
                 unmet.append(_slack_needs(lp, solution, step))
             solved.append((lp, solution))
-            last_stage = (points, flex_injections(chosen, settled.awarded.to_numpy()))
+            last_stage = (points, chosen, settled.awarded.to_numpy())
             step += 1
 
         energy = awarded * hours_all
@@ -333,7 +333,8 @@ class Market:
             awards=awards,
             unmet_linear=pd.concat(unmet, ignore_index=True) if unmet else _slack_frame(),
             solved=solved,
-            linearised_at=last_stage if step > 1 else None,
+            linearised_at=(last_stage[0], flex_injections(*last_stage[1:])) if step > 1
+            else None,
             flex=flex_injections(bids, awarded),
             validation=None,
             unmet_after_ac=_AFTER_EMPTY,

@@ -34,10 +34,10 @@ from lfm_abm.market.designs import Stage
 from lfm_abm.market.params import MarketParams
 from lfm_abm.network.needs import NeedLimits
 from lfm_abm.network.operating_points import OperatingPoint
+from lfm_abm.network.sensitivities import mw_per_pu
 
 SQRT3 = math.sqrt(3.0)
 #: Floor on |dV/dP| when converting voltage need to MW-equivalent (p.u. per MW).
-MIN_VOLTAGE_SENSITIVITY = 1e-4
 DEVICE_COLUMNS = ["device_id", "period", "p_mw", "q_mvar", "s_mva"]
 
 
@@ -168,8 +168,7 @@ def _network_rows(op: OperatingPoint, stage: Stage, limits: NeedLimits,
             vm = vm[near]
             ids = vm.index.to_numpy()
             dv_dp = _take(sens.dv_dp, ids)
-            self_sens = np.abs(dv_dp[np.arange(len(ids)), sens.buses.get_indexer(ids)])
-            weight = 1.0 / np.maximum(self_sens, MIN_VOLTAGE_SENSITIVITY)
+            weight = mw_per_pu(dv_dp[np.arange(len(ids)), sens.buses.get_indexer(ids)])
             blocks.append(_block("VC", "bus", ids, vm.to_numpy(), "p.u.", weight,
                                  limits.v_low - vm.to_numpy(), limits.v_high - vm.to_numpy(),
                                  dv_dp, _take(sens.dv_dq, ids)))

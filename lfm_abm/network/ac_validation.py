@@ -23,6 +23,7 @@ from lfm_abm.network.batch import BatchMismatch, PeriodBatch, supports_batching
 from lfm_abm.network.needs import NeedLimits, find_needs
 from lfm_abm.network.operating_points import OperatingPoint, run_power_flow, snapshot
 from lfm_abm.network.scenarios import PeriodInjections
+from lfm_abm.network.sensitivities import MIN_VOLTAGE_SENSITIVITY, mw_per_pu
 
 FLEX_TYPE = "lfm_flex"
 FLEX_COLUMNS = ["period", "bus", "dp_mw", "dq_mvar"]
@@ -63,9 +64,9 @@ def voltage_weights(points: list[OperatingPoint]) -> pd.DataFrame:
     for op in points:
         sens = op.sens
         buses = sens.buses
-        self_sens = np.abs(np.diag(sens.dv_dp.loc[buses, buses].to_numpy()))
+        self_sens = np.diag(sens.dv_dp.loc[buses, buses].to_numpy())
         frames.append(pd.DataFrame({"period": op.period, "element_id": buses.astype(int),
-                                    "mw_per_pu": 1.0 / np.maximum(self_sens, 1e-4)}))
+                                    "mw_per_pu": mw_per_pu(self_sens)}))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -76,7 +77,7 @@ def mw_equivalent(needs: pd.DataFrame, weights: pd.DataFrame) -> pd.Series:
     merged = needs[["period", "element_id", "service"]].merge(
         weights, on=["period", "element_id"], how="left")
     factor = np.where(merged.service.to_numpy() == "VC",
-                      merged.mw_per_pu.fillna(1.0 / 1e-4).to_numpy(), 1.0)
+                      merged.mw_per_pu.fillna(1.0 / MIN_VOLTAGE_SENSITIVITY).to_numpy(), 1.0)
     return pd.Series(needs.need.to_numpy() * factor, index=needs.index)
 
 

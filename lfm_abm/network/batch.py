@@ -19,7 +19,13 @@ import pandapower as pp
 import pandapower.toolbox as tb
 import pandas as pd
 
-from lfm_abm.network.operating_points import BranchState, OperatingPoint, run_power_flow
+from lfm_abm.network.operating_points import (
+    BranchState,
+    OperatingPoint,
+    line_ratings,
+    run_power_flow,
+    trafo_ratings,
+)
 from lfm_abm.network.scenarios import PeriodInjections
 from lfm_abm.network.sensitivities import F_BUS, T_BUS, internal_branch_rows, sensitivities
 
@@ -115,11 +121,8 @@ class PeriodBatch:
         return {
             "bus": np.flatnonzero(bus), "bus_ids": pd.Index(net.bus.lfm_id[bus].to_numpy()),
             "line": np.flatnonzero(line), "line_ids": pd.Index(lines.lfm_id.to_numpy()),
-            "max_i_ka": (lines.max_i_ka * lines.df * lines.parallel).to_numpy(),
-            "vn_kv": net.bus.vn_kv.reindex(lines.from_bus).to_numpy(),
             "trafo": np.flatnonzero(trafo), "trafo_ids": pd.Index(trafos.lfm_id.to_numpy()),
-            "sn_mva": (trafos.sn_mva * trafos.df * trafos.parallel).to_numpy(),
-            "vn_hv_kv": trafos.vn_hv_kv.to_numpy(),
+            **line_ratings(lines, net.bus), **trafo_ratings(trafos),
         }
 
     def run(self, dp: np.ndarray, dq: np.ndarray,

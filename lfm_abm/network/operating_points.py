@@ -53,27 +53,27 @@ class OperatingPoint:
     sens: Sensitivities | None = None
 
 
+def line_ratings(lines: pd.DataFrame, buses: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Effective thermal limit (max_i_ka x df x parallel, kA) and nominal kV of lines."""
+    return {"max_i_ka": (lines.max_i_ka * lines.df * lines.parallel).to_numpy(),
+            "vn_kv": buses.vn_kv.reindex(lines.from_bus).to_numpy()}
+
+
+def trafo_ratings(trafos: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Effective rating (sn_mva x df x parallel, as pandapower's loading) and HV kV."""
+    return {"sn_mva": (trafos.sn_mva * trafos.df * trafos.parallel).to_numpy(),
+            "vn_hv_kv": trafos.vn_hv_kv.to_numpy()}
+
+
 def branch_state(net: pp.pandapowerNet) -> BranchState:
     """Snapshot line and trafo loading after a power flow (out-of-service rows dropped)."""
-    line_on = net.line.in_service.to_numpy()
-    line = pd.DataFrame(
-        {
-            "i_ka": net.res_line.i_ka.to_numpy(),
-            "max_i_ka": (net.line.max_i_ka * net.line.df * net.line.parallel).to_numpy(),
-            "loading_percent": net.res_line.loading_percent.to_numpy(),
-            "vn_kv": net.bus.vn_kv.reindex(net.line.from_bus).to_numpy(),
-        },
-        index=net.line.index,
-    )[line_on]
-    trafo_on = net.trafo.in_service.to_numpy()
-    trafo = pd.DataFrame(
-        {
-            "loading_percent": net.res_trafo.loading_percent.to_numpy(),
-            "sn_mva": (net.trafo.sn_mva * net.trafo.df * net.trafo.parallel).to_numpy(),
-            "vn_hv_kv": net.trafo.vn_hv_kv.to_numpy(),
-        },
-        index=net.trafo.index,
-    )[trafo_on]
+    line = pd.DataFrame({"i_ka": net.res_line.i_ka.to_numpy(),
+                         "loading_percent": net.res_line.loading_percent.to_numpy(),
+                         **line_ratings(net.line, net.bus)},
+                        index=net.line.index)[net.line.in_service.to_numpy()]
+    trafo = pd.DataFrame({"loading_percent": net.res_trafo.loading_percent.to_numpy(),
+                          **trafo_ratings(net.trafo)},
+                         index=net.trafo.index)[net.trafo.in_service.to_numpy()]
     return BranchState(line, trafo)
 
 
