@@ -20,8 +20,9 @@ import pandas as pd
 from lfm_abm.agents.generator import GeneratorSettings, generate_population
 from lfm_abm.agents.inventory import grid_inventory
 from lfm_abm.agents.population import Population, load_population
+from lfm_abm.day import shared_case
 from lfm_abm.market.params import MarketParams
-from lfm_abm.model import STAGES, LFMModel, ModelSettings, market_case
+from lfm_abm.model import STAGES, LFMModel, ModelSettings
 from lfm_abm.network.grids import default_scenario, load_grid
 from lfm_abm.network.needs import NeedLimits
 
@@ -34,7 +35,7 @@ def population_for(grid: str, fsps: int | None = None, seed: int = 0) -> Populat
     """The grid's shipped population, or one generated with about `fsps` FSPs."""
     if fsps is None and grid in SHIPPED and SHIPPED[grid].is_file():
         return load_population(SHIPPED[grid])
-    case = market_case(grid, default_scenario(load_grid(grid)), None, NeedLimits(),
+    case = shared_case(grid, default_scenario(load_grid(grid)), None, NeedLimits(),
                        MarketParams())
     inventory = grid_inventory(case)
     pv_buses = len(inventory.buses_with("pv"))

@@ -16,11 +16,13 @@ from lfm_abm.errors import InputError, PowerFlowError
 EXIT_BAD_INPUT = 2
 
 
+EXIT_FAILED = 3
+
+
 def _default_workers() -> int:
     import os
 
     return max(1, os.cpu_count() or 1)
-EXIT_FAILED = 3
 
 
 def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,9 +87,10 @@ def cmd_clear(args: argparse.Namespace) -> int:
     params = replace(MarketParams(), relinearise=args.relinearise)
     if args.voll is not None:
         params = replace(params, voll=args.voll)
+    if args.reservation_price is not None:
+        params = replace(params, reservation_price=args.reservation_price)
     case = MarketCase.build(net, scenario, params=params)
-    bids = read_bids(args.bids, buses=case.buses, n_periods=case.n_periods,
-                     price_cap=params.price_cap)
+    bids = read_bids(args.bids, buses=case.buses, n_periods=case.n_periods)
     devices = None
     if args.devices:
         devices = validate_devices(read_table(args.devices, "devices"), bids, source=args.devices)
@@ -96,19 +99,29 @@ def cmd_clear(args: argparse.Namespace) -> int:
     summary = result.summary(params.voll)
     before = case.baseline_needs
     print(f"design {result.design}, {args.pricing}: {len(bids)} bids, "
-          f"{int((result.awards.awarded > 0).sum())} awarded")
-    print(f"baseline need: {case.mw_equivalent(before).sum():.3f} MW-eq "
-          f"({int((before.service == 'CM').sum())} CM, {int((before.service == 'VC').sum())} VC)")
+          f"{int((result.awards.awarded > 0).sum())} awarded, "
+          f"{int(summary['offers_above_reservation'])} above the reservation price "
+          f"{params.max_bid_price:g} EUR/MWh (not admitted)")
+    print(f"baseline: {int((before.service == 'CM').sum())} CM and "
+          f"{int((before.service == 'VC').sum())} VC needs; without a market they take "
+          f"{case.baseline_emergency.emergency_mwh:.3f} MWh of emergency action")
     print(f"procurement cost: {summary['procurement_cost']:.2f} EUR "
           f"(at bid prices {summary['cost_at_bid_prices']:.2f} EUR)")
     print("volume: " + ", ".join(f"{k} {v:.3f}" for k, v in result.volumes().items())
           + " (MWh / MVArh)")
-    print(f"unmet need before AC validation: {summary['unmet_need_before']:.4f} MW-eq")
-    print(f"unmet need after AC validation: {summary['unmet_need_after_ac']:.4f} MW-eq "
-          f"(CM {summary['unmet_cm_after_ac_mva']:.4f} MVA, "
-          f"VC {summary['unmet_vc_after_ac_pu']:.4f} p.u., "
-          f"collateral {summary['collateral_after_ac']:.4f} MW-eq), "
-          f"VOLL cost {summary['unmet_cost_after_ac']:.2f} EUR")
+    print(f"unmet need in the market: {summary['unmet_need_before']:.4f} MWh of emergency "
+          "action")
+    print(f"unmet need after AC validation: {summary['unmet_need_after_ac']:.4f} MWh of "
+          f"emergency action (collateral {summary['collateral_after_ac']:.4f} MWh), VOLL "
+          f"cost {summary['unmet_cost_after_ac']:.2f} EUR; violations CM "
+          f"{summary['violation_cm_after_ac_mva']:.4f} MVA, VC "
+          f"{summary['violation_vc_after_ac_pu']:.4f} p.u.")
+    unresolvable = (summary["unresolvable_cm_after_ac_mva"]
+                    + summary["unresolvable_vc_after_ac_pu"])
+    if unresolvable > 0:
+        print(f"unresolvable even with full emergency action: CM "
+              f"{summary['unresolvable_cm_after_ac_mva']:.4f} MVA, VC "
+              f"{summary['unresolvable_vc_after_ac_pu']:.4f} p.u.")
     if result.validation is not None and len(result.validation.linearisation):
         lin = result.validation.linearisation
         print(f"linearisation error: voltage {lin.vm_error_pu.max():.5f} p.u., "
@@ -247,7 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
                                          "period, p_mw, q_mvar, s_mva")
     clear.add_argument("--relinearise", type=int, default=0,
                        help="re-clear the AC residual up to N times (default 0)")
-    clear.add_argument("--voll", type=float, help="value of lost load, EUR/MWh (default 1000)")
+    clear.add_argument("--voll", type=float,
+                       help="cost of emergency action (value of lost load), EUR/MWh "
+                            "(default 1000)")
+    clear.add_argument("--reservation-price", type=float,
+                       help="highest bid price the DSO admits, EUR/MWh (default: VOLL)")
     clear.add_argument("--out", help="write awards with payments (.csv or .parquet)")
     clear.set_defaults(func=cmd_clear)
 

@@ -11,35 +11,26 @@ generator, so a seed reproduces a run exactly.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mesa
 import numpy as np
 import pandas as pd
 
-from lfm_abm.agents.book import OfferBook, build_book
 from lfm_abm.agents.dso import DSO
 from lfm_abm.agents.fsp import AGENT_CLASSES, FSP
-from lfm_abm.agents.inventory import GridInventory, grid_inventory
-from lfm_abm.agents.population import (
-    Population,
-    check_against,
-    check_costs_below_cap,
-    load_population,
-)
+from lfm_abm.agents.population import Population, load_population
+from lfm_abm.day import MarketDay, market_day, private_case, shared_case
 from lfm_abm.errors import InputError, PowerFlowError
 from lfm_abm.learning import ActionGrid, make_learner
-from lfm_abm.market.clearing import MarketCase
+from lfm_abm.market.clearing import ClearingResult
 from lfm_abm.market.designs import parse_design
 from lfm_abm.market.engines import ENGINES, SolverError
 from lfm_abm.market.params import MarketParams
 from lfm_abm.market.pricing import check_pricing
-from lfm_abm.market.structure import pivotal_suppliers
-from lfm_abm.network.ac_validation import ACEvaluator
 from lfm_abm.network.grids import default_scenario, load_grid
 from lfm_abm.network.needs import NeedLimits
 from lfm_abm.network.scenarios import Scenario
@@ -86,48 +77,25 @@ class ModelSettings:
                              allowed=sorted(ENGINES))
 
 
-@functools.lru_cache(maxsize=16)
-def market_case(grid: str, scenario: Scenario, day: str | None, limits: NeedLimits,
-                params: MarketParams, ac_reuse: bool = True) -> MarketCase:
-    """A market day, built once per process (runs of a study share it)."""
-    return MarketCase.build(load_grid(grid), scenario, day, limits, params, ac_reuse)
-
-
-@dataclass
-class Day:
-    """A market day with everything the agents need: case, inventory, offer book."""
-
-    name: str
-    case: MarketCase
-    inventory: GridInventory
-    book: OfferBook
-    periods: np.ndarray
-    structure: pd.DataFrame  # locational market power of the day (see market.structure)
-
-
 class LFMModel(mesa.Model):
     """Repeated local flexibility market with learning FSPs and a clearing DSO."""
 
     def __init__(self, settings: ModelSettings, seed: int = 0) -> None:
         super().__init__(seed=seed)
         self.settings = settings
-        self.seed_value = seed
         self.population_source = settings.population.source
         self.design = parse_design(settings.design)
-        self.admitted = frozenset().union(*(stage.products for stage in self.design.stages))
         self.scenario = settings.scenario or default_scenario(load_grid(settings.grid))
         self.days = self.scenario.days or (None,)
         self.dso = DSO(self, self.design, settings.pricing, settings.engine)
         self.fsps: list[FSP] = [
             AGENT_CLASSES[spec.type](self, spec, settings.actions,
                                      dict(settings.learner) if settings.learner else None,
-                                     self.admitted)
+                                     self.design.products)
             for spec in settings.population.fsps
         ]
-        self._days: dict[str | None, Day] = {}
+        self._days: dict[str | None, MarketDay] = {}
         first = self.day(self.days[0])
-        check_against(settings.population, first.inventory, list(first.case.buses))
-        check_costs_below_cap(settings.population, settings.market.price_cap)
         self.groups = first.book.groups
         self._group_index = {key: i for i, key in enumerate(
             zip(self.groups.fsp_id, self.groups.family, strict=True))}
@@ -138,26 +106,16 @@ class LFMModel(mesa.Model):
         self.agent_records: list[dict] = []
         self.award_records: list[pd.DataFrame] = []
 
-    def day(self, name: str | None) -> Day:
-        """The market day `name`, built on first use."""
+    def day(self, name: str | None) -> MarketDay:
+        """The market day `name`, built on first use (with an AC cache of this run's own)."""
         if name not in self._days:
             s = self.settings
-            shared = market_case(s.grid, self.scenario, name, s.limits, s.market, s.ac_reuse)
-            # A run's AC results must not depend on what ran before it in this process:
-            # the baseline is shared, the cache of AC states is the run's own.
-            case = replace(shared, evaluator=ACEvaluator(
-                shared.net, shared.injections, shared.points, shared.limits, s.ac_reuse))
-            inventory = grid_inventory(case)
-            periods = self.dso.publish_needs(case)
-            hours = np.asarray(self.scenario.hours)
-            book = build_book(s.population.fsps, inventory, hours, periods,
-                              self.scenario.period_hours, self.admitted)
-            structure = pivotal_suppliers(case, book.offers, self.design)
-            self._days[name] = Day(str(name or "synthetic"), case, inventory, book, periods,
-                                   structure.assign(day=str(name or "synthetic")))
+            case = private_case(shared_case(s.grid, self.scenario, name, s.limits, s.market,
+                                            s.ac_reuse), s.ac_reuse)
+            self._days[name] = market_day(case, s.population, self.design, name)
         return self._days[name]
 
-    def _next_day(self) -> Day:
+    def _next_day(self) -> MarketDay:
         if self.settings.resample_days and len(self.days) > 1:
             return self.day(self.days[int(self.rng.integers(len(self.days)))])
         return self.day(self.days[0])
@@ -182,7 +140,7 @@ class LFMModel(mesa.Model):
                 actions[i] = action
                 markup[i] = self.settings.actions.markup(action)
                 withheld[i] = self.settings.actions.withheld(action)
-        bids = book.bids(markup, withheld, case.params.price_cap)
+        bids = book.bids(markup, withheld)
         start = self._tick("bidding", start)
 
         status = "ok"
@@ -227,7 +185,8 @@ class LFMModel(mesa.Model):
         self._tick("learning", start)
         self._record_round(day, result, benchmark, status)
 
-    def _record_round(self, day: Day, result, benchmark: dict, status: str) -> None:
+    def _record_round(self, day: MarketDay, result: ClearingResult, benchmark: dict,
+                      status: str) -> None:
         voll = day.case.params.voll
         summary = result.summary(voll)
         truthful = benchmark["procurement_cost"]
@@ -265,7 +224,8 @@ def simulate(grid: str, population: str | Path | Population, design: str, rounds
     """Run `rounds` market rounds and return the per-round records as a DataFrame.
 
     Columns include round, dso_cost, truthful_cost, unmet_need_before and
-    unmet_need_after_ac (MW-equivalent). Extra keyword arguments go to ModelSettings.
+    unmet_need_after_ac (MWh of the DSO's emergency action). Extra keyword arguments go
+    to ModelSettings.
     """
     if not isinstance(population, Population):
         population = load_population(population)

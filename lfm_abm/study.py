@@ -25,11 +25,18 @@ Spec (paths are relative to the spec file, `out` to the working directory):
     truthful = { kind = "truthful" }
 
     [scenario]  [limits]  [market]  [actions]   # optional overrides
+
+    [sweep.market]                    # optional: one run set per value (all combinations)
+    voll = [300.0, 1000.0, 3000.0]    # labelled "voll=300.0", the summary's `variant`
+
+A result that moves with an assumption (VOLL, a limit, a growth factor) is a sweep over
+it, reported per value, not one number.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import platform
 import time
@@ -54,8 +61,25 @@ from lfm_abm.network.scenarios import Scenario
 
 STUDY_FIELDS = {"name", "grid", "population", "designs", "pricing", "rounds", "seeds",
                 "window", "ac_every", "resample_days", "out"}
-TABLES_ALLOWED = {"study", "learners", "scenario", "limits", "market", "actions"}
+TABLES_ALLOWED = {"study", "learners", "scenario", "limits", "market", "actions", "sweep"}
+#: Settings tables a [sweep] may vary.
+SWEEPABLE = ("market", "limits", "scenario")
 POPULATION_LEARNER = "population"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One point of a study's sweep: its label and the settings it runs with."""
+
+    label: str  # "" without a sweep, else e.g. "voll=300.0"
+    scenario: Scenario
+    limits: NeedLimits
+    market: MarketParams
+
+    def describe(self) -> dict:
+        """JSON-friendly settings of this variant."""
+        return {"scenario": {k: v for k, v in asdict(self.scenario).items() if k != "source"},
+                "limits": asdict(self.limits), "market": asdict(self.market)}
 
 
 @dataclass(frozen=True)
@@ -75,9 +99,8 @@ class StudySpec:
     ac_every: int
     resample_days: bool
     out: str
-    scenario: Scenario
-    limits: NeedLimits
-    market: MarketParams
+    variants: tuple[Variant, ...]
+    sweep: Mapping[str, Mapping[str, list]]
     actions: ActionGrid
 
     def describe(self) -> dict:
@@ -88,8 +111,9 @@ class StudySpec:
                                                             for k, v in self.learners.items()},
                 "rounds": self.rounds, "seeds": list(self.seeds), "window": self.window,
                 "ac_every": self.ac_every, "resample_days": self.resample_days,
-                "scenario": {k: v for k, v in asdict(self.scenario).items() if k != "source"},
-                "limits": asdict(self.limits), "market": asdict(self.market),
+                **self.variants[0].describe(), "sweep": {k: dict(v) for k, v in
+                                                          self.sweep.items()},
+                "variants": {v.label: v.describe() for v in self.variants},
                 "actions": asdict(self.actions)}
 
 
@@ -164,15 +188,63 @@ def load_study(path: str | Path, rounds: int | None = None, seeds: int | None = 
     out_dir = out or _get(study, "out", str, source, default=f"out/{name}")
     actions = ActionGrid.from_dict(data.get("actions", {}), source)
     learners = _learners(data.get("learners"), actions, source)
-    net = load_grid(grid)
-    scenario = Scenario.from_dict(data.get("scenario", {}), source, default_scenario(net))
+    sweep = _sweep(data.get("sweep"), source)
+    variants = tuple(_variant(data, label, overrides, grid, source)
+                     for label, overrides in _combinations(sweep))
     return StudySpec(
         name=name, source=source, grid=grid, population=str(population_path),
         designs=tuple(designs), pricing=tuple(pricing), learners=learners, rounds=n_rounds,
         seeds=tuple(seed_list), window=min(window, n_rounds), ac_every=ac_every,
-        resample_days=resample, out=out_dir, scenario=scenario,
-        limits=NeedLimits.from_dict(data.get("limits", {}), source),
-        market=MarketParams.from_dict(data.get("market", {}), source), actions=actions)
+        resample_days=resample, out=out_dir, variants=variants, sweep=sweep, actions=actions)
+
+
+def _sweep(raw: object, source: str) -> dict[str, dict[str, list]]:
+    """The [sweep] table: per settings table, per field, a non-empty list of values."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not raw:
+        raise InputError("must hold tables such as [sweep.market] with lists of values",
+                         source=source, field="sweep", allowed=SWEEPABLE)
+    for section, table in raw.items():
+        if section not in SWEEPABLE:
+            raise InputError(f"cannot sweep [{section}]", source=source,
+                             field=f"sweep.{section}", allowed=SWEEPABLE)
+        if not isinstance(table, dict) or not table:
+            raise InputError("must be a table of field = [values]", source=source,
+                             field=f"sweep.{section}")
+        for key, values in table.items():
+            if not isinstance(values, list) or not values:
+                raise InputError(f"must be a non-empty list of values, got {values!r}",
+                                 source=source, field=f"sweep.{section}.{key}")
+    return raw
+
+
+def _combinations(sweep: Mapping[str, Mapping[str, list]]) -> list[tuple[str, dict]]:
+    """(label, {table: {field: value}}) for every combination of swept values."""
+    axes = [(section, key, values) for section, table in sweep.items()
+            for key, values in table.items()]
+    out = []
+    for combination in itertools.product(*(values for _, _, values in axes)):
+        overrides: dict[str, dict] = {}
+        for (section, key, _), value in zip(axes, combination, strict=True):
+            overrides.setdefault(section, {})[key] = value
+        label = ",".join(f"{key}={value}" for (_, key, _), value in zip(axes, combination,
+                                                                        strict=True))
+        out.append((label, overrides))
+    return out
+
+
+def _variant(data: Mapping, label: str, overrides: Mapping[str, Mapping], grid: str,
+             source: str) -> Variant:
+    """The study's settings tables with one combination of swept values applied."""
+    where = f"{source} (sweep {label})" if label else source
+
+    def table(name: str) -> dict:
+        return {**data.get(name, {}), **overrides.get(name, {})}
+
+    scenario = Scenario.from_dict(table("scenario"), where, default_scenario(load_grid(grid)))
+    return Variant(label, scenario, NeedLimits.from_dict(table("limits"), where),
+                   MarketParams.from_dict(table("market"), where))
 
 
 def _learners(raw: object, actions: ActionGrid, source: str) -> dict:
@@ -202,6 +274,7 @@ class RunSpec:
     design: str
     pricing: str
     learner: str
+    variant: str
     seed: int
     rounds: int
     settings: object = field(repr=False)  # ModelSettings (kept opaque to stay picklable)
@@ -219,27 +292,26 @@ def expand(spec: StudySpec) -> list[RunSpec]:
     grid_text = grid_file.read_text() if grid_file.is_file() else spec.grid
     code = code_identity()
     runs = []
-    for design in spec.designs:
-        for pricing in spec.pricing:
-            for label, learner in spec.learners.items():
-                settings = ModelSettings(
-                    grid=spec.grid, population=population, design=design, pricing=pricing,
-                    scenario=spec.scenario, limits=spec.limits, market=spec.market,
-                    actions=spec.actions, learner=learner, resample_days=spec.resample_days,
-                    ac_every=spec.ac_every)
-                for seed in spec.seeds:
-                    identity = json.dumps({
-                        "design": design, "pricing": pricing, "learner": learner,
-                        "seed": seed, "rounds": spec.rounds, "population": population_text,
-                        "grid_file": grid_text, "code": code,
-                        **{k: v for k, v in spec.describe().items()
-                           if k in ("grid", "scenario", "limits", "market", "actions",
-                                    "ac_every", "resample_days")}}, sort_keys=True)
-                    fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:16]
-                    slug = design.replace(">", "-then-")
-                    runs.append(RunSpec(f"{slug}__{pricing}__{label}__s{seed}", design,
-                                        pricing, label, seed, spec.rounds, settings,
-                                        fingerprint))
+    for design, pricing, (label, learner), variant in itertools.product(
+            spec.designs, spec.pricing, spec.learners.items(), spec.variants):
+        settings = ModelSettings(
+            grid=spec.grid, population=population, design=design, pricing=pricing,
+            scenario=variant.scenario, limits=variant.limits, market=variant.market,
+            actions=spec.actions, learner=learner, resample_days=spec.resample_days,
+            ac_every=spec.ac_every)
+        for seed in spec.seeds:
+            identity = json.dumps({
+                "design": design, "pricing": pricing, "learner": learner, "seed": seed,
+                "rounds": spec.rounds, "population": population_text, "grid_file": grid_text,
+                "code": code, "grid": spec.grid, "actions": asdict(spec.actions),
+                "ac_every": spec.ac_every, "resample_days": spec.resample_days,
+                **variant.describe()}, sort_keys=True, default=str)
+            fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:16]
+            slug = design.replace(">", "-then-")
+            swept = f"__{variant.label}" if variant.label else ""
+            runs.append(RunSpec(f"{slug}__{pricing}__{label}{swept}__s{seed}", design,
+                                pricing, label, variant.label, seed, spec.rounds, settings,
+                                fingerprint))
     return runs
 
 
@@ -311,16 +383,17 @@ def check_study(spec: StudySpec) -> list[RunSpec]:
     A population naming a bus without the asset it claims, or a bus where nothing can be
     bid, fails here with one clear error instead of failing every run in a worker.
     """
-    from lfm_abm.agents.inventory import grid_inventory
-    from lfm_abm.agents.population import check_against, check_costs_below_cap
-    from lfm_abm.model import market_case
+    from lfm_abm.agents.population import check_costs_below_reservation
+    from lfm_abm.day import market_day, shared_case
 
     runs = expand(spec)
-    days = spec.scenario.days or (None,)
-    case = market_case(spec.grid, spec.scenario, days[0], spec.limits, spec.market)
+    first = spec.variants[0]
+    days = first.scenario.days or (None,)
     population = runs[0].settings.population
-    check_against(population, grid_inventory(case), list(case.buses))
-    check_costs_below_cap(population, spec.market.price_cap)
+    market_day(shared_case(spec.grid, first.scenario, days[0], first.limits, first.market),
+               population, parse_design(spec.designs[0]), days[0])
+    for variant in spec.variants[1:]:
+        check_costs_below_reservation(population, variant.market.max_bid_price)
     if any(learner is None for learner in spec.learners.values()):
         for fsp in population.fsps:
             make_learner(fsp.learner, spec.actions, source=f"{population.source}: fsp {fsp.id}")
@@ -365,7 +438,8 @@ def run_study(spec: StudySpec, workers: int = 1, scheduler: str | None = None,
             try:
                 outcome = result(future)
                 meta = {"run_id": run.run_id, "design": run.design, "pricing": run.pricing,
-                        "learner": run.learner, "seed": run.seed, "rounds": run.rounds,
+                        "learner": run.learner, "variant": run.variant, "seed": run.seed,
+                        "rounds": run.rounds,
                         "fingerprint": run.fingerprint, "seconds": outcome["seconds"],
                         "setup_seconds": outcome["setup_seconds"],
                         "stage_seconds": outcome["timings"]}
@@ -419,7 +493,7 @@ def summarise_study(out: Path) -> pd.DataFrame:
         mine = {name: parts.get(run_id, pd.DataFrame()) for name, parts in by_run.items()}
         first = mine["rounds"].iloc[0]
         rows.append({"run_id": run_id,
-                     **{k: first[k] for k in ("design", "pricing", "learner", "seed")},
+                     **{k: first[k] for k in ("design", "pricing", "learner", "variant", "seed")},
                      **run_kpis(mine, window)})
     per_run = pd.DataFrame(rows)
     per_run.to_csv(out / "runs.csv", index=False)

@@ -14,9 +14,8 @@ from dataclasses import replace
 import pandapower as pp
 import pandas as pd
 
-from lfm_abm.agents.book import build_book
-from lfm_abm.agents.inventory import grid_inventory
-from lfm_abm.agents.population import Population, check_against
+from lfm_abm.agents.population import Population
+from lfm_abm.day import market_day
 from lfm_abm.market.clearing import ClearingResult, Market, MarketCase
 from lfm_abm.market.designs import parse_design
 from lfm_abm.market.params import MarketParams
@@ -26,7 +25,7 @@ from lfm_abm.network.scenarios import Scenario
 def _per_period(case: MarketCase, result: ClearingResult) -> pd.DataFrame:
     flex = result.flex.groupby("period")[["dp_mw", "dq_mvar"]].agg(lambda s: s.abs().sum())
     lin = result.validation.linearisation.set_index("period")
-    needs = result.unmet_after_ac
+    needs = result.validation.needs
     counts = needs.groupby("period").size() if len(needs) else pd.Series(dtype=int)
     rows = []
     for period in sorted(set(flex.index) | set(case.baseline_needs.period)):
@@ -43,29 +42,24 @@ def _per_period(case: MarketCase, result: ClearingResult) -> pd.DataFrame:
 def linearisation_report(net: pp.pandapowerNet, scenario: Scenario, population: Population,
                          design: str, relinearise: int) -> str:
     """Text report: per-period linearisation error without and with re-linearisation."""
-    admitted = frozenset().union(*(s.products for s in parse_design(design).stages))
+    parsed = parse_design(design)
     lines = []
     for iterations in (0, relinearise):
         case = MarketCase.build(net, scenario, params=replace(MarketParams(),
                                                               relinearise=iterations))
-        inventory = grid_inventory(case)
-        check_against(population, inventory, list(case.buses))
-        needs = case.baseline_needs
-        periods = sorted(needs.period.unique())
-        book = build_book(population.fsps, inventory, pd.Series(scenario.hours).to_numpy(),
-                          pd.Series(periods, dtype=int).to_numpy(), scenario.period_hours,
-                          admitted)
-        result = Market(case, design).clear(book.truthful_bids(), book.devices, check=False)
+        day = market_day(case, population, parsed)
+        result = Market(case, parsed).clear(day.book.truthful_bids(), day.book.devices,
+                                            trusted=True)
         summary = result.summary(case.params.voll)
         table = _per_period(case, result)
         title = ("linear clearing only" if iterations == 0 else
                  f"with re-linearisation (up to {iterations} extra clearings, "
-                 f"{result.stats['stages'] - len(parse_design(design).stages)} used)")
+                 f"{result.stats['stages'] - len(parsed.stages)} used)")
         lines += [f"{design} on {len(population)} FSPs' offers at true cost: {title}",
                   table.to_string(index=False, float_format=lambda v: f"{v:.4f}"),
                   f"worst: V {table['V error p.u.'].max():.5f} p.u., loading "
-                  f"{table['loading error pp'].max():.3f} pp; unmet after AC "
-                  f"{summary['unmet_need_after_ac']:.4f} MW-eq "
+                  f"{table['loading error pp'].max():.3f} pp; unmet need after AC "
+                  f"{summary['unmet_need_after_ac']:.4f} MWh of emergency action "
                   f"(collateral {summary['collateral_after_ac']:.4f}); cost "
                   f"{summary['procurement_cost']:.1f} EUR", ""]
         if iterations == relinearise:

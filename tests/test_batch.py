@@ -37,12 +37,12 @@ def test_batch_sensitivities_equal_single_period_ones(cigre_case):
                          "dq_mvar": [0.0, -0.2, 0.1]})
     batched = ACEvaluator(cigre_case.net, cigre_case.injections, cigre_case.points,
                           cigre_case.limits)
-    together = batched.evaluate(flex, with_sensitivities=True)
+    together = batched.linearised(flex, batched.evaluate(flex))
     assert batched.batch_runs == 1
     single = ACEvaluator(cigre_case.net, cigre_case.injections, cigre_case.points,
                          cigre_case.limits)
     single._batching = False
-    alone = single.evaluate(flex, with_sensitivities=True)
+    alone = single.linearised(flex, single.evaluate(flex))
     for period in (13, 20):
         a, b = together[period].sens, alone[period].sens
         for name in ("dv_dp", "dv_dq", "di_dp", "di_dq", "dt_dp", "dt_dq"):
@@ -57,14 +57,14 @@ def test_a_diverged_period_leaves_later_batches_working(cigre_case):
                             cigre_case.limits)
     blow_up = pd.DataFrame({"period": [13], "bus": [11], "dp_mw": [400.0], "dq_mvar": [0.0]})
     try:
-        evaluator.evaluate(blow_up, with_sensitivities=True)
+        evaluator.evaluate(blow_up)
     except PowerFlowError as exc:
         assert "h13" in str(exc)
     else:  # pragma: no cover - the injection is far beyond what the feeder can carry
         raise AssertionError("400 MW at a feeder end should not converge")
     fine = pd.DataFrame({"period": [12, 13], "bus": [11, 5], "dp_mw": [-0.2, -0.1],
                          "dq_mvar": [0.0, 0.0]})
-    points = evaluator.evaluate(fine, with_sensitivities=True)
+    points = evaluator.linearised(fine, evaluator.evaluate(fine))
     assert points[12].sens is not None and points[13].sens is not None
 
 

@@ -8,10 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_market_golden import clear
-from toy import bids_frame, make_point
+from toy import bids_frame, emergency_at, make_point
 
 from lfm_abm.market.bids import PRODUCTS
-from lfm_abm.market.engines import CvxpyEngine, HighsEngine
 from lfm_abm.market.params import MarketParams
 
 
@@ -48,39 +47,70 @@ def instances(draw):
             devices.append({"device_id": device, "period": t, "p_mw": rng.uniform(-1, 1),
                             "q_mvar": rng.uniform(-0.5, 0.5), "s_mva": rng.uniform(0.5, 1.5)})
     design = draw(st.sampled_from(["CM_P", "VC_Q", "CMVC_PQ", "CM_PQ", "VC_PQ", "CMVC_P"]))
-    return points, bids, pd.DataFrame(devices), design
+    generation = {bus: float(rng.uniform(0, 2)) for bus in range(1, n + 1) if rng.random() < 0.6}
+    load = {bus: float(rng.uniform(0, 2)) for bus in range(1, n + 1) if rng.random() < 0.6}
+    emergency = emergency_at(generation, load, n_periods)
+    return points, bids, pd.DataFrame(devices), design, emergency
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(instances())
 def test_highs_and_cvxpy_agree(instance):
-    points, bids, devices, design = instance
+    points, bids, devices, design, emergency = instance
     params = MarketParams(voll=500.0)
-    _, sol_h, award_h, _, prices_h = clear(points, bids, design, devices=devices,
-                                              engine=HighsEngine, params=params)
-    _, sol_c, award_c, _, prices_c = clear(points, bids, design, devices=devices,
-                                              engine=CvxpyEngine, params=params)
+    high, award_h, _, prices_h = clear(points, bids, design, devices=devices, engine="highs",
+                                       params=params, emergency=emergency)
+    ref, award_c, _, prices_c = clear(points, bids, design, devices=devices, engine="cvxpy",
+                                      params=params, emergency=emergency)
+    sol_h, sol_c = high.solution, ref.solution
     scale = max(1.0, abs(sol_h.objective))
     assert sol_h.objective == pytest.approx(sol_c.objective, abs=1e-6 * scale)
     np.testing.assert_allclose(award_h, award_c, atol=1e-5)
+    # Duals (and so prices) are not unique at degenerate optima: each engine's duals
+    # must certify its optimum (strong duality), and where they agree so do prices.
+    for result in (high, ref):
+        assert dual_objective(result.lp, result.solution.row_dual) == pytest.approx(
+            result.solution.objective, abs=1e-6 * scale)
     dual_scale = max(1.0, np.abs(sol_h.row_dual).max(initial=0.0))
-    np.testing.assert_allclose(sol_h.row_dual, sol_c.row_dual, atol=1e-5 * dual_scale)
-    np.testing.assert_allclose(prices_h.price, prices_c.price, atol=1e-5 * dual_scale)
+    if np.allclose(sol_h.row_dual, sol_c.row_dual, atol=1e-5 * dual_scale):
+        np.testing.assert_allclose(prices_h.price, prices_c.price, atol=1e-5 * dual_scale)
+
+
+def dual_objective(lp, y):
+    """Lagrangian dual value of min c.x, l <= Ax <= u, 0 <= x <= U at row duals y.
+
+    Convention of the engines: y > 0 prices the upper bound, y < 0 the lower bound.
+    The dual is feasible only if no multiplier sits on an infinite bound.
+    """
+    up, low = np.clip(y, 0, None), np.clip(-y, 0, None)
+    assert not (up[np.isinf(lp.row_upper)] > 1e-6).any()
+    assert not (low[np.isinf(lp.row_lower)] > 1e-6).any()
+    reduced = lp.cost + lp.matrix.T @ y
+    assert not (reduced[np.isinf(lp.col_upper)] < -1e-6).any()
+    bound = np.where(np.isinf(lp.col_upper), 0.0, lp.col_upper)
+    rows = -(up @ np.where(np.isinf(lp.row_upper), 0.0, lp.row_upper)) + low @ np.where(
+        np.isinf(lp.row_lower), 0.0, lp.row_lower)
+    return float(rows + np.minimum(reduced, 0.0) @ bound)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(instances(), st.sampled_from(["pay-as-bid", "marginal"]))
 def test_settlement_identities_hold(instance, pricing):
     """Fuzz: the engine never raises; payments add up; nobody is paid below their bid."""
-    points, bids, devices, design = instance
-    lp, sol, awarded, payment, _ = clear(points, bids, design, pricing, devices=devices)
+    points, bids, devices, design, emergency = instance
+    result, awarded, payment, _ = clear(points, bids, design, pricing, devices=devices,
+                                        emergency=emergency)
+    lp, sol = result.lp, result.solution
     hours = np.array([points[t].hours for t in bids.period])
     at_bid = bids.price.to_numpy() * hours * awarded.to_numpy()
     assert (awarded.to_numpy() >= -1e-12).all()
     assert (awarded.to_numpy() <= bids.quantity.to_numpy() + 1e-9).all()
     bid_cost = float(lp.cost[: lp.n_bids] @ sol.x[: lp.n_bids])
-    slack_cost = float(lp.cost[lp.n_bids:] @ sol.x[lp.n_bids:])
-    assert bid_cost + slack_cost == pytest.approx(sol.objective, rel=1e-7, abs=1e-7)
+    emergency_cost = float(lp.cost[lp.emergency_columns] @ sol.x[lp.emergency_columns])
+    slack_cost = float(lp.cost[lp.slack_columns] @ sol.x[lp.slack_columns])
+    assert bid_cost + emergency_cost + slack_cost == pytest.approx(sol.objective, rel=1e-7,
+                                                                   abs=1e-7)
+    assert emergency_cost == pytest.approx(MarketParams().voll * result.emergency_mwh)
     if pricing == "pay-as-bid":
         np.testing.assert_allclose(payment, at_bid, atol=1e-9)
     else:

@@ -1,44 +1,49 @@
-"""Clearing cases worked out on paper: awards, cost, duals and prices are known exactly."""
+"""Clearing cases worked out on paper: awards, cost, duals, prices and unmet need are known."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-from toy import bids_frame, toy_point
+from toy import bids_frame, emergency_at, make_point, toy_point
 
 from lfm_abm.market.bids import validate_bids
 from lfm_abm.market.designs import parse_design
-from lfm_abm.market.engines import CvxpyEngine, HighsEngine
-from lfm_abm.market.formulation import build_lp
 from lfm_abm.market.params import MarketParams
-from lfm_abm.market.pricing import locational_prices, settle
+from lfm_abm.market.pricing import locational_prices
+from lfm_abm.market.stages import StageSolver, clear_emergency_only, clear_stage
 from lfm_abm.network.needs import NeedLimits
 
-ENGINES = [HighsEngine, CvxpyEngine]
+ENGINES = ["highs", "cvxpy"]
 
 
-def clear(points, bids, design, pricing="pay-as-bid", devices=None, engine=HighsEngine,
-          params=None):
+def clear(points, bids, design, pricing="pay-as-bid", devices=None, engine="highs",
+          params=None, emergency=None):
+    """Clear the design's first stage; awards and payments indexed by bid id."""
     bids = validate_bids(bids)
     stage = parse_design(design).stages[0]
-    lp = build_lp(points, bids, stage, NeedLimits(), params or MarketParams(), devices)
-    solver = engine()
-    solver.load(lp)
-    solution = solver.solve()
-    chosen = bids.iloc[lp.bid_index]
-    hours = np.array([points[t].hours for t in chosen.period])
-    settled = settle(lp, solution, chosen, hours, pricing)
+    result = clear_stage(points, bids, stage, NeedLimits(), params or MarketParams(),
+                         devices=devices, emergency=emergency, pricing=pricing,
+                         solver=StageSolver(engine))
+    ids = bids.bid_id.to_numpy()[result.lp.bid_index]
     awarded = pd.Series(0.0, index=bids.bid_id)
-    awarded[chosen.bid_id.to_numpy()] = settled.awarded.to_numpy()
+    awarded[ids] = result.settled.awarded.to_numpy()
     payment = pd.Series(0.0, index=bids.bid_id)
-    payment[chosen.bid_id.to_numpy()] = settled.payment.to_numpy()
-    return lp, solution, awarded, payment, locational_prices(lp, solution)
+    payment[ids] = result.settled.payment.to_numpy()
+    return result, awarded, payment, locational_prices(result.lp, result.solution)
 
 
 def price_at(prices, bus, product, period=0):
     row = prices[(prices.bus == bus) & (prices["product"] == product) & (prices.period == period)]
     return float(row.price.iloc[0])
+
+
+def row_of(lp, service, element_id, cut=0.0):
+    rows = lp.rows
+    match = (rows.service == service) & (rows.element_id == str(element_id))
+    if service == "CM":
+        match &= rows.cut == cut
+    return int(np.flatnonzero(match)[0])
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -48,20 +53,25 @@ def test_cm_p_two_bids_on_one_overloaded_line(engine):
     Need 1 MVA = 2 MW of P_down: the 50 EUR bid fully (0.8 MW), the 80 EUR bid for
     1.2 MW. Cost 40 + 96 = 136 EUR. The CM dual is 80 / 0.5 = 160 EUR/MVA, so the
     marginal price of P_down at bus 1 is 80 EUR/MWh and payments are 64 + 96 = 160.
+    Emergency curtailment at bus 1 costs VOLL (1000 EUR/MWh) and is not used.
     """
     points = [toy_point(line_mva=11.0, dline_dp=(0.5, 0.0))]
     bids = bids_frame([("A", 1, 0, "P_down", 0.8, 50.0), ("B", 1, 0, "P_down", 2.0, 80.0),
                        ("C", 2, 0, "P_down", 5.0, 1.0)])  # C has no effect on the line
-    lp, sol, awarded, payment, prices = clear(points, bids, "CM_P", engine=engine)
+    emergency = emergency_at({1: 5.0, 2: 5.0})
+    result, awarded, payment, prices = clear(points, bids, "CM_P", engine=engine,
+                                             emergency=emergency)
     assert awarded.to_dict() == pytest.approx({"A": 0.8, "B": 1.2, "C": 0.0}, abs=1e-7)
-    assert sol.objective == pytest.approx(136.0)
+    assert result.solution.objective == pytest.approx(136.0)
     assert payment.sum() == pytest.approx(136.0)
-    cm_rows = np.flatnonzero((lp.rows.service == "CM") & (lp.rows.cut == 0))
-    assert sol.row_dual[cm_rows] == pytest.approx([160.0], rel=1e-6)
+    assert result.emergency_mwh == pytest.approx(0.0, abs=1e-9)
+    assert result.solution.row_dual[row_of(result.lp, "CM", 0)] == pytest.approx(160.0,
+                                                                                rel=1e-6)
     assert price_at(prices, 1, "P_down") == pytest.approx(80.0)
     assert price_at(prices, 1, "P_up") == pytest.approx(-80.0)
     assert price_at(prices, 2, "P_down") == pytest.approx(0.0, abs=1e-9)
-    _, _, _, marginal, _ = clear(points, bids, "CM_P", "marginal", engine=engine)
+    _, _, marginal, _ = clear(points, bids, "CM_P", "marginal", engine=engine,
+                              emergency=emergency)
     assert marginal.to_dict() == pytest.approx({"A": 64.0, "B": 96.0, "C": 0.0}, abs=1e-6)
 
 
@@ -76,12 +86,12 @@ def test_vc_q_absorbing_reactive_power_at_two_buses(engine):
     points = [toy_point(vm=(1.06, 1.03), dv_dq=((0.004, 0.002), (0.002, 0.004)))]
     bids = bids_frame([("C", 1, 0, "Q_down", 1.0, 10.0), ("D", 2, 0, "Q_down", 5.0, 15.0),
                        ("E", 1, 0, "P_down", 5.0, 1.0)])  # P not admitted in VC_Q
-    _, sol, awarded, _, prices = clear(points, bids, "VC_Q", engine=engine)
+    result, awarded, _, prices = clear(points, bids, "VC_Q", engine=engine)
     assert awarded.to_dict() == pytest.approx({"C": 1.0, "D": 3.0, "E": 0.0}, abs=1e-7)
-    assert sol.objective == pytest.approx(55.0)
+    assert result.solution.objective == pytest.approx(55.0)
     assert price_at(prices, 1, "Q_down") == pytest.approx(30.0)
     assert price_at(prices, 2, "Q_down") == pytest.approx(15.0)
-    _, _, _, marginal, _ = clear(points, bids, "VC_Q", "marginal", engine=engine)
+    _, _, marginal, _ = clear(points, bids, "VC_Q", "marginal", engine=engine)
     assert marginal.to_dict() == pytest.approx({"C": 30.0, "D": 45.0, "E": 0.0}, abs=1e-6)
 
 
@@ -112,37 +122,139 @@ def test_cmvc_pq_with_capability_coupling(engine):
     worth 0.5 x 60 + 0.01 x 1000 = 40 < 100 and is rejected.
     """
     points, bids, devices, params = pv_case()
-    lp, sol, awarded, _, prices = clear(points, bids, "CMVC_PQ", devices=devices,
-                                              engine=engine, params=params)
+    result, awarded, _, prices = clear(points, bids, "CMVC_PQ", devices=devices,
+                                       engine=engine, params=params,
+                                       emergency=emergency_at({1: 1.0}))
     assert awarded.to_dict() == pytest.approx({"p": 0.5, "q": 0.2, "r": 0.0}, abs=1e-7)
-    assert sol.objective == pytest.approx(21.0)
+    assert result.solution.objective == pytest.approx(21.0)
     assert price_at(prices, 1, "P_down") == pytest.approx(40.0)
     assert price_at(prices, 1, "Q_down") == pytest.approx(5.0)
-    assert (lp.rows.service == "CAP").sum() >= 1
+    assert (result.lp.rows.service == "CAP").sum() >= 1
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_infeasible_market_reports_unmet_need_at_voll(engine):
+def test_what_the_market_cannot_buy_is_bought_as_emergency_action(engine):
     """VC_Q on the PV case: the PV has no Q headroom without curtailing P, and P is not
-    admitted, so nothing helps. The need (0.006 p.u.) stays unmet at VOLL x w, with
-    w = 1 / (dV1/dP1) = 100 MW per p.u.: 1000 x 100 x 0.006 = 600 EUR."""
+    admitted, so no bid helps. The DSO curtails the PV itself: 0.006 p.u. / 0.01 p.u./MW
+    = 0.6 MW at VOLL, 600 EUR, and the unmet need is 0.6 MWh. The VC dual is what one
+    p.u. of emergency relief costs: VOLL / 0.01 = 100 000 EUR/p.u. The overloaded line
+    (not bought in VC_Q) may not get worse; curtailment relieves it, so that row is slack.
+    """
     points, bids, devices, params = pv_case()
-    lp, sol, awarded, payment, _ = clear(points, bids, "VC_Q", devices=devices,
-                                         engine=engine, params=params)
+    result, awarded, payment, _ = clear(points, bids, "VC_Q", devices=devices,
+                                        engine=engine, params=params,
+                                        emergency=emergency_at({1: 1.0}))
     assert awarded.sum() == pytest.approx(0.0, abs=1e-9)
     assert payment.sum() == pytest.approx(0.0, abs=1e-9)
-    assert sol.objective == pytest.approx(600.0)
-    slack = sol.x[lp.n_bids:]
-    assert slack.sum() == pytest.approx(0.006)
-    vc_row = np.flatnonzero((lp.rows.service == "VC") & (lp.rows.element_id == "1"))[0]
-    assert lp.rows.mw_per_unit[vc_row] == pytest.approx(100.0)
-    assert sol.row_dual[vc_row] == pytest.approx(1000.0 * 100.0)  # dual = VOLL x w: unmet
+    assert result.solution.objective == pytest.approx(600.0)
+    assert result.emergency_mwh == pytest.approx(0.6)
+    assert result.emergency.action.tolist() == ["curtail"]
+    assert result.unresolved.empty
+    assert result.solution.row_dual[row_of(result.lp, "VC", 1)] == pytest.approx(1e5)
+
+
+def test_need_beyond_emergency_capacity_is_unresolvable():
+    """The same case without anything connected to curtail: the need (0.006 p.u.) is
+    reported as unresolvable, in p.u., and no emergency MWh is invented for it."""
+    points, bids, devices, params = pv_case()
+    result, _, _, _ = clear(points, bids, "VC_Q", devices=devices, params=params,
+                            emergency=emergency_at({}))
+    assert result.emergency_mwh == 0.0
+    assert result.unresolved.need.tolist() == pytest.approx([0.006])
+    assert result.unresolved.unit.tolist() == ["p.u."]
+
+
+def feeder(vm, sensitivity, generation):
+    """A radial feeder slack-1-2-...: dV_i/dP_j = step x (segments shared by i and j)."""
+    n = len(vm)
+    shared = np.minimum.outer(np.arange(1, n + 1), np.arange(1, n + 1))
+    point = make_point(0, vm=vm, dv_dp=sensitivity * shared, dv_dq=0.5 * sensitivity * shared,
+                       line_mva=[1.0], line_limit=10.0, dline_dp=[np.zeros(n)],
+                       dline_dq=[np.zeros(n)])
+    return [point], emergency_at(generation)
+
+
+def test_least_curtailment_on_one_feeder():
+    """Feeder slack-1-2-3, 0.002 p.u./MW per segment: V3 = 1.062 needs 0.012 p.u.
+
+    Curtailing 1 MW lowers V3 by 0.006 at bus 3, 0.004 at bus 2, 0.002 at bus 1. With
+    1, 1 and 2 MW of generation there, the least curtailment takes bus 3 and bus 2 in
+    full and 1 MW at bus 1: 3 MW (0.006 + 0.004 + 0.002 = 0.012), 3000 EUR at VOLL.
+    Then V2 = 1.055 - 0.010 = 1.045 and V1 = 1.024, inside the band.
+    """
+    points, emergency = feeder([1.03, 1.055, 1.062], 0.002, {1: 2.0, 2: 1.0, 3: 1.0})
+    result = clear_emergency_only(points, NeedLimits(), MarketParams(), emergency)
+    used = result.emergency.set_index("bus").mw
+    assert used.to_dict() == pytest.approx({1: 1.0, 2: 1.0, 3: 1.0}, abs=1e-7)
+    assert result.emergency_mwh == pytest.approx(3.0)
+    assert result.solution.objective == pytest.approx(3000.0)
+    assert result.solution.row_dual[row_of(result.lp, "VC", 3)] == pytest.approx(1000 / 0.002)
+
+
+def test_one_mw_fixing_two_buses_counts_once():
+    """Feeder slack-1-2, 0.005 p.u./MW per segment: V1 = 1.055, V2 = 1.06.
+
+    Curtailing 1 MW at bus 2 lowers V1 by 0.005 and V2 by 0.010: both back at 1.05 with
+    1 MW. Unmet need is 1 MWh, not 0.005/0.005 + 0.010/0.010 = 2 "MW-equivalents".
+    """
+    points, emergency = feeder([1.055, 1.06], 0.005, {2: 3.0})
+    result = clear_emergency_only(points, NeedLimits(), MarketParams(), emergency)
+    assert result.emergency_mwh == pytest.approx(1.0)
+    assert result.solution.objective == pytest.approx(1000.0)
+
+
+def q_line_case(line_mva):
+    """Bus 1 at 1.06 p.u. (need 0.01); absorbing Q lowers V1 (0.005 at bus 1, 0.0025 at
+    bus 2, per MVAr) but absorbing at bus 1 loads the line by 0.5 MVA per MVAr."""
+    points = [toy_point(vm=(1.06, 1.0), dv_dq=((0.005, 0.0025), (0.0025, 0.005)),
+                        line_mva=line_mva, dline_dq=(-0.5, 0.0))]
+    bids = bids_frame([("near", 1, 0, "Q_down", 5.0, 5.0), ("far", 2, 0, "Q_down", 5.0, 20.0)])
+    return points, bids
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_stage_may_not_overload_a_line_it_does_not_buy(engine):
+    """VC_Q with the line at 9.9 MVA (limit 10): 0.2 MVAr at bus 1 use its 0.1 MVA of
+    headroom (V1 -0.001), the other 0.009 p.u. come from bus 2: 3.6 MVAr. Cost
+    1 + 72 = 73 EUR. Without no-harm rows the cheap bus-1 Q alone (2 MVAr, 10 EUR) would
+    load the line to 10.9 MVA."""
+    points, bids = q_line_case(9.9)
+    _, awarded, _, _ = clear(points, bids, "VC_Q", engine=engine)
+    assert awarded.to_dict() == pytest.approx({"near": 0.2, "far": 3.6}, abs=1e-7)
+    old = MarketParams(no_harm=False)
+    _, awarded, _, _ = clear(points, bids, "VC_Q", engine=engine, params=old)
+    assert awarded.to_dict() == pytest.approx({"near": 2.0, "far": 0.0}, abs=1e-7)
+
+
+def test_an_element_already_outside_its_limit_may_not_move_further_out():
+    """The same with the line already overloaded (11 MVA): VC_Q does not buy CM, so the
+    line may stay at 11 MVA but not go above it: bus-1 Q is not used at all, and all
+    0.01 p.u. come from bus 2 (4 MVAr, 80 EUR)."""
+    points, bids = q_line_case(11.0)
+    result, awarded, _, _ = clear(points, bids, "VC_Q")
+    assert awarded.to_dict() == pytest.approx({"near": 0.0, "far": 4.0}, abs=1e-7)
+    line_rows = result.lp.rows[result.lp.rows.service == "CM"]
+    assert not line_rows.bought.any() and not line_rows.fix.any()
+
+
+def test_bids_above_the_reservation_price_are_not_admitted():
+    """CM_P of the first case with a reservation price of 70 EUR/MWh: bid B (80) is not
+    admitted. A covers 0.4 MVA, the other 0.6 MVA takes 1.2 MW of emergency curtailment
+    at bus 1 (1200 EUR at VOLL 1000)."""
+    points = [toy_point(line_mva=11.0, dline_dp=(0.5, 0.0))]
+    bids = bids_frame([("A", 1, 0, "P_down", 0.8, 50.0), ("B", 1, 0, "P_down", 2.0, 80.0)])
+    params = MarketParams(reservation_price=70.0)
+    result, awarded, _, _ = clear(points, bids, "CM_P", params=params,
+                                  emergency=emergency_at({1: 5.0}))
+    assert awarded.to_dict() == pytest.approx({"A": 0.8, "B": 0.0}, abs=1e-7)
+    assert result.emergency_mwh == pytest.approx(1.2)
+    assert result.solution.objective == pytest.approx(40.0 + 1200.0)
 
 
 def test_period_length_scales_cost_not_awards():
     points = [toy_point(line_mva=11.0, dline_dp=(0.5, 0.0), hours=0.25)]
     bids = bids_frame([("A", 1, 0, "P_down", 0.8, 50.0), ("B", 1, 0, "P_down", 2.0, 80.0)])
-    _, sol, awarded, _, prices = clear(points, bids, "CM_P")
+    result, awarded, _, prices = clear(points, bids, "CM_P")
     assert awarded.to_dict() == pytest.approx({"A": 0.8, "B": 1.2})
-    assert sol.objective == pytest.approx(136.0 / 4)
+    assert result.solution.objective == pytest.approx(136.0 / 4)
     assert price_at(prices, 1, "P_down") == pytest.approx(80.0)  # still EUR/MWh

@@ -58,17 +58,24 @@ def test_settlement_identities_every_round(cigre_population, pricing):
         np.testing.assert_allclose(rounds.dso_cost, rounds.cost_at_bid_prices)
 
 
-def test_monopolist_learns_to_price_at_the_cap():
+def test_monopolist_learns_the_highest_admitted_markup():
     """Only the PV at the feeder end can relieve the midday overload: under pay-as-bid a
-    learning monopolist's markup climbs until its price reaches the VOLL cap."""
+    learning monopolist's markup climbs to the largest one whose price the DSO still
+    admits (reservation price = VOLL = 1000): 60 x (1 + 8) = 540, while 60 x 17 = 1020
+    is rejected and earns nothing."""
     population = {"fsp": [{"id": "pv_11", "type": "pv_inverter", "bus": 11,
                            "cost": {"P_down": 60.0}, "learner": {"kind": "roth-erev"}}]}
     model, records = run(population, 250)
     agents, rounds = records["agents"], records["rounds"]
-    cap_markup = model.settings.market.voll / 60.0 - 1.0
+    reservation = model.settings.market.max_bid_price
+    highest = max(m for m in model.settings.actions.markups if 60.0 * (1 + m) <= reservation)
+    assert highest == 8.0
     assert agents.markup.head(50).mean() < agents.markup.tail(50).mean()
-    assert agents.markup.tail(50).median() >= cap_markup  # priced at the cap
-    assert rounds.cost_ratio.tail(50).mean() > 0.9 * (1.0 + cap_markup)
+    assert agents.markup.tail(50).median() == highest
+    assert rounds.cost_ratio.tail(50).mean() > 0.9 * (1.0 + highest)
+    rejected = agents[agents.markup > highest]
+    assert len(rejected) and (rejected.awarded == 0).all()
+    assert (rounds.offers_above_reservation > 0).sum() == len(rejected)
 
 
 def test_competition_keeps_markups_near_cost():
@@ -170,12 +177,14 @@ def test_paid_at_cost_is_zero_profit_not_noise(cigre_population):
     assert (agents.profit == 0.0).all() and (agents.reward == 0.0).all()
 
 
-def test_true_costs_above_the_price_cap_are_rejected():
+def test_true_costs_above_the_reservation_price_are_rejected():
     from lfm_abm.errors import InputError
     from lfm_abm.market.params import MarketParams
 
     population = {"fsp": [{"id": "pv_11", "type": "pv_inverter", "bus": 11,
-                           "cost": {"P_down": 1500.0}}]}
+                           "cost": {"P_down": 500.0}}]}
+    run(population, 1, market=MarketParams(voll=1000.0))  # below the reservation price
     with pytest.raises(InputError) as err:
-        run(population, 1, market=MarketParams(voll=1000.0))
+        run(population, 1, market=MarketParams(voll=1000.0, reservation_price=400.0))
     assert err.value.field == "fsp pv_11: cost.P_down"
+    assert "reservation price 400" in str(err.value)

@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from lfm_abm.market.emergency import EmergencyCapacity
 from lfm_abm.network.operating_points import BranchState, OperatingPoint
 from lfm_abm.network.sensitivities import BranchPhasors, Sensitivities
 
@@ -71,3 +72,13 @@ def bids_frame(rows: list[tuple]) -> pd.DataFrame:
                         "product": product, "quantity": quantity, "price": price,
                         "device_id": device[0] if device else ""})
     return pd.DataFrame(records)
+
+
+def emergency_at(generation: dict[int, float], load: dict[int, float] | None = None,
+                 periods: int = 1) -> EmergencyCapacity:
+    """Emergency capacity: MW of generation (and load) at buses, the same every period."""
+    def frame(values: dict[int, float]) -> pd.DataFrame:
+        return pd.DataFrame({bus: [mw] * periods for bus, mw in values.items()},
+                            index=range(periods), dtype=float)
+
+    return EmergencyCapacity(frame(generation), frame(load or {}))

@@ -19,7 +19,7 @@ from lfm_abm.agents.assets import asset_offers
 from lfm_abm.agents.inventory import GridInventory
 from lfm_abm.agents.population import FSPSpec
 from lfm_abm.market.bids import families
-from lfm_abm.market.formulation import DEVICE_COLUMNS
+from lfm_abm.market.capability import DEVICE_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -32,14 +32,15 @@ class OfferBook:
     group: np.ndarray  # group index of every offer
     hours: np.ndarray  # period length of every offer
 
-    def bids(self, markup: np.ndarray, withheld: np.ndarray, price_cap: float) -> pd.DataFrame:
+    def bids(self, markup: np.ndarray, withheld: np.ndarray) -> pd.DataFrame:
         """Bid table for per-group markups and withheld shares (arrays over groups).
 
-        Price = true cost x (1 + markup), capped at the market's price cap;
-        quantity = capacity x (1 - withheld share).
+        Price = true cost x (1 + markup); quantity = capacity x (1 - withheld share).
+        A price above the DSO's reservation price is offered all the same and simply
+        not admitted: the FSP learns that from winning nothing.
         """
         slots = self._slots
-        price = np.minimum(slots["cost"] * (1.0 + markup[self.group]), price_cap)
+        price = slots["cost"] * (1.0 + markup[self.group])
         quantity = slots["capacity"] * (1.0 - withheld[self.group])
         return pd.DataFrame({"bid_id": slots["bid_id"], "provider_id": slots["provider_id"],
                              "bus": slots["bus"], "period": slots["period"],
@@ -56,7 +57,7 @@ class OfferBook:
     def truthful_bids(self) -> pd.DataFrame:
         """Every offer at its true cost and full capacity: the competitive benchmark."""
         zero = np.zeros(len(self.groups))
-        return self.bids(zero, zero, np.inf)
+        return self.bids(zero, zero)
 
     def by_group(self, values: np.ndarray) -> np.ndarray:
         """Sum a per-offer array within each (FSP, family) group."""

@@ -1,9 +1,8 @@
-"""The DSO agent: publishes needs, clears the market, AC-validates, keeps the benchmark."""
+"""The DSO agent: clears the market, AC-validates, keeps the truthful benchmark."""
 
 from __future__ import annotations
 
 import mesa
-import numpy as np
 import pandas as pd
 
 from lfm_abm.agents.book import OfferBook
@@ -34,16 +33,10 @@ class DSO(mesa.Agent):
             self._markets[day] = Market(case, self.design, self.pricing, self.engine)
         return self._markets[day]
 
-    def publish_needs(self, case: MarketCase) -> np.ndarray:
-        """Periods with baseline needs of the services this design buys (FSPs bid there)."""
-        needs = case.baseline_needs
-        wanted = needs[needs.service.isin(self.design.services)]
-        return np.array(sorted(wanted.period.unique()), dtype=int)
-
     def clear(self, day: str, case: MarketCase, bids: pd.DataFrame,
               devices: pd.DataFrame) -> ClearingResult:
         """Clear the round (no AC validation: see `validate`)."""
-        return self.market(day, case).clear(bids, devices, validate=False, check=False)
+        return self.market(day, case).clear(bids, devices, ac_validate=False, trusted=True)
 
     def validate(self, day: str, result: ClearingResult) -> ClearingResult:
         """AC-validate the round's awards."""
@@ -53,7 +46,6 @@ class DSO(mesa.Agent):
         """Clearing of truthful bids on the day: cost and outcome of competitive bidding."""
         if day not in self._benchmarks:
             market = Market(case, self.design, self.pricing)
-            result = market.clear(book.truthful_bids(), book.devices, validate=True,
-                                  check=False)
+            result = market.clear(book.truthful_bids(), book.devices, trusted=True)
             self._benchmarks[day] = result.summary(case.params.voll)
         return self._benchmarks[day]

@@ -15,10 +15,8 @@ import numpy as np
 import pandas as pd
 
 from lfm_abm.market.clearing import MarketCase
-from lfm_abm.network.ac_validation import FLEX_TYPE
+from lfm_abm.network.connected import FLEX_TYPE, power_by_bus
 from lfm_abm.network.scenarios import EV_LOAD_TYPE, reference, sgen_kinds
-
-KINDS = ("pv", "generator", "dispatchable", "load", "ev")
 
 
 @dataclass(frozen=True)
@@ -62,14 +60,6 @@ def grid_inventory(case: MarketCase) -> GridInventory:
     "dispatchable" is the part that can also be raised (not wind).
     """
     net, injections, scenario = case.net, case.injections, case.scenario
-    def by_bus(frame: pd.DataFrame, table: pd.DataFrame, keep: pd.Series) -> pd.DataFrame:
-        """Sum the frame's element columns per bus, scaled, for rows where `keep`."""
-        columns = frame.columns[keep.reindex(frame.columns, fill_value=False).to_numpy()]
-        if len(columns) == 0:
-            return pd.DataFrame(index=frame.index)
-        values = frame[columns] * table.loc[columns, "scaling"].to_numpy()
-        return values.T.groupby(table.loc[columns, "bus"].to_numpy()).sum().T
-
     sgen = net.sgen
     kinds = pd.Series(sgen_kinds(sgen), index=sgen.index)
     on = sgen.in_service & (sgen.get("type", pd.Series("", sgen.index)) != FLEX_TYPE)
@@ -77,15 +67,17 @@ def grid_inventory(case: MarketCase) -> GridInventory:
     gen_mask = on & (kinds != "pv")
     dispatchable_mask = on & (kinds == "other")
     sgen_p = injections.p_mw["sgen"]
-    power = {"pv": by_bus(sgen_p, sgen, pv_mask), "generator": by_bus(sgen_p, sgen, gen_mask),
-             "dispatchable": by_bus(sgen_p, sgen, dispatchable_mask)}
+    power = {"pv": power_by_bus(sgen_p, sgen, pv_mask),
+             "generator": power_by_bus(sgen_p, sgen, gen_mask),
+             "dispatchable": power_by_bus(sgen_p, sgen, dispatchable_mask)}
     load = net.load
     is_ev = load.get("type", pd.Series("", load.index)) == EV_LOAD_TYPE
-    power["load"] = by_bus(injections.p_mw["load"], load, load.in_service & ~is_ev)
-    power["ev"] = by_bus(injections.p_mw["load"], load, load.in_service & is_ev)
+    power["load"] = power_by_bus(injections.p_mw["load"], load, load.in_service & ~is_ev)
+    power["ev"] = power_by_bus(injections.p_mw["load"], load, load.in_service & is_ev)
     if "storage" in injections.p_mw and len(net.storage):
         # SimBench "storage" = PV home systems that only feed in (negative = generation).
-        storage_pv = by_bus(-injections.p_mw["storage"], net.storage, net.storage.in_service)
+        storage_pv = power_by_bus(-injections.p_mw["storage"], net.storage,
+                                  net.storage.in_service)
         power["pv"] = power["pv"].add(storage_pv, fill_value=0.0)
 
     sn = sgen.sn_mva.fillna(0.0)

@@ -230,20 +230,20 @@ def _asset(raw: object, kind: object, default_cost: Mapping[str, float], source:
     return AssetSpec(kind=kind, bus=bus, cost=cost, share=share, params=params)
 
 
-def check_costs_below_cap(population: Population, price_cap: float) -> None:
-    """True costs must stay below the market's price cap (VOLL).
+def check_costs_below_reservation(population: Population, reservation_price: float) -> None:
+    """True costs must stay below the DSO's reservation price.
 
-    Bids are capped there, and a capped bid below its own cost would be a loss the owner
-    would never offer.
+    The DSO admits no bid above it, so an asset dearer than that could never sell
+    without a loss; such a population is a mistake in the input, not a market outcome.
     """
     for fsp in population.fsps:
         for i, asset in enumerate(fsp.assets):
             for product, cost in asset.cost.items():
-                if cost >= price_cap:
+                if cost >= reservation_price:
                     where = f"fsp {fsp.id}: " + (f"assets[{i}]: " if fsp.type ==
                                                  "der_aggregator" else "")
-                    raise InputError(f"true cost {cost} is not below the price cap (VOLL) "
-                                     f"{price_cap}", source=population.source,
+                    raise InputError(f"true cost {cost} is not below the DSO's reservation "
+                                     f"price {reservation_price}", source=population.source,
                                      field=f"{where}cost.{product}")
 
 

@@ -5,6 +5,7 @@ from lfm_abm.market.clearing import ClearingResult, Market, MarketCase
 from lfm_abm.market.designs import SINGLE_DESIGNS, Design, parse_design
 from lfm_abm.market.params import MarketParams
 from lfm_abm.market.pricing import PRICING_RULES
+from lfm_abm.market.stages import StageResult, StageSolver, clear_stage, stage_plan
 
 __all__ = [
     "BID_COLUMNS",
@@ -16,7 +17,11 @@ __all__ = [
     "Market",
     "MarketCase",
     "MarketParams",
+    "StageResult",
+    "StageSolver",
+    "clear_stage",
     "parse_design",
     "read_bids",
+    "stage_plan",
     "validate_bids",
 ]

@@ -27,11 +27,6 @@ PRODUCT_SIGN = {"P_up": 1.0, "P_down": -1.0, "Q_up": 1.0, "Q_down": -1.0}
 FAMILY = {product: product[0] for product in PRODUCTS}
 
 
-def product_family(product: str) -> str:
-    """'P' for active-power products, 'Q' for reactive-power products."""
-    return product[0]
-
-
 def families(products: pd.Series) -> pd.Series:
     """Product family ('P' or 'Q') of every row; a hash lookup, fast on long tables."""
     return products.map(FAMILY)
@@ -58,14 +53,14 @@ def validate_bids(
     *,
     buses: Iterable[int] | None = None,
     n_periods: int | None = None,
-    price_cap: float | None = None,
     source: str = "bids",
 ) -> pd.DataFrame:
     """Check and normalise a bid table; the first problem raises `InputError` naming it.
 
     `buses` are the buses where an injection can be bid (PQ buses), `n_periods` the
-    number of scenario periods, `price_cap` the highest admissible price (the VOLL).
-    Rows are reported 1-based as in a spreadsheet (header = row 0).
+    number of scenario periods. A price above the DSO's reservation price is valid input:
+    such a bid is simply not admitted. Rows are reported 1-based as in a spreadsheet
+    (header = row 0).
     """
     missing = [c for c in BID_COLUMNS if c not in bids.columns and c != "device_id"]
     if missing:
@@ -88,9 +83,6 @@ def validate_bids(
          "must be a finite number >= 0, got {quantity}", None),
         ("price", ~np.isfinite(out.price), "must be finite, got {price}", None),
     ]
-    if price_cap is not None:
-        checks.append(("price", out.price > price_cap,
-                       f"{{price}} is above the market's price cap {price_cap}", None))
     if buses is not None:
         allowed_buses = sorted({int(b) for b in buses})
         checks.append(("bus", ~out.bus.isin(allowed_buses),

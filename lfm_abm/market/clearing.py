@@ -1,12 +1,18 @@
 """The market the DSO clears: one design on one market day, round after round.
 
 `MarketCase` holds what is fixed for a day (grid, baseline AC states with
-sensitivities, limits, parameters, the AC evaluator). `Market.clear` takes a bid table
-and returns awards, payments, prices, unmet needs and the AC validation. For a joint
-design the LP is built once per set of bid slots and later rounds only update prices
-and quantities in place (warm HiGHS re-solves). Sequential designs clear each stage on
-the AC operating point left by the stages before it; re-linearisation clears the AC
-residual again at the post-award point.
+sensitivities, limits, parameters, emergency capacity, the AC evaluator).
+`Market.clear` runs the design's stage plan (`stages.py`): the first stage at the
+baseline AC point, later stages and re-linearisation at the AC point after the awards
+so far, each with the remaining quantities and the devices moved by their awards. The
+first stage's LP is built once per set of bid slots; later rounds only update prices
+and quantities in place (warm HiGHS re-solves).
+
+The DSO carries out the emergency action its stages plan (curtailment and load shedding
+at VOLL where the bids do not suffice). `Market.validate` applies the awards and that
+action in an AC power flow and adds the least-cost corrective emergency action that
+fixes the AC state, linearised there: unmet need after AC = planned + corrective
+emergency action, in MWh, the same measure as in the LP.
 """
 
 from __future__ import annotations
@@ -21,19 +27,24 @@ import pandas as pd
 
 from lfm_abm.errors import InputError
 from lfm_abm.market.bids import PRODUCT_SIGN, PRODUCTS, families, is_active, validate_bids
-from lfm_abm.market.designs import Design, Stage, parse_design
+from lfm_abm.market.capability import DEVICE_COLUMNS
+from lfm_abm.market.designs import Design, parse_design
 from lfm_abm.market.devices import validate_devices
-from lfm_abm.market.engines import ENGINES, LPSolution
-from lfm_abm.market.formulation import DEVICE_COLUMNS, LinearProgram, build_lp, update_bids
+from lfm_abm.market.emergency import EmergencyCapacity, emergency_injections
 from lfm_abm.market.params import MarketParams
-from lfm_abm.market.pricing import check_pricing, locational_prices, settle
-from lfm_abm.network.ac_validation import (
-    FLEX_COLUMNS,
-    ACEvaluator,
-    ValidationReport,
-    mw_equivalent,
-    voltage_weights,
+from lfm_abm.market.pricing import check_pricing, locational_prices
+from lfm_abm.market.stages import (
+    EMERGENCY_COLUMNS,
+    UNRESOLVED_COLUMNS,
+    PlannedStage,
+    StageResult,
+    StageSolver,
+    clear_emergency_only,
+    clear_stage,
+    stage_plan,
 )
+from lfm_abm.network.ac_validation import FLEX_COLUMNS, ACEvaluator, ValidationReport
+from lfm_abm.network.connected import connected_power
 from lfm_abm.network.grids import default_scenario, load_grid
 from lfm_abm.network.needs import NeedLimits, find_needs
 from lfm_abm.network.operating_points import OperatingPoint, operating_points
@@ -51,6 +62,7 @@ class MarketCase:
     limits: NeedLimits
     params: MarketParams
     evaluator: ACEvaluator = field(repr=False)
+    emergency: EmergencyCapacity = field(repr=False)
 
     @classmethod
     def build(cls, grid: str | pp.pandapowerNet, scenario: Scenario | None = None,
@@ -66,9 +78,10 @@ class MarketCase:
         injections = period_injections(net, scenario, day)
         points = list(operating_points(net, scenario, day, with_sensitivities=True,
                                        injections=injections))
+        generation, load = connected_power(net, injections)
         evaluator = ACEvaluator(net, injections, points, limits, reuse=ac_reuse)
         return cls(net, scenario, injections, points, limits, params or MarketParams(),
-                   evaluator)
+                   evaluator, EmergencyCapacity(generation, load))
 
     @property
     def buses(self) -> pd.Index:
@@ -90,16 +103,26 @@ class MarketCase:
         """Needs of the baseline day (before any flexibility)."""
         return self.evaluator.base_needs
 
-    @property
-    def voltage_weights(self) -> pd.DataFrame:
-        """MW-equivalent per p.u. of voltage need per bus and period."""
-        if not hasattr(self, "_weights"):
-            self._weights = voltage_weights(self.points)
-        return self._weights
+    @functools.cached_property
+    def baseline_emergency(self) -> StageResult:
+        """The emergency action that would fix the baseline day without a market."""
+        return clear_emergency_only(self.points, self.limits, self.params, self.emergency)
 
-    def mw_equivalent(self, needs: pd.DataFrame) -> pd.Series:
-        """Needs converted to MW-equivalent (CM in MVA, VC via the bus weight)."""
-        return mw_equivalent(needs, self.voltage_weights)
+
+@dataclass(frozen=True)
+class AfterAC:
+    """Corrective emergency action on the AC state after awards and planned action.
+
+    corrective_mwh: MWh of the least-cost emergency action that fixes every AC need;
+    collateral_mwh: the part the needs created by the market add (corrective action for
+    all needs minus that for the residual needs alone); unresolved: need even full
+    emergency action leaves (MVA or p.u.).
+    """
+
+    corrective_mwh: float
+    collateral_mwh: float
+    emergency: pd.DataFrame
+    unresolved: pd.DataFrame
 
 
 @dataclass
@@ -108,13 +131,12 @@ class ClearingResult:
 
     design: str
     pricing: str
-    awards: pd.DataFrame  # bid columns + awarded, payment, price_paid, value_*, stage
-    unmet_linear: pd.DataFrame  # LP slacks: the needs the market itself left unmet
-    solved: list[tuple[LinearProgram, LPSolution]]  # per stage, for prices on demand
+    awards: pd.DataFrame  # bid columns + hours, awarded, payment, price_paid, value_*, stage
+    stages: list[tuple[PlannedStage, StageResult]]  # in the order they were cleared
     linearised_at: tuple[list[OperatingPoint], pd.DataFrame] | None  # last linear clearing
-    flex: pd.DataFrame  # period, bus, dp_mw, dq_mvar
+    flex: pd.DataFrame  # period, bus, dp_mw, dq_mvar of the awards and planned emergency
     validation: ValidationReport | None
-    unmet_after_ac: pd.DataFrame  # AC needs after the awards, with need_mw_eq
+    after_ac: AfterAC | None
     stats: dict
 
     @functools.cached_property
@@ -123,9 +145,14 @@ class ClearingResult:
 
         Computed on first use: a learning round does not need them.
         """
-        return pd.concat([locational_prices(lp, solution).assign(stage=stage)
-                          for stage, (lp, solution) in enumerate(self.solved)],
+        return pd.concat([locational_prices(result.lp, result.solution).assign(stage=stage)
+                          for stage, (_, result) in enumerate(self.stages)],
                          ignore_index=True)
+
+    @property
+    def design_stages(self) -> list[StageResult]:
+        """The design's own stages (re-linearisation clearings left out)."""
+        return [result for planned, result in self.stages if not planned.relinearisation]
 
     @property
     def procurement_cost(self) -> float:
@@ -147,27 +174,46 @@ class ClearingResult:
     def summary(self, voll: float) -> dict[str, float]:
         """Headline numbers: cost, volumes, unmet need before and after AC validation.
 
-        Unmet need is in MW-equivalent summed over periods; after-AC figures are NaN
-        when the round was not AC-validated (unknown is not zero).
+        Unmet need is MWh of the DSO's emergency action; violations are in their own
+        units (MVA, p.u.). After-AC figures are NaN when the round was not AC-validated
+        (unknown is not zero).
         """
+        unresolved = pd.concat([r.unresolved for r in self.design_stages], ignore_index=True)
         out = {
             "procurement_cost": self.procurement_cost,
             "cost_at_bid_prices": self.cost_at_bid_prices,
-            "unmet_need_before": float(self.unmet_linear.need_mw_eq.sum()),
+            "offers_above_reservation": float(self.stats["above_reservation"]),
+            "unmet_need_before": sum(r.emergency_mwh for r in self.design_stages),
+            **_by_service(unresolved, "unresolvable_{}_before"),
         }
-        ac = self.unmet_after_ac
-        checked = self.validation is not None
-
-        def after(values: pd.Series) -> float:
-            return float(values.sum()) if checked else float("nan")
-
-        out["unmet_need_after_ac"] = after(ac.need_mw_eq)
-        out["unmet_cm_after_ac_mva"] = after(ac.need[ac.service == "CM"])
-        out["unmet_vc_after_ac_pu"] = after(ac.need[ac.service == "VC"])
-        out["collateral_after_ac"] = after(ac.need_mw_eq[ac.kind == "collateral"])
-        out["unmet_cost_after_ac"] = voll * after(ac.need_mw_eq * ac.hours)
+        checked = self.validation is not None and self.after_ac is not None
+        needs = self.validation.needs if checked else None
+        after = self.after_ac
+        planned = sum(result.emergency_mwh for _, result in self.stages)
+        unmet = planned + after.corrective_mwh if checked else np.nan
+        out.update({
+            "unmet_need_after_ac": unmet,
+            "corrective_after_ac": after.corrective_mwh if checked else np.nan,
+            "collateral_after_ac": after.collateral_mwh if checked else np.nan,
+            "unmet_cost_after_ac": voll * unmet,
+            **_by_service(needs, "violation_{}_after_ac"),
+            **_by_service(None if needs is None else needs[needs.kind == "collateral"],
+                          "collateral_{}_after_ac"),
+            **_by_service(after.unresolved if checked else None,
+                          "unresolvable_{}_after_ac"),
+        })
         out.update({f"volume_{k}": v for k, v in self.volumes().items()})
         return out
+
+
+def _by_service(needs: pd.DataFrame | None, name: str) -> dict[str, float]:
+    """Sum of `need` per service: CM in MVA, VC in p.u. (NaN when unknown)."""
+    out = {}
+    for service, unit in (("CM", "mva"), ("VC", "pu")):
+        key = f"{name.format(service.lower())}_{unit}"
+        out[key] = (float("nan") if needs is None
+                    else float(needs.need[needs.service == service].sum()))
+    return out
 
 
 def flex_injections(bids: pd.DataFrame, awarded: np.ndarray) -> pd.DataFrame:
@@ -185,6 +231,17 @@ def flex_injections(bids: pd.DataFrame, awarded: np.ndarray) -> pd.DataFrame:
         "period": slots[:, 0], "bus": slots[:, 1],
         "dp_mw": np.bincount(group, np.where(is_p, signed, 0.0), minlength=len(slots)),
         "dq_mvar": np.bincount(group, np.where(is_p, 0.0, signed), minlength=len(slots))})
+
+
+def combine_flex(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Sum injection-change tables (FLEX_COLUMNS) per period and bus."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=FLEX_COLUMNS)
+    if len(parts) == 1:
+        return parts[0]
+    return pd.concat(parts, ignore_index=True).groupby(["period", "bus"], as_index=False)[
+        ["dp_mw", "dq_mvar"]].sum()
 
 
 def shift_devices(devices: pd.DataFrame | None, bids: pd.DataFrame,
@@ -214,148 +271,153 @@ class Market:
         self.case = case
         self.design = parse_design(design) if isinstance(design, str) else design
         self.pricing = check_pricing(pricing)
-        self._engine_cls = ENGINES[engine]
-        self._first = self._engine_cls()  # first stage, baseline point: reused across rounds
-        self._later = self._engine_cls()  # later stages and re-linearisation: rebuilt
-        self._first_lp: LinearProgram | None = None
-        self._devices_key: object = None
+        self.plan = stage_plan(self.design, case.params.relinearise)
+        self._first = StageSolver(engine)  # first stage, baseline point: reused across rounds
+        self._later = StageSolver(engine)  # later stages and re-linearisation: rebuilt
+        self._after = StageSolver(engine)  # emergency action after AC validation
 
-    def _solve_first(self, bids: pd.DataFrame, devices: pd.DataFrame | None,
-                     stats: dict) -> tuple[LinearProgram, LPSolution]:
-        stage = self.design.stages[0]
-        update = None
-        if self._first_lp is not None and self._devices_key == _devices_key(devices):
-            update = update_bids(self._first_lp, bids, stage, self.case.n_periods)
-        if update is None:
-            self._first_lp = build_lp(self.case.points, bids, stage, self.case.limits,
-                                      self.case.params, devices)
-            self._devices_key = _devices_key(devices)
-            self._first.load(self._first_lp)
-            stats["rebuilt"] = True
-        else:
-            index, cost, upper = update
-            self._first_lp.bid_index = index
-            self._first.update(cost, upper)
-            stats["rebuilt"] = False
-        return self._first_lp, self._first.solve()
-
-    def _solve_later(self, points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
-                     devices: pd.DataFrame | None) -> tuple[LinearProgram, LPSolution]:
-        lp = build_lp(points, bids, stage, self.case.limits, self.case.params, devices)
-        self._later.load(lp)
-        return lp, self._later.solve()
-
-    def clear(self, bids: pd.DataFrame, devices: pd.DataFrame | None = None,
-              validate: bool = True, check: bool = True) -> ClearingResult:
-        """Clear a round: awards, payments, prices, unmet needs and (optionally) AC validation.
+    def clear(self, bids: pd.DataFrame, devices: pd.DataFrame | None = None, *,
+              ac_validate: bool = True, trusted: bool = False) -> ClearingResult:
+        """Clear a round: awards, payments, prices, unmet need and (optionally) AC validation.
 
         `devices` (device_id, period, p_mw, q_mvar, s_mva) gives each device's present
         injection and apparent-power rating for the capability constraints of bids that
-        name it. `check=False` skips bid validation for bids built by trusted code.
+        name it. `trusted=True` skips input validation for bids built by the simulator.
         """
         case = self.case
-        if check:
-            bids = validate_bids(bids, buses=case.buses, n_periods=case.n_periods,
-                                 price_cap=case.params.price_cap)
+        if not trusted:
+            bids = validate_bids(bids, buses=case.buses, n_periods=case.n_periods)
             if devices is None and (bids.device_id != "").any():
                 raise InputError("bids name devices but no device table was given",
                                  field="device_id")
             if devices is not None:
                 devices = validate_devices(devices, bids)
         bids = bids.reset_index(drop=True)
-        hours_all = case.period_hours[bids.period.to_numpy()]
-        awarded = np.zeros(len(bids))
-        payment = np.zeros(len(bids))
-        values = np.full((len(bids), 2), np.nan)
-        stage_of = np.full(len(bids), -1)
-        unmet, solved = [], []
-        stats = {"iterations": 0, "solve_seconds": 0.0, "lp_rows": 0, "lp_cols": 0,
-                 "warm": False, "rebuilt": True, "stages": 0}
-        points = case.points
-        stages = list(self.design.stages)
-        union = Stage(self.design.services,
-                      frozenset().union(*(s.products for s in self.design.stages)))
-        step = 0
-        while True:
-            if step < len(stages):
-                stage = stages[step]
-            elif step < len(stages) + case.params.relinearise:
-                stage = union
+        tally = _Tally(bids, case.period_hours)
+        stages: list[tuple[PlannedStage, StageResult]] = []
+        stats = {"iterations": 0, "solve_seconds": 0.0, "stages": 0,
+                 "above_reservation": int(((bids.price > case.params.max_bid_price)
+                                           & families(bids["product"]).isin(
+                                               self.design.products)).sum())}
+        last_points = case.points
+        for index, planned in enumerate(self.plan):
+            if planned.at_baseline:
+                points, capacity = case.points, case.emergency
             else:
-                break
-            if step > 0:
-                points = case.evaluator.evaluate(flex_injections(bids, awarded),
-                                                 with_sensitivities=True)
-                if step >= len(stages) and not _has_need(points, union, case.limits):
+                flex = tally.flex()
+                points = case.evaluator.linearised(flex, case.evaluator.evaluate(flex))
+                if planned.relinearisation and not _has_need(points, planned, case.limits):
                     break
-            remaining = bids if step == 0 else bids.assign(
-                quantity=np.maximum(bids.quantity.to_numpy() - awarded, 0.0))
-            moved = shift_devices(devices, bids, awarded)
-            if step == 0:
-                lp, solution = self._solve_first(remaining, moved, stats)
-                stats["warm"] = solution.warm
-                stats["lp_rows"], stats["lp_cols"] = lp.matrix.shape
-            else:
-                lp, solution = self._solve_later(points, remaining, stage, moved)
-            stats["iterations"] += solution.iterations
-            stats["solve_seconds"] += solution.seconds
+                capacity = case.emergency.after(flex)
+            result = clear_stage(
+                points, tally.remaining() if index else bids, planned.stage, case.limits,
+                case.params, devices=shift_devices(devices, bids, tally.awarded),
+                emergency=capacity, pricing=self.pricing,
+                solver=self._first if index == 0 else self._later,
+                key=("baseline", _devices_key(devices)) if index == 0 else None)
+            tally.add(index, result)
+            stages.append((planned, result))
+            stats["iterations"] += result.solution.iterations
+            stats["solve_seconds"] += result.solution.seconds
             stats["stages"] += 1
-            chosen = remaining.iloc[lp.bid_index]
-            settled = settle(lp, solution, chosen, hours_all[lp.bid_index], self.pricing)
-            index = lp.bid_index
-            gained = settled.awarded.to_numpy()
-            awarded[index] += gained
-            payment[index] += settled.payment.to_numpy()
-            first_award = (gained > 0) & (stage_of[index] < 0)
-            stage_of[index[first_award]] = step
-            # A bid's recorded values are those of the stage that first awarded it (the
-            # stage that paid it), else of the first stage that admitted it.
-            take = np.isnan(values[index, 0]) | first_award
-            values[index[take]] = settled[["value_locational",
-                                           "value_capability"]].to_numpy()[take]
-            if step < len(stages):
-                unmet.append(_slack_needs(lp, solution, step))
-            solved.append((lp, solution))
-            last_stage = (points, chosen, settled.awarded.to_numpy())
-            step += 1
-
-        energy = awarded * hours_all
-        awards = pd.DataFrame({
-            **{column: bids[column].to_numpy() for column in bids.columns},
-            "hours": hours_all, "awarded": awarded, "payment": payment,
-            "price_paid": np.divide(payment, energy, out=np.full(len(bids), np.nan),
-                                    where=energy > 0),
-            "value_locational": values[:, 0], "value_capability": values[:, 1],
-            "stage": stage_of})
+            last_points = points
+        first = stages[0][1]
+        stats.update(lp_rows=first.lp.matrix.shape[0], lp_cols=first.lp.matrix.shape[1],
+                     warm=first.solution.warm, rebuilt=first.rebuilt)
+        last = stages[-1][1]
+        last_flex = combine_flex([flex_injections(bids.iloc[last.lp.bid_index],
+                                                  last.settled.awarded.to_numpy()),
+                                  emergency_injections(last.emergency)])
         result = ClearingResult(
-            design=self.design.name,
-            pricing=self.pricing,
-            awards=awards,
-            unmet_linear=pd.concat(unmet, ignore_index=True) if unmet else _slack_frame(),
-            solved=solved,
-            linearised_at=(last_stage[0], flex_injections(*last_stage[1:])) if step > 1
-            else None,
-            flex=flex_injections(bids, awarded),
-            validation=None,
-            unmet_after_ac=_AFTER_EMPTY,
-            stats=stats,
-        )
-        return self.validate(result) if validate else result
+            design=self.design.name, pricing=self.pricing, awards=tally.frame(), stages=stages,
+            linearised_at=(last_points, last_flex) if len(stages) > 1 else None,
+            flex=tally.flex(), validation=None, after_ac=None, stats=stats)
+        return self.validate(result) if ac_validate else result
 
     def validate(self, result: ClearingResult) -> ClearingResult:
-        """Run the AC validation of a clearing's awards and fill in the needs after it."""
-        case = self.case
-        result.validation = case.evaluator.validate(result.flex, result.linearised_at)
-        needs = result.validation.needs
-        result.unmet_after_ac = _AFTER_EMPTY
-        if len(needs):
-            result.unmet_after_ac = needs.assign(
-                need_mw_eq=case.mw_equivalent(needs),
-                hours=[case.points[t].hours for t in needs.period])
+        """AC-validate a clearing's awards and measure the unmet need on the AC state."""
+        report = self.case.evaluator.validate(result.flex, result.linearised_at)
+        result.validation = report
+        result.after_ac = self._emergency_after(result.flex, report)
         return result
 
+    def _emergency_after(self, flex: pd.DataFrame, report: ValidationReport) -> AfterAC:
+        """Least-cost emergency action fixing the AC needs (and the residual ones alone)."""
+        case, needs = self.case, report.needs
+        if needs.empty:
+            return AfterAC(0.0, 0.0, _NO_EMERGENCY, _NO_UNRESOLVED)
+        periods = sorted(int(t) for t in needs.period.unique())
+        points = case.evaluator.linearised(flex, report.points, periods)
+        subset = [points[t] for t in periods]
+        capacity = case.emergency.after(flex)
+        total = clear_emergency_only(subset, case.limits, case.params, capacity, self._after)
+        residual = needs[needs.kind == "residual"]
+        collateral = 0.0
+        if (needs.kind == "collateral").any():
+            keys = set(zip(residual.period.astype(int), residual.element,
+                           residual.element_id.astype(int), strict=True))
+            alone = clear_emergency_only(subset, case.limits, case.params, capacity,
+                                         self._after, fix=keys).emergency_mwh if keys else 0.0
+            collateral = max(total.emergency_mwh - alone, 0.0)
+        return AfterAC(total.emergency_mwh, collateral, total.emergency, total.unresolved)
 
-_AFTER_EMPTY = pd.DataFrame(columns=["period", "service", "need", "need_mw_eq", "kind", "hours"])
+
+class _Tally:
+    """Awards and payments of a clearing, accumulated over its stages, per bid."""
+
+    def __init__(self, bids: pd.DataFrame, period_hours: np.ndarray) -> None:
+        self.bids = bids
+        self.hours = period_hours[bids.period.to_numpy()]
+        self.awarded = np.zeros(len(bids))
+        self.payment = np.zeros(len(bids))
+        self.values = np.full((len(bids), 2), np.nan)
+        self.stage_of = np.full(len(bids), -1)
+        self.emergency: list[pd.DataFrame] = []  # planned emergency action per stage
+
+    def add(self, stage: int, result: StageResult) -> None:
+        """Add a stage's awards and payments.
+
+        A bid's recorded values are those of the stage that first awarded it (the stage
+        that paid it), else of the first stage that admitted it.
+        """
+        index = result.lp.bid_index
+        gained = result.settled.awarded.to_numpy()
+        if len(result.emergency):
+            self.emergency.append(result.emergency)
+        self.awarded[index] += gained
+        self.payment[index] += result.settled.payment.to_numpy()
+        first_award = (gained > 0) & (self.stage_of[index] < 0)
+        self.stage_of[index[first_award]] = stage
+        take = np.isnan(self.values[index, 0]) | first_award
+        self.values[index[take]] = result.settled[["value_locational",
+                                                   "value_capability"]].to_numpy()[take]
+
+    def remaining(self) -> pd.DataFrame:
+        """The bids with what is left of their quantities."""
+        return self.bids.assign(quantity=np.maximum(self.bids.quantity.to_numpy()
+                                                    - self.awarded, 0.0))
+
+    def flex(self) -> pd.DataFrame:
+        """Net injection changes of all awards and planned emergency action so far."""
+        awards = flex_injections(self.bids, self.awarded)
+        if not self.emergency:
+            return awards
+        return combine_flex([awards, *(emergency_injections(e) for e in self.emergency)])
+
+    def frame(self) -> pd.DataFrame:
+        """Bid columns plus hours, awarded, payment, price paid, values and stage."""
+        energy = self.awarded * self.hours
+        return pd.DataFrame({
+            **{column: self.bids[column].to_numpy() for column in self.bids.columns},
+            "hours": self.hours, "awarded": self.awarded, "payment": self.payment,
+            "price_paid": np.divide(self.payment, energy, out=np.full(len(energy), np.nan),
+                                    where=energy > 0),
+            "value_locational": self.values[:, 0], "value_capability": self.values[:, 1],
+            "stage": self.stage_of})
+
+
+_NO_EMERGENCY = pd.DataFrame(columns=EMERGENCY_COLUMNS)
+_NO_UNRESOLVED = pd.DataFrame(columns=UNRESOLVED_COLUMNS)
 
 
 def _devices_key(devices: pd.DataFrame | None) -> object:
@@ -366,31 +428,6 @@ def _devices_key(devices: pd.DataFrame | None) -> object:
                         + "|".join(devices.device_id).encode()).hexdigest()
 
 
-def _has_need(points: list[OperatingPoint], stage: Stage, limits: NeedLimits) -> bool:
+def _has_need(points: list[OperatingPoint], planned: PlannedStage, limits: NeedLimits) -> bool:
     needs = find_needs(points, limits)
-    return bool(needs.service.isin(stage.services).any())
-
-
-SLACK_COLUMNS = ["stage", "period", "service", "element", "element_id", "need", "unit",
-                 "need_mw_eq"]
-
-
-_NO_SLACK = pd.DataFrame({c: pd.Series(dtype=float) for c in SLACK_COLUMNS})
-
-
-def _slack_frame() -> pd.DataFrame:
-    return _NO_SLACK  # shared and never modified: concatenation copies
-
-
-def _slack_needs(lp: LinearProgram, solution: LPSolution, stage: int) -> pd.DataFrame:
-    """Unmet needs the LP itself reports (slack values), in native units and MW-eq."""
-    slack = solution.x[lp.n_bids:]
-    if not (slack > 1e-9).any():
-        return _slack_frame()
-    rows = lp.rows.iloc[lp.slack_row].reset_index(drop=True)
-    frame = rows.assign(need=slack, stage=stage, need_mw_eq=slack * rows.mw_per_unit.to_numpy())
-    frame = frame[frame.need > 1e-9]
-    if frame.empty:
-        return _slack_frame()
-    return frame.groupby(["stage", "period", "service", "element", "element_id", "unit"],
-                         as_index=False)[["need", "need_mw_eq"]].sum()[_slack_frame().columns]
+    return bool(needs.service.isin(planned.stage.services).any())

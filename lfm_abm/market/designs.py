@@ -3,7 +3,9 @@
 A single-stage design is written SERVICE_PRODUCT with services CM, VC, CMVC and
 products P, Q, PQ (9 designs). A sequential design chains single stages with '>'
 (e.g. `CM_P>VC_Q`): each stage is cleared on the operating point left by the stages
-before it, which is the "separate markets" baseline for joint co-optimisation.
+before it, which is the "separate markets" baseline for joint co-optimisation. A stage
+buys only its own services but respects every network limit (no-harm, see
+`market/network_rows.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ SERVICES = {"CM": frozenset({"CM"}), "VC": frozenset({"VC"}), "CMVC": frozenset(
 PRODUCT_SETS = {"P": frozenset({"P"}), "Q": frozenset({"Q"}), "PQ": frozenset({"P", "Q"})}
 #: All single-stage designs, e.g. CM_P ... CMVC_PQ.
 SINGLE_DESIGNS = tuple(f"{s}_{p}" for s, p in itertools.product(SERVICES, PRODUCT_SETS))
+#: Every network service: what an emergency-only clearing (no bids) must fix.
+ALL_SERVICES = SERVICES["CMVC"]
 
 
 @dataclass(frozen=True)
@@ -33,10 +37,6 @@ class Stage:
         product = "".join(p for p in ("P", "Q") if p in self.products)
         return f"{service}_{product}"
 
-    def admits(self, product: str) -> bool:
-        """True if a bid for `product` (P_up, Q_down, ...) takes part in this stage."""
-        return product[0] in self.products
-
 
 @dataclass(frozen=True)
 class Design:
@@ -50,14 +50,14 @@ class Design:
         return ">".join(stage.name for stage in self.stages)
 
     @property
-    def is_sequential(self) -> bool:
-        """True for designs of more than one stage."""
-        return len(self.stages) > 1
-
-    @property
     def services(self) -> frozenset[str]:
         """All services bought by any stage."""
         return frozenset().union(*(stage.services for stage in self.stages))
+
+    @property
+    def products(self) -> frozenset[str]:
+        """All product families (P, Q) admitted by any stage: what FSPs offer."""
+        return frozenset().union(*(stage.products for stage in self.stages))
 
 
 def parse_design(text: str, source: str = "design") -> Design:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from lfm_abm.errors import InputError
-from lfm_abm.market.formulation import DEVICE_COLUMNS
+from lfm_abm.market.capability import DEVICE_COLUMNS
 
 
 def validate_devices(devices: pd.DataFrame, bids: pd.DataFrame | None = None,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lfm_abm.market.formulation import LinearProgram
+from lfm_abm.market.formulation import LinearProgram, NewRows
 
 
 class SolverError(RuntimeError):
@@ -38,7 +38,7 @@ class LPSolution:
 
 
 def _trivial(lp: LinearProgram) -> LPSolution:
-    """Solution of an LP without rows: accept nothing (all costs are bid prices >= 0)."""
+    """Solution of an LP without rows or columns: take every column of negative cost."""
     x = np.where(lp.cost < 0, lp.col_upper, 0.0)
     return LPSolution(x, np.zeros(lp.matrix.shape[0]), float(lp.cost @ x), 0, 0.0, False)
 
@@ -77,6 +77,10 @@ class _Engine:
         lp = self._loaded()
         lp.cost[: len(bid_cost)] = bid_cost
         lp.col_upper[: len(bid_upper)] = bid_upper
+
+    def add_rows(self, new: NewRows) -> None:
+        """Append rows (cuts) to the loaded LP."""
+        self._loaded().append(new)
 
     def _loaded(self) -> LinearProgram:
         assert self._lp is not None, "load an LP first"
@@ -124,6 +128,14 @@ class HighsEngine(_Engine):
         super().load(lp)
         self._solved_once = False
 
+    def add_rows(self, new: NewRows) -> None:
+        """Append rows to HiGHS too; the next solve starts from the present basis."""
+        super().add_rows(new)
+        rows = new.matrix.tocsr()
+        self._highs.addRows(rows.shape[0], new.lower, new.upper, rows.nnz,
+                            rows.indptr[:-1].astype(np.int32), rows.indices.astype(np.int32),
+                            rows.data.astype(float))
+
     def update(self, bid_cost: np.ndarray, bid_upper: np.ndarray) -> None:
         """Change bid costs and quantities in HiGHS in place; the next solve is warm."""
         super().update(bid_cost, bid_upper)
@@ -137,7 +149,7 @@ class HighsEngine(_Engine):
         import highspy
 
         lp = self._loaded()
-        if lp.matrix.shape[0] == 0:
+        if 0 in lp.matrix.shape:
             return _trivial(lp)
         warm = self._solved_once
         start = time.perf_counter()
@@ -170,7 +182,7 @@ class CvxpyEngine(_Engine):
         import cvxpy as cp
 
         lp = self._loaded()
-        if lp.matrix.shape[0] == 0:
+        if 0 in lp.matrix.shape:
             return _trivial(lp)
         start = time.perf_counter()
         x = cp.Variable(lp.n_cols)

@@ -1,28 +1,33 @@
-"""The clearing LP, built once from operating points, bids and a design stage.
+"""The clearing LP of one stage, assembled from its parts for all periods at once.
 
-Variables: the accepted quantity x_b in [0, q_b] of every admitted bid, then
-non-negative slacks for unmet needs. With injections dP_n = sum(P_up) - sum(P_down)
-(same for Q) and sensitivities S from the baseline AC state:
+Columns, in this order: the accepted quantity x_b in [0, q_b] of every admitted bid
+(q_b = 0 when its price is above the reservation price), the DSO's emergency action
+e (curtailment and load shedding per bus, `emergency.py`), and the unresolvable slacks
+u of the rows the stage must fix. With injection changes
+dP_n = sum(P_up) - sum(P_down) + shed_n - curtail_n (same for Q without emergency) and
+sensitivities S from the stage's AC point:
 
-    min  sum_b price_b h_t x_b + VOLL h_t (sum_l s_l + sum_n w_n (s_n^lo + s_n^hi))
-    CM:  sum_b a_lb x_b - s_l <= limit_l - loading_l               (MVA)
-    VC:  v_low - V_n <= sum_b a_nb x_b + s_n^lo - s_n^hi <= v_high - V_n   (p.u.)
-    CAP: cos(t_k) dP_d + sin(t_k) dQ_d <= max(S_d cos(pi/K), c_k) - c_k,
-         c_k = cos(t_k) P0_d + sin(t_k) Q0_d                        (MVA)
+    min  sum_b price_b h_t x_b + VOLL sum_e h_t e + sum_r M_r h_t u_r
+    network rows (`network_rows.py`): bought limits, and no-harm rows for the rest
+    capability rows (`capability.py`): each device's P-Q circle as a polygon
 
-h_t is the period length in hours. w_n converts a voltage deviation to MW-equivalent:
-the P injection at bus n that would fix it alone, w_n = 1 / max(|dV_n/dP_n|, 1e-4). CAP rows are
-the sides of a K-gon inscribed in the device's capability circle, relaxed to contain
-the present operating point so that doing nothing is always feasible; only sides that
-the offered quantities could reach are kept. The LP is engine-agnostic: rows are
-row_lower <= A x <= row_upper, columns 0 <= x <= col_upper.
+h_t is the period length in hours. M_r is UNRESOLVABLE_PER_UNIT x VOLL per MVA (CM) or
+per p.u. (VC): large enough that the LP uses every helpful MW of emergency action before
+it leaves need unresolved. The LP is engine-agnostic: rows are row_lower <= A x <=
+row_upper, columns 0 <= x <= col_upper. Periods are independent blocks.
+
+Branch limits are circles in the current phasor; the LP bounds them by tangents.
+`branch_cuts_for` finds branches whose predicted current still lies outside its circle
+(between two tangents) and returns a tangent at the predicted angle; appended with
+`LinearProgram.append`, they tighten the same LP until every branch is within its bound
+(Kelley's cutting planes; the solver keeps its basis).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,15 +35,19 @@ import pandas as pd
 import scipy.sparse as sp
 
 from lfm_abm.market.bids import PRODUCT_SIGN, families, is_active
+from lfm_abm.market.capability import capability_rows
 from lfm_abm.market.designs import Stage
+from lfm_abm.market.emergency import EmergencyCapacity, emergency_columns
+from lfm_abm.market.network_rows import META_COLUMNS, BranchSet, ElementKey, network_rows
 from lfm_abm.market.params import MarketParams
 from lfm_abm.network.needs import NeedLimits
 from lfm_abm.network.operating_points import OperatingPoint
-from lfm_abm.network.sensitivities import mw_per_pu
 
-SQRT3 = math.sqrt(3.0)
-#: Floor on |dV/dP| when converting voltage need to MW-equivalent (p.u. per MW).
-DEVICE_COLUMNS = ["device_id", "period", "p_mw", "q_mvar", "s_mva"]
+#: Cost of need left after full emergency action, x VOLL per MVA (CM) or per p.u. (VC).
+#: The LP prefers emergency action whose effect exceeds 1e-3 MVA or 1e-5 p.u. per MW.
+UNRESOLVABLE_PER_UNIT = {"CM": 1e3, "VC": 1e5}
+#: A predicted branch current this far outside its bound (share of the bound) gets a cut.
+CUT_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,18 @@ class PeriodRows:
     buses: pd.Index
     coef_p: np.ndarray
     coef_q: np.ndarray
+    branches: list[BranchSet]  # screened branches, for cuts added later
+
+
+@dataclass(frozen=True)
+class NewRows:
+    """Rows to append to an LP: metadata, bounds, entries and per-period coefficients."""
+
+    meta: pd.DataFrame
+    lower: np.ndarray
+    upper: np.ndarray
+    matrix: sp.csr_matrix  # new rows x LP columns
+    per_period: dict[int, tuple[np.ndarray, np.ndarray]]  # block -> (coef_p, coef_q)
 
 
 @dataclass
@@ -67,12 +88,15 @@ class LinearProgram:
     row_lower: np.ndarray
     row_upper: np.ndarray
     bid_index: np.ndarray  # position in the bid table of each bid column
-    rows: pd.DataFrame  # per row: period, service, element, element_id, value, unit, mw_per_unit
-    slack_row: np.ndarray  # LP row of each slack column
+    rows: pd.DataFrame  # per row: period, service, element, element_id, value, unit, ...
+    emergency: pd.DataFrame  # per emergency column: period, bus, action, hours
+    slack_row: np.ndarray  # LP row of each unresolvable slack column
     periods: list[PeriodRows]
     signature: str  # identity of the bid slots: same signature -> same structure
     build_quantity: np.ndarray  # bid quantities the capability rows were selected for
     bid_hours: np.ndarray  # period length of each bid column
+    injection: sp.csr_matrix  # (block, P|Q, bus) injection change per unit of each column
+    branch_slack: dict[tuple[int, str, str], int]  # slack column of each branch to fix
     table_signature: str = ""  # signature of the whole bid table the columns came from
 
     @functools.cached_property
@@ -91,9 +115,37 @@ class LinearProgram:
         return len(self.bid_index)
 
     @property
+    def emergency_columns(self) -> slice:
+        """Positions of the emergency columns (after the bids)."""
+        return slice(self.n_bids, self.n_bids + len(self.emergency))
+
+    @property
+    def slack_columns(self) -> slice:
+        """Positions of the unresolvable slack columns (last)."""
+        return slice(self.n_bids + len(self.emergency), self.n_cols)
+
+    @property
     def n_cols(self) -> int:
-        """Number of columns (bids then slacks)."""
+        """Number of columns (bids, emergency action, slacks)."""
         return len(self.cost)
+
+    def append(self, new: NewRows) -> None:
+        """Add rows (tangent cuts) in place; positions of existing rows do not change."""
+        first = self.matrix.shape[0]
+        self.matrix = sp.vstack([self.matrix, new.matrix.tocsc()], format="csc")
+        self.row_lower = np.concatenate([self.row_lower, new.lower])
+        self.row_upper = np.concatenate([self.row_upper, new.upper])
+        self.rows = pd.concat([self.rows, new.meta], ignore_index=True)
+        at = first
+        for k, (coef_p, coef_q) in new.per_period.items():
+            block = self.periods[k]
+            self.periods[k] = PeriodRows(
+                block.period, block.hours, np.concatenate([block.rows, at + np.arange(
+                    len(coef_p))]), block.buses, np.vstack([block.coef_p, coef_p]),
+                np.vstack([block.coef_q, coef_q]), block.branches)
+            at += len(coef_p)
+        for name in ("is_capability_row", "bid_matrix_t"):
+            self.__dict__.pop(name, None)
 
 
 def bid_signature(bids: pd.DataFrame) -> str:
@@ -105,260 +157,244 @@ def bid_signature(bids: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def admitted(bids: pd.DataFrame, stage: Stage, buses: pd.Index, n_periods: int) -> np.ndarray:
-    """Positions of bids that take part in a stage: admitted product, PQ bus, valid period."""
+def admitted(bids: pd.DataFrame, stage: Stage, buses: pd.Index,
+             periods: Collection[int]) -> np.ndarray:
+    """Positions of bids with a column: admitted product, PQ bus, a period of the LP.
+
+    Price does not decide: a bid above the reservation price keeps its column with an
+    upper bound of 0, so the LP structure (and the warm start) survives price changes.
+    """
     ok = (families(bids["product"]).isin(stage.products) & bids.bus.isin(buses)
-          & bids.period.between(0, n_periods - 1))
+          & bids.period.isin(list(periods)))
     return np.flatnonzero(ok.to_numpy())
 
 
-def _take(frame: pd.DataFrame, ids: np.ndarray) -> np.ndarray:
-    """Rows of a frame by index label, as a numpy array (no pandas alignment cost)."""
-    return frame.to_numpy()[frame.index.get_indexer(ids)]
+def bid_terms(prices: np.ndarray, quantities: np.ndarray, hours: np.ndarray,
+              params: MarketParams) -> tuple[np.ndarray, np.ndarray]:
+    """Column costs (EUR per MW) and upper bounds (MW) of bids.
 
-
-def _block(service: str, element: str, ids: np.ndarray, value: np.ndarray, unit: str,
-           mw_per_unit: float | np.ndarray, lower, upper, coef_p: np.ndarray,
-           coef_q: np.ndarray, cut: float = np.nan) -> dict:
-    """Rows of one kind: metadata columns, bounds and coefficients per PQ bus."""
-    n = len(ids)
-    return {"meta": {"service": np.full(n, service, dtype=object),
-                     "element": np.full(n, element, dtype=object),
-                     "element_id": ids.astype(str), "value": np.asarray(value, dtype=float),
-                     "unit": np.full(n, unit, dtype=object),
-                     "mw_per_unit": np.broadcast_to(mw_per_unit, n).astype(float),
-                     "cut": np.full(n, cut)},
-            "lower": np.broadcast_to(lower, n).astype(float),
-            "upper": np.broadcast_to(upper, n).astype(float), "coef_p": coef_p,
-            "coef_q": coef_q}
-
-
-def _network_rows(op: OperatingPoint, stage: Stage, limits: NeedLimits,
-                  params: MarketParams) -> list[dict]:
-    """Screened CM and VC rows of one period as blocks (metadata, bounds, coefficients)."""
-    sens = op.sens
-    assert sens is not None, "operating points need sensitivities to build a market"
-    blocks = []
-    if "CM" in stage.services:
-        offsets = np.deg2rad(params.branch_cut_step) * (
-            np.arange(params.branch_cuts) - (params.branch_cuts - 1) / 2)
-        line = op.branches.line
-        screened = ((line.i_ka >= params.cm_screen * line.max_i_ka * limits.cm_margin)
-                    & line.index.isin(sens.di_dp.index)).to_numpy()
-        if screened.any():
-            line = line[screened]
-            blocks += _branch_cuts("line", line.index.to_numpy(), line.loading_percent,
-                                   (line.max_i_ka * limits.cm_margin).to_numpy(),
-                                   (SQRT3 * line.vn_kv).to_numpy(), sens.line_phasors, offsets)
-        trafo = op.branches.trafo
-        target = 100.0 * limits.cm_margin
-        screened = ((trafo.loading_percent >= params.cm_screen * target)
-                    & trafo.index.isin(sens.dt_dp.index)).to_numpy()
-        if screened.any():
-            trafo = trafo[screened]
-            blocks += _branch_cuts("trafo", trafo.index.to_numpy(), trafo.loading_percent,
-                                   np.full(len(trafo), target),
-                                   (trafo.sn_mva / 100.0).to_numpy(), sens.trafo_phasors,
-                                   offsets)
-    if "VC" in stage.services:
-        vm = op.vm_pu
-        near = ((vm > limits.v_high - params.vc_screen) | (vm < limits.v_low + params.vc_screen)
-                ) & vm.index.isin(sens.buses)
-        if near.any():
-            vm = vm[near]
-            ids = vm.index.to_numpy()
-            dv_dp = _take(sens.dv_dp, ids)
-            weight = mw_per_pu(dv_dp[np.arange(len(ids)), sens.buses.get_indexer(ids)])
-            blocks.append(_block("VC", "bus", ids, vm.to_numpy(), "p.u.", weight,
-                                 limits.v_low - vm.to_numpy(), limits.v_high - vm.to_numpy(),
-                                 dv_dp, _take(sens.dv_dq, ids)))
-    return blocks
-
-
-_META_COLUMNS = ["service", "element", "element_id", "value", "unit", "mw_per_unit", "cut"]
-
-
-def _branch_cuts(element: str, ids: np.ndarray, loading: pd.Series, limit: np.ndarray,
-                 to_mva: np.ndarray, phasors, offsets: np.ndarray) -> list[dict]:
-    """Rows bounding |I0 + dI| <= limit by tangents at angles arg(I0) + offset.
-
-    Each tangent Re(exp(-j phi) (I0 + dI)) <= limit is a valid bound because |I| is at
-    least any projection of I; the tangent at arg(I0) alone is the usual magnitude
-    linearisation, the others catch flexibility that rotates the current (Q for a line
-    that carries mostly P). Rows are scaled to MVA; all cuts of a branch share one slack.
+    Bids dearer than the reservation price are not admitted: upper bound 0 (their cost
+    is clipped to the reservation price only to keep the LP well scaled).
     """
-    current = phasors.current.to_numpy()[phasors.current.index.get_indexer(ids)]
-    d_p, d_q = _take(phasors.d_dp, ids), _take(phasors.d_dq, ids)
-    blocks = []
-    for offset in offsets:
-        turn = np.exp(-1j * (np.angle(current) + offset))
-        blocks.append(_block("CM", element, ids, loading.to_numpy(), "MVA", 1.0, -np.inf,
-                             (limit - np.real(turn * current)) * to_mva,
-                             np.real(turn[:, None] * d_p) * to_mva[:, None],
-                             np.real(turn[:, None] * d_q) * to_mva[:, None],
-                             cut=float(np.rad2deg(offset))))
-    return blocks
-
-
-def _capability_rows(bids: pd.DataFrame, devices: pd.DataFrame | None, cuts: int,
-                     quantity: np.ndarray) -> tuple[pd.DataFrame, tuple, np.ndarray]:
-    """Inscribed-polygon rows for devices whose admitted bids could reach their circle.
-
-    Returns the rows' metadata, their entries as (row, bid column, coefficient) arrays
-    with rows numbered from 0, and their upper bounds.
-    """
-    empty = (pd.DataFrame(columns=["period", *_META_COLUMNS]),
-             (np.zeros(0, int), np.zeros(0, int), np.zeros(0)), np.zeros(0))
-    coupled = np.flatnonzero((bids.device_id != "").to_numpy())
-    if len(coupled) == 0 or devices is None or devices.empty:
-        return empty
-    members = bids.iloc[coupled]
-    key = pd.MultiIndex.from_arrays([members.device_id, members.period])
-    groups, group = np.unique(key.codes[0] * (key.levels[1].size + 1) + key.codes[1],
-                              return_inverse=True)
-    first = np.unique(group, return_index=True)[1]
-    state = devices.set_index(["device_id", "period"]).loc[key[first],
-                                                          ["p_mw", "q_mvar", "s_mva"]]
-    p0, q0, s = (state[c].to_numpy(dtype=float) for c in ("p_mw", "q_mvar", "s_mva"))
-    sign = members["product"].map(PRODUCT_SIGN).to_numpy()
-    is_p = is_active(members["product"])
-    offered = quantity[coupled]
-    metas, rows, cols, values, upper = [], [], [], [], []
-    n_rows = 0
-    for k in range(cuts):
-        angle = (2 * k + 1) * math.pi / cuts
-        coef = np.where(is_p, math.cos(angle), math.sin(angle)) * sign
-        reach = np.bincount(group, np.clip(coef, 0, None) * offered, minlength=len(groups))
-        current = math.cos(angle) * p0 + math.sin(angle) * q0
-        rhs = np.maximum(s * math.cos(math.pi / cuts), current) - current
-        binding = np.flatnonzero(reach > rhs + 1e-12)
-        if len(binding) == 0:
-            continue
-        row_of_group = np.full(len(groups), -1)
-        row_of_group[binding] = n_rows + np.arange(len(binding))
-        take = row_of_group[group] >= 0
-        rows.append(row_of_group[group[take]])
-        cols.append(coupled[take])
-        values.append(coef[take])
-        upper.append(rhs[binding])
-        metas.append(pd.DataFrame({
-            "period": key[first[binding]].get_level_values(1).astype(int),
-            "service": "CAP", "element": "device",
-            "element_id": key[first[binding]].get_level_values(0).astype(str),
-            "value": current[binding], "unit": "MVA", "mw_per_unit": 0.0, "cut": np.nan}))
-        n_rows += len(binding)
-    if not metas:
-        return empty
-    return (pd.concat(metas, ignore_index=True),
-            (np.concatenate(rows), np.concatenate(cols), np.concatenate(values)),
-            np.concatenate(upper))
+    reservation = params.max_bid_price
+    above = prices > reservation
+    return (np.where(above, reservation, prices) * hours,
+            np.where(above, 0.0, quantities))
 
 
 def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
              limits: NeedLimits, params: MarketParams,
-             devices: pd.DataFrame | None = None) -> LinearProgram:
-    """Assemble the clearing LP of one stage for all periods at once.
+             devices: pd.DataFrame | None = None,
+             emergency: EmergencyCapacity | None = None,
+             fix: Collection[ElementKey] | None = None) -> LinearProgram:
+    """Assemble the clearing LP of one stage over the periods of `points`.
 
-    Periods are independent blocks (no bid couples two periods). `bids` must be
-    validated; bids the stage does not admit simply get no column.
+    `bids` must be validated; bids the stage does not admit get no column. `emergency`
+    gives the DSO's emergency capacity (None: no emergency action, every unmet need is
+    unresolvable); `fix` restricts the elements the stage must bring back within their
+    limits (default: all elements of the services it buys).
     """
     buses = points[0].sens.buses
-    bid_index = admitted(bids, stage, buses, len(points))
+    hours_of = {op.period: op.hours for op in points}
+    bid_index = admitted(bids, stage, buses, hours_of)
     chosen = bids.iloc[bid_index].reset_index(drop=True)
     quantity = chosen.quantity.to_numpy()
-    hours = np.array([op.hours for op in points])[chosen.period.to_numpy()]
+    hours = np.array([hours_of[t] for t in chosen.period.to_numpy()])
+    cost, upper_bound = bid_terms(chosen.price.to_numpy(), quantity, hours, params)
     sign = chosen["product"].map(PRODUCT_SIGN).to_numpy()
     is_p = is_active(chosen["product"])
     bus_position = pd.Series(np.arange(len(buses)), index=buses)
 
     row_meta: list[dict] = []
-    lower, upper, periods = [], [], []
-    triplets_r, triplets_c, triplets_v = [], [], []
-    n_rows = 0
+    lower, upper, periods, emergency_meta, emergency_upper = [], [], [], [], []
+    bid_entries: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    emergency_entries: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    n_rows = n_emergency = 0
     empty = np.zeros((0, len(buses)))
     for op in points:
-        blocks = _network_rows(op, stage, limits, params)
+        blocks, branches = network_rows(op, stage, limits, params, fix)
         cp = np.vstack([b["coef_p"] for b in blocks]) if blocks else empty
         cq = np.vstack([b["coef_q"] for b in blocks]) if blocks else empty
         positions = n_rows + np.arange(len(cp))
-        periods.append(PeriodRows(op.period, op.hours, positions, buses, cp, cq))
-        if blocks:
-            for b in blocks:
-                row_meta.append({"period": np.full(len(b["lower"]), op.period), **b["meta"]})
-                lower.append(b["lower"])
-                upper.append(b["upper"])
-            cols = np.flatnonzero(chosen.period.to_numpy() == op.period)
-            if len(cols):
-                at = bus_position[chosen.bus.to_numpy()[cols]].to_numpy()
-                block = np.where(is_p[cols][None, :], cp[:, at], cq[:, at]) * sign[cols]
-                r, c = np.nonzero(np.abs(block) >= params.min_coefficient)
-                triplets_r.append(positions[r])
-                triplets_c.append(cols[c])
-                triplets_v.append(block[r, c])
+        periods.append(PeriodRows(op.period, op.hours, positions, buses, cp, cq, branches))
+        for b in blocks:
+            row_meta.append({"period": np.full(len(b["lower"]), op.period), **b["meta"]})
+            lower.append(b["lower"])
+            upper.append(b["upper"])
+        cols = np.flatnonzero(chosen.period.to_numpy() == op.period)
+        if blocks and len(cols):
+            at = bus_position[chosen.bus.to_numpy()[cols]].to_numpy()
+            values = np.where(is_p[cols][None, :], cp[:, at], cq[:, at]) * sign[cols]
+            r, c = np.nonzero(np.abs(values) >= params.min_coefficient)
+            bid_entries.append((positions[r], cols[c], values[r, c]))
+        must_fix = any(b["meta"]["fix"].any() for b in blocks)
+        if emergency is not None and must_fix:
+            meta, bound, (r, c, v) = emergency_columns(op.period, op.hours, buses, cp,
+                                                       emergency, params.min_coefficient)
+            emergency_meta.append(meta)
+            emergency_upper.append(bound)
+            emergency_entries.append((positions[r], n_emergency + c, v))
+            n_emergency += len(meta)
         n_rows += len(cp)
 
-    cap_meta, (cap_r, cap_c, cap_v), cap_upper = _capability_rows(
+    cap_meta, (cap_r, cap_c, cap_v), cap_upper = capability_rows(
         chosen, devices, params.capability_cuts, quantity)
-    triplets_r.append(n_rows + cap_r)
-    triplets_c.append(cap_c)
-    triplets_v.append(cap_v)
+    bid_entries.append((n_rows + cap_r, cap_c, cap_v))
     if len(cap_meta):
         row_meta.append({c: cap_meta[c].to_numpy() for c in cap_meta.columns})
         lower.append(np.full(len(cap_meta), -np.inf))
         upper.append(cap_upper)
-    n_network = n_rows
     n_rows += len(cap_meta)
 
-    columns = ["period", *_META_COLUMNS]
+    columns = ["period", *META_COLUMNS]
     rows = (pd.DataFrame({c: np.concatenate([m[c] for m in row_meta]) for c in columns})
             if row_meta else pd.DataFrame(columns=columns))
     rows["period"] = rows["period"].astype(int)
+    rows[["bought", "fix"]] = rows[["bought", "fix"]].astype(bool)
     row_lower = np.concatenate(lower) if lower else np.zeros(0)
     row_upper = np.concatenate(upper) if upper else np.zeros(0)
-
-    # Slacks: one per congested branch (-1 on each of its cuts), two per VC row (+1 below
-    # the band, -1 above it).
-    network = rows.iloc[:n_network]
-    cm = np.flatnonzero((network.service == "CM").to_numpy())
-    vc = np.flatnonzero((network.service == "VC").to_numpy())
-    branch_keys = network.iloc[cm][["period", "element", "element_id"]].astype(str).agg(
-        "/".join, axis=1).to_numpy() if len(cm) else np.zeros(0, dtype=str)
-    _, first, group = np.unique(branch_keys, return_index=True, return_inverse=True)
-    n_bids = len(chosen)
-    n_cm_slacks = len(first)
-    slack_row = np.concatenate([cm[first], vc, vc]).astype(int)
-    triplets_r += [cm, vc, vc]
-    triplets_c += [n_bids + group,
-                   n_bids + n_cm_slacks + np.arange(len(vc)),
-                   n_bids + n_cm_slacks + len(vc) + np.arange(len(vc))]
-    triplets_v += [-np.ones(len(cm)), np.ones(len(vc)), -np.ones(len(vc))]
-    period_hours = np.array([points[t].hours for t in rows.period.to_numpy()[slack_row]])
-    slack_cost = (params.voll * period_hours
-                  * rows.mw_per_unit.to_numpy()[slack_row]) if len(slack_row) else np.zeros(0)
-
-    matrix = sp.csc_matrix(
-        (np.concatenate(triplets_v), (np.concatenate(triplets_r), np.concatenate(triplets_c))),
-        shape=(n_rows, n_bids + len(slack_row)),
-    )
+    slack_row, slack_entries, slack_cost = _unresolvable_slacks(
+        rows, row_upper, hours_of, params.voll, len(chosen) + n_emergency)
+    emergency_frame = (pd.concat(emergency_meta, ignore_index=True) if emergency_meta
+                       else pd.DataFrame(columns=["period", "bus", "action", "hours"]))
+    entries = [*bid_entries,
+               *((r, len(chosen) + c, v) for r, c, v in emergency_entries), slack_entries]
+    r, c, v = (np.concatenate([e[k] for e in entries]) for k in range(3))
+    n_cols = len(chosen) + n_emergency + len(slack_row)
+    matrix = sp.csc_matrix((v, (r, c)), shape=(n_rows, n_cols))
+    block_of = {op.period: k for k, op in enumerate(points)}
+    emergency_sign = np.where(emergency_frame.action.to_numpy() == "curtail", -1.0, 1.0)
+    injection = sp.csr_matrix((
+        np.concatenate([sign, emergency_sign]),
+        (np.concatenate([
+            _injection_row(chosen.period.map(block_of).to_numpy(), ~is_p,
+                           bus_position[chosen.bus.to_numpy()].to_numpy(), len(buses)),
+            _injection_row(emergency_frame.period.map(block_of).to_numpy(dtype=int),
+                           np.zeros(n_emergency, dtype=bool),
+                           bus_position[emergency_frame.bus.to_numpy(dtype=int)].to_numpy(),
+                           len(buses))]),
+         np.arange(len(chosen) + n_emergency))), shape=(2 * len(buses) * len(points), n_cols))
+    cm_slacks = slack_row[rows.service.to_numpy()[slack_row] == "CM"]
+    branch_slack = {(int(p), str(e), str(i)): len(chosen) + n_emergency + j
+                    for j, (p, e, i) in enumerate(zip(
+                        rows.period.to_numpy()[cm_slacks], rows.element.to_numpy()[cm_slacks],
+                        rows.element_id.to_numpy()[cm_slacks], strict=True))}
     return LinearProgram(
-        cost=np.concatenate([chosen.price.to_numpy() * hours, slack_cost]),
-        col_upper=np.concatenate([quantity, np.full(len(slack_row), np.inf)]),
+        cost=np.concatenate([cost, params.voll * emergency_frame.hours.to_numpy(dtype=float),
+                             slack_cost]),
+        col_upper=np.concatenate([upper_bound, *emergency_upper,
+                                  np.full(len(slack_row), np.inf)]),
         matrix=matrix,
         row_lower=row_lower,
         row_upper=row_upper,
         bid_index=bid_index,
         rows=rows,
+        emergency=emergency_frame,
         slack_row=slack_row,
         periods=periods,
         signature=bid_signature(chosen),
         build_quantity=quantity.copy(),
         bid_hours=hours,
+        injection=injection,
+        branch_slack=branch_slack,
         table_signature=bid_signature(bids),
     )
 
 
+def _injection_row(block: np.ndarray, reactive: np.ndarray, bus: np.ndarray,
+                   n_buses: int) -> np.ndarray:
+    """Row of the injection map: block-major, then P (0) or Q (1), then bus."""
+    return (2 * block + reactive.astype(int)) * n_buses + bus
+
+
+def branch_cuts_for(lp: LinearProgram, x: np.ndarray,
+                    min_coefficient: float) -> NewRows | None:
+    """Tangent cuts for branches the solution `x` pushes outside their bound.
+
+    A cut is placed at the predicted current's angle of every branch outside its bound by
+    more than CUT_TOLERANCE of it; None when there is none. A branch whose unresolvable
+    slack is in use is left alone: it is outside by choice.
+    """
+    injection = lp.injection @ x
+    metas, lower, upper, rows, cols, values = [], [], [], [], [], []
+    per_period: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    n_new = 0
+    for k, block in enumerate(lp.periods):
+        n = len(block.buses)
+        dp = injection[2 * k * n:(2 * k + 1) * n]
+        dq = injection[(2 * k + 1) * n:(2 * k + 2) * n]
+        new_p, new_q = [], []
+        for branches in block.branches:
+            predicted = branches.predicted(dp, dq)
+            over = np.abs(predicted) > branches.bound * (1 + CUT_TOLERANCE)
+            for position in np.flatnonzero(over):
+                column = lp.branch_slack.get((block.period, branches.element,
+                                              str(branches.ids[position])))
+                if column is not None and x[column] > 1e-9:
+                    over[position] = False
+            at = np.flatnonzero(over)
+            if len(at) == 0:
+                continue
+            cut = branches.cut(at, np.angle(predicted[at]))
+            coefficients = sp.csr_matrix(np.hstack([cut["coef_p"], cut["coef_q"]]))
+            in_block = lp.injection[2 * k * n:(2 * k + 2) * n]
+            entries = (coefficients @ in_block).tocoo()
+            keep = np.abs(entries.data) >= min_coefficient
+            rows.append(n_new + entries.row[keep])
+            cols.append(entries.col[keep])
+            values.append(entries.data[keep])
+            for j, i in enumerate(branches.ids[at]):
+                column = lp.branch_slack.get((block.period, branches.element, str(i)))
+                if column is not None:
+                    rows.append(np.array([n_new + j]))
+                    cols.append(np.array([column]))
+                    values.append(np.array([-1.0]))
+            metas.append(pd.DataFrame({"period": block.period, **cut["meta"]}))
+            lower.append(cut["lower"])
+            upper.append(cut["upper"])
+            new_p.append(cut["coef_p"])
+            new_q.append(cut["coef_q"])
+            n_new += len(at)
+        if new_p:
+            per_period[k] = (np.vstack(new_p), np.vstack(new_q))
+    if not n_new:
+        return None
+    matrix = sp.csr_matrix((np.concatenate(values), (np.concatenate(rows),
+                                                     np.concatenate(cols))),
+                           shape=(n_new, lp.n_cols))
+    return NewRows(pd.concat(metas, ignore_index=True), np.concatenate(lower),
+                   np.concatenate(upper), matrix, per_period)
+
+
+def _unresolvable_slacks(rows: pd.DataFrame, row_upper: np.ndarray,
+                         hours_of: dict[int, float], voll: float, first_column: int
+                         ) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray]:
+    """Slack columns of the rows to fix: (row of each slack, entries, cost per unit).
+
+    One slack per violated branch, shared by its cuts (-1 on each); one per violated bus
+    on the side it violates (-1 above the band, +1 below it).
+    """
+    fix = rows.fix.to_numpy(dtype=bool)
+    cm = np.flatnonzero(fix & (rows.service == "CM").to_numpy())
+    vc = np.flatnonzero(fix & (rows.service == "VC").to_numpy())
+    keys = rows.iloc[cm][["period", "element", "element_id"]].astype(str).agg(
+        "/".join, axis=1).to_numpy() if len(cm) else np.zeros(0, dtype=str)
+    _, first, group = np.unique(keys, return_index=True, return_inverse=True)
+    group = np.asarray(group).ravel()
+    over = row_upper[vc] < 0  # the bus lies above the band (its upper bound binds)
+    slack_row = np.concatenate([cm[first], vc]).astype(int)
+    entries = (np.concatenate([cm, vc]),
+               first_column + np.concatenate([group, len(first) + np.arange(len(vc))]),
+               np.concatenate([-np.ones(len(cm)), np.where(over, -1.0, 1.0)]))
+    service = rows.service.to_numpy()[slack_row]
+    per_unit = np.array([UNRESOLVABLE_PER_UNIT[s] for s in service], dtype=float)
+    period = rows.period.to_numpy()[slack_row]
+    cost = voll * per_unit * np.array([hours_of[t] for t in period], dtype=float)
+    return slack_row, entries, cost
+
+
 def update_bids(lp: LinearProgram, bids: pd.DataFrame, stage: Stage,
-                n_periods: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+                params: MarketParams) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(bid positions, costs, upper bounds) if `bids` fit the LP's structure, else None.
 
     The structure fits when the same slots bid in the same order and no quantity
@@ -366,7 +402,7 @@ def update_bids(lp: LinearProgram, bids: pd.DataFrame, stage: Stage,
     """
     signature = bid_signature(bids)
     if signature != lp.table_signature:  # another bid table: check what is admitted
-        index = admitted(bids, stage, lp.periods[0].buses, n_periods)
+        index = admitted(bids, stage, lp.periods[0].buses, [p.period for p in lp.periods])
         if len(index) != lp.n_bids or bid_signature(bids.iloc[index]) != lp.signature:
             return None
         lp.table_signature, lp.bid_index = signature, index
@@ -374,4 +410,5 @@ def update_bids(lp: LinearProgram, bids: pd.DataFrame, stage: Stage,
     quantity = bids.quantity.to_numpy()[index]
     if np.any(quantity > lp.build_quantity + 1e-12):
         return None
-    return index, bids.price.to_numpy()[index] * lp.bid_hours, quantity
+    cost, upper = bid_terms(bids.price.to_numpy()[index], quantity, lp.bid_hours, params)
+    return index, cost, upper

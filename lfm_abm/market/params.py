@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from lfm_abm.errors import InputError, from_table
@@ -13,9 +13,14 @@ from lfm_abm.errors import InputError, from_table
 class MarketParams:
     """Parameters of the clearing LP.
 
-    voll: value of lost load, EUR per MWh of unmet need (MVA for congestion, MW-equivalent
-        for voltage: the P injection at the bus that would fix the deviation on its own).
-        It is also the market's price cap: no bid above it is admitted.
+    voll: value of lost load, EUR per MWh: what the DSO's emergency action (involuntary
+        curtailment of generation or shedding of load, in MW) costs. Unmet need is that
+        emergency action.
+    reservation_price: the highest bid price the DSO accepts, EUR/MWh or EUR/MVArh;
+        offers above it are not admitted. None = VOLL (no bid dearer than emergency).
+    no_harm: every stage respects every network limit, also of services it does not buy
+        (an element inside its limit stays inside, one outside may not move further out).
+        False restores single-service rows, for sensitivity analysis only.
     cm_screen: a branch gets a CM constraint when its loading is at least this fraction of
         its target limit (near-limit branches can be pushed over by the flexibility bought).
     vc_screen: a bus gets a VC constraint when its voltage is within this many p.u. of the
@@ -30,6 +35,8 @@ class MarketParams:
     """
 
     voll: float = 1000.0
+    reservation_price: float | None = None
+    no_harm: bool = True
     cm_screen: float = 0.8
     vc_screen: float = 0.01
     capability_cuts: int = 16
@@ -39,26 +46,28 @@ class MarketParams:
     relinearise: int = 0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.no_harm, bool):
+            raise InputError(f"invalid value {self.no_harm!r}", field="market.no_harm",
+                             allowed=["true", "false"])
         checks = {
-            "voll": self.voll > 0,
-            "cm_screen": 0 < self.cm_screen <= 1,
-            "vc_screen": 0 <= self.vc_screen < 0.2,
-            "capability_cuts": self.capability_cuts >= 4 and self.capability_cuts % 4 == 0,
-            "branch_cuts": self.branch_cuts >= 1 and self.branch_cuts % 2 == 1,
-            "branch_cut_step": 0 < self.branch_cut_step <= 45,
-            "min_coefficient": 0 <= self.min_coefficient < 1e-3,
-            "relinearise": 0 <= self.relinearise <= 10,
+            "voll": lambda v: v > 0,
+            "cm_screen": lambda v: 0 < v <= 1,
+            "vc_screen": lambda v: 0 <= v < 0.2,
+            "capability_cuts": lambda v: v >= 4 and v % 4 == 0,
+            "branch_cuts": lambda v: v >= 1 and v % 2 == 1,
+            "branch_cut_step": lambda v: 0 < v <= 45,
+            "min_coefficient": lambda v: 0 <= v < 1e-3,
+            "relinearise": lambda v: 0 <= v <= 10,
         }
+        if self.reservation_price is not None:
+            checks["reservation_price"] = lambda v: v > 0
         for name, ok in checks.items():
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not math.isfinite(value) or not ok:
-                raise InputError(f"invalid value {value!r}", field=f"market.{name}",
-                                 allowed=[_RANGES[name]])
+            _check(name, getattr(self, name), ok)
 
     @property
-    def price_cap(self) -> float:
-        """Highest admissible bid price, EUR/MWh (= VOLL)."""
-        return self.voll
+    def max_bid_price(self) -> float:
+        """The reservation price: the dearest bid admitted, EUR/MWh (VOLL by default)."""
+        return self.voll if self.reservation_price is None else self.reservation_price
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object], source: str = "market") -> MarketParams:
@@ -66,8 +75,17 @@ class MarketParams:
         return from_table(cls, data, source, "market")
 
 
+def _check(name: str, value: object, ok: Callable[[float], bool]) -> None:
+    """A finite number passing `ok`, else InputError naming the field and its range."""
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or not math.isfinite(value) or not ok(value)):
+        raise InputError(f"invalid value {value!r}", field=f"market.{name}",
+                         allowed=[_RANGES[name]])
+
+
 _RANGES = {
     "voll": "> 0 EUR/MWh",
+    "reservation_price": "> 0 EUR/MWh (default: voll)",
     "cm_screen": "in (0, 1]",
     "vc_screen": "in [0, 0.2) p.u.",
     "capability_cuts": "a multiple of 4, at least 4",

@@ -59,8 +59,7 @@ def pivotal_suppliers(case: MarketCase, offers: pd.DataFrame, design: Design) ->
     """
     needs = case.baseline_needs
     needs = needs[needs.service.isin(design.services)]
-    products = frozenset().union(*(stage.products for stage in design.stages))
-    offers = offers[families(offers["product"]).isin(products)]
+    offers = offers[families(offers["product"]).isin(design.products)]
     rows = []
     for need in needs.itertuples(index=False):
         here = offers[offers.period == need.period]

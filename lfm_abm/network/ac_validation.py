@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandapower as pp
@@ -20,12 +21,12 @@ import pandas as pd
 
 from lfm_abm.errors import PowerFlowError
 from lfm_abm.network.batch import BatchMismatch, PeriodBatch, supports_batching
+from lfm_abm.network.connected import FLEX_TYPE
 from lfm_abm.network.needs import NeedLimits, find_needs
 from lfm_abm.network.operating_points import OperatingPoint, run_power_flow, snapshot
 from lfm_abm.network.scenarios import PeriodInjections
-from lfm_abm.network.sensitivities import MIN_VOLTAGE_SENSITIVITY, mw_per_pu
+from lfm_abm.network.sensitivities import sensitivities
 
-FLEX_TYPE = "lfm_flex"
 FLEX_COLUMNS = ["period", "bus", "dp_mw", "dq_mvar"]
 #: Injection changes below this (MW/MVAr) are treated as no change.
 FLEX_EPS = 1e-9
@@ -52,33 +53,6 @@ class ValidationReport:
     def linearisation(self) -> pd.DataFrame:
         """Largest |predicted - AC| voltage and loading per period with flexibility."""
         return linearisation_error(self.base_points, self.flex, self.points)
-
-
-def voltage_weights(points: list[OperatingPoint]) -> pd.DataFrame:
-    """MW per p.u. of voltage need at each bus and period: 1 / |dV_n/dP_n| (floored).
-
-    This is the P injection at the bus that would correct one p.u. on its own; it turns
-    voltage needs into MW-equivalents comparable with congestion needs in MVA.
-    """
-    frames = []
-    for op in points:
-        sens = op.sens
-        buses = sens.buses
-        self_sens = np.diag(sens.dv_dp.loc[buses, buses].to_numpy())
-        frames.append(pd.DataFrame({"period": op.period, "element_id": buses.astype(int),
-                                    "mw_per_pu": mw_per_pu(self_sens)}))
-    return pd.concat(frames, ignore_index=True)
-
-
-def mw_equivalent(needs: pd.DataFrame, weights: pd.DataFrame) -> pd.Series:
-    """Need in MW-equivalent: MVA for congestion, p.u. x bus weight for voltage."""
-    if needs.empty:
-        return pd.Series(dtype=float)
-    merged = needs[["period", "element_id", "service"]].merge(
-        weights, on=["period", "element_id"], how="left")
-    factor = np.where(merged.service.to_numpy() == "VC",
-                      merged.mw_per_pu.fillna(1.0 / MIN_VOLTAGE_SENSITIVITY).to_numpy(), 1.0)
-    return pd.Series(needs.need.to_numpy() * factor, index=needs.index)
 
 
 class ACEvaluator:
@@ -144,13 +118,12 @@ class ACEvaluator:
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
-    def _state(self, period: int, dp: np.ndarray, dq: np.ndarray,
-               with_sensitivities: bool) -> OperatingPoint:
+    def _state(self, period: int, dp: np.ndarray, dq: np.ndarray) -> OperatingPoint:
         """AC state of one period with per-flex-bus injection changes (cached)."""
         base = self.base_points[period]
         if not dp.any() and not dq.any():
             return base
-        key = self._key(period, dp, dq, with_sensitivities)
+        key = self._key(period, dp, dq, False)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
@@ -162,7 +135,7 @@ class ACEvaluator:
         try:
             run_power_flow(net, base.label)
             self.power_flows += 1
-            point = snapshot(net, period, base.label, base.hours, with_sensitivities)
+            point = snapshot(net, period, base.label, base.hours)
         except PowerFlowError:
             # Leave the shared net converged (its Jacobian data serve batched
             # sensitivities): re-solve the period's baseline, then report the failure.
@@ -174,26 +147,45 @@ class ACEvaluator:
         self._remember(key, point)
         return point
 
-    def evaluate(self, flex: pd.DataFrame,
-                 with_sensitivities: bool = False) -> list[OperatingPoint]:
+    def evaluate(self, flex: pd.DataFrame) -> list[OperatingPoint]:
         """AC state of every period under the injection changes in `flex` (FLEX_COLUMNS).
 
         The periods that need a new power flow are solved together in one batched run
         (see `batch.py`); a divergence is then traced to its period by solving the
-        periods one by one, so the error names it.
+        periods one by one, so the error names it. Sensitivities are added on demand by
+        `linearised`.
         """
         dp, dq = self._dense(flex)
         if self._batching:
             todo = [t for t in range(len(dp)) if (dp[t].any() or dq[t].any())
-                    and self._key(t, dp[t], dq[t], with_sensitivities) not in self._cache]
+                    and self._key(t, dp[t], dq[t], False) not in self._cache]
             if len(todo) >= 2:
                 # On divergence fall through: per-period runs name the failing period.
                 with contextlib.suppress(PowerFlowError):
-                    self._run_batch(todo, dp, dq, with_sensitivities)
-        return [self._state(t, dp[t], dq[t], with_sensitivities) for t in range(len(dp))]
+                    self._run_batch(todo, dp, dq)
+        return [self._state(t, dp[t], dq[t]) for t in range(len(dp))]
 
-    def _run_batch(self, periods: list[int], dp: np.ndarray, dq: np.ndarray,
-                   with_sensitivities: bool) -> None:
+    def linearised(self, flex: pd.DataFrame, points: list[OperatingPoint],
+                   periods: Iterable[int] | None = None) -> list[OperatingPoint]:
+        """The AC states `evaluate(flex)` returned, with sensitivities in `periods` (all).
+
+        Sensitivities come from each state's stored voltages on the grid's Jacobian
+        structure, so no power flow is re-run; they are cached like the states.
+        """
+        dp, dq = self._dense(flex)
+        out = list(points)
+        for t in range(len(points)) if periods is None else sorted(set(periods)):
+            if out[t].sens is not None:
+                continue
+            key = self._key(t, dp[t], dq[t], True)
+            point = self._cache.get(key)
+            if point is None:
+                point = replace(out[t], sens=sensitivities(self.net, voltages=out[t].voltages))
+                self._remember(key, point)
+            out[t] = point
+        return out
+
+    def _run_batch(self, periods: list[int], dp: np.ndarray, dq: np.ndarray) -> None:
         if self._batch is None or not set(periods) <= set(self._batch.periods):
             wanted = sorted(set(periods) | set(self._batch.periods if self._batch else []))
             try:
@@ -206,13 +198,12 @@ class ACEvaluator:
         rows = np.asarray(batch.periods)
         todo = np.isin(rows, periods)
         points = batch.run(np.where(todo[:, None], dp[rows], 0.0),
-                           np.where(todo[:, None], dq[rows], 0.0), with_sensitivities)
+                           np.where(todo[:, None], dq[rows], 0.0))
         self.power_flows += len(periods)
         self.batch_runs += 1
         for row, period in enumerate(batch.periods):
             if todo[row]:
-                self._remember(self._key(period, dp[period], dq[period], with_sensitivities),
-                               points[row])
+                self._remember(self._key(period, dp[period], dq[period], False), points[row])
 
     def validate(self, flex: pd.DataFrame,
                  linearised_at: tuple[list[OperatingPoint], pd.DataFrame] | None = None

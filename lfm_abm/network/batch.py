@@ -27,7 +27,7 @@ from lfm_abm.network.operating_points import (
     trafo_ratings,
 )
 from lfm_abm.network.scenarios import PeriodInjections
-from lfm_abm.network.sensitivities import F_BUS, T_BUS, internal_branch_rows, sensitivities
+from lfm_abm.network.sensitivities import F_BUS, T_BUS, internal_branch_rows
 
 #: Element tables copied into the batch; a grid using any other element falls back to
 #: one power flow per period.
@@ -37,6 +37,8 @@ PF_TABLES = ("bus", "line", "trafo", "load", "sgen", "storage", "ext_grid", "gen
 
 class BatchMismatch(RuntimeError):
     """The merged net's internal buses do not map onto the grid's (unsupported element)."""
+
+
 RECYCLE = {"trafo": False, "gen": False, "bus_pq": True}
 
 
@@ -54,7 +56,6 @@ class PeriodBatch:
         self.periods = list(periods)
         self.labels = [injections.labels[t] for t in self.periods]
         self.hours = hours
-        self.flex_buses = flex_elements.index
         copies = []
         for copy_index, period in enumerate(self.periods):
             part = pp.create_empty_network(sn_mva=net.sn_mva, f_hz=net.f_hz)
@@ -125,12 +126,12 @@ class PeriodBatch:
             **line_ratings(lines, net.bus), **trafo_ratings(trafos),
         }
 
-    def run(self, dp: np.ndarray, dq: np.ndarray,
-            with_sensitivities: bool = False) -> list[OperatingPoint]:
+    def run(self, dp: np.ndarray, dq: np.ndarray) -> list[OperatingPoint]:
         """AC states of all batch periods; dp/dq are (periods x flex buses) MW / MVAr.
 
-        With sensitivities, each period is linearised at its own solved voltages on the
-        template grid's Jacobian structure (see `sensitivities(voltages=...)`).
+        Each state keeps its voltages in the template grid's internal bus order, so it
+        can be linearised on the template's Jacobian structure later
+        (`sensitivities(template, voltages=...)`).
         """
         net = self.net
         net.sgen.loc[self._flex_rows, "p_mw"] = dp.ravel()
@@ -144,6 +145,7 @@ class PeriodBatch:
         points = []
         for copy_index, (period, label, at) in enumerate(zip(self.periods, self.labels,
                                                              self._layout, strict=True)):
+            own_voltages = voltages[self._voltage_order[copy_index]]
             lines = pd.DataFrame({"i_ka": i_ka[at["line"]], "max_i_ka": at["max_i_ka"],
                                   "loading_percent": line_pct[at["line"]],
                                   "vn_kv": at["vn_kv"]}, index=at["line_ids"])
@@ -153,7 +155,5 @@ class PeriodBatch:
             points.append(OperatingPoint(
                 period=period, label=label, hours=self.hours,
                 vm_pu=pd.Series(vm[at["bus"]], index=at["bus_ids"]),
-                branches=BranchState(lines, trafos),
-                sens=sensitivities(self.template, voltages=voltages[
-                    self._voltage_order[copy_index]]) if with_sensitivities else None))
+                branches=BranchState(lines, trafos), voltages=own_voltages))
         return points

@@ -19,6 +19,7 @@ import pandapower as pp
 
 from lfm_abm.errors import InputError
 from lfm_abm.network.scenarios import Scenario, store_reference
+from lfm_abm.network.simbench_data import simbench_net
 
 #: Multiplier on the CIGRE MV PV units (10-40 kW each in the original) so that a sunny
 #: midday with light load overloads Line 1-2 by reverse flow and lifts feeder-end
@@ -49,9 +50,7 @@ def _cigre_mv() -> pp.pandapowerNet:
 
 def _simbench(code: str) -> Callable[[], pp.pandapowerNet]:
     def build() -> pp.pandapowerNet:
-        import simbench
-
-        net = simbench.get_simbench_net(code)
+        net = copy.deepcopy(simbench_net(code))
         net.simbench_code = code
         return net
 

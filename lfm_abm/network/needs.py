@@ -137,16 +137,6 @@ def _frame(rows: list[dict[str, np.ndarray]]) -> pd.DataFrame:
     return pd.DataFrame({c: np.concatenate([r[c] for r in rows]) for c in NEED_COLUMNS})
 
 
-def congestion_needs(op: OperatingPoint, limits: NeedLimits) -> pd.DataFrame:
-    """Lines and trafos of one operating point loaded above cm_margin x their limit."""
-    return _frame(_congestion_rows(op, limits))
-
-
-def voltage_needs(op: OperatingPoint, limits: NeedLimits) -> pd.DataFrame:
-    """Buses of one operating point outside the target voltage band."""
-    return _frame(_voltage_rows(op, limits))
-
-
 def find_needs(points: Iterable[OperatingPoint], limits: NeedLimits | None = None) -> pd.DataFrame:
     """Tidy table of all CM and VC needs over the given operating points.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandapower as pp
@@ -51,6 +51,8 @@ class OperatingPoint:
     vm_pu: pd.Series
     branches: BranchState
     sens: Sensitivities | None = None
+    #: Complex bus voltages in the grid's internal order: enough to linearise later.
+    voltages: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 def line_ratings(lines: pd.DataFrame, buses: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -88,6 +90,7 @@ def snapshot(net: pp.pandapowerNet, period: int, label: str, hours: float,
         vm_pu=vm.astype(float),
         branches=branch_state(net),
         sens=sensitivities(net) if with_sensitivities else None,
+        voltages=net._ppc["internal"]["V"].copy(),
     )
 
 
@@ -108,20 +111,3 @@ def operating_points(
         injections.apply(net, period)
         run_power_flow(net, label)
         yield snapshot(net, period, label, scenario.period_hours, with_sensitivities)
-
-
-def loading_summary(points: list[OperatingPoint]) -> pd.DataFrame:
-    """One row per period: min/max voltage and max line/trafo loading (for quick looks)."""
-    rows = []
-    for op in points:
-        rows.append(
-            {
-                "period": op.period,
-                "label": op.label,
-                "vm_min_pu": float(op.vm_pu.min()),
-                "vm_max_pu": float(op.vm_pu.max()),
-                "line_max_percent": float(np.nan_to_num(op.branches.line.loading_percent.max())),
-                "trafo_max_percent": float(np.nan_to_num(op.branches.trafo.loading_percent.max())),
-            }
-        )
-    return pd.DataFrame(rows)

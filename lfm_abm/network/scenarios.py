@@ -19,7 +19,6 @@ feeders or upstream customers, not for households that charge cars.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -29,6 +28,7 @@ import pandapower as pp
 import pandas as pd
 
 from lfm_abm.errors import InputError
+from lfm_abm.network.simbench_data import simbench_profiles
 
 #: Synthetic load shape (1.0 = reference peak), hour 0..23: residential/commercial mix
 #: with a morning shoulder, a midday dip and the evening peak at 18-19 h.
@@ -302,7 +302,7 @@ def _synthetic_hourly(net: pp.pandapowerNet, hours: tuple[int, ...]) -> dict:
 
 def _simbench_hourly(net: pp.pandapowerNet, date: dt.date, hours: tuple[int, ...]) -> dict:
     """Hourly means of SimBench's 15-min absolute profiles for one day."""
-    absolute = simbench_profiles(net.lfm_grid)
+    absolute = simbench_profiles(net.simbench_code)
     first = (date - dt.date(SIMBENCH_YEAR, 1, 1)).days * 96
     rows = np.array([first + 4 * h + k for h in hours for k in range(4)])
 
@@ -325,13 +325,3 @@ def _simbench_hourly(net: pp.pandapowerNet, date: dt.date, hours: tuple[int, ...
         st_p = hourly(absolute[("storage", "p_mw")], net.storage.index)
         out["storage"] = (st_p, _frame(np.zeros(st_p.shape), net.storage.index))
     return out
-
-
-@functools.lru_cache(maxsize=4)
-def simbench_profiles(grid: str) -> dict:
-    """Absolute 15-min profiles of a built-in SimBench grid (MW/MVAr per element), once."""
-    import simbench
-
-    from lfm_abm.network.grids import pristine_grid
-
-    return simbench.get_absolute_values(pristine_grid(grid), profiles_instead_of_study_cases=True)

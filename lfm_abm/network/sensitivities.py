@@ -32,19 +32,6 @@ BASE_KV = 9  # pypower bus column with the base voltage in kV
 F_BUS, T_BUS = 0, 1  # pypower branch columns
 
 
-#: Floor on |dV_n/dP_n| (p.u. per MW) when a voltage need is turned into MW-equivalent.
-MIN_VOLTAGE_SENSITIVITY = 1e-4
-
-
-def mw_per_pu(self_sensitivity: np.ndarray) -> np.ndarray:
-    """MW-equivalent of one p.u. of voltage need: 1 / max(|dV_n/dP_n|, floor).
-
-    The P injection at the bus that would correct one p.u. on its own; used both to
-    price unmet voltage need in the LP and to report needs in MW-equivalent.
-    """
-    return 1.0 / np.maximum(np.abs(self_sensitivity), MIN_VOLTAGE_SENSITIVITY)
-
-
 @dataclass(frozen=True)
 class BranchPhasors:
     """Complex branch current at its more loaded end and its change per MW/MVAr injected.

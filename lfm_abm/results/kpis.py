@@ -6,11 +6,16 @@ Per run, over the last `window` rounds (the learnt regime):
   round's offers cleared at true cost (the competitive benchmark); cost_ratio = their
   ratio of means.
 * volume_<product> (MWh or MVArh per round).
-* unmet_need_before: unmet need the LP itself reports; unmet_need_after_ac: needs left
-  after AC validation (MW-equivalent summed over periods, validated rounds only);
-  collateral_after_ac: the part of it the awards created; unmet_cost_after_ac: its
-  VOLL cost (EUR per round); total_cost = dso_cost + unmet_cost_after_ac, what the DSO
-  pays plus what the need it leaves unsolved is worth.
+* unmet_need_before: the DSO's emergency action (MWh of involuntary curtailment and
+  load shedding) the LP itself needed; unmet_need_after_ac: the least emergency action
+  that fixes the AC state after the awards (MWh, validated rounds only);
+  collateral_after_ac: the part of it the awards' new violations add;
+  unmet_cost_after_ac = VOLL x unmet_need_after_ac (EUR per round); total_cost =
+  dso_cost + unmet_cost_after_ac, what the DSO pays plus what its emergency action costs.
+* violation_cm_after_ac_mva, violation_vc_after_ac_pu and their collateral parts: the
+  AC violations themselves, in their own units (summed over elements and periods).
+* offers_above_reservation: offers not admitted because they were dearer than the DSO's
+  reservation price (per round).
 * markup_<type>: mean markup over true cost chosen by FSPs of that type.
 * lerner_<type> = sum(payment - true cost) / sum(payment) over awarded bids: the
   volume-weighted Lerner index (price - marginal cost) / price.
@@ -33,7 +38,11 @@ from scipy import stats
 
 from lfm_abm.market.bids import PRODUCTS
 
-GROUP = ["design", "pricing", "learner"]
+GROUP = ["design", "pricing", "learner", "variant"]
+#: Round columns that exist only for AC-validated rounds.
+AFTER_AC = ("unmet_need_after_ac", "collateral_after_ac", "unmet_cost_after_ac",
+            "violation_cm_after_ac_mva", "violation_vc_after_ac_pu",
+            "collateral_cm_after_ac_mva", "collateral_vc_after_ac_pu")
 AGENT_TYPES = ("pv_inverter", "ev_fleet", "der_aggregator")
 STABLE_SHARE = 0.05
 
@@ -72,11 +81,11 @@ def run_kpis(tables: dict[str, pd.DataFrame], window: int) -> dict[str, float]:
     out: dict[str, float] = {"rounds": float(rounds["round"].max()) if len(rounds) else 0.0,
                              "failed_rounds": float((rounds.status != "ok").sum())
                              if "status" in rounds else 0.0}
-    for column in ("dso_cost", "truthful_cost", "unmet_need_before", *[
-            f"volume_{p}" for p in PRODUCTS]):
+    for column in ("dso_cost", "truthful_cost", "unmet_need_before", "offers_above_reservation",
+                   *[f"volume_{p}" for p in PRODUCTS]):
         out[column] = float(last[column].mean()) if len(last) else float("nan")
     validated = last[last.ac_validated.astype(bool)] if len(last) else last
-    for column in ("unmet_need_after_ac", "collateral_after_ac", "unmet_cost_after_ac"):
+    for column in AFTER_AC:
         out[column] = float(validated[column].mean()) if len(validated) else float("nan")
     out["total_cost"] = out["dso_cost"] + out["unmet_cost_after_ac"]
     out["cost_ratio"] = (out["dso_cost"] / out["truthful_cost"] if out["truthful_cost"] > 0
@@ -101,8 +110,7 @@ def run_kpis(tables: dict[str, pd.DataFrame], window: int) -> dict[str, float]:
 
 
 KPI_NAMES = ["dso_cost", "truthful_cost", "cost_ratio", *[f"volume_{p}" for p in PRODUCTS],
-             "unmet_need_before", "unmet_need_after_ac", "collateral_after_ac",
-             "unmet_cost_after_ac", "total_cost",
+             "offers_above_reservation", "unmet_need_before", *AFTER_AC, "total_cost",
              *[f"markup_{t}" for t in AGENT_TYPES], *[f"lerner_{t}" for t in AGENT_TYPES],
              "hhi_P", "hhi_Q", "psi", "rsi_min", "rounds_to_stable", "entropy"]
 
@@ -110,7 +118,7 @@ KPI_NAMES = ["dso_cost", "truthful_cost", "cost_ratio", *[f"volume_{p}" for p in
 def summarise(per_run: pd.DataFrame) -> pd.DataFrame:
     """Mean and 95 % CI half-width over seeds of every KPI, per design x pricing x learner."""
     rows = []
-    for key, group in per_run.groupby(GROUP, sort=False):
+    for key, group in per_run.groupby(GROUP, sort=False, dropna=False):
         row = dict(zip(GROUP, key, strict=True))
         row["seeds"] = len(group)
         for name in KPI_NAMES:
@@ -133,11 +141,12 @@ def headline(summary: pd.DataFrame) -> pd.DataFrame:
         return f"{mean:.{digits}f}" if np.isnan(ci) else f"{mean:.{digits}f} ± {ci:.{digits}f}"
 
     columns = {"dso_cost": ("DSO cost EUR", 1), "cost_ratio": ("cost / truthful", 2),
-               "unmet_need_after_ac": ("unmet after AC MW-eq", 3),
+               "unmet_need_after_ac": ("unmet after AC MWh", 3),
                "total_cost": ("cost + VOLL x unmet EUR", 0),
                "markup_pv_inverter": ("PV markup", 2), "psi": ("PSI", 2),
                "rounds_to_stable": ("stable after", 0)}
-    out = summary[GROUP].copy()
+    swept = summary["variant"].fillna("").astype(str).ne("").any()
+    out = summary[[c for c in GROUP if c != "variant" or swept]].copy()
     for name, (label, digits) in columns.items():
         out[label] = [fmt(m, c, digits) for m, c in
                       zip(summary[f"{name}_mean"], summary[f"{name}_ci"], strict=True)]

@@ -28,15 +28,15 @@ CI = ("ci", 95)
 def _label(frame: pd.DataFrame) -> pd.Series:
     """Design label with pricing and learner when a study varies them."""
     label = frame.design.astype(str)
-    for column in ("pricing", "learner"):
-        if frame[column].nunique() > 1:
+    for column in ("pricing", "learner", "variant"):
+        if column in frame and frame[column].nunique() > 1:
             label = label + " / " + frame[column].astype(str)
     return label
 
 
 def learning_curves(agents: pd.DataFrame, measure: str, path: Path) -> Path:
     """Mean `measure` (markup or profit) per FSP by agent type vs round, a panel per design."""
-    keys = ["design", "pricing", "learner", "seed", "round", "fsp_type"]
+    keys = ["design", "pricing", "learner", "variant", "seed", "round", "fsp_type"]
     if measure == "profit":  # an FSP's profit is the sum over its product families
         agents = agents.groupby([*keys, "fsp_id"], as_index=False)[measure].sum()
     per_seed = agents.groupby(keys, as_index=False)[measure].mean()
@@ -85,7 +85,7 @@ def design_comparison(per_run: pd.DataFrame, path: Path) -> Path:
     fig, axes = plt.subplots(1, 4, figsize=(17, 4))
     panels = [("dso_cost", "DSO procurement cost per round (EUR)"),
               ("cost_ratio", "cost / truthful-bidding cost"),
-              ("unmet_need_after_ac", "unmet need after AC (MW-eq)"),
+              ("unmet_need_after_ac", "unmet need after AC (MWh of emergency action)"),
               ("total_cost", "procurement + VOLL x unmet need (EUR)")]
     for ax, (column, label) in zip(axes, panels, strict=True):
         sns.barplot(data=data, y="market", x=column, errorbar=CI, n_boot=200, seed=0, ax=ax,

@@ -18,18 +18,21 @@ def _markdown_table(frame: pd.DataFrame) -> str:
 
 def _findings(summary: pd.DataFrame) -> list[str]:
     """Plain statements comparing every design with the joint CMVC_PQ design."""
+    summary = summary.assign(variant=summary["variant"].fillna("").astype(str))
     joint = summary[summary.design == "CMVC_PQ"]
     lines = []
     for row in joint.itertuples(index=False):
         same = summary[(summary.pricing == row.pricing) & (summary.learner == row.learner)
-                       & (summary.design != "CMVC_PQ")]
+                       & (summary.variant == row.variant) & (summary.design != "CMVC_PQ")]
+        setting = ", ".join(v for v in (row.pricing, row.learner, row.variant) if v)
         for other in same.itertuples(index=False):
             lines.append(
-                f"- {other.design} vs CMVC_PQ ({row.pricing}, {row.learner}): procurement "
+                f"- {other.design} vs CMVC_PQ ({setting}): procurement "
                 f"{other.dso_cost_mean:.1f} vs {row.dso_cost_mean:.1f} EUR/round, unmet need "
                 f"after AC {other.unmet_need_after_ac_mean:.3f} vs "
-                f"{row.unmet_need_after_ac_mean:.3f} MW-eq, procurement + VOLL x unmet "
-                f"{other.total_cost_mean:.0f} vs {row.total_cost_mean:.0f} EUR/round.")
+                f"{row.unmet_need_after_ac_mean:.3f} MWh of emergency action, procurement + "
+                f"VOLL x unmet {other.total_cost_mean:.0f} vs {row.total_cost_mean:.0f} "
+                "EUR/round.")
     return lines
 
 

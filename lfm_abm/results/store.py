@@ -96,7 +96,8 @@ def load_tables(out: Path, run_ids: Iterable[str]) -> dict[str, pd.DataFrame]:
         if meta is None:
             continue
         tags = {"run_id": run_id, "design": meta["design"], "pricing": meta["pricing"],
-                "learner": meta["learner"], "seed": meta["seed"]}
+                "learner": meta["learner"], "variant": meta.get("variant", ""),
+                "seed": meta["seed"]}
         for name in TABLES:
             path = out / RUNS / run_id / f"{name}.parquet"
             frame = pd.read_parquet(path)

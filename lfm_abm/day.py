@@ -1,0 +1,89 @@
+"""A market day: what stays fixed while the agents bid, round after round, on one day.
+
+The grid's baseline AC day (a `MarketCase`), what is connected at each bus (the FSPs'
+inventory), the periods the DSO publishes (those with a baseline need of a service the
+design buys) and the offer book of every FSP for those periods. One function builds it,
+so the simulation, the linearisation report and a study's upfront checks agree on
+which periods get bids and which offers exist.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from lfm_abm.agents.book import OfferBook, build_book
+from lfm_abm.agents.inventory import GridInventory, grid_inventory
+from lfm_abm.agents.population import (
+    Population,
+    check_against,
+    check_costs_below_reservation,
+)
+from lfm_abm.market.clearing import MarketCase
+from lfm_abm.market.designs import Design
+from lfm_abm.market.params import MarketParams
+from lfm_abm.market.structure import pivotal_suppliers
+from lfm_abm.network.ac_validation import ACEvaluator
+from lfm_abm.network.grids import load_grid
+from lfm_abm.network.needs import NeedLimits
+from lfm_abm.network.scenarios import Scenario
+
+
+@functools.lru_cache(maxsize=16)
+def shared_case(grid: str, scenario: Scenario, day: str | None, limits: NeedLimits,
+                params: MarketParams, ac_reuse: bool = True) -> MarketCase:
+    """A market case built once per process (runs of a study share its baseline)."""
+    return MarketCase.build(load_grid(grid), scenario, day, limits, params, ac_reuse)
+
+
+def private_case(case: MarketCase, ac_reuse: bool = True) -> MarketCase:
+    """The same day with an AC evaluator (and cache) of its own.
+
+    A run's AC results must not depend on what ran before it in the same process: the
+    baseline is shared, the cache of AC states is the run's own.
+    """
+    return replace(case, evaluator=ACEvaluator(case.net, case.injections, case.points,
+                                               case.limits, ac_reuse))
+
+
+def published_periods(case: MarketCase, design: Design) -> np.ndarray:
+    """Periods with a baseline need of a service the design buys: FSPs bid there."""
+    needs = case.baseline_needs
+    wanted = needs[needs.service.isin(design.services)]
+    return np.array(sorted(wanted.period.unique()), dtype=int)
+
+
+@dataclass
+class MarketDay:
+    """A market day with everything the agents need: case, inventory, offer book."""
+
+    name: str
+    case: MarketCase
+    design: Design
+    inventory: GridInventory
+    book: OfferBook
+    periods: np.ndarray
+
+    @functools.cached_property
+    def structure(self) -> pd.DataFrame:
+        """Locational market power of the day (see `market.structure`)."""
+        return pivotal_suppliers(self.case, self.book.offers, self.design).assign(day=self.name)
+
+
+def market_day(case: MarketCase, population: Population, design: Design,
+               name: str | None = None) -> MarketDay:
+    """Check the population against the day's grid and build its offer book.
+
+    Raises `InputError` when an asset's bus lacks what it claims or a true cost is not
+    below the reservation price.
+    """
+    inventory = grid_inventory(case)
+    check_against(population, inventory, list(case.buses))
+    check_costs_below_reservation(population, case.params.max_bid_price)
+    periods = published_periods(case, design)
+    book = build_book(population.fsps, inventory, np.asarray(case.scenario.hours), periods,
+                      case.scenario.period_hours, design.products)
+    return MarketDay(str(name or "synthetic"), case, design, inventory, book, periods)

@@ -1,0 +1,105 @@
+"""The DSO's emergency action: involuntary curtailment of generation and load shedding.
+
+Unmet need is measured as this action, in MW (MWh over a period), the same way in the
+market's LP and after AC validation. At every PQ bus n and period t where a stage must
+fix a need, the LP has two emergency columns at VOLL per MWh:
+
+    curtail_{n,t} in [0, G_{n,t}]   an injection decrease (like P_down)
+    shed_{n,t}    in [0, L_{n,t}]   an injection increase (like P_up)
+
+with G and L the generation and load connected at the bus in that period. They enter
+every network row of the period through the bus's P sensitivities, so emergency action
+also respects the no-harm rows. A need that full emergency action cannot fix is left to
+the unresolvable slack (see `formulation.py`).
+
+The DSO carries out the emergency action a stage plans (it is part of the injections
+applied in the AC validation and seen by later stages). After a stage, the capacity is
+reduced by the net injection changes at the bus: a net decrease is assumed to have
+curtailed generation there first, a net increase to have shed load first (conservative:
+the DSO never counts the same MW twice).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+#: Emergency capacities below this (MW) get no column.
+MIN_EMERGENCY_MW = 1e-6
+ACTIONS = ("curtail", "shed")
+#: +1 where the action raises net injection, -1 where it lowers it.
+ACTION_SIGN = {"curtail": -1.0, "shed": 1.0}
+
+
+@dataclass(frozen=True)
+class EmergencyCapacity:
+    """Generation the DSO can curtail and load it can shed, MW, each periods x buses."""
+
+    generation: pd.DataFrame
+    load: pd.DataFrame
+
+    def at(self, period: int, buses: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+        """(curtailable generation, sheddable load) at `buses` in `period`, MW."""
+        def row(frame: pd.DataFrame) -> np.ndarray:
+            if period not in frame.index:
+                return np.zeros(len(buses))
+            return frame.loc[period].reindex(buses, fill_value=0.0).to_numpy(dtype=float)
+
+        return row(self.generation), row(self.load)
+
+    def after(self, flex: pd.DataFrame) -> EmergencyCapacity:
+        """Capacity left after net injection changes (period, bus, dp_mw) were awarded."""
+        if flex.empty:
+            return self
+        dp = flex.pivot_table(index="period", columns="bus", values="dp_mw", aggfunc="sum",
+                              fill_value=0.0)
+
+        def reduce(frame: pd.DataFrame, used: pd.DataFrame) -> pd.DataFrame:
+            used = used.reindex(index=frame.index, columns=frame.columns, fill_value=0.0)
+            return (frame - used).clip(lower=0.0)
+
+        return EmergencyCapacity(reduce(self.generation, (-dp).clip(lower=0.0)),
+                                 reduce(self.load, dp.clip(lower=0.0)))
+
+
+def emergency_injections(used: pd.DataFrame) -> pd.DataFrame:
+    """Net injection changes (period, bus, dp_mw, dq_mvar) of emergency action taken."""
+    sign = used.action.map(ACTION_SIGN).to_numpy(dtype=float)
+    return pd.DataFrame({"period": used.period.to_numpy(dtype=int),
+                         "bus": used.bus.to_numpy(dtype=int),
+                         "dp_mw": sign * used.mw.to_numpy(dtype=float),
+                         "dq_mvar": np.zeros(len(used))})
+
+
+def emergency_columns(period: int, hours: float, buses: pd.Index, coef_p: np.ndarray,
+                      capacity: EmergencyCapacity, min_coefficient: float
+                      ) -> tuple[pd.DataFrame, np.ndarray, tuple[np.ndarray, ...]]:
+    """Emergency columns of one period: metadata, upper bounds and (row, col, value).
+
+    `coef_p` are the period's network rows per MW injected at each bus in `buses`; rows
+    and columns are numbered from 0 within the period's block.
+    """
+    generation, load = capacity.at(period, buses)
+    metas, upper, rows, cols, values = [], [], [], [], []
+    n_cols = 0
+    for action, bound in zip(ACTIONS, (generation, load), strict=True):
+        at = np.flatnonzero(bound > MIN_EMERGENCY_MW)
+        if len(at) == 0:
+            continue
+        block = ACTION_SIGN[action] * coef_p[:, at]
+        r, c = np.nonzero(np.abs(block) >= min_coefficient)
+        rows.append(r)
+        cols.append(n_cols + c)
+        values.append(block[r, c])
+        upper.append(bound[at])
+        metas.append(pd.DataFrame({"period": period, "bus": buses[at].astype(int),
+                                   "action": action, "hours": hours}))
+        n_cols += len(at)
+    if not metas:
+        empty = np.zeros(0)
+        return (pd.DataFrame(columns=["period", "bus", "action", "hours"]), empty,
+                (empty.astype(int), empty.astype(int), empty))
+    return (pd.concat(metas, ignore_index=True), np.concatenate(upper),
+            (np.concatenate(rows), np.concatenate(cols), np.concatenate(values)))
