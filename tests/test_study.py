@@ -162,6 +162,10 @@ BASE = (f'grid = "cigre-mv"\npopulation = "{ROOT / "agents" / "cigre_mv.toml"}"\
         (BASE, "[learners]\nmine = { kind = \"ucb2\" }\n", "learner.kind"),
         (BASE, "[scenario]\npv_scal = 1.2\n", "scenario.pv_scal"),
         (BASE, "[extras]\n", "extras"),
+        (BASE, "[sweep.market]\nvoll = 300.0\n", "sweep.market.voll"),
+        (BASE, "[sweep.pricing]\nrule = [1]\n", "sweep.pricing"),
+        (BASE, "[sweep.market]\nvoll = [300.0, -1.0]\n", "market.voll"),
+        (BASE, "[sweep.market]\nreservation_price = [0.0]\n", "market.reservation_price"),
     ],
 )
 def test_bad_specs_name_the_field(tmp_path, study, extra, field):
@@ -222,3 +226,22 @@ def test_a_run_whose_manifest_entry_was_lost_is_still_counted(finished):
               progress=False)
     assert store.read_manifest(finished)["runs"][lost]["status"] == "finished"
     assert (pd.read_csv(finished / "summary.csv").seeds == 2).all()
+
+
+def test_a_sweep_runs_every_value_and_reports_it_as_a_variant(tmp_path):
+    """A [sweep] is a study dimension: one run set per value, kept apart in the summary."""
+    path = write_spec(tmp_path, BASE + f'out = "{tmp_path / "swept"}"\n',
+                      "[learners]\nfixed = { kind = \"fixed-markup\", markup = 0.5 }\n"
+                      "[sweep.market]\nvoll = [300.0, 3000.0]\n")
+    spec = load_study(path)
+    assert [v.label for v in spec.variants] == ["voll=300.0", "voll=3000.0"]
+    assert [v.market.voll for v in spec.variants] == [300.0, 3000.0]
+    out = run_study(spec, workers=1, progress=False)
+    assert store.read_manifest(out)["current_runs"] == [
+        "CMVC_PQ__pay-as-bid__fixed__voll=300.0__s0", "CMVC_PQ__pay-as-bid__fixed__voll=3000.0__s0"]
+    runs = pd.read_csv(out / "runs.csv").set_index("variant")
+    assert set(runs.index) == {"voll=300.0", "voll=3000.0"}
+    for variant, voll in (("voll=300.0", 300.0), ("voll=3000.0", 3000.0)):
+        row = runs.loc[variant]
+        assert row.unmet_cost_after_ac == pytest.approx(voll * row.unmet_need_after_ac)
+    assert "voll=3000.0" in (out / "report.md").read_text()

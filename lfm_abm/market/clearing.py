@@ -81,7 +81,7 @@ class MarketCase:
         generation, load = connected_power(net, injections)
         evaluator = ACEvaluator(net, injections, points, limits, reuse=ac_reuse)
         return cls(net, scenario, injections, points, limits, params or MarketParams(),
-                   evaluator, EmergencyCapacity(generation, load))
+                   evaluator, EmergencyCapacity.aligned(generation, load))
 
     @property
     def buses(self) -> pd.Index:
@@ -305,9 +305,16 @@ class Market:
                 points, capacity = case.points, case.emergency
             else:
                 flex = tally.flex()
-                points = case.evaluator.linearised(flex, case.evaluator.evaluate(flex))
-                if planned.relinearisation and not _has_need(points, planned, case.limits):
+                states = case.evaluator.evaluate(flex)
+                needs = find_needs(states, case.limits)
+                needed = needs.period[needs.service.isin(planned.stage.services)]
+                if planned.relinearisation and needed.empty:
                     break
+                # Only periods where something can move or something must: the others
+                # would give the LP rows without columns.
+                active = sorted(set(needed) | set(bids.period[tally.remaining().quantity > 0]))
+                points = [state for state in case.evaluator.linearised(flex, states, active)
+                          if state.period in set(active)]
                 capacity = case.emergency.after(flex)
             result = clear_stage(
                 points, tally.remaining() if index else bids, planned.stage, case.limits,
@@ -427,7 +434,3 @@ def _devices_key(devices: pd.DataFrame | None) -> object:
     return hashlib.sha1(devices[["p_mw", "q_mvar", "s_mva"]].to_numpy().tobytes()
                         + "|".join(devices.device_id).encode()).hexdigest()
 
-
-def _has_need(points: list[OperatingPoint], planned: PlannedStage, limits: NeedLimits) -> bool:
-    needs = find_needs(points, limits)
-    return bool(needs.service.isin(planned.stage.services).any())

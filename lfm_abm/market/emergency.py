@@ -40,6 +40,14 @@ class EmergencyCapacity:
     generation: pd.DataFrame
     load: pd.DataFrame
 
+    @classmethod
+    def aligned(cls, generation: pd.DataFrame, load: pd.DataFrame) -> EmergencyCapacity:
+        """Both tables on the same periods and buses (missing entries are 0 MW)."""
+        periods = generation.index.union(load.index)
+        buses = generation.columns.union(load.columns)
+        return cls(generation.reindex(index=periods, columns=buses, fill_value=0.0),
+                   load.reindex(index=periods, columns=buses, fill_value=0.0))
+
     def at(self, period: int, buses: pd.Index) -> tuple[np.ndarray, np.ndarray]:
         """(curtailable generation, sheddable load) at `buses` in `period`, MW."""
         def row(frame: pd.DataFrame) -> np.ndarray:
@@ -50,18 +58,17 @@ class EmergencyCapacity:
         return row(self.generation), row(self.load)
 
     def after(self, flex: pd.DataFrame) -> EmergencyCapacity:
-        """Capacity left after net injection changes (period, bus, dp_mw) were awarded."""
+        """Capacity left after net injection changes (period, bus, dp_mw) were carried out."""
         if flex.empty:
             return self
-        dp = flex.pivot_table(index="period", columns="bus", values="dp_mw", aggfunc="sum",
-                              fill_value=0.0)
-
-        def reduce(frame: pd.DataFrame, used: pd.DataFrame) -> pd.DataFrame:
-            used = used.reindex(index=frame.index, columns=frame.columns, fill_value=0.0)
-            return (frame - used).clip(lower=0.0)
-
-        return EmergencyCapacity(reduce(self.generation, (-dp).clip(lower=0.0)),
-                                 reduce(self.load, dp.clip(lower=0.0)))
+        aligned = self.aligned(self.generation, self.load)
+        dp = np.zeros(aligned.generation.shape)
+        rows = aligned.generation.index.get_indexer(flex.period.to_numpy())
+        cols = aligned.generation.columns.get_indexer(flex.bus.to_numpy())
+        known = (rows >= 0) & (cols >= 0)
+        np.add.at(dp, (rows[known], cols[known]), flex.dp_mw.to_numpy(dtype=float)[known])
+        return EmergencyCapacity((aligned.generation - np.clip(-dp, 0.0, None)).clip(lower=0.0),
+                                 (aligned.load - np.clip(dp, 0.0, None)).clip(lower=0.0))
 
 
 def emergency_injections(used: pd.DataFrame) -> pd.DataFrame:

@@ -46,8 +46,9 @@ from lfm_abm.network.operating_points import OperatingPoint
 #: Cost of need left after full emergency action, x VOLL per MVA (CM) or per p.u. (VC).
 #: The LP prefers emergency action whose effect exceeds 1e-3 MVA or 1e-5 p.u. per MW.
 UNRESOLVABLE_PER_UNIT = {"CM": 1e3, "VC": 1e5}
-#: A predicted branch current this far outside its bound (share of the bound) gets a cut.
-CUT_TOLERANCE = 1e-4
+#: A predicted branch current this far outside its bound (share of the bound) gets a cut:
+#: 0.1 %, well below the linearisation error of the AC check (tenths of a percent).
+CUT_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,10 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
     empty = np.zeros((0, len(buses)))
     for op in points:
         blocks, branches = network_rows(op, stage, limits, params, fix)
+        cols = np.flatnonzero(chosen.period.to_numpy() == op.period)
+        must_fix = any(b["meta"]["fix"].any() for b in blocks)
+        if not len(cols) and not must_fix:
+            continue  # nothing can move and nothing must: the period's rows are idle
         cp = np.vstack([b["coef_p"] for b in blocks]) if blocks else empty
         cq = np.vstack([b["coef_q"] for b in blocks]) if blocks else empty
         positions = n_rows + np.arange(len(cp))
@@ -221,13 +226,11 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
             row_meta.append({"period": np.full(len(b["lower"]), op.period), **b["meta"]})
             lower.append(b["lower"])
             upper.append(b["upper"])
-        cols = np.flatnonzero(chosen.period.to_numpy() == op.period)
         if blocks and len(cols):
             at = bus_position[chosen.bus.to_numpy()[cols]].to_numpy()
             values = np.where(is_p[cols][None, :], cp[:, at], cq[:, at]) * sign[cols]
             r, c = np.nonzero(np.abs(values) >= params.min_coefficient)
             bid_entries.append((positions[r], cols[c], values[r, c]))
-        must_fix = any(b["meta"]["fix"].any() for b in blocks)
         if emergency is not None and must_fix:
             meta, bound, (r, c, v) = emergency_columns(op.period, op.hours, buses, cp,
                                                        emergency, params.min_coefficient)
@@ -262,7 +265,7 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
     r, c, v = (np.concatenate([e[k] for e in entries]) for k in range(3))
     n_cols = len(chosen) + n_emergency + len(slack_row)
     matrix = sp.csc_matrix((v, (r, c)), shape=(n_rows, n_cols))
-    block_of = {op.period: k for k, op in enumerate(points)}
+    block_of = {block.period: k for k, block in enumerate(periods)}
     emergency_sign = np.where(emergency_frame.action.to_numpy() == "curtail", -1.0, 1.0)
     injection = sp.csr_matrix((
         np.concatenate([sign, emergency_sign]),
@@ -273,7 +276,7 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
                            np.zeros(n_emergency, dtype=bool),
                            bus_position[emergency_frame.bus.to_numpy(dtype=int)].to_numpy(),
                            len(buses))]),
-         np.arange(len(chosen) + n_emergency))), shape=(2 * len(buses) * len(points), n_cols))
+         np.arange(len(chosen) + n_emergency))), shape=(2 * len(buses) * len(periods), n_cols))
     cm_slacks = slack_row[rows.service.to_numpy()[slack_row] == "CM"]
     branch_slack = {(int(p), str(e), str(i)): len(chosen) + n_emergency + j
                     for j, (p, e, i) in enumerate(zip(

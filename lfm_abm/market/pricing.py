@@ -65,7 +65,8 @@ def locational_prices(lp: LinearProgram, solution: LPSolution) -> pd.DataFrame:
     """Marginal value of each product at every PQ bus and period, EUR/MWh (or /MVArh).
 
     price(k, n, t) = -sum over period-t network rows r of y_r x sensitivity of r to
-    product k at bus n, divided by the period length. Zero where nothing binds.
+    product k at bus n, divided by the period length. Zero where nothing binds; periods
+    the LP left out (no bid and nothing to fix) have no rows.
     """
     frames = []
     for block in lp.periods:
@@ -76,4 +77,7 @@ def locational_prices(lp: LinearProgram, solution: LPSolution) -> pd.DataFrame:
                                 ("Q_up", value_q), ("Q_down", -value_q)):
             frames.append(pd.DataFrame({"period": block.period, "bus": block.buses.astype(int),
                                         "product": product, "price": values}))
+    if not frames:  # no period where anything could move
+        return pd.DataFrame({"period": pd.Series(dtype=int), "bus": pd.Series(dtype=int),
+                             "product": pd.Series(dtype=str), "price": pd.Series(dtype=float)})
     return pd.concat(frames, ignore_index=True)
