@@ -171,6 +171,18 @@ def test_warm_update_matches_a_fresh_build(cigre_case):
     assert larger.stats["rebuilt"]  # more than the LP was built for: rebuilt, not wrong
 
 
+def test_a_later_stage_is_checked_against_its_own_linearisation(cigre_case):
+    """The linearisation error of a sequential design compares stage 2's prediction, made
+    at the AC point after stage 1, with AC: small (another period's point would not be)."""
+    result = Market(cigre_case, "CM_P>VC_Q").clear(ample_bids(cigre_case, periods=[12, 13]))
+    points, _ = result.linearised_at
+    assert [p.period for p in points] == list(range(cigre_case.n_periods))
+    lin = result.validation.linearisation
+    stage_two = result.stages[1][1]
+    assert set(lin.period) <= {p.period for p in stage_two.lp.periods} and len(lin)
+    assert lin.vm_error_pu.max() < 5e-3 and lin.loading_error_pct.max() < 3.0
+
+
 def test_collateral_need_is_reported(cigre_case):
     """An 8 MW injection at a feeder end at night overloads and overvoltages a calm grid."""
     flex = pd.DataFrame({"period": [2], "bus": [11], "dp_mw": [8.0], "dq_mvar": [0.0]})

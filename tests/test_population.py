@@ -161,3 +161,17 @@ def test_need_bias_crowds_fsps_where_the_needs_are(cigre_case, inventory):
             hits += [bus in feeder_one for bus in ev]
         return np.mean(hits)
     assert share_on_feeder(20.0) > share_on_feeder(0.0)
+
+
+def test_a_large_generated_population_never_claims_more_than_a_bus_has(cigre_case, inventory):
+    """Many aggregators on a 15-bus grid meet at the same loads: their shares of one bus's
+    load must still add up to at most all of it (the scale benchmark's populations)."""
+    settings = GeneratorSettings(pv_density=1.0, pv_per_bus=40, ev_fleets=40, aggregators=25)
+    population = generate_population(cigre_case, inventory, settings, seed=0)
+    shares: dict[int, float] = {}
+    for fsp in population.fsps:
+        for asset in fsp.assets:
+            if asset.kind == "flexible_load":
+                shares[asset.bus] = shares.get(asset.bus, 0.0) + asset.share
+    assert max(shares.values()) <= 1.0 + 1e-9 and max(shares.values()) > 0.5
+    check_against(population, inventory, list(cigre_case.buses))

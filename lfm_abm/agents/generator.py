@@ -38,6 +38,10 @@ COST_RANGES: dict[str, dict[str, tuple[float, float]]] = {
 }
 
 
+#: The smallest share of a bus's load an aggregator takes as a flexible load.
+MIN_LOAD_SHARE = 0.1
+
+
 @dataclass(frozen=True)
 class GeneratorSettings:
     """How many FSPs of each type, how much of the grid they control, where they sit."""
@@ -133,16 +137,21 @@ def generate_population(case: MarketCase, inventory: GridInventory, settings: Ge
     load_buses = [b for b in inventory.buses_with("load") if b in bids_at]
     gen_buses = [b for b in inventory.buses_with("generator") if b in bids_at]
     generator_left: dict[int, float] = {}  # share of each bus's generation not yet owned
+    load_left: dict[int, float] = {}  # share of each bus's load not yet owned
     for index in range(settings.aggregators):
         assets = []
         for bus in _draw(rng, load_buses, settings.assets_per_aggregator, relevance,
                          settings.need_bias):
             kind = str(rng.choice(["flexible_load", "storage"]))
-            if kind == "storage":
+            if kind == "storage" or load_left.get(bus, 1.0) < MIN_LOAD_SHARE:
                 params = {"power_mw": round(float(rng.uniform(*settings.storage_mw)), 3)}
                 assets.append(AssetSpec("storage", bus, _costs(rng, "storage"), 1.0, params))
             else:
-                share = round(float(rng.uniform(0.1, 0.3)), 3)
+                # Never more than is left of the bus's load: shares of one resource add up
+                # to at most all of it (checked by `check_against`).
+                drawn, left = float(rng.uniform(MIN_LOAD_SHARE, 0.3)), load_left.get(bus, 1.0)
+                share = round(drawn, 3) if drawn <= left else math.floor(left * 1000) / 1000
+                load_left[bus] = load_left.get(bus, 1.0) - share
                 assets.append(AssetSpec("flexible_load", bus, _costs(rng, "flexible_load"),
                                         share, {"increase": 0.2}))
         free = [b for b in gen_buses if generator_left.get(b, 1.0) >= 0.5]

@@ -302,22 +302,25 @@ class Market:
         last_points = case.points
         for index, planned in enumerate(self.plan):
             if planned.at_baseline:
-                points, capacity = case.points, case.emergency
+                points, active, capacity = case.points, case.points, case.emergency
             else:
                 flex = tally.flex()
                 states = case.evaluator.evaluate(flex)
                 needs = find_needs(states, case.limits)
-                needed = needs.period[needs.service.isin(planned.stage.services)]
-                if planned.relinearisation and needed.empty:
+                needed = set(needs.period[needs.service.isin(planned.stage.services)])
+                if planned.relinearisation and not needed:
                     break
                 # Only periods where something can move or something must: the others
                 # would give the LP rows without columns.
-                active = sorted(set(needed) | set(bids.period[tally.remaining().quantity > 0]))
-                points = [state for state in case.evaluator.linearised(flex, states, active)
-                          if state.period in set(active)]
+                movable = set(bids.period[tally.remaining().quantity > 0])
+                periods = sorted(needed | movable)
+                if not periods:
+                    continue
+                points = case.evaluator.linearised(flex, states, periods)
+                active = [points[t] for t in periods]
                 capacity = case.emergency.after(flex)
             result = clear_stage(
-                points, tally.remaining() if index else bids, planned.stage, case.limits,
+                active, tally.remaining() if index else bids, planned.stage, case.limits,
                 case.params, devices=shift_devices(devices, bids, tally.awarded),
                 emergency=capacity, pricing=self.pricing,
                 solver=self._first if index == 0 else self._later,

@@ -37,7 +37,7 @@ import scipy.sparse as sp
 from lfm_abm.market.bids import PRODUCT_SIGN, families, is_active
 from lfm_abm.market.capability import capability_rows
 from lfm_abm.market.designs import Stage
-from lfm_abm.market.emergency import EmergencyCapacity, emergency_columns
+from lfm_abm.market.emergency import ACTION_SIGN, EmergencyCapacity, emergency_columns
 from lfm_abm.market.network_rows import META_COLUMNS, BranchSet, ElementKey, network_rows
 from lfm_abm.market.params import MarketParams
 from lfm_abm.network.needs import NeedLimits
@@ -265,23 +265,8 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
     r, c, v = (np.concatenate([e[k] for e in entries]) for k in range(3))
     n_cols = len(chosen) + n_emergency + len(slack_row)
     matrix = sp.csc_matrix((v, (r, c)), shape=(n_rows, n_cols))
-    block_of = {block.period: k for k, block in enumerate(periods)}
-    emergency_sign = np.where(emergency_frame.action.to_numpy() == "curtail", -1.0, 1.0)
-    injection = sp.csr_matrix((
-        np.concatenate([sign, emergency_sign]),
-        (np.concatenate([
-            _injection_row(chosen.period.map(block_of).to_numpy(), ~is_p,
-                           bus_position[chosen.bus.to_numpy()].to_numpy(), len(buses)),
-            _injection_row(emergency_frame.period.map(block_of).to_numpy(dtype=int),
-                           np.zeros(n_emergency, dtype=bool),
-                           bus_position[emergency_frame.bus.to_numpy(dtype=int)].to_numpy(),
-                           len(buses))]),
-         np.arange(len(chosen) + n_emergency))), shape=(2 * len(buses) * len(periods), n_cols))
-    cm_slacks = slack_row[rows.service.to_numpy()[slack_row] == "CM"]
-    branch_slack = {(int(p), str(e), str(i)): len(chosen) + n_emergency + j
-                    for j, (p, e, i) in enumerate(zip(
-                        rows.period.to_numpy()[cm_slacks], rows.element.to_numpy()[cm_slacks],
-                        rows.element_id.to_numpy()[cm_slacks], strict=True))}
+    injection = _injection_map(periods, chosen, emergency_frame, n_cols)
+    branch_slack = _branch_slack_columns(rows, slack_row, len(chosen) + n_emergency)
     return LinearProgram(
         cost=np.concatenate([cost, params.voll * emergency_frame.hours.to_numpy(dtype=float),
                              slack_cost]),
@@ -304,10 +289,38 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
     )
 
 
-def _injection_row(block: np.ndarray, reactive: np.ndarray, bus: np.ndarray,
-                   n_buses: int) -> np.ndarray:
-    """Row of the injection map: block-major, then P (0) or Q (1), then bus."""
-    return (2 * block + reactive.astype(int)) * n_buses + bus
+def _injection_map(periods: list[PeriodRows], chosen: pd.DataFrame, emergency: pd.DataFrame,
+                   n_cols: int) -> sp.csr_matrix:
+    """Net injection change per unit of each column, by (period block, P|Q, bus).
+
+    Rows are block-major, then P (0) or Q (1), then the bus's position among the PQ
+    buses; cutting planes read predicted injections, and new rows' coefficients, off it.
+    """
+    buses = periods[0].buses if periods else pd.Index([])
+    block_of = {block.period: k for k, block in enumerate(periods)}
+    bus_position = pd.Series(np.arange(len(buses)), index=buses)
+
+    def row(period: pd.Series, reactive: np.ndarray, bus: pd.Series) -> np.ndarray:
+        block = period.map(block_of).to_numpy(dtype=int)
+        return (2 * block + reactive.astype(int)) * len(buses) + bus_position[
+            bus.to_numpy(dtype=int)].to_numpy()
+
+    bid_sign = chosen["product"].map(PRODUCT_SIGN).to_numpy(dtype=float)
+    action_sign = emergency.action.map(ACTION_SIGN).to_numpy(dtype=float)
+    rows = np.concatenate([row(chosen.period, ~is_active(chosen["product"]), chosen.bus),
+                           row(emergency.period, np.zeros(len(emergency), bool), emergency.bus)])
+    return sp.csr_matrix((np.concatenate([bid_sign, action_sign]),
+                          (rows, np.arange(len(chosen) + len(emergency)))),
+                         shape=(2 * len(buses) * len(periods), n_cols))
+
+
+def _branch_slack_columns(rows: pd.DataFrame, slack_row: np.ndarray,
+                          first_column: int) -> dict[tuple[int, str, str], int]:
+    """Slack column of every branch to fix, by (period, element, element id)."""
+    cm = slack_row[rows.service.to_numpy()[slack_row] == "CM"]  # branch slacks come first
+    keys = zip(rows.period.to_numpy()[cm], rows.element.to_numpy()[cm],
+               rows.element_id.to_numpy()[cm], strict=True)
+    return {(int(p), str(e), str(i)): first_column + j for j, (p, e, i) in enumerate(keys)}
 
 
 def branch_cuts_for(lp: LinearProgram, x: np.ndarray,

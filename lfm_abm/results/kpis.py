@@ -40,7 +40,8 @@ from lfm_abm.market.bids import PRODUCTS
 
 GROUP = ["design", "pricing", "learner", "variant"]
 #: Round columns that exist only for AC-validated rounds.
-AFTER_AC = ("unmet_need_after_ac", "collateral_after_ac", "unmet_cost_after_ac",
+AFTER_AC = ("unmet_need_after_ac", "corrective_after_ac", "collateral_after_ac",
+            "unmet_cost_after_ac",
             "violation_cm_after_ac_mva", "violation_vc_after_ac_pu",
             "collateral_cm_after_ac_mva", "collateral_vc_after_ac_pu")
 AGENT_TYPES = ("pv_inverter", "ev_fleet", "der_aggregator")
