@@ -156,7 +156,7 @@ def load_study(path: str | Path, rounds: int | None = None, seeds: int | None = 
     grid = str(_get(study, "grid", str, source))
     if grid.endswith(".json"):
         grid = str((base / grid).resolve())
-    load_grid(grid)  # fails early, naming the known grids
+    base_scenario = default_scenario(load_grid(grid))  # fails early, naming known grids
     population = _get(study, "population", str, source)
     population_path = (base / population).resolve()
     if not population_path.is_file():
@@ -189,7 +189,7 @@ def load_study(path: str | Path, rounds: int | None = None, seeds: int | None = 
     actions = ActionGrid.from_dict(data.get("actions", {}), source)
     learners = _learners(data.get("learners"), actions, source)
     sweep = _sweep(data.get("sweep"), source)
-    variants = tuple(_variant(data, label, overrides, grid, source)
+    variants = tuple(_variant(data, label, overrides, base_scenario, source)
                      for label, overrides in _combinations(sweep))
     return StudySpec(
         name=name, source=source, grid=grid, population=str(population_path),
@@ -234,15 +234,15 @@ def _combinations(sweep: Mapping[str, Mapping[str, list]]) -> list[tuple[str, di
     return out
 
 
-def _variant(data: Mapping, label: str, overrides: Mapping[str, Mapping], grid: str,
-             source: str) -> Variant:
+def _variant(data: Mapping, label: str, overrides: Mapping[str, Mapping],
+             base_scenario: Scenario, source: str) -> Variant:
     """The study's settings tables with one combination of swept values applied."""
     where = f"{source} (sweep {label})" if label else source
 
     def table(name: str) -> dict:
         return {**data.get(name, {}), **overrides.get(name, {})}
 
-    scenario = Scenario.from_dict(table("scenario"), where, default_scenario(load_grid(grid)))
+    scenario = Scenario.from_dict(table("scenario"), where, base_scenario)
     return Variant(label, scenario, NeedLimits.from_dict(table("limits"), where),
                    MarketParams.from_dict(table("market"), where))
 

@@ -81,7 +81,7 @@ class MarketCase:
         generation, load = connected_power(net, injections)
         evaluator = ACEvaluator(net, injections, points, limits, reuse=ac_reuse)
         return cls(net, scenario, injections, points, limits, params or MarketParams(),
-                   evaluator, EmergencyCapacity.aligned(generation, load))
+                   evaluator, EmergencyCapacity(generation, load))
 
     @property
     def buses(self) -> pd.Index:
@@ -303,6 +303,7 @@ class Market:
         for index, planned in enumerate(self.plan):
             if planned.at_baseline:
                 points, active, capacity = case.points, case.points, case.emergency
+                remaining = bids
             else:
                 flex = tally.flex()
                 states = case.evaluator.evaluate(flex)
@@ -312,15 +313,15 @@ class Market:
                     break
                 # Only periods where something can move or something must: the others
                 # would give the LP rows without columns.
-                movable = set(bids.period[tally.remaining().quantity > 0])
-                periods = sorted(needed | movable)
+                remaining = tally.remaining()
+                periods = sorted(needed | set(remaining.period[remaining.quantity > 0]))
                 if not periods:
                     continue
                 points = case.evaluator.linearised(flex, states, periods)
                 active = [points[t] for t in periods]
                 capacity = case.emergency.after(flex)
             result = clear_stage(
-                active, tally.remaining() if index else bids, planned.stage, case.limits,
+                active, remaining, planned.stage, case.limits,
                 case.params, devices=shift_devices(devices, bids, tally.awarded),
                 emergency=capacity, pricing=self.pricing,
                 solver=self._first if index == 0 else self._later,

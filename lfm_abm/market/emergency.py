@@ -29,24 +29,28 @@ import pandas as pd
 #: Emergency capacities below this (MW) get no column.
 MIN_EMERGENCY_MW = 1e-6
 ACTIONS = ("curtail", "shed")
+#: Columns describing each emergency column of an LP (`LinearProgram.emergency`).
+EMERGENCY_META = ["period", "bus", "action", "hours"]
 #: +1 where the action raises net injection, -1 where it lowers it.
 ACTION_SIGN = {"curtail": -1.0, "shed": 1.0}
 
 
 @dataclass(frozen=True)
 class EmergencyCapacity:
-    """Generation the DSO can curtail and load it can shed, MW, each periods x buses."""
+    """Generation the DSO can curtail and load it can shed, MW, each periods x buses.
+
+    Both tables are put on the same periods and buses (missing entries are 0 MW).
+    """
 
     generation: pd.DataFrame
     load: pd.DataFrame
 
-    @classmethod
-    def aligned(cls, generation: pd.DataFrame, load: pd.DataFrame) -> EmergencyCapacity:
-        """Both tables on the same periods and buses (missing entries are 0 MW)."""
-        periods = generation.index.union(load.index)
-        buses = generation.columns.union(load.columns)
-        return cls(generation.reindex(index=periods, columns=buses, fill_value=0.0),
-                   load.reindex(index=periods, columns=buses, fill_value=0.0))
+    def __post_init__(self) -> None:
+        periods = self.generation.index.union(self.load.index)
+        buses = self.generation.columns.union(self.load.columns)
+        for name in ("generation", "load"):
+            object.__setattr__(self, name, getattr(self, name).reindex(
+                index=periods, columns=buses, fill_value=0.0))
 
     def at(self, period: int, buses: pd.Index) -> tuple[np.ndarray, np.ndarray]:
         """(curtailable generation, sheddable load) at `buses` in `period`, MW."""
@@ -61,14 +65,13 @@ class EmergencyCapacity:
         """Capacity left after net injection changes (period, bus, dp_mw) were carried out."""
         if flex.empty:
             return self
-        aligned = self.aligned(self.generation, self.load)
-        dp = np.zeros(aligned.generation.shape)
-        rows = aligned.generation.index.get_indexer(flex.period.to_numpy())
-        cols = aligned.generation.columns.get_indexer(flex.bus.to_numpy())
+        dp = np.zeros(self.generation.shape)
+        rows = self.generation.index.get_indexer(flex.period.to_numpy())
+        cols = self.generation.columns.get_indexer(flex.bus.to_numpy())
         known = (rows >= 0) & (cols >= 0)
         np.add.at(dp, (rows[known], cols[known]), flex.dp_mw.to_numpy(dtype=float)[known])
-        return EmergencyCapacity((aligned.generation - np.clip(-dp, 0.0, None)).clip(lower=0.0),
-                                 (aligned.load - np.clip(dp, 0.0, None)).clip(lower=0.0))
+        return EmergencyCapacity((self.generation - np.clip(-dp, 0.0, None)).clip(lower=0.0),
+                                 (self.load - np.clip(dp, 0.0, None)).clip(lower=0.0))
 
 
 def emergency_injections(used: pd.DataFrame) -> pd.DataFrame:
@@ -106,7 +109,7 @@ def emergency_columns(period: int, hours: float, buses: pd.Index, coef_p: np.nda
         n_cols += len(at)
     if not metas:
         empty = np.zeros(0)
-        return (pd.DataFrame(columns=["period", "bus", "action", "hours"]), empty,
+        return (pd.DataFrame(columns=EMERGENCY_META), empty,
                 (empty.astype(int), empty.astype(int), empty))
     return (pd.concat(metas, ignore_index=True), np.concatenate(upper),
             (np.concatenate(rows), np.concatenate(cols), np.concatenate(values)))

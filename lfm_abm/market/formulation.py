@@ -37,7 +37,12 @@ import scipy.sparse as sp
 from lfm_abm.market.bids import PRODUCT_SIGN, families, is_active
 from lfm_abm.market.capability import capability_rows
 from lfm_abm.market.designs import Stage
-from lfm_abm.market.emergency import ACTION_SIGN, EmergencyCapacity, emergency_columns
+from lfm_abm.market.emergency import (
+    ACTION_SIGN,
+    EMERGENCY_META,
+    EmergencyCapacity,
+    emergency_columns,
+)
 from lfm_abm.market.network_rows import META_COLUMNS, BranchSet, ElementKey, network_rows
 from lfm_abm.market.params import MarketParams
 from lfm_abm.network.needs import NeedLimits
@@ -259,7 +264,7 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
     slack_row, slack_entries, slack_cost = _unresolvable_slacks(
         rows, row_upper, hours_of, params.voll, len(chosen) + n_emergency)
     emergency_frame = (pd.concat(emergency_meta, ignore_index=True) if emergency_meta
-                       else pd.DataFrame(columns=["period", "bus", "action", "hours"]))
+                       else pd.DataFrame(columns=EMERGENCY_META))
     entries = [*bid_entries,
                *((r, len(chosen) + c, v) for r, c, v in emergency_entries), slack_entries]
     r, c, v = (np.concatenate([e[k] for e in entries]) for k in range(3))
@@ -339,6 +344,7 @@ def branch_cuts_for(lp: LinearProgram, x: np.ndarray,
         n = len(block.buses)
         dp = injection[2 * k * n:(2 * k + 1) * n]
         dq = injection[(2 * k + 1) * n:(2 * k + 2) * n]
+        in_block = lp.injection[2 * k * n:(2 * k + 2) * n]
         new_p, new_q = [], []
         for branches in block.branches:
             predicted = branches.predicted(dp, dq)
@@ -353,7 +359,6 @@ def branch_cuts_for(lp: LinearProgram, x: np.ndarray,
                 continue
             cut = branches.cut(at, np.angle(predicted[at]))
             coefficients = sp.csr_matrix(np.hstack([cut["coef_p"], cut["coef_q"]]))
-            in_block = lp.injection[2 * k * n:(2 * k + 2) * n]
             entries = (coefficients @ in_block).tocoo()
             keep = np.abs(entries.data) >= min_coefficient
             rows.append(n_new + entries.row[keep])

@@ -20,7 +20,7 @@ import pandas as pd
 
 from lfm_abm.market.bids import empty_bids
 from lfm_abm.market.designs import ALL_SERVICES, Design, Stage
-from lfm_abm.market.emergency import EmergencyCapacity
+from lfm_abm.market.emergency import EMERGENCY_META, EmergencyCapacity
 from lfm_abm.market.engines import ENGINES, LPSolution
 from lfm_abm.market.formulation import LinearProgram, branch_cuts_for, build_lp, update_bids
 from lfm_abm.market.network_rows import ElementKey
@@ -34,7 +34,8 @@ MAX_CUT_ROUNDS = 10
 #: Emergency action alone: every service, no bids (unmet need after AC validation).
 EMERGENCY_ONLY = Stage(ALL_SERVICES, frozenset())
 UNRESOLVED_COLUMNS = ["period", "service", "element", "element_id", "need", "unit"]
-EMERGENCY_COLUMNS = ["period", "bus", "action", "mw", "hours"]
+#: Emergency action taken: one row per column in use, with its MW.
+EMERGENCY_COLUMNS = [*EMERGENCY_META, "mw"]
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ Per run, over the last `window` rounds (the learnt regime):
   ratio of means.
 * volume_<product> (MWh or MVArh per round).
 * unmet_need_before: the DSO's emergency action (MWh of involuntary curtailment and
-  load shedding) the LP itself needed; unmet_need_after_ac: the least emergency action
-  that fixes the AC state after the awards (MWh, validated rounds only);
-  collateral_after_ac: the part of it the awards' new violations add;
+  load shedding) the LP itself needed; unmet_need_after_ac: that planned action plus
+  the least corrective action fixing the AC state after it (MWh, validated rounds only);
+  corrective_after_ac: the corrective part; collateral_after_ac: the part of the
+  corrective action the market's new violations add;
   unmet_cost_after_ac = VOLL x unmet_need_after_ac (EUR per round); total_cost =
   dso_cost + unmet_cost_after_ac, what the DSO pays plus what its emergency action costs.
 * violation_cm_after_ac_mva, violation_vc_after_ac_pu and their collateral parts: the
