@@ -80,7 +80,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
 
     from lfm_abm.market.bids import read_bids, read_table, write_table
     from lfm_abm.market.clearing import Market, MarketCase
-    from lfm_abm.market.devices import validate_devices
+    from lfm_abm.market.devices import Devices
     from lfm_abm.market.params import MarketParams
 
     net, scenario = _grid_and_scenario(args)
@@ -92,8 +92,11 @@ def cmd_clear(args: argparse.Namespace) -> int:
     case = MarketCase.build(net, scenario, params=params)
     bids = read_bids(args.bids, buses=case.buses, n_periods=case.n_periods)
     devices = None
-    if args.devices:
-        devices = validate_devices(read_table(args.devices, "devices"), bids, source=args.devices)
+    if args.devices or args.energy:
+        tables = {name: read_table(path, name) for name, path in (
+            ("capability", args.devices), ("energy", args.energy)) if path}
+        devices = Devices(**tables).validated(bids, args.devices or "devices",
+                                              args.energy or "energy")
     market = Market(case, args.design, args.pricing)
     result = market.clear(bids, devices)
     summary = result.summary(params.voll)
@@ -127,7 +130,8 @@ def cmd_clear(args: argparse.Namespace) -> int:
         print(f"linearisation error: voltage {lin.vm_error_pu.max():.5f} p.u., "
               f"loading {lin.loading_error_pct.max():.3f} percentage points")
     if args.out:
-        columns = [*bids.columns, "awarded", "payment", "price_paid"]
+        columns = [*bids.columns, "awarded", "payment", "price_paid",
+                   *(("soc_mwh", "deferred_mwh") if args.energy else ())]
         write_table(result.awards[columns], args.out)
         print(f"wrote {args.out}")
     return 0
@@ -210,12 +214,15 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Engine vs naive baseline on the same rounds; optionally the scale table."""
-    from lfm_abm.bench import compare, scale
+    from lfm_abm.bench import compare, energy_rows_cost, scale
 
     if args.rounds < 1:
         raise InputError(f"must be >= 1, got {args.rounds}", field="--rounds")
     table, _ = compare(args.grid, args.rounds, args.ac_every)
     print(table)
+    energy = energy_rows_cost(args.grid, ("CMVC_P", "CMVC_PQ", "CM_P"), args.rounds)
+    print("warm re-solves with and without energy rows (same bids, median ms per round):")
+    print(energy.round(2).to_string(index=False))
     if args.scale:
         frame = scale(args.scale_rounds, (10, 100, 1000),
                       ("cigre-mv", "simbench-semiurb", "simbench-urban"), args.ac_every)
@@ -258,6 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("--pricing", default="pay-as-bid", choices=["pay-as-bid", "marginal"])
     clear.add_argument("--devices", help="device capability file (CSV or Parquet): device_id, "
                                          "period, p_mw, q_mvar, s_mva")
+    clear.add_argument("--energy", help="energy account file (CSV or Parquet): device_id, "
+                                        "period, order, kind (storage|shift), initial_mwh, "
+                                        "capacity_mwh, lower_mwh, upper_mwh, "
+                                        "charge_efficiency, discharge_efficiency")
     clear.add_argument("--relinearise", type=int, default=0,
                        help="re-clear the AC residual up to N times (default 0)")
     clear.add_argument("--voll", type=float,

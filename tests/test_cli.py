@@ -69,3 +69,31 @@ def test_clear_refuses_device_bids_without_a_device_table(tmp_path, capsys):
                     "a,f,11,13,P_down,1,50,pv1\n")
     assert main(["clear", "--grid", "cigre-mv", "--design", "CM_P", "--bids", str(path)]) == 2
     assert "device table" in capsys.readouterr().err
+
+
+def test_clear_respects_a_battery_energy_file(tmp_path, capsys):
+    """A 1 MWh battery half full charges at most 0.5 MWh / 0.9 at the midday overload,
+    however much the bid offers; a broken energy file names itself and the field."""
+    import numpy as np
+    import pandas as pd
+
+    from lfm_abm.market.energy import storage_account
+
+    bids = tmp_path / "bids.csv"
+    bids.write_text("bid_id,provider_id,bus,period,product,quantity,price,device_id\n"
+                    "a,f,11,13,P_down,2,10,bat\n")
+    energy = tmp_path / "energy.csv"
+    storage_account("bat", np.arange(24), 1.0, 0.5, 0.0, 0.81).to_csv(energy, index=False)
+    out = tmp_path / "awards.csv"
+    assert main(["clear", "--grid", "cigre-mv", "--design", "CM_P", "--bids", str(bids),
+                 "--energy", str(energy), "--out", str(out)]) == 0
+    awards = pd.read_csv(out)
+    assert awards.awarded.iloc[0] == pytest.approx(0.5 / 0.9)
+    assert awards.soc_mwh.iloc[0] == pytest.approx(1.0)
+    broken = pd.read_csv(energy).assign(charge_efficiency=1.5)
+    broken.to_csv(energy, index=False)
+    capsys.readouterr()
+    assert main(["clear", "--grid", "cigre-mv", "--design", "CM_P", "--bids", str(bids),
+                 "--energy", str(energy)]) == 2
+    err = capsys.readouterr().err
+    assert str(energy) in err and "charge_efficiency" in err and len(err.strip().splitlines()) == 1

@@ -8,20 +8,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_market_golden import clear
-from toy import bids_frame, emergency_at, make_point
+from toy import assert_accounts_kept, bids_frame, emergency_at, make_point
 
 from lfm_abm.market.bids import PRODUCTS
+from lfm_abm.market.devices import Devices
+from lfm_abm.market.energy import shift_account, storage_account
 from lfm_abm.market.params import MarketParams
 
 
 @st.composite
 def instances(draw):
-    """Random small markets: 2-4 buses, 1-2 lines, 1-2 periods, up to 12 bids, devices."""
+    """Random small markets: 2-4 buses, 1-2 lines, 1-3 periods, up to 12 bids, devices
+    with a capability circle; d0 is also a battery, d1 an EV fleet (energy accounts)."""
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     n = draw(st.integers(2, 4))
     n_lines = draw(st.integers(1, 2))
-    n_periods = draw(st.integers(1, 2))
+    n_periods = draw(st.integers(1, 3))
     points = []
     for t in range(n_periods):
         base = rng.uniform(0.002, 0.02, (n, n))
@@ -50,7 +53,13 @@ def instances(draw):
     generation = {bus: float(rng.uniform(0, 2)) for bus in range(1, n + 1) if rng.random() < 0.6}
     load = {bus: float(rng.uniform(0, 2)) for bus in range(1, n + 1) if rng.random() < 0.6}
     emergency = emergency_at(generation, load, n_periods)
-    return points, bids, pd.DataFrame(devices), design, emergency
+    energy = rng.uniform(0.2, 2.0)
+    initial = energy * rng.uniform(0.0, 1.0)
+    accounts = pd.concat([
+        storage_account("d0", np.arange(n_periods), energy, initial,
+                        initial * rng.uniform(0.5, 1.0), rng.uniform(0.8, 1.0)),
+        shift_account("d1", np.arange(n_periods))], ignore_index=True)
+    return points, bids, Devices(pd.DataFrame(devices), accounts), design, emergency
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -111,6 +120,8 @@ def test_settlement_identities_hold(instance, pricing):
     assert bid_cost + emergency_cost + slack_cost == pytest.approx(sol.objective, rel=1e-7,
                                                                    abs=1e-7)
     assert emergency_cost == pytest.approx(MarketParams().voll * result.emergency_mwh)
+    assert_accounts_kept(bids.assign(awarded=awarded.to_numpy(), hours=hours),
+                         devices.energy)
     if pricing == "pay-as-bid":
         np.testing.assert_allclose(payment, at_bid, atol=1e-9)
     else:

@@ -9,6 +9,7 @@ from toy import bids_frame, emergency_at, make_point, toy_point
 
 from lfm_abm.market.bids import validate_bids
 from lfm_abm.market.designs import parse_design
+from lfm_abm.market.devices import Devices
 from lfm_abm.market.params import MarketParams
 from lfm_abm.market.pricing import locational_prices
 from lfm_abm.market.stages import StageSolver, clear_emergency_only, clear_stage
@@ -107,8 +108,8 @@ def pv_case():
     bids = bids_frame([("p", 1, 0, "P_down", 1.0, 40.0, "pv"),
                        ("q", 1, 0, "Q_down", 1.0, 5.0, "pv"),
                        ("r", 1, 0, "P_down", 0.5, 100.0)])
-    devices = pd.DataFrame({"device_id": ["pv"], "period": [0], "p_mw": [1.0],
-                            "q_mvar": [0.0], "s_mva": [1.0]})
+    devices = Devices(pd.DataFrame({"device_id": ["pv"], "period": [0], "p_mw": [1.0],
+                                    "q_mvar": [0.0], "s_mva": [1.0]}))
     return points, bids, devices, MarketParams(capability_cuts=4)
 
 

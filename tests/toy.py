@@ -82,3 +82,32 @@ def emergency_at(generation: dict[int, float], load: dict[int, float] | None = N
                             index=range(periods), dtype=float)
 
     return EmergencyCapacity(frame(generation), frame(load or {}))
+
+
+def assert_accounts_kept(awards: pd.DataFrame, accounts: pd.DataFrame) -> None:
+    """Recompute every energy account from the awards, period by period, and check it.
+
+    Independent of the LP's rows: a battery's state of charge
+    SOC_t = SOC_0 + sum h (eta_c P_down - P_up / eta_d) stays in [0, E] and ends at least
+    at its final target; deferred energy (P_up - P_down, summed) never goes negative
+    and is zero at the end of the window.
+    """
+    tolerance = 1e-6
+    for device, account in accounts.groupby("device_id"):
+        account = account.sort_values("order")
+        mine = awards[(awards.device_id == device) & awards["product"].isin(["P_up", "P_down"])]
+        state = float(account.initial_mwh.iloc[0])
+        for row in account.itertuples():
+            here = mine[mine.period == row.period]
+            down = float((here.awarded * here.hours)[here["product"] == "P_down"].sum())
+            up = float((here.awarded * here.hours)[here["product"] == "P_up"].sum())
+            if row.kind == "storage":
+                state += row.charge_efficiency * down - up / row.discharge_efficiency
+                assert -tolerance <= state <= row.capacity_mwh + tolerance, (device, row.period)
+            else:
+                state += down - up  # minus the energy still deferred
+                assert state <= tolerance, (device, row.period)
+        last = account.iloc[-1]
+        assert state >= last.initial_mwh + last.lower_mwh - tolerance, device
+        if last.kind == "shift":
+            assert abs(state) <= tolerance, device

@@ -8,6 +8,7 @@ import pandas as pd
 from lfm_abm.agents.book import OfferBook
 from lfm_abm.market.clearing import ClearingResult, Market, MarketCase
 from lfm_abm.market.designs import Design
+from lfm_abm.market.devices import Devices
 
 
 class DSO(mesa.Agent):
@@ -34,7 +35,7 @@ class DSO(mesa.Agent):
         return self._markets[day]
 
     def clear(self, day: str, case: MarketCase, bids: pd.DataFrame,
-              devices: pd.DataFrame) -> ClearingResult:
+              devices: Devices) -> ClearingResult:
         """Clear the round (no AC validation: see `validate`)."""
         return self.market(day, case).clear(bids, devices, ac_validate=False, trusted=True)
 

@@ -3,8 +3,9 @@
 Columns: bid_id, provider_id, bus, period, product, quantity, price, device_id.
 Products follow the injection convention: P_up = more injection or less consumption,
 P_down = less injection or more consumption; Q_up/Q_down likewise for reactive power.
-Quantities are MW or MVAr per period, prices EUR/MWh or EUR/MVArh. A non-empty
-device_id ties the bid to a device whose capability circle couples its P and Q bids.
+Quantities are MW or MVAr per period, prices EUR/MWh or EUR/MVArh. device_id names the
+physical unit a bid sells from: the device tables (`devices.py`) couple the bids of one
+unit through its capability circle and its energy account.
 """
 
 from __future__ import annotations
@@ -46,6 +47,17 @@ def _fail(source: str, row: int, bid_id: object, field: str, message: str,
           allowed: Iterable[object] | None = None) -> InputError:
     return InputError(f"row {row} (bid_id {bid_id}): {message}", source=source, field=field,
                       allowed=allowed)
+
+
+def device_table(table: pd.DataFrame, columns: list[str], source: str) -> pd.DataFrame:
+    """A copy of a device table's `columns`, ids as text; a missing column names itself."""
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise InputError(f"missing column {missing[0]!r}", source=source, field=missing[0],
+                         allowed=columns)
+    out = table[columns].copy()
+    out["device_id"] = out.device_id.astype(str)
+    return out
 
 
 def validate_bids(

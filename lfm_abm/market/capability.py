@@ -25,7 +25,7 @@ from lfm_abm.market.network_rows import META_COLUMNS
 DEVICE_COLUMNS = ["device_id", "period", "p_mw", "q_mvar", "s_mva"]
 
 
-def capability_rows(bids: pd.DataFrame, devices: pd.DataFrame | None, cuts: int,
+def capability_rows(bids: pd.DataFrame, devices: pd.DataFrame, cuts: int,
                     quantity: np.ndarray) -> tuple[pd.DataFrame, tuple, np.ndarray]:
     """Inscribed-polygon rows for devices whose admitted bids could reach their circle.
 
@@ -34,8 +34,10 @@ def capability_rows(bids: pd.DataFrame, devices: pd.DataFrame | None, cuts: int,
     """
     empty = (pd.DataFrame(columns=["period", *META_COLUMNS]),
              (np.zeros(0, int), np.zeros(0, int), np.zeros(0)), np.zeros(0))
-    coupled = np.flatnonzero((bids.device_id != "").to_numpy())
-    if len(coupled) == 0 or devices is None or devices.empty:
+    if devices.empty:
+        return empty
+    coupled = np.flatnonzero(bids.device_id.isin(set(devices.device_id)).to_numpy())
+    if len(coupled) == 0:
         return empty
     members = bids.iloc[coupled]
     key = pd.MultiIndex.from_arrays([members.device_id, members.period])

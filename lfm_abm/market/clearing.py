@@ -18,7 +18,6 @@ emergency action, in MWh, the same measure as in the LP.
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,10 +26,10 @@ import pandas as pd
 
 from lfm_abm.errors import InputError
 from lfm_abm.market.bids import PRODUCT_SIGN, PRODUCTS, families, is_active, validate_bids
-from lfm_abm.market.capability import DEVICE_COLUMNS
 from lfm_abm.market.designs import Design, parse_design
-from lfm_abm.market.devices import validate_devices
+from lfm_abm.market.devices import Devices
 from lfm_abm.market.emergency import EmergencyCapacity, emergency_injections
+from lfm_abm.market.energy import energy_kpis, energy_states
 from lfm_abm.market.params import MarketParams
 from lfm_abm.market.pricing import check_pricing, locational_prices
 from lfm_abm.market.stages import (
@@ -131,13 +130,15 @@ class ClearingResult:
 
     design: str
     pricing: str
-    awards: pd.DataFrame  # bid columns + hours, awarded, payment, price_paid, value_*, stage
+    awards: pd.DataFrame  # bid columns + hours, awarded, payment, price_paid, value_*,
+    # stage, and the energy state of the bid's device after its period (soc/deferred_mwh)
     stages: list[tuple[PlannedStage, StageResult]]  # in the order they were cleared
     linearised_at: tuple[list[OperatingPoint], pd.DataFrame] | None  # last linear clearing
     flex: pd.DataFrame  # period, bus, dp_mw, dq_mvar of the awards and planned emergency
     validation: ValidationReport | None
     after_ac: AfterAC | None
     stats: dict
+    energy: pd.DataFrame  # energy accounts of the devices bids named (ENERGY_COLUMNS)
 
     @functools.cached_property
     def prices(self) -> pd.DataFrame:
@@ -203,6 +204,7 @@ class ClearingResult:
                           "unresolvable_{}_after_ac"),
         })
         out.update({f"volume_{k}": v for k, v in self.volumes().items()})
+        out.update(energy_kpis(self.energy, self.awards))
         return out
 
 
@@ -244,25 +246,6 @@ def combine_flex(parts: list[pd.DataFrame]) -> pd.DataFrame:
         ["dp_mw", "dq_mvar"]].sum()
 
 
-def shift_devices(devices: pd.DataFrame | None, bids: pd.DataFrame,
-                  awarded: np.ndarray) -> pd.DataFrame | None:
-    """Device operating points moved by their awarded P and Q bids."""
-    if devices is None or devices.empty or not awarded.any():
-        return devices
-    flex = bids.assign(delta=awarded * bids["product"].map(PRODUCT_SIGN).to_numpy(),
-                       family=families(bids["product"]))
-    flex = flex[(flex.device_id != "") & (awarded > 0)]
-    if flex.empty:
-        return devices
-    moved = flex.pivot_table(index=["device_id", "period"], columns="family", values="delta",
-                             aggfunc="sum", fill_value=0.0)
-    out = devices.set_index(["device_id", "period"])
-    for family, column in (("P", "p_mw"), ("Q", "q_mvar")):
-        if family in moved:
-            out[column] = out[column].add(moved[family], fill_value=0.0)
-    return out.reset_index()[DEVICE_COLUMNS]
-
-
 class Market:
     """Clears one design with one pricing rule on a market day, reusing the LP across rounds."""
 
@@ -276,13 +259,13 @@ class Market:
         self._later = StageSolver(engine)  # later stages and re-linearisation: rebuilt
         self._after = StageSolver(engine)  # emergency action after AC validation
 
-    def clear(self, bids: pd.DataFrame, devices: pd.DataFrame | None = None, *,
+    def clear(self, bids: pd.DataFrame, devices: Devices | None = None, *,
               ac_validate: bool = True, trusted: bool = False) -> ClearingResult:
         """Clear a round: awards, payments, prices, unmet need and (optionally) AC validation.
 
-        `devices` (device_id, period, p_mw, q_mvar, s_mva) gives each device's present
-        injection and apparent-power rating for the capability constraints of bids that
-        name it. `trusted=True` skips input validation for bids built by the simulator.
+        `devices` describes the units bids name: their P-Q capability and energy
+        accounts (`market.devices`). `trusted=True` skips input validation for bids and
+        devices built by the simulator.
         """
         case = self.case
         if not trusted:
@@ -291,7 +274,8 @@ class Market:
                 raise InputError("bids name devices but no device table was given",
                                  field="device_id")
             if devices is not None:
-                devices = validate_devices(devices, bids)
+                devices = devices.validated(bids)
+        devices = devices or Devices()
         bids = bids.reset_index(drop=True)
         tally = _Tally(bids, case.period_hours)
         stages: list[tuple[PlannedStage, StageResult]] = []
@@ -322,10 +306,10 @@ class Market:
                 capacity = case.emergency.after(flex)
             result = clear_stage(
                 active, remaining, planned.stage, case.limits,
-                case.params, devices=shift_devices(devices, bids, tally.awarded),
+                case.params, devices=devices.after(bids, tally.awarded, tally.hours),
                 emergency=capacity, pricing=self.pricing,
                 solver=self._first if index == 0 else self._later,
-                key=("baseline", _devices_key(devices)) if index == 0 else None)
+                key=("baseline", devices.key) if index == 0 else None)
             tally.add(index, result)
             stages.append((planned, result))
             stats["iterations"] += result.solution.iterations
@@ -339,10 +323,13 @@ class Market:
         last_flex = combine_flex([flex_injections(bids.iloc[last.lp.bid_index],
                                                   last.settled.awarded.to_numpy()),
                                   emergency_injections(last.emergency)])
+        states = energy_states(devices.energy, bids, tally.awarded, tally.hours)
         result = ClearingResult(
-            design=self.design.name, pricing=self.pricing, awards=tally.frame(), stages=stages,
-            linearised_at=(last_points, last_flex) if len(stages) > 1 else None,
-            flex=tally.flex(), validation=None, after_ac=None, stats=stats)
+            design=self.design.name, pricing=self.pricing,
+            awards=tally.frame().merge(states, on=["device_id", "period"], how="left"),
+            stages=stages, linearised_at=(last_points, last_flex) if len(stages) > 1 else None,
+            flex=tally.flex(), validation=None, after_ac=None, stats=stats,
+            energy=devices.energy)
         return self.validate(result) if ac_validate else result
 
     def validate(self, result: ClearingResult) -> ClearingResult:
@@ -429,12 +416,3 @@ class _Tally:
 
 _NO_EMERGENCY = pd.DataFrame(columns=EMERGENCY_COLUMNS)
 _NO_UNRESOLVED = pd.DataFrame(columns=UNRESOLVED_COLUMNS)
-
-
-def _devices_key(devices: pd.DataFrame | None) -> object:
-    """Content key of a device table (the LP's capability rows depend on it)."""
-    if devices is None or devices.empty:
-        return None
-    return hashlib.sha1(devices[["p_mw", "q_mvar", "s_mva"]].to_numpy().tobytes()
-                        + "|".join(devices.device_id).encode()).hexdigest()
-

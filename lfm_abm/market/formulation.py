@@ -10,11 +10,13 @@ sensitivities S from the stage's AC point:
     min  sum_b price_b h_t x_b + VOLL sum_e h_t e + sum_r M_r h_t u_r
     network rows (`network_rows.py`): bought limits, and no-harm rows for the rest
     capability rows (`capability.py`): each device's P-Q circle as a polygon
+    energy rows (`energy.py`): state of charge and deferred energy of each device
 
 h_t is the period length in hours. M_r is UNRESOLVABLE_PER_UNIT x VOLL per MVA (CM) or
 per p.u. (VC): large enough that the LP uses every helpful MW of emergency action before
 it leaves need unresolved. The LP is engine-agnostic: rows are row_lower <= A x <=
-row_upper, columns 0 <= x <= col_upper. Periods are independent blocks.
+row_upper, columns 0 <= x <= col_upper. Periods are independent blocks but for the
+energy rows, which couple the periods of an energy-limited device's window.
 
 Branch limits are circles in the current phasor; the LP bounds them by tangents.
 `branch_cuts_for` finds branches whose predicted current still lies outside its circle
@@ -37,12 +39,14 @@ import scipy.sparse as sp
 from lfm_abm.market.bids import PRODUCT_SIGN, families, is_active
 from lfm_abm.market.capability import capability_rows
 from lfm_abm.market.designs import Stage
+from lfm_abm.market.devices import Devices
 from lfm_abm.market.emergency import (
     ACTION_SIGN,
     EMERGENCY_META,
     EmergencyCapacity,
     emergency_columns,
 )
+from lfm_abm.market.energy import energy_rows
 from lfm_abm.market.network_rows import META_COLUMNS, BranchSet, ElementKey, network_rows
 from lfm_abm.market.params import MarketParams
 from lfm_abm.network.needs import NeedLimits
@@ -54,6 +58,8 @@ UNRESOLVABLE_PER_UNIT = {"CM": 1e3, "VC": 1e5}
 #: A predicted branch current this far outside its bound (share of the bound) gets a cut:
 #: 0.1 %, well below the linearisation error of the AC check (tenths of a percent).
 CUT_TOLERANCE = 1e-3
+#: Row services of a device's own constraints (P-Q circle, energy account).
+DEVICE_SERVICES = ("CAP", "ENERGY")
 
 
 @dataclass(frozen=True)
@@ -106,9 +112,9 @@ class LinearProgram:
     table_signature: str = ""  # signature of the whole bid table the columns came from
 
     @functools.cached_property
-    def is_capability_row(self) -> np.ndarray:
-        """True for device capability rows (their duals are not locational)."""
-        return (self.rows.service == "CAP").to_numpy()
+    def is_device_row(self) -> np.ndarray:
+        """True for device rows, capability and energy (their duals are not locational)."""
+        return self.rows.service.isin(DEVICE_SERVICES).to_numpy()
 
     @functools.cached_property
     def bid_matrix_t(self) -> sp.csr_matrix:
@@ -150,7 +156,7 @@ class LinearProgram:
                     len(coef_p))]), block.buses, np.vstack([block.coef_p, coef_p]),
                 np.vstack([block.coef_q, coef_q]), block.branches)
             at += len(coef_p)
-        for name in ("is_capability_row", "bid_matrix_t"):
+        for name in ("is_device_row", "bid_matrix_t"):
             self.__dict__.pop(name, None)
 
 
@@ -190,7 +196,7 @@ def bid_terms(prices: np.ndarray, quantities: np.ndarray, hours: np.ndarray,
 
 def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
              limits: NeedLimits, params: MarketParams,
-             devices: pd.DataFrame | None = None,
+             devices: Devices | None = None,
              emergency: EmergencyCapacity | None = None,
              fix: Collection[ElementKey] | None = None) -> LinearProgram:
     """Assemble the clearing LP of one stage over the periods of `points`.
@@ -245,14 +251,21 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
             n_emergency += len(meta)
         n_rows += len(cp)
 
+    devices = devices or Devices()
     cap_meta, (cap_r, cap_c, cap_v), cap_upper = capability_rows(
-        chosen, devices, params.capability_cuts, quantity)
-    bid_entries.append((n_rows + cap_r, cap_c, cap_v))
-    if len(cap_meta):
-        row_meta.append({c: cap_meta[c].to_numpy() for c in cap_meta.columns})
-        lower.append(np.full(len(cap_meta), -np.inf))
-        upper.append(cap_upper)
-    n_rows += len(cap_meta)
+        chosen, devices.capability, params.capability_cuts, quantity)
+    energy_meta, (en_r, en_c, en_v), en_lower, en_upper = energy_rows(
+        chosen, devices.energy if params.energy_limits else None, hours)
+    for meta, (r, c, v), low, up in ((cap_meta, (cap_r, cap_c, cap_v),
+                                      np.full(len(cap_meta), -np.inf), cap_upper),
+                                     (energy_meta, (en_r, en_c, en_v), en_lower, en_upper)):
+        if not len(meta):
+            continue
+        bid_entries.append((n_rows + r, c, v))
+        row_meta.append({name: meta[name].to_numpy() for name in meta.columns})
+        lower.append(low)
+        upper.append(up)
+        n_rows += len(meta)
 
     columns = ["period", *META_COLUMNS]
     rows = (pd.DataFrame({c: np.concatenate([m[c] for m in row_meta]) for c in columns})

@@ -21,6 +21,9 @@ class MarketParams:
     no_harm: every stage respects every network limit, also of services it does not buy
         (an element inside its limit stays inside, one outside may not move further out).
         False restores single-service rows, for sensitivity analysis only.
+    energy_limits: bids of energy-limited devices respect their energy accounts (battery
+        state of charge, deferred energy recovered in its window). False clears every
+        period as if flexibility had no memory, for comparison only.
     cm_screen: a branch gets a CM constraint when its loading is at least this fraction of
         its target limit (near-limit branches can be pushed over by the flexibility bought).
     vc_screen: a bus gets a VC constraint when its voltage is within this many p.u. of the
@@ -37,6 +40,7 @@ class MarketParams:
     voll: float = 1000.0
     reservation_price: float | None = None
     no_harm: bool = True
+    energy_limits: bool = True
     cm_screen: float = 0.8
     vc_screen: float = 0.01
     capability_cuts: int = 16
@@ -46,9 +50,10 @@ class MarketParams:
     relinearise: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.no_harm, bool):
-            raise InputError(f"invalid value {self.no_harm!r}", field="market.no_harm",
-                             allowed=["true", "false"])
+        for name in ("no_harm", "energy_limits"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"invalid value {getattr(self, name)!r}",
+                                 field=f"market.{name}", allowed=["true", "false"])
         checks = {
             "voll": lambda v: v > 0,
             "cm_screen": lambda v: 0 < v <= 1,

@@ -2,10 +2,12 @@
 
 Marginal value of bid b (EUR per MW over its period) = -sum_r y_r A_rb, split into a
 locational part (network rows: the dual-weighted sensitivities of the bid's bus and
-product) and a capability part (the device's own capability rows, which move value
-between the P and Q products of one device). By LP optimality an accepted bid's cost
-never exceeds its marginal value, so under marginal pricing every awarded bid is paid at
-least its price. Sum of payments = DSO procurement cost by construction.
+product) and a device part (the device's own rows: its capability circle, which moves
+value between the P and Q products of one device, and its energy account, which moves
+value between periods: a battery's discharge is worth what its recharge costs). By LP
+optimality an accepted bid's cost never exceeds its marginal value, so under marginal
+pricing every awarded bid is paid at least its price. Sum of payments = DSO procurement
+cost by construction.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ def check_pricing(rule: str, source: str = "pricing") -> str:
 
 
 def bid_values(lp: LinearProgram, solution: LPSolution) -> tuple[np.ndarray, np.ndarray]:
-    """Locational and capability parts of each bid column's marginal value (EUR/MW)."""
-    is_cap = lp.is_capability_row
+    """Locational and device parts of each bid column's marginal value (EUR/MW)."""
+    is_cap = lp.is_device_row
     y = solution.row_dual
     locational = -(lp.bid_matrix_t @ np.where(is_cap, 0.0, y))
     capability = -(lp.bid_matrix_t @ np.where(is_cap, y, 0.0))

@@ -20,6 +20,7 @@ import pandas as pd
 
 from lfm_abm.market.bids import empty_bids
 from lfm_abm.market.designs import ALL_SERVICES, Design, Stage
+from lfm_abm.market.devices import Devices
 from lfm_abm.market.emergency import EMERGENCY_META, EmergencyCapacity
 from lfm_abm.market.engines import ENGINES, LPSolution
 from lfm_abm.market.formulation import LinearProgram, branch_cuts_for, build_lp, update_bids
@@ -90,7 +91,7 @@ class StageSolver:
         self._key: Hashable = None
 
     def solve(self, points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
-              limits: NeedLimits, params: MarketParams, devices: pd.DataFrame | None,
+              limits: NeedLimits, params: MarketParams, devices: Devices | None,
               emergency: EmergencyCapacity | None, fix: Collection[ElementKey] | None,
               key: Hashable = None) -> tuple[LinearProgram, LPSolution, bool]:
         """Solve, reusing the previous LP when `key` (not None) and the bid slots match."""
@@ -121,7 +122,7 @@ class StageSolver:
 
 def clear_stage(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
                 limits: NeedLimits, params: MarketParams, *,
-                devices: pd.DataFrame | None = None,
+                devices: Devices | None = None,
                 emergency: EmergencyCapacity | None = None, pricing: str = "pay-as-bid",
                 solver: StageSolver | None = None, key: Hashable = None,
                 fix: Collection[ElementKey] | None = None) -> StageResult:
