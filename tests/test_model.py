@@ -82,7 +82,8 @@ def test_competition_keeps_markups_near_cost():
     """Eight identical batteries at the same bus, each able to cover much of the need:
     Bertrand competition drives the accepted prices to cost."""
     population = {"fsp": [{"id": f"battery_{i}", "type": "der_aggregator", "assets": [
-        {"kind": "storage", "bus": 11, "power_mw": 1.5, "cost": {"P_down": 50.0}}]}
+        {"kind": "storage", "bus": 11, "power_mw": 1.5, "energy_mwh": 10.0, "soc_initial": 0.0,
+         "cost": {"P_down": 50.0}}]}
         for i in range(8)]}
     _, records = run(population, 250)
     rounds = records["rounds"]

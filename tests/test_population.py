@@ -99,7 +99,7 @@ def test_wind_cannot_be_raised(inventory):
     """The CIGRE wind farm at bus 7 can be curtailed but not pushed above its output."""
     asset = AssetSpec("generator", 7, {"P_up": 90.0, "P_down": 45.0})
     hours = np.arange(24)
-    offers, _ = asset_offers(asset, inventory, hours, hours, "wind/0")
+    offers, _, _ = asset_offers(asset, inventory, hours, hours, "wind/0")
     assert set(offers["product"]) == {"P_down"}
 
 
@@ -107,7 +107,7 @@ def test_pv_offers_follow_the_sun(inventory):
     asset = AssetSpec("pv", 11, {"P_down": 60.0, "Q_up": 3.0}, share=0.5,
                       params={"oversize": 1.2, "q_at_night": False})
     hours = np.arange(24)
-    offers, devices = asset_offers(asset, inventory, hours, hours, "pv/0")
+    offers, devices, _ = asset_offers(asset, inventory, hours, hours, "pv/0")
     curtail = offers[offers["product"] == "P_down"].set_index("period").capacity
     np.testing.assert_allclose(curtail, 0.5 * inventory.at("pv", 11)[curtail.index])
     q_periods = set(offers.loc[offers["product"] == "Q_up", "period"])
@@ -117,15 +117,36 @@ def test_pv_offers_follow_the_sun(inventory):
     np.testing.assert_allclose(sunny.s_mva, 1.2 * 0.5 * inventory.rated("pv", 11))
 
 
-def test_ev_adds_charging_only_when_plugged_in(inventory):
+def test_ev_fleet_defers_and_recovers_only_while_plugged_in(inventory):
+    """Offers in every plugged-in hour, not only the published one (recovery needs them);
+    the account runs from 17 h past midnight to 7 h and closes at zero."""
     asset = AssetSpec("ev", 5, {"P_up": 90.0, "P_down": 30.0}, params={
         "charger_mw": 0.5, "window": (17, 7), "v2g_share": 0.0})
     hours = np.arange(24)
-    offers, _ = asset_offers(asset, inventory, hours, hours, "ev/0")
-    add = set(offers.loc[offers["product"] == "P_down", "period"])
-    assert add == set(hours[in_window(hours, (17, 7))])
+    offers, _, account = asset_offers(asset, inventory, hours, np.array([19]), "ev/0")
+    plugged = hours[in_window(hours, (17, 7))]
+    assert set(offers.loc[offers["product"] == "P_down", "period"]) == set(plugged)
     shed = offers[offers["product"] == "P_up"].set_index("period").capacity
+    assert set(shed.index) <= set(plugged)
     np.testing.assert_allclose(shed, inventory.at("ev", 5)[shed.index])
+    assert list(account.period) == [*range(17, 24), *range(0, 8)]
+    assert (account.kind == "shift").all() and (account.upper_mwh == 0).all()
+    assert account.lower_mwh.iloc[-1] == 0 and np.isinf(account.lower_mwh.iloc[:-1]).all()
+    assert (offers.device_id == "ev/0").all()
+
+
+def test_battery_account_keeps_its_state_of_charge_in_range(inventory):
+    asset = AssetSpec("storage", 5, {"P_up": 50.0, "P_down": 50.0}, params={
+        "power_mw": 1.0, "energy_mwh": 2.0, "soc_initial": 0.75, "soc_final": 0.5,
+        "efficiency": 0.81})
+    hours = np.arange(24)
+    offers, _, account = asset_offers(asset, inventory, hours, np.array([12]), "st/0")
+    assert set(offers.period) == set(hours)  # P in every period of the day
+    assert list(account.period) == list(hours)
+    np.testing.assert_allclose(account.lower_mwh.iloc[:-1], -1.5)
+    assert account.lower_mwh.iloc[-1] == pytest.approx(-0.5)
+    np.testing.assert_allclose(account.upper_mwh, 0.5)
+    np.testing.assert_allclose(account[["charge_efficiency", "discharge_efficiency"]], 0.9)
 
 
 def test_window_wraps_midnight():

@@ -3,21 +3,33 @@
 Quantities are MW (P) or MVAr (Q) per period in the injection convention of the market
 (P_up = more injection or less consumption). True costs are the owner's private
 activation costs in EUR/MWh or EUR/MVArh (lost feed-in revenue, discomfort,
-degradation) and never change with bidding strategy.
+degradation) and never change with bidding strategy. Every offer names its asset
+(`device_id`), so the market can couple offers of one unit.
 
 * pv: curtail up to the output it has (P_down); reactive power within the inverter
-  circle S = oversize x rated PV, coupled to the P it keeps through a device (the
-  market's capability polygon); no Q at night unless `q_at_night`.
-* ev: reduce charging down to zero (P_up) any time it charges; add charging up to the
-  chargers' limit (P_down) and give Q from V2G-capable chargers only while the fleet
-  is plugged in (`window`). The fleet is one device of S = charger_mw.
-* flexible_load: shed up to its consumption (P_up) or add up to `increase` x it.
-* storage: a new battery idle at zero: charge or discharge up to power_mw, Q within
-  the same circle (one device).
+  circle S = oversize x rated PV, coupled to the P it keeps (the market's capability
+  polygon); no Q at night unless `q_at_night`.
+* ev: while the fleet is plugged in (`window`, wrapping past midnight) it can defer
+  charging down to zero (P_up) and recover it later in the same window up to the
+  chargers' limit (P_down): an energy account of kind "shift" (`market.energy`) makes
+  every MWh deferred come back before the fleet leaves, so it still charges its daily
+  energy (the scenario's EV profile). Q from V2G-capable chargers while plugged in.
+* flexible_load: shed up to its consumption (P_up) or add up to `increase` x it
+  (P_down); with `shift`, shed energy is recovered later the same day (a "shift"
+  account over the day), else it is lost and the two products are independent.
+* storage: a new battery idle at zero in its baseline: charge (P_down) or discharge
+  (P_up) up to power_mw, Q within the same circle. Its state of charge stays in
+  [0, energy_mwh] in every period and ends the day at least at soc_final (a "storage"
+  account; round-trip `efficiency` split evenly between charging and discharging).
 * generator: reduce output (P_down), raise it to its rating (P_up; dispatchable units
   only, not wind), Q within the rating.
-Energy limits across periods (EV energy needs, battery state of charge) are not
-modelled: each period is a separate product, as in the clearing.
+
+Energy-limited assets (storage, EV fleets, shiftable loads) offer P in every period of
+their account, not only in periods with published needs: recovering or recharging
+elsewhere is what makes their flexibility in the need periods deliverable. Their true
+costs price each leg: a battery's P_up and P_down costs each carry half of a cycle's
+degradation and losses per MWh; an EV fleet's P_up cost is the discomfort of charging
+later and its P_down cost that of the recovery (rebound) it is paid for.
 """
 
 from __future__ import annotations
@@ -30,6 +42,8 @@ import numpy as np
 import pandas as pd
 
 from lfm_abm.agents.inventory import GridInventory
+from lfm_abm.market.capability import DEVICE_COLUMNS
+from lfm_abm.market.energy import empty_accounts, shift_account, storage_account
 
 OFFER_COLUMNS = ["asset", "bus", "period", "product", "capacity", "cost", "device_id"]
 #: Capacities below this (MW/MVAr) are not worth a bid.
@@ -64,9 +78,15 @@ ASSET_KINDS: dict[str, dict] = {
     }},
     "flexible_load": {"products": ("P_up", "P_down"), "needs": "load", "params": {
         "increase": (0.2, "extra consumption it can add, as a share of its load, >= 0"),
+        "shift": (False, "shed energy is recovered later the same day (else it is lost)"),
     }},
     "storage": {"products": ("P_up", "P_down", "Q_up", "Q_down"), "needs": None, "params": {
         "power_mw": (None, "converter power of the new battery, MW (required)"),
+        "energy_mwh": (None, "usable energy of the battery, MWh (required)"),
+        "soc_initial": (0.5, "state of charge at the start of the day, share of energy"),
+        "soc_final": (None, "least state of charge at the end of the day, share of energy, "
+                            "at most soc_initial (default: soc_initial)"),
+        "efficiency": (0.9, "round-trip efficiency, 0.5..1"),
     }},
     "generator": {"products": ("P_up", "P_down", "Q_up", "Q_down"), "needs": "generator",
                   "params": {}},
@@ -81,9 +101,27 @@ def in_window(hours: np.ndarray, window: tuple[int, int]) -> np.ndarray:
     return (hours >= first) | (hours <= last)
 
 
-def _capacities(asset: AssetSpec, inventory: GridInventory, hours: np.ndarray
-                ) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
-    """Capacity per product (per period) and the device state (P0, Q0, S) if coupled."""
+@dataclass(frozen=True)
+class AssetFlex:
+    """What an asset can offer per period and what couples its offers.
+
+    capacity: MW or MVAr per product and period; circle: (P0, Q0, S) per period when
+    its P and Q share one inverter; account: its energy account (`market.energy`) when
+    its energy is limited, whose periods are also where it offers P.
+    """
+
+    capacity: dict[str, np.ndarray]
+    circle: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    account: pd.DataFrame | None = None
+
+
+def _in_day_order(hours: np.ndarray, first: int = 0) -> np.ndarray:
+    """Periods sorted by hour counted from `first` (a window that wraps midnight)."""
+    return np.argsort((hours - first) % 24, kind="stable")
+
+
+def _flex(asset: AssetSpec, inventory: GridInventory, hours: np.ndarray,
+          device_id: str) -> AssetFlex:
     n = len(hours)
     zero = np.zeros(n)
     if asset.kind == "pv":
@@ -92,65 +130,82 @@ def _capacities(asset: AssetSpec, inventory: GridInventory, hours: np.ndarray
         s = np.maximum(s, p0)  # a profile may exceed the nameplate; never below output
         q_on = (p0 > MIN_CAPACITY) | bool(asset.param("q_at_night"))
         q = np.where(q_on, s, 0.0)
-        return {"P_down": p0, "Q_up": q, "Q_down": q}, (p0, zero, np.where(q_on, s, p0))
+        return AssetFlex({"P_down": p0, "Q_up": q, "Q_down": q},
+                         (p0, zero, np.where(q_on, s, p0)))
     if asset.kind == "ev":
         charging = asset.share * inventory.at("ev", asset.bus)
         charger = float(asset.param("charger_mw"))
-        plugged = in_window(hours, tuple(asset.param("window")))
+        window = tuple(asset.param("window"))
+        plugged = in_window(hours, window)
         q = np.where(plugged, float(asset.param("v2g_share")) * charger, 0.0)
-        s = np.full(n, max(charger, 0.0))
-        s = np.maximum(s, charging)
-        return ({"P_up": charging, "P_down": np.where(plugged, np.clip(charger - charging, 0, None),
-                                                      0.0), "Q_up": q, "Q_down": q},
-                (-charging, zero, s))
+        s = np.maximum(np.full(n, max(charger, 0.0)), charging)
+        order = _in_day_order(hours, window[0])
+        return AssetFlex({"P_up": np.where(plugged, charging, 0.0),
+                          "P_down": np.where(plugged, np.clip(charger - charging, 0, None), 0.0),
+                          "Q_up": q, "Q_down": q}, (-charging, zero, s),
+                         shift_account(device_id, order[plugged[order]]))
     if asset.kind == "flexible_load":
         load = asset.share * inventory.at("load", asset.bus)
-        return {"P_up": load, "P_down": float(asset.param("increase")) * load}, None
+        account = (shift_account(device_id, _in_day_order(hours))
+                   if asset.param("shift") else None)
+        return AssetFlex({"P_up": load, "P_down": float(asset.param("increase")) * load},
+                         account=account)
     if asset.kind == "storage":
         power = np.full(n, float(asset.param("power_mw")))
-        return {"P_up": power, "P_down": power, "Q_up": power, "Q_down": power}, (
-            zero, zero, power)
+        energy = float(asset.param("energy_mwh"))
+        initial = float(asset.param("soc_initial"))
+        final = asset.param("soc_final")
+        final = initial if final is None else float(final)
+        account = storage_account(device_id, _in_day_order(hours), energy, initial * energy,
+                                  final * energy, float(asset.param("efficiency")))
+        return AssetFlex({"P_up": power, "P_down": power, "Q_up": power, "Q_down": power},
+                         (zero, zero, power), account)
     if asset.kind == "generator":
         output = asset.share * inventory.at("generator", asset.bus)
         rating = np.maximum(asset.share * inventory.rated("generator", asset.bus), output)
         # Only dispatchable units (CHP, biomass, hydro) can raise output; wind cannot.
         raisable = asset.share * (inventory.rated("dispatchable", asset.bus)
                                   - inventory.at("dispatchable", asset.bus))
-        return ({"P_up": np.clip(raisable, 0, None), "P_down": output, "Q_up": rating,
-                 "Q_down": rating}, (output, zero, rating))
+        return AssetFlex({"P_up": np.clip(raisable, 0, None), "P_down": output,
+                          "Q_up": rating, "Q_down": rating}, (output, zero, rating))
     raise ValueError(f"unknown asset kind {asset.kind!r}")
 
 
 def asset_offers(asset: AssetSpec, inventory: GridInventory, hours: np.ndarray,
-                 periods: np.ndarray, device_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Offers (one row per period and product with capacity) and the device rows.
+                 periods: np.ndarray, device_id: str
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Offers (one row per period and product with capacity), capability and energy rows.
 
-    `hours` are the hour-of-day of every scenario period; only `periods` (those with
-    published needs) get offers. Products without a true cost are not offered.
+    `hours` are the hour-of-day of every scenario period; `periods` those with published
+    needs, where offers are made; an energy-limited asset offers P in every period of
+    its account. Products without a true cost are not offered. The capability rows
+    (DEVICE_COLUMNS) exist when the asset offers Q, the energy rows (ENERGY_COLUMNS)
+    when it offers P from limited energy.
     """
-    capacities, device = _capacities(asset, inventory, hours)
+    flex = _flex(asset, inventory, hours, device_id)
     frames = []
-    for product, capacity in capacities.items():
+    for product, capacity in flex.capacity.items():
         if product not in asset.cost:
             continue
-        keep = periods[capacity[periods] > MIN_CAPACITY]
-        if len(keep) == 0:
-            continue
-        coupled = device is not None and (product[0] == "Q" or any(
-            p[0] == "Q" for p in asset.cost))
-        frames.append(pd.DataFrame({
-            "bus": asset.bus, "period": keep, "product": product,
-            "capacity": capacity[keep], "cost": float(asset.cost[product]),
-            "device_id": device_id if coupled else "",
-        }))
+        where = (np.sort(flex.account.period.to_numpy())
+                 if flex.account is not None and product[0] == "P" else periods)
+        keep = where[capacity[where] > MIN_CAPACITY]
+        if len(keep):
+            frames.append(pd.DataFrame({
+                "bus": asset.bus, "period": keep, "product": product,
+                "capacity": capacity[keep], "cost": float(asset.cost[product]),
+                "device_id": device_id}))
     offers = (pd.concat(frames, ignore_index=True) if frames
               else pd.DataFrame(columns=OFFER_COLUMNS[1:]))
-    devices = pd.DataFrame(columns=["device_id", "period", "p_mw", "q_mvar", "s_mva"])
-    if device is not None and (offers.device_id != "").any():
-        p0, q0, s = device
-        devices = pd.DataFrame({"device_id": device_id, "period": periods, "p_mw": p0[periods],
-                                "q_mvar": q0[periods], "s_mva": s[periods]})
-    return offers, devices
+    circle = pd.DataFrame(columns=DEVICE_COLUMNS)
+    if flex.circle is not None and any(p[0] == "Q" for p in asset.cost) and len(offers):
+        p0, q0, s = flex.circle
+        at = np.unique(offers.period.to_numpy(dtype=int))
+        circle = pd.DataFrame({"device_id": device_id, "period": at, "p_mw": p0[at],
+                               "q_mvar": q0[at], "s_mva": s[at]})
+    limited = flex.account is not None and any(p[0] == "P" for p in asset.cost)
+    account = flex.account if limited and len(offers) else empty_accounts()
+    return offers, circle, account
 
 
 def check_cost(cost: float) -> bool:

@@ -20,6 +20,8 @@ from lfm_abm.agents.inventory import GridInventory
 from lfm_abm.agents.population import FSPSpec
 from lfm_abm.market.bids import families
 from lfm_abm.market.capability import DEVICE_COLUMNS
+from lfm_abm.market.devices import Devices
+from lfm_abm.market.energy import empty_accounts
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class OfferBook:
     """All offers of a day. `group` indexes (FSP, product family) pairs in `groups`."""
 
     offers: pd.DataFrame  # BID_COLUMNS minus price, plus capacity, cost, fsp, family
-    devices: pd.DataFrame
+    devices: Devices
     groups: pd.DataFrame  # one row per (fsp, family): fsp_id, family
     group: np.ndarray  # group index of every offer
     hours: np.ndarray  # period length of every offer
@@ -70,18 +72,22 @@ def build_book(fsps: Sequence[FSPSpec], inventory: GridInventory, hours_of_day: 
     """Offers of every FSP for the given periods (those with published needs).
 
     Only product families the design admits are offered: FSPs do not bid for products
-    the DSO does not buy.
+    the DSO does not buy. Energy-limited assets also offer P in the other periods of
+    their energy account (`asset_offers`).
     """
-    frames, devices, groups = [], [], []
+    frames, circles, accounts, groups = [], [], [], []
     for spec in fsps:
         for position, asset in enumerate(spec.assets):
             device_id = f"{spec.id}/{position}"
-            offers, device = asset_offers(asset, inventory, hours_of_day, periods, device_id)
+            offers, circle, account = asset_offers(asset, inventory, hours_of_day, periods,
+                                                   device_id)
             offers = offers[families(offers["product"]).isin(admitted)]
             if len(offers):
                 frames.append(offers.assign(provider_id=spec.id, asset=position))
-            if len(device):
-                devices.append(device)
+            if len(circle) and (families(offers["product"]) == "Q").any():
+                circles.append(circle)
+            if len(account) and (families(offers["product"]) == "P").any():
+                accounts.append(account)
         groups += [(spec.id, family) for family in spec.families if family in admitted]
     group_frame = pd.DataFrame(groups, columns=["fsp_id", "family"])
     if frames:
@@ -94,7 +100,8 @@ def build_book(fsps: Sequence[FSPSpec], inventory: GridInventory, hours_of_day: 
     offers["family"] = families(offers["product"])
     key = pd.MultiIndex.from_frame(group_frame)
     group = key.get_indexer(pd.MultiIndex.from_arrays([offers.provider_id, offers.family]))
-    device_frame = (pd.concat(devices, ignore_index=True) if devices
-                    else pd.DataFrame(columns=DEVICE_COLUMNS))
-    return OfferBook(offers.astype({"bus": int, "period": int}), device_frame[DEVICE_COLUMNS],
+    devices = Devices(
+        pd.concat(circles, ignore_index=True)[DEVICE_COLUMNS] if circles else Devices().capability,
+        pd.concat(accounts, ignore_index=True) if accounts else empty_accounts())
+    return OfferBook(offers.astype({"bus": int, "period": int}), devices,
                      group_frame, group.astype(int), np.full(len(offers), period_hours))

@@ -55,6 +55,8 @@ class GeneratorSettings:
     aggregators: int = 2
     assets_per_aggregator: int = 4
     storage_mw: tuple[float, float] = (0.2, 1.0)
+    storage_hours: tuple[float, float] = (1.0, 2.0)  # energy / power of batteries, h
+    shift_share: float = 0.5  # chance that a flexible load recovers shed energy
     need_bias: float = 2.0
     learner: Mapping[str, object] = field(default_factory=lambda: {"kind": "roth-erev"})
 
@@ -68,6 +70,10 @@ class GeneratorSettings:
                              field="ev_fleets/aggregators")
         if self.need_bias < 0 or not math.isfinite(self.need_bias):
             raise InputError("must be a finite number >= 0", field="need_bias")
+        if not 0 <= self.shift_share <= 1:
+            raise InputError("must be in [0, 1]", field="shift_share")
+        if not 0 < self.storage_hours[0] <= self.storage_hours[1]:
+            raise InputError("must be [low, high] with 0 < low <= high", field="storage_hours")
 
 
 def bus_relevance(case: MarketCase) -> dict[int, float]:
@@ -111,8 +117,13 @@ def _costs(rng: np.random.Generator, kind: str) -> dict[str, float]:
 
 def generate_population(case: MarketCase, inventory: GridInventory, settings: GeneratorSettings,
                         seed: int, source: str = "generated population") -> Population:
-    """A population for `case`'s grid and day; same seed, same population."""
+    """A population for `case`'s grid and day; same seed, same population.
+
+    Energy limits (battery hours, shiftable loads) come from a second stream of the
+    seed, so they do not move what the first stream places.
+    """
     rng = np.random.default_rng(seed)
+    energy_rng = np.random.default_rng([seed, 1])
     relevance = bus_relevance(case)
     bids_at = {int(b) for b in case.buses}
     learner = dict(settings.learner)
@@ -144,7 +155,10 @@ def generate_population(case: MarketCase, inventory: GridInventory, settings: Ge
                          settings.need_bias):
             kind = str(rng.choice(["flexible_load", "storage"]))
             if kind == "storage" or load_left.get(bus, 1.0) < MIN_LOAD_SHARE:
-                params = {"power_mw": round(float(rng.uniform(*settings.storage_mw)), 3)}
+                power = round(float(rng.uniform(*settings.storage_mw)), 3)
+                hours = float(energy_rng.uniform(*settings.storage_hours))
+                params = {"power_mw": power, "energy_mwh": round(power * hours, 3),
+                          "soc_initial": 0.5, "efficiency": 0.9}
                 assets.append(AssetSpec("storage", bus, _costs(rng, "storage"), 1.0, params))
             else:
                 # Never more than is left of the bus's load: shares of one resource add up
@@ -152,8 +166,9 @@ def generate_population(case: MarketCase, inventory: GridInventory, settings: Ge
                 drawn, left = float(rng.uniform(MIN_LOAD_SHARE, 0.3)), load_left.get(bus, 1.0)
                 share = round(drawn, 3) if drawn <= left else math.floor(left * 1000) / 1000
                 load_left[bus] = load_left.get(bus, 1.0) - share
+                shift = bool(energy_rng.random() < settings.shift_share)
                 assets.append(AssetSpec("flexible_load", bus, _costs(rng, "flexible_load"),
-                                        share, {"increase": 0.2}))
+                                        share, {"increase": 0.2, "shift": shift}))
         free = [b for b in gen_buses if generator_left.get(b, 1.0) >= 0.5]
         if free:
             bus = _draw(rng, free, 1, relevance, settings.need_bias)[0]

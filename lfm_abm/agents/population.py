@@ -25,9 +25,9 @@ A population file lists FSPs under `[[fsp]]`. Every FSP has an `id`, a `type` an
     type = "der_aggregator"
     cost = { P_up = 70.0, P_down = 40.0 }          # defaults for its assets
     assets = [
-      { kind = "flexible_load", bus = 5, share = 0.3 },
-      { kind = "storage", bus = 9, power_mw = 0.5, cost = { P_up = 50.0, P_down = 50.0,
-        Q_up = 3.0, Q_down = 3.0 } },
+      { kind = "flexible_load", bus = 5, share = 0.3, shift = true },
+      { kind = "storage", bus = 9, power_mw = 0.5, energy_mwh = 1.0, soc_initial = 0.5,
+        efficiency = 0.9, cost = { P_up = 50.0, P_down = 50.0, Q_up = 3.0, Q_down = 3.0 } },
       { kind = "generator", bus = 7, share = 0.5 },
     ]
 
@@ -55,6 +55,9 @@ FSP_TYPES = {
 }
 AGGREGATOR_KINDS = ("flexible_load", "storage", "generator", "pv", "ev")
 _COMMON = {"id", "type", "learner", "cost"}
+#: Allowed [low, high] of numeric asset parameters (others: [0, 1e4]).
+_PARAM_RANGES = {"oversize": (1.0, 1e4), "v2g_share": (0.0, 1.0), "soc_initial": (0.0, 1.0),
+                 "efficiency": (0.5, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -215,18 +218,24 @@ def _asset(raw: object, kind: object, default_cost: Mapping[str, float], source:
                 raise InputError(f"must be [first_hour, last_hour] with hours 0..23, got "
                                  f"{window!r}", source=source, field=f"{where}: window")
             params[name] = tuple(window)
-        elif name == "q_at_night":
+        elif isinstance(default, bool):
             value = raw.get(name, default)
             if not isinstance(value, bool):
                 raise InputError(f"must be true or false, got {value!r}", source=source,
                                  field=f"{where}: {name}")
             params[name] = value
+        elif name == "soc_final":
+            if name in raw:
+                params[name] = _number(raw, name, source, where, 0.0, 1.0, None)
         elif default is None and name not in raw:
             raise InputError("required", source=source, field=f"{where}: {name}")
         else:
-            high = 1.0 if name == "v2g_share" else 1e4
-            low = 1.0 if name == "oversize" else 0.0
+            low, high = _PARAM_RANGES.get(name, (0.0, 1e4))
             params[name] = _number(raw, name, source, where, low, high, default)
+    if kind == "storage" and params.get("soc_final", 0.0) > params["soc_initial"]:
+        raise InputError(f"must be at most soc_initial ({params['soc_initial']}): the battery "
+                         "idles in its baseline, so it cannot end the day fuller",
+                         source=source, field=f"{where}: soc_final")
     return AssetSpec(kind=kind, bus=bus, cost=cost, share=share, params=params)
 
 
