@@ -6,21 +6,28 @@ over periods, cached, every `ac_every` rounds) and with a naive baseline (the LP
 rebuilt in cvxpy every round, every period's AC power flow run from scratch every
 round). Learning never uses AC results, so both runs make the same decisions; the
 benchmark checks that their DSO costs agree.
+
+`energy_rows_cost` measures what the energy accounts (rows coupling the periods of
+batteries, EV fleets and shiftable loads) add to the engine's warm re-solves: the same
+sequence of bid tables cleared with and without them.
 """
 
 from __future__ import annotations
 
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from lfm_abm.agents.generator import GeneratorSettings, generate_population
 from lfm_abm.agents.inventory import grid_inventory
 from lfm_abm.agents.population import Population, load_population
-from lfm_abm.day import shared_case
+from lfm_abm.day import market_day, shared_case
+from lfm_abm.market.clearing import Market
+from lfm_abm.market.designs import parse_design
 from lfm_abm.market.params import MarketParams
 from lfm_abm.model import STAGES, LFMModel, ModelSettings
 from lfm_abm.network.grids import default_scenario, load_grid
@@ -120,6 +127,43 @@ def compare(grid: str, rounds: int, ac_every: int, seed: int = 0) -> tuple[str, 
         f"speedup vs naive: {speedup:.1f}x",
     ]
     return "\n".join(lines), speedup
+
+
+def energy_rows_cost(grid: str, designs: tuple[str, ...], rounds: int, seed: int = 0
+                     ) -> pd.DataFrame:
+    """Warm re-solve time per round with and without the energy rows, same bids.
+
+    Each round draws a markup per (FSP, family) from the action grid's range and clears
+    the bid table warm (no AC validation) in both markets; times are HiGHS solve
+    seconds (cutting-plane re-solves included), median over the rounds.
+    """
+    population = population_for(grid)
+    scenario = default_scenario(load_grid(grid))
+    rows = []
+    for design in designs:
+        timings = {}
+        for limits in (True, False):
+            params = replace(MarketParams(), energy_limits=limits)
+            case = shared_case(grid, scenario, None, NeedLimits(), params)
+            day = market_day(case, population, parse_design(design))
+            market = Market(case, design)
+            market.clear(day.book.truthful_bids(), day.book.devices, ac_validate=False,
+                         trusted=True)  # cold solve, not timed
+            rng = np.random.default_rng(seed)
+            groups = len(day.book.groups)
+            seconds, energy_rows = [], 0
+            for _ in range(rounds):
+                bids = day.book.bids(rng.uniform(0.0, 2.0, groups), np.zeros(groups))
+                result = market.clear(bids, day.book.devices, ac_validate=False, trusted=True)
+                seconds.append(result.stats["solve_seconds"])
+                energy_rows = int((result.stages[0][1].lp.rows.service == "ENERGY").sum())
+            timings[limits] = (float(np.median(seconds)) * 1e3, energy_rows,
+                               result.stats["lp_rows"])
+        (with_ms, n_energy, n_rows), (without_ms, _, _) = timings[True], timings[False]
+        rows.append({"design": design, "lp_rows": n_rows, "energy_rows": n_energy,
+                     "solve_ms_with": with_ms, "solve_ms_without": without_ms,
+                     "ratio": with_ms / without_ms})
+    return pd.DataFrame(rows)
 
 
 def scale(rounds: int, fsp_counts: tuple[int, ...], grids: tuple[str, ...],

@@ -17,6 +17,9 @@ Per run, over the last `window` rounds (the learnt regime):
   AC violations themselves, in their own units (summed over elements and periods).
 * offers_above_reservation: offers not admitted because they were dearer than the DSO's
   reservation price (per round).
+* energy_shifted, rebound_energy (MWh per round): energy EV fleets and shiftable loads
+  defer, and recover later in their window; storage_cycles: equivalent full cycles of
+  the batteries per round, awarded throughput / (2 x energy capacity).
 * markup_<type>: mean markup over true cost chosen by FSPs of that type.
 * lerner_<type> = sum(payment - true cost) / sum(payment) over awarded bids: the
   volume-weighted Lerner index (price - marginal cost) / price.
@@ -46,6 +49,8 @@ AFTER_AC = ("unmet_need_after_ac", "corrective_after_ac", "collateral_after_ac",
             "violation_cm_after_ac_mva", "violation_vc_after_ac_pu",
             "collateral_cm_after_ac_mva", "collateral_vc_after_ac_pu")
 AGENT_TYPES = ("pv_inverter", "ev_fleet", "der_aggregator")
+#: Round columns of energy-limited flexibility (`market.energy.energy_kpis`).
+ENERGY = ("energy_shifted", "rebound_energy", "storage_cycles")
 STABLE_SHARE = 0.05
 
 
@@ -84,7 +89,7 @@ def run_kpis(tables: dict[str, pd.DataFrame], window: int) -> dict[str, float]:
                              "failed_rounds": float((rounds.status != "ok").sum())
                              if "status" in rounds else 0.0}
     for column in ("dso_cost", "truthful_cost", "unmet_need_before", "offers_above_reservation",
-                   *[f"volume_{p}" for p in PRODUCTS]):
+                   *[f"volume_{p}" for p in PRODUCTS], *ENERGY):
         out[column] = float(last[column].mean()) if len(last) else float("nan")
     validated = last[last.ac_validated.astype(bool)] if len(last) else last
     for column in AFTER_AC:
@@ -112,7 +117,7 @@ def run_kpis(tables: dict[str, pd.DataFrame], window: int) -> dict[str, float]:
 
 
 KPI_NAMES = ["dso_cost", "truthful_cost", "cost_ratio", *[f"volume_{p}" for p in PRODUCTS],
-             "offers_above_reservation", "unmet_need_before", *AFTER_AC, "total_cost",
+             *ENERGY, "offers_above_reservation", "unmet_need_before", *AFTER_AC, "total_cost",
              *[f"markup_{t}" for t in AGENT_TYPES], *[f"lerner_{t}" for t in AGENT_TYPES],
              "hhi_P", "hhi_Q", "psi", "rsi_min", "rounds_to_stable", "entropy"]
 
