@@ -157,6 +157,25 @@ def test_bad_energy_tables_name_the_field(change, field):
     assert err.value.field == field and "energy.csv" in str(err.value)
 
 
+def test_a_device_whose_rows_disagree_is_an_error():
+    table = storage_account("bat", np.arange(3), 2.0, 1.0, 1.0, 0.81)
+    table.loc[2, "capacity_mwh"] = 3.0
+    with pytest.raises(InputError, match="same in every row") as err:
+        validate_accounts(table)
+    assert err.value.field == "capacity_mwh"
+
+
+def test_interleaved_accounts_clear_like_sorted_ones():
+    """The EV case with a battery's rows mixed into the EV's, in reverse order: the
+    devices put each account back in window order, so the awards do not change."""
+    points, bids, devices = ev_case(9.8)
+    battery = storage_account("bat", np.arange(3), 1.0, 0.5, 0.5, 1.0)
+    mixed = pd.concat([devices.energy, battery]).iloc[[5, 0, 4, 1, 3, 2]]
+    _, awarded, _, _ = clear(points, bids, "CM_P", devices=Devices(energy=mixed))
+    assert awarded.to_dict() == pytest.approx({"defer": 1.0, "back1": 0.4, "back2": 0.6},
+                                              abs=1e-6)
+
+
 def test_a_p_bid_outside_its_devices_window_is_an_error():
     bids = bids_frame([("x", 1, 5, "P_up", 1.0, 10.0, "ev")])
     with pytest.raises(InputError, match="outside its energy account"):

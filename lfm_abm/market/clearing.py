@@ -271,7 +271,8 @@ class Market:
         if not trusted:
             bids = validate_bids(bids, buses=case.buses, n_periods=case.n_periods)
             if devices is None and (bids.device_id != "").any():
-                raise InputError("bids name devices but no device table was given",
+                raise InputError("bids name devices but no device table (capability or "
+                                 "energy) was given; leave device_id empty to couple nothing",
                                  field="device_id")
             if devices is not None:
                 devices = devices.validated(bids)

@@ -23,7 +23,12 @@ import pandas as pd
 from lfm_abm.errors import InputError
 from lfm_abm.market.bids import PRODUCT_SIGN, device_table, families
 from lfm_abm.market.capability import DEVICE_COLUMNS
-from lfm_abm.market.energy import empty_accounts, shift_accounts, validate_accounts
+from lfm_abm.market.energy import (
+    empty_accounts,
+    in_window_order,
+    shift_accounts,
+    validate_accounts,
+)
 
 
 def _no_capability() -> pd.DataFrame:
@@ -37,6 +42,10 @@ class Devices:
 
     capability: pd.DataFrame = field(default_factory=_no_capability)
     energy: pd.DataFrame = field(default_factory=empty_accounts)
+
+    def __post_init__(self) -> None:
+        # The energy rows read each device's periods as one contiguous run in window order.
+        object.__setattr__(self, "energy", in_window_order(self.energy))
 
     def validated(self, bids: pd.DataFrame | None = None, capability_source: str = "devices",
                   energy_source: str = "energy") -> Devices:

@@ -77,6 +77,17 @@ def shift_account(device_id: str, periods: np.ndarray) -> pd.DataFrame:
                          "discharge_efficiency": 1.0})
 
 
+def in_window_order(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with each device's rows contiguous and in window order (a copy if moved)."""
+    device = table.device_id.to_numpy()
+    order = table.order.to_numpy()
+    starts = np.r_[True, device[1:] != device[:-1]] if len(table) else np.zeros(0, bool)
+    contiguous = len(set(device[starts])) == starts.sum()
+    if contiguous and (np.diff(order)[~starts[1:]] > 0).all():
+        return table
+    return table.sort_values(["device_id", "order"], kind="stable").reset_index(drop=True)
+
+
 def validate_accounts(table: pd.DataFrame, bids: pd.DataFrame | None = None,
                       source: str = "energy") -> pd.DataFrame:
     """Check an energy table; doing nothing must be feasible for every account."""
@@ -115,9 +126,15 @@ def validate_accounts(table: pd.DataFrame, bids: pd.DataFrame | None = None,
         if out.duplicated(["device_id", column]).any():
             raise InputError(f"a (device_id, {column}) pair appears twice", source=source,
                              field=column)
+    per_device = out.groupby("device_id")
+    for column in ("kind", "initial_mwh", "capacity_mwh", "charge_efficiency",
+                   "discharge_efficiency"):
+        if (per_device[column].nunique(dropna=False) > 1).any():
+            raise InputError("must be the same in every row of a device", source=source,
+                             field=column)
     if bids is not None:
         _check_bids_inside_windows(out, bids, source)
-    return out.sort_values(["device_id", "order"]).reset_index(drop=True)
+    return in_window_order(out)
 
 
 def _check_bids_inside_windows(table: pd.DataFrame, bids: pd.DataFrame, source: str) -> None:
