@@ -151,12 +151,12 @@ def energy_rows_cost(grid: str, designs: tuple[str, ...], rounds: int, seed: int
                          trusted=True)  # cold solve, not timed
             rng = np.random.default_rng(seed)
             groups = len(day.book.groups)
-            seconds, energy_rows = [], 0
+            seconds = []
             for _ in range(rounds):
                 bids = day.book.bids(rng.uniform(0.0, 2.0, groups), np.zeros(groups))
                 result = market.clear(bids, day.book.devices, ac_validate=False, trusted=True)
                 seconds.append(result.stats["solve_seconds"])
-                energy_rows = int((result.stages[0][1].lp.rows.service == "ENERGY").sum())
+            energy_rows = int((result.stages[0][1].lp.rows.service == "ENERGY").sum())
             timings[limits] = (float(np.median(seconds)) * 1e3, energy_rows,
                                result.stats["lp_rows"])
         (with_ms, n_energy, n_rows), (without_ms, _, _) = timings[True], timings[False]

@@ -140,7 +140,9 @@ def test_energy_kpis_count_shifted_energy_and_battery_cycles():
     awards = bids_frame([("a", 1, 0, "P_up", 1.0, 1.0, "ev"), ("b", 1, 1, "P_down", 1.0, 1.0,
                                                                  "ev"),
                          ("c", 1, 0, "P_down", 1.0, 1.0, "bat"),
-                         ("d", 1, 1, "P_up", 1.0, 1.0, "bat")]).assign(awarded=1.0, hours=1.0)
+                         ("d", 1, 1, "P_up", 1.0, 1.0, "bat")]).assign(
+        awarded=1.0, hours=1.0, soc_mwh=[np.nan, np.nan, 2.0, 1.0],
+        deferred_mwh=[1.0, 0.0, np.nan, np.nan])
     assert energy_kpis(table, awards) == pytest.approx(
         {"energy_shifted": 1.0, "rebound_energy": 1.0, "storage_cycles": 0.5})
 

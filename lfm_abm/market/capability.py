@@ -26,14 +26,15 @@ DEVICE_COLUMNS = ["device_id", "period", "p_mw", "q_mvar", "s_mva"]
 
 
 def capability_rows(bids: pd.DataFrame, devices: pd.DataFrame, cuts: int,
-                    quantity: np.ndarray) -> tuple[pd.DataFrame, tuple, np.ndarray]:
+                    quantity: np.ndarray
+                    ) -> tuple[pd.DataFrame, tuple, np.ndarray, np.ndarray]:
     """Inscribed-polygon rows for devices whose admitted bids could reach their circle.
 
     Returns the rows' metadata, their entries as (row, bid column, coefficient) arrays
-    with rows numbered from 0, and their upper bounds.
+    with rows numbered from 0, and their lower (none) and upper bounds.
     """
     empty = (pd.DataFrame(columns=["period", *META_COLUMNS]),
-             (np.zeros(0, int), np.zeros(0, int), np.zeros(0)), np.zeros(0))
+             (np.zeros(0, int), np.zeros(0, int), np.zeros(0)), np.zeros(0), np.zeros(0))
     if devices.empty:
         return empty
     coupled = np.flatnonzero(bids.device_id.isin(set(devices.device_id)).to_numpy())
@@ -77,6 +78,7 @@ def capability_rows(bids: pd.DataFrame, devices: pd.DataFrame, cuts: int,
         n_rows += len(binding)
     if not metas:
         return empty
+    upper = np.concatenate(upper)
     return (pd.concat(metas, ignore_index=True),
             (np.concatenate(rows), np.concatenate(cols), np.concatenate(values)),
-            np.concatenate(upper))
+            np.full(len(upper), -np.inf), upper)

@@ -29,7 +29,7 @@ from lfm_abm.market.bids import PRODUCT_SIGN, PRODUCTS, families, is_active, val
 from lfm_abm.market.designs import Design, parse_design
 from lfm_abm.market.devices import Devices
 from lfm_abm.market.emergency import EmergencyCapacity, emergency_injections
-from lfm_abm.market.energy import energy_kpis, energy_states
+from lfm_abm.market.energy import bid_states, energy_kpis
 from lfm_abm.market.params import MarketParams
 from lfm_abm.market.pricing import check_pricing, locational_prices
 from lfm_abm.market.stages import (
@@ -324,10 +324,9 @@ class Market:
         last_flex = combine_flex([flex_injections(bids.iloc[last.lp.bid_index],
                                                   last.settled.awarded.to_numpy()),
                                   emergency_injections(last.emergency)])
-        states = energy_states(devices.energy, bids, tally.awarded, tally.hours)
+        states = bid_states(devices.energy, bids, tally.awarded, tally.hours)
         result = ClearingResult(
-            design=self.design.name, pricing=self.pricing,
-            awards=tally.frame().merge(states, on=["device_id", "period"], how="left"),
+            design=self.design.name, pricing=self.pricing, awards=tally.frame().assign(**states),
             stages=stages, linearised_at=(last_points, last_flex) if len(stages) > 1 else None,
             flex=tally.flex(), validation=None, after_ac=None, stats=stats,
             energy=devices.energy)

@@ -80,10 +80,11 @@ def shift_account(device_id: str, periods: np.ndarray) -> pd.DataFrame:
 def in_window_order(table: pd.DataFrame) -> pd.DataFrame:
     """The table with each device's rows contiguous and in window order (a copy if moved)."""
     device = table.device_id.to_numpy()
-    order = table.order.to_numpy()
-    starts = np.r_[True, device[1:] != device[:-1]] if len(table) else np.zeros(0, bool)
-    contiguous = len(set(device[starts])) == starts.sum()
-    if contiguous and (np.diff(order)[~starts[1:]] > 0).all():
+    starts = _run_starts(device)
+    inside = np.ones(len(table), bool)
+    inside[starts] = False
+    if len(set(device[starts])) == len(starts) and (np.diff(table.order.to_numpy()) > 0)[
+            inside[1:]].all():
         return table
     return table.sort_values(["device_id", "order"], kind="stable").reset_index(drop=True)
 
@@ -147,18 +148,25 @@ def _check_bids_inside_windows(table: pd.DataFrame, bids: pd.DataFrame, source: 
                              "energy account's periods", source=source, field="period")
 
 
-def _bid_coefficients(bids: pd.DataFrame, table: pd.DataFrame, hours: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bids that move an account: (bid positions, row of their period in `table`, MWh/MW)."""
+def _slots(table: pd.DataFrame, bids: pd.DataFrame) -> np.ndarray:
+    """Row of `table` holding each bid's device and period; -1 where there is none."""
     if table.empty or bids.empty:
-        return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
-    slot = pd.Series(np.arange(len(table)),
-                     index=pd.MultiIndex.from_arrays([table.device_id, table.period]))
-    where = slot.reindex(pd.MultiIndex.from_arrays([bids.device_id.to_numpy(),
-                                                    bids.period.to_numpy()]))
-    moves = where.notna().to_numpy() & is_active(bids["product"])
-    positions = np.flatnonzero(moves)
-    at = where.to_numpy()[positions].astype(int)
+        return np.full(len(bids), -1)
+    rows = pd.MultiIndex.from_arrays([table.device_id.to_numpy(), table.period.to_numpy()])
+    return rows.get_indexer(pd.MultiIndex.from_arrays([bids.device_id.to_numpy(),
+                                                       bids.period.to_numpy()]))
+
+
+def _bid_coefficients(bids: pd.DataFrame, table: pd.DataFrame, hours: np.ndarray,
+                      slot: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bids that move an account: (bid positions, row of their period in `table`, MWh/MW).
+
+    `slot` is `_slots(table, bids)` when the caller already has it.
+    """
+    slot = _slots(table, bids) if slot is None else slot
+    positions = np.flatnonzero((slot >= 0) & is_active(bids["product"]))
+    at = slot[positions]
     down = (bids["product"].to_numpy()[positions] == "P_down")
     per_mw = np.where(down, table.charge_efficiency.to_numpy()[at],
                       -1.0 / table.discharge_efficiency.to_numpy()[at]) * hours[positions]
@@ -201,20 +209,29 @@ def energy_rows(bids: pd.DataFrame, table: pd.DataFrame | None, hours: np.ndarra
     return meta, (row_of[r], columns[b], per_mw[b]), lower[keep], upper[keep]
 
 
+def _run_starts(device: np.ndarray) -> np.ndarray:
+    """Positions where a new device's run of rows begins."""
+    return np.flatnonzero(np.r_[True, device[1:] != device[:-1]]) if len(device) else (
+        np.zeros(0, int))
+
+
 def _device_end(device: np.ndarray) -> np.ndarray:
     """For each row of a table sorted by device: one past the last row of its device."""
-    starts = np.flatnonzero(np.r_[True, device[1:] != device[:-1]])
+    starts = _run_starts(device)
     ends = np.r_[starts[1:], len(device)]
     return np.repeat(ends, ends - starts)
 
 
 def account_changes(table: pd.DataFrame, bids: pd.DataFrame, awarded: np.ndarray,
-                    hours: np.ndarray) -> np.ndarray:
+                    hours: np.ndarray, slot: np.ndarray | None = None) -> np.ndarray:
     """Cumulative account change after each row of `table` (MWh) for awarded quantities."""
     change = np.zeros(len(table))
-    positions, at, per_mw = _bid_coefficients(bids, table, hours)
+    positions, at, per_mw = _bid_coefficients(bids, table, hours, slot)
     np.add.at(change, at, per_mw * awarded[positions])
-    return pd.Series(change).groupby(table.device_id.to_numpy()).cumsum().to_numpy()
+    total = np.cumsum(change)
+    starts = _run_starts(table.device_id.to_numpy())
+    before = (total - change)[starts]  # what earlier devices add up to
+    return total - np.repeat(before, np.diff(np.r_[starts, len(table)]))
 
 
 def shift_accounts(table: pd.DataFrame, bids: pd.DataFrame, awarded: np.ndarray,
@@ -227,13 +244,13 @@ def shift_accounts(table: pd.DataFrame, bids: pd.DataFrame, awarded: np.ndarray,
 
 
 def energy_states(table: pd.DataFrame, bids: pd.DataFrame, awarded: np.ndarray,
-                  hours: np.ndarray) -> pd.DataFrame:
+                  hours: np.ndarray, slot: np.ndarray | None = None) -> pd.DataFrame:
     """Per account period after the awards: state of charge or energy still deferred.
 
     soc_mwh for batteries, deferred_mwh (energy deferred, not yet recovered) for shift
     accounts, MWh.
     """
-    change = account_changes(table, bids, awarded, hours)
+    change = account_changes(table, bids, awarded, hours, slot)
     storage = (table.kind == "storage").to_numpy()
     return pd.DataFrame({"device_id": table.device_id.to_numpy(),
                          "period": table.period.to_numpy(),
@@ -241,20 +258,35 @@ def energy_states(table: pd.DataFrame, bids: pd.DataFrame, awarded: np.ndarray,
                          "deferred_mwh": np.where(storage, np.nan, -change)})
 
 
+def bid_states(table: pd.DataFrame, bids: pd.DataFrame, awarded: np.ndarray,
+               hours: np.ndarray) -> dict[str, np.ndarray]:
+    """`energy_states` of each bid's device after the bid's period (NaN without one)."""
+    slot = _slots(table, bids)
+    states = energy_states(table, bids, awarded, hours, slot)
+    has = slot >= 0
+    at = np.where(has, slot, 0)
+    return {column: np.where(has, states[column].to_numpy()[at], np.nan) if len(states)
+            else np.full(len(bids), np.nan) for column in ("soc_mwh", "deferred_mwh")}
+
+
 def energy_kpis(table: pd.DataFrame, awards: pd.DataFrame) -> dict[str, float]:
     """Energy shifted and recovered by shift accounts, and battery cycles, of a round.
+
+    `awards` carry `bid_states`: a bid with a soc_mwh sells from a battery, one with a
+    deferred_mwh from a shift account.
 
     energy_shifted: MWh deferred (P_up) by EV fleets and shiftable loads;
     rebound_energy: MWh they recover later (P_down), equal to it when every account
     closes; storage_cycles: equivalent full cycles of the batteries, their awarded
     throughput (charge + discharge, MWh) over twice their energy (NaN without one).
     """
-    kind = table.drop_duplicates("device_id").set_index("device_id")
-    of = awards.device_id.map(kind.kind).to_numpy()
+    storage = awards.soc_mwh.notna().to_numpy()
+    shift = awards.deferred_mwh.notna().to_numpy()
     energy = (awards.awarded * awards.hours).to_numpy()
     product = awards["product"].to_numpy()
-    shift, storage = of == "shift", of == "storage"
-    capacity = kind.capacity_mwh[kind.kind == "storage"].sum()
+    first = _run_starts(table.device_id.to_numpy())
+    capacity = table.capacity_mwh.to_numpy()[first][
+        (table.kind.to_numpy()[first] == "storage")].sum()
     throughput = energy[storage & np.isin(product, ("P_up", "P_down"))].sum()
     return {"energy_shifted": float(energy[shift & (product == "P_up")].sum()),
             "rebound_energy": float(energy[shift & (product == "P_down")].sum()),

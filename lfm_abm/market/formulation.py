@@ -252,13 +252,10 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
         n_rows += len(cp)
 
     devices = devices or Devices()
-    cap_meta, (cap_r, cap_c, cap_v), cap_upper = capability_rows(
-        chosen, devices.capability, params.capability_cuts, quantity)
-    energy_meta, (en_r, en_c, en_v), en_lower, en_upper = energy_rows(
-        chosen, devices.energy if params.energy_limits else None, hours)
-    for meta, (r, c, v), low, up in ((cap_meta, (cap_r, cap_c, cap_v),
-                                      np.full(len(cap_meta), -np.inf), cap_upper),
-                                     (energy_meta, (en_r, en_c, en_v), en_lower, en_upper)):
+    device_rows = (capability_rows(chosen, devices.capability, params.capability_cuts,
+                                   quantity),
+                   energy_rows(chosen, devices.energy if params.energy_limits else None, hours))
+    for meta, (r, c, v), low, up in device_rows:
         if not len(meta):
             continue
         bid_entries.append((n_rows + r, c, v))
