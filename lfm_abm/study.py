@@ -12,7 +12,7 @@ Spec (paths are relative to the spec file, `out` to the working directory):
     grid = "simbench-semiurb"
     population = "../agents/simbench_semiurb.toml"
     designs = ["CM_P", "CMVC_PQ", "CM_P>VC_Q"]
-    pricing = ["pay-as-bid"]          # and/or "marginal"
+    pricing = ["pay-as-bid"]          # and/or "locational"
     rounds = 150
     seeds = 4                         # seeds 0..3, or an explicit list
     window = 50                       # last rounds the KPIs average over
@@ -54,7 +54,7 @@ from lfm_abm.errors import InputError
 from lfm_abm.learning import ActionGrid, make_learner
 from lfm_abm.market.designs import parse_design
 from lfm_abm.market.params import MarketParams
-from lfm_abm.market.pricing import check_pricing
+from lfm_abm.market.pricing import PRICING_RULES, check_pricing
 from lfm_abm.network.grids import default_scenario, load_grid
 from lfm_abm.network.needs import NeedLimits
 from lfm_abm.network.scenarios import Scenario
@@ -166,7 +166,7 @@ def load_study(path: str | Path, rounds: int | None = None, seeds: int | None = 
     for design in designs:
         parse_design(design, source)
     pricing = _get(study, "pricing", list, source, default=["pay-as-bid"],
-                   check=lambda v: len(v) > 0, allowed=["pay-as-bid", "marginal"])
+                   check=lambda v: len(v) > 0, allowed=list(PRICING_RULES))
     for rule in pricing:
         check_pricing(rule, source)
     n_rounds = rounds if rounds is not None else _get(
@@ -332,6 +332,7 @@ def execute_run(run: RunSpec) -> dict:
     setup = time.perf_counter() - start
     for _ in range(run.rounds):
         model.step()
+    model.equilibrium()
     return {"tables": model.records(), "setup_seconds": setup,
             "seconds": time.perf_counter() - start, "timings": dict(model.timings)}
 

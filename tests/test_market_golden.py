@@ -53,7 +53,7 @@ def test_cm_p_two_bids_on_one_overloaded_line(engine):
 
     Need 1 MVA = 2 MW of P_down: the 50 EUR bid fully (0.8 MW), the 80 EUR bid for
     1.2 MW. Cost 40 + 96 = 136 EUR. The CM dual is 80 / 0.5 = 160 EUR/MVA, so the
-    marginal price of P_down at bus 1 is 80 EUR/MWh and payments are 64 + 96 = 160.
+    locational price of P_down at bus 1 is 80 EUR/MWh and payments are 64 + 96 = 160.
     Emergency curtailment at bus 1 costs VOLL (1000 EUR/MWh) and is not used.
     """
     points = [toy_point(line_mva=11.0, dline_dp=(0.5, 0.0))]
@@ -71,9 +71,9 @@ def test_cm_p_two_bids_on_one_overloaded_line(engine):
     assert price_at(prices, 1, "P_down") == pytest.approx(80.0)
     assert price_at(prices, 1, "P_up") == pytest.approx(-80.0)
     assert price_at(prices, 2, "P_down") == pytest.approx(0.0, abs=1e-9)
-    _, _, marginal, _ = clear(points, bids, "CM_P", "marginal", engine=engine,
+    _, _, locational, _ = clear(points, bids, "CM_P", "locational", engine=engine,
                               emergency=emergency)
-    assert marginal.to_dict() == pytest.approx({"A": 64.0, "B": 96.0, "C": 0.0}, abs=1e-6)
+    assert locational.to_dict() == pytest.approx({"A": 64.0, "B": 96.0, "C": 0.0}, abs=1e-6)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -92,8 +92,8 @@ def test_vc_q_absorbing_reactive_power_at_two_buses(engine):
     assert result.solution.objective == pytest.approx(55.0)
     assert price_at(prices, 1, "Q_down") == pytest.approx(30.0)
     assert price_at(prices, 2, "Q_down") == pytest.approx(15.0)
-    _, _, marginal, _ = clear(points, bids, "VC_Q", "marginal", engine=engine)
-    assert marginal.to_dict() == pytest.approx({"C": 30.0, "D": 45.0, "E": 0.0}, abs=1e-6)
+    _, _, locational, _ = clear(points, bids, "VC_Q", "locational", engine=engine)
+    assert locational.to_dict() == pytest.approx({"C": 30.0, "D": 45.0, "E": 0.0}, abs=1e-6)
 
 
 def pv_case():

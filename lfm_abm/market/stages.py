@@ -60,9 +60,9 @@ class StageResult:
     """A solved and settled stage.
 
     settled: per admitted bid (LP column order, index = position in the bid table):
-    awarded MW, payment EUR, price_paid and values EUR/MWh. emergency: the DSO's
-    emergency action used (MW per bus, action and period). unresolved: need left after
-    full emergency action, in the row's unit (MVA or p.u.).
+    awarded MW, payment and uplift EUR, price_paid and locational_price EUR/MWh.
+    emergency: the DSO's emergency action used (MW per bus, action and period).
+    unresolved: need left after full emergency action, in the row's unit (MVA or p.u.).
     """
 
     lp: LinearProgram
@@ -135,7 +135,7 @@ def clear_stage(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
     lp, solution, rebuilt = solver.solve(points, bids, stage, limits, params, devices,
                                          emergency, fix, key)
     chosen = bids.iloc[lp.bid_index]
-    settled = settle(lp, solution, chosen, lp.bid_hours, pricing)
+    settled = settle(lp, solution, chosen, lp.bid_hours, pricing, params.max_bid_price)
     return StageResult(lp, solution, settled, _emergency_used(lp, solution),
                        _unresolved(lp, solution), rebuilt)
 
