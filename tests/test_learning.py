@@ -27,16 +27,16 @@ TAIL_SHARE = 0.6
 
 #: The learning kinds with parameters for the bandit test. Roth-Erev with the default
 #: q0 = 1 locked into a worse arm after an early lucky reward for 1 seed in 100; q0 = 5
-#: (above the reward scale) keeps early choice spread. Q-learning in a single state has no
-#: future to value, and with discount 0.9 every arm's value climbs with the bootstrapped
-#: maximum, which favours the incumbent for far longer than this test runs.
+#: (above the reward scale) keeps early choice spread. Q-learning runs with its default
+#: discount 0: with discount 0.9 every arm's value climbs with the bootstrapped maximum,
+#: which favours the incumbent for far longer than this test runs.
 BANDIT_SPECS = [
     {"kind": "epsilon-greedy"},
     {"kind": "ucb1"},
     {"kind": "exp3"},
     {"kind": "roth-erev", "initial_propensity": 5.0},
     {"kind": "roth-erev", "choice": "gibbs"},
-    {"kind": "q-learning", "discount": 0.0},
+    {"kind": "q-learning"},
 ]
 
 
@@ -84,13 +84,14 @@ def test_learner_finds_best_arm(spec, seed):
 def test_q_learning_best_action_depends_on_state(seed):
     # Action 0 pays in state "low", action 1 in state "high"; the state is drawn at random
     # each round, so only a learner that conditions on it is right in both. Over 100 seeds
-    # discount 0.5 learnt both by round 1000 and played the right action in at least 86 %
-    # of each state's late rounds; with discount 0.9 the values first climb towards
-    # r / (1 - 0.9) and the first-tried action stays ahead for thousands of rounds.
+    # the default (discount 0) learnt both by round 1000 and played the right action in at
+    # least 85 % of each state's late rounds (discount 0.5: 86 %); with discount 0.9 the
+    # values first climb towards r / (1 - 0.9) and the first-tried action stays ahead for
+    # thousands of rounds.
     arms = {"low": np.array([0.9, 0.1]), "high": np.array([0.1, 0.9])}
     best = {"low": 0, "high": 1}
     rng = np.random.default_rng(seed)
-    learner = make_learner({"kind": "q-learning", "discount": 0.5}, grid_of(2))
+    learner = make_learner({"kind": "q-learning"}, grid_of(2))
     state = "low"
     hits: dict[str, list[bool]] = {"low": [], "high": []}
     for _ in range(1000):
@@ -114,6 +115,15 @@ def test_q_learning_update_bootstraps_from_next_state():
     learner.update(1, 0.0, "b")  # next_state None: the state did not change
     assert np.isclose(learner.values("b")[1], 0.5 + 0.5 * (0.9 * 0.5 - 0.5))
     assert learner.values("unseen").tolist() == [0.0, 0.0]
+
+
+def test_q_learning_defaults_to_a_one_shot_market():
+    # Discount 0: a bid is valued by its own reward, whatever the next state is worth.
+    learner = make_learner({"kind": "q-learning", "alpha": 0.5}, grid_of(2))
+    learner.update(1, 1.0, 2, 2)
+    learner.update(0, 0.4, 0, 2)
+    assert learner.values(0).tolist() == [0.2, 0.0]
+    assert learner.values(2).tolist() == [0.0, 0.5]
 
 
 def test_truthful_and_fixed_markup_pick_their_action():

@@ -43,7 +43,7 @@ def test_same_seed_same_records_different_seed_differs(cigre_population):
     assert not first["agents"].action.equals(other["agents"].action)
 
 
-@pytest.mark.parametrize("pricing", ["pay-as-bid", "marginal"])
+@pytest.mark.parametrize("pricing", ["pay-as-bid", "locational"])
 def test_settlement_identities_every_round(cigre_population, pricing):
     _, records = run(cigre_population, 12, design="CMVC_PQ", pricing=pricing)
     rounds, agents = records["rounds"], records["agents"]
@@ -70,7 +70,7 @@ def test_monopolist_learns_the_highest_admitted_markup():
     reservation = model.settings.market.max_bid_price
     highest = max(m for m in model.settings.actions.markups if 60.0 * (1 + m) <= reservation)
     assert highest == 8.0
-    assert agents.markup.head(50).mean() < agents.markup.tail(50).mean()
+    assert agents.reward.head(50).mean() < agents.reward.tail(50).mean()
     assert agents.markup.tail(50).median() == highest
     assert rounds.cost_ratio.tail(50).mean() > 0.9 * (1.0 + highest)
     rejected = agents[agents.markup > highest]

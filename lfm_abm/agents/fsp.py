@@ -5,10 +5,12 @@ markets differ in competition, so their markups are learnt apart). Each round it
 family (markup over true cost, share of capacity withheld) from the shared action grid,
 and afterwards learns from that family's profit = payment - true activation cost.
 
-Rewards are profits divided by the largest profit the family has earned so far, so they
-lie in [0, 1] for every learner (EXP3 and UCB1 need bounded rewards) and adapt to each
-FSP's own market size. The Q-learning state is (did the family win anything last round,
-which third of the action grid its last action was in).
+The reward is profit divided by a scale fixed for the run, the most the family could
+earn in one round (all its offers of the first market day accepted in full at the
+reservation price), clipped to [0, 1]: bounded, as EXP3 and UCB1 need, and stationary,
+as UCB1's confidence bounds and Roth-Erev's propensities assume. The Q-learning state is
+the family's award share last round: 0 nothing, 1 part, 2 all of its offered energy.
+`learning.feedback` defines both, for FSPs and validation games alike.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from __future__ import annotations
 import mesa
 import numpy as np
 
+from lfm_abm.agents.book import OfferBook
 from lfm_abm.agents.population import FSPSpec
 from lfm_abm.learning import ActionGrid, Learner, make_learner
+from lfm_abm.learning.feedback import INITIAL_STATE, learn_round, reward_scale
 
 
 class FSP(mesa.Agent):
@@ -37,8 +41,8 @@ class FSP(mesa.Agent):
             for family in families
         }
         self.actions: dict[str, int] = {}
-        self.best_profit = dict.fromkeys(families, 0.0)
-        self.state = dict.fromkeys(families, (False, 0))
+        self.scales: dict[str, float] = {}  # set by `set_reward_scales` before learning
+        self.state = dict.fromkeys(families, INITIAL_STATE)
 
     @property
     def fsp_id(self) -> str:
@@ -51,26 +55,31 @@ class FSP(mesa.Agent):
                         for family, learner in self.learners.items()}
         return self.actions
 
-    def learn(self, family: str, profit: float, won: bool) -> tuple[float, int, float]:
-        """Update the family's learner with this round's profit.
+    def set_reward_scales(self, book: OfferBook, reservation: float) -> None:
+        """Fix each family's reward scale: the most its offers in `book` earn in a round."""
+        offers = book.offers
+        for family in self.learners:
+            mine = ((offers.provider_id == self.fsp_id) & (offers.family == family)).to_numpy()
+            self.scales[family] = reward_scale(offers.cost.to_numpy()[mine],
+                                               offers.capacity.to_numpy()[mine],
+                                               book.hours[mine], reservation)
 
+    def learn(self, family: str, profit: float, share: float) -> tuple[float, int, float]:
+        """Update the family's learner with this round's profit and award share.
+
+        `share` is the awarded part of the family's offered energy (0 if it offered none).
         Returns the reward used, the learner's greedy action afterwards and the
         normalised entropy of its choice distribution (1 = uniform, 0 = decided).
         """
-        action = self.actions[family]
-        self.best_profit[family] = max(self.best_profit[family], profit)
-        best = self.best_profit[family]
-        reward = float(np.clip(profit / best, 0.0, 1.0)) if best > 1e-9 else 0.0
-        tercile = min(2, 3 * action // max(len(self.grid), 1))
-        next_state = (won, tercile)
         learner = self.learners[family]
-        learner.update(action, reward, self.state[family], next_state)
-        self.state[family] = next_state
-        p = learner.probabilities(next_state)
+        reward, state = learn_round(learner, self.actions[family], self.state[family], profit,
+                                    self.scales[family], share)
+        self.state[family] = state
+        p = learner.probabilities(state)
         p = p[p > 0]
         entropy = float(-(p * np.log(p)).sum() / np.log(len(self.grid))) if len(self.grid) > 1 \
             else 0.0
-        return reward, int(learner.greedy(next_state)), entropy
+        return reward, int(learner.greedy(state)), entropy
 
 
 class PVInverter(FSP):

@@ -22,9 +22,14 @@ class QLearning(Learner):
 
     Watkins & Dayan (1992), Q-learning, Machine Learning 8. After action a in state s
     earned r and led to s': Q[s, a] += alpha (r + discount max_a' Q[s', a'] - Q[s, a]).
-    States never seen start with all values 0.
+    States never seen start with all values 0. FSPs pass their award share last round as
+    the state (`learning.feedback.award_state`).
     alpha: learning rate, the weight of the newest reward.
-    discount: weight of the next state's value; 0 makes every round a separate bandit.
+    discount: weight of the next state's value. The default 0 treats the market as what
+        it is, a repeated one-shot auction: a bid is settled in its own round and does
+        not change what later rounds pay (other than through what rivals learn), so it
+        is valued by its own reward in the state it was made in. A discount > 0 also
+        credits a bid with the value of the state it leads to (e.g. a full award).
     epsilon: probability of a uniformly random action instead of a best one.
     decay: epsilon is multiplied by this after every update (1 = constant exploration).
     """
@@ -32,7 +37,7 @@ class QLearning(Learner):
     KIND = "q-learning"
     PARAMETERS: ClassVar[dict[str, Parameter]] = {
         "alpha": Real(0.1, 0.0, 1.0, low_open=True),
-        "discount": Real(0.9, 0.0, 1.0, high_open=True),
+        "discount": Real(0.0, 0.0, 1.0, high_open=True),
         "epsilon": Real(0.1, 0.0, 1.0),
         "decay": Real(1.0, 0.0, 1.0, low_open=True),
     }
