@@ -7,6 +7,10 @@ rebuilt in cvxpy every round, every period's AC power flow run from scratch ever
 round). Learning never uses AC results, so both runs make the same decisions; the
 benchmark checks that their DSO costs agree.
 
+`market_power_cost` measures the market-power instruments that re-clear the market
+many times (pivotal suppliers: once without each supplier; regret: once per learner and
+alternative action), with warm HiGHS re-solves against the LP rebuilt in cvxpy.
+
 `energy_rows_cost` measures what the energy accounts (rows coupling the periods of
 batteries, EV fleets and shiftable loads) add to the engine's warm re-solves: the same
 sequence of bid tables cleared with and without them.
@@ -26,9 +30,12 @@ from lfm_abm.agents.generator import GeneratorSettings, generate_population
 from lfm_abm.agents.inventory import grid_inventory
 from lfm_abm.agents.population import Population, load_population
 from lfm_abm.day import market_day, shared_case
+from lfm_abm.equilibrium import DayGame, regret_table
+from lfm_abm.learning import ActionGrid
 from lfm_abm.market.clearing import Market
 from lfm_abm.market.designs import parse_design
 from lfm_abm.market.params import MarketParams
+from lfm_abm.market.structure import pivotal_suppliers
 from lfm_abm.model import STAGES, LFMModel, ModelSettings
 from lfm_abm.network.grids import default_scenario, load_grid
 from lfm_abm.network.needs import NeedLimits
@@ -182,4 +189,43 @@ def scale(rounds: int, fsp_counts: tuple[int, ...], grids: tuple[str, ...],
                          "clearing_ms": measured.stages["clearing"] * 1e3,
                          "ac_ms": measured.stages["ac_validation"] * 1e3,
                          "rounds_per_s": measured.rounds_per_second})
+    return pd.DataFrame(rows)
+
+
+def market_power_cost(grid: str, designs: tuple[str, ...], samples: int = 10) -> pd.DataFrame:
+    """Seconds of the pivotal-supplier test and of the regret of one profile per design.
+
+    Both run in full with the engine (warm re-solves of one LP). The baseline re-clears
+    with the LP rebuilt in cvxpy: the whole pivotal test, and `samples` regret profiles
+    (their mean time per clearing, times the number of clearings, estimates the rest).
+    """
+    population = population_for(grid)
+    scenario = default_scenario(load_grid(grid))
+    case = shared_case(grid, scenario, None, NeedLimits(), MarketParams())
+    rows = []
+    for design in designs:
+        day = market_day(case, population, parse_design(design))
+        bids, devices = day.book.truthful_bids(), day.book.devices
+        timings = {}
+        for engine in ("highs", "cvxpy"):
+            start = time.perf_counter()
+            pivotal_suppliers(Market(case, design, engine=engine), bids, devices, day.periods)
+            timings[engine] = time.perf_counter() - start
+        grid_of_actions = ActionGrid()
+        truthful = [grid_of_actions.truthful_index] * len(day.book.groups)
+        start = time.perf_counter()
+        regret_table(DayGame(day, "pay-as-bid", grid_of_actions), truthful)
+        regret_seconds = time.perf_counter() - start
+        clears = 1 + len(truthful) * (len(grid_of_actions) - 1)
+        naive = DayGame(day, "pay-as-bid", grid_of_actions, engine="cvxpy")
+        start = time.perf_counter()
+        for action in range(samples):
+            naive.profits([action % len(grid_of_actions), *truthful[1:]])
+        per_clear = (time.perf_counter() - start) / samples
+        rows.append({"design": design, "suppliers": bids.provider_id.nunique(),
+                     "pivotal_s": timings["highs"], "pivotal_s_naive": timings["cvxpy"],
+                     "pivotal_speedup": timings["cvxpy"] / timings["highs"],
+                     "regret_clears": clears, "regret_s": regret_seconds,
+                     "regret_s_naive": per_clear * clears,
+                     "regret_speedup": per_clear * clears / regret_seconds})
     return pd.DataFrame(rows)

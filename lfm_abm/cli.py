@@ -10,8 +10,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from lfm_abm.errors import InputError, PowerFlowError
+
+if TYPE_CHECKING:  # heavy imports stay inside the commands
+    import pandas as pd
+
+    from lfm_abm.market.clearing import Market
+    from lfm_abm.market.devices import Devices
 
 EXIT_BAD_INPUT = 2
 
@@ -130,11 +137,37 @@ def cmd_clear(args: argparse.Namespace) -> int:
         print(f"linearisation error: voltage {lin.vm_error_pu.max():.5f} p.u., "
               f"loading {lin.loading_error_pct.max():.3f} percentage points")
     if args.out:
-        columns = [*bids.columns, "awarded", "payment", "price_paid",
+        columns = [*bids.columns, "awarded", "payment", "uplift", "price_paid",
+                   "locational_price", "stage",
                    *(("soc_mwh", "deferred_mwh") if args.energy else ())]
         write_table(result.awards[columns], args.out)
         print(f"wrote {args.out}")
+    if args.pivotal:
+        _report_pivotal(market, bids, devices, args.pivotal)
     return 0
+
+
+def _report_pivotal(market: Market, bids: pd.DataFrame, devices: Devices | None,
+                    path: str) -> None:
+    """Re-clear without each supplier; print who is pivotal and write the table."""
+    from lfm_abm.day import published_periods
+    from lfm_abm.market.bids import write_table
+    from lfm_abm.market.devices import Devices
+    from lfm_abm.market.structure import pivotal_suppliers
+
+    periods, suppliers = pivotal_suppliers(market, bids, devices or Devices(),
+                                           published_periods(market.case, market.design))
+    pivotal = suppliers[suppliers.pivotal]
+    print(f"pivotal suppliers: {pivotal.provider_id.nunique()} FSPs, pivotal in "
+          f"{int(periods.pivotal.sum())} of {len(periods)} periods with needs (PSI "
+          f"{periods.pivotal.mean() if len(periods) else float('nan'):.2f}); scarce "
+          f"periods (unmet need with every offer): {int(periods.scarce.sum())}")
+    for provider, rows in pivotal.groupby("provider_id", sort=False):
+        print(f"  {provider}: periods {', '.join(map(str, rows.period))}; absence adds "
+              f"{rows.unmet_increase_mwh.sum():.3f} MWh unmet, "
+              f"{rows.cost_increase.sum():.2f} EUR")
+    write_table(suppliers, path)
+    print(f"wrote {path}")
 
 
 def cmd_population(args: argparse.Namespace) -> int:
@@ -214,7 +247,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Engine vs naive baseline on the same rounds; optionally the scale table."""
-    from lfm_abm.bench import compare, energy_rows_cost, scale
+    from lfm_abm.bench import compare, energy_rows_cost, market_power_cost, scale
 
     if args.rounds < 1:
         raise InputError(f"must be >= 1, got {args.rounds}", field="--rounds")
@@ -223,6 +256,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     energy = energy_rows_cost(args.grid, ("CMVC_P", "CMVC_PQ", "CM_P"), args.rounds)
     print("warm re-solves with and without energy rows (same bids, median ms per round):")
     print(energy.round(2).to_string(index=False))
+    power = market_power_cost(args.grid, ("CMVC_P", "CMVC_PQ", "CM_P>VC_Q"))
+    print("market-power measures per run (s): pivotal test and regret of one profile, "
+          "warm HiGHS vs cvxpy rebuilt per clearing:")
+    print(power.round(2).to_string(index=False))
     if args.scale:
         frame = scale(args.scale_rounds, (10, 100, 1000),
                       ("cigre-mv", "simbench-semiurb", "simbench-urban"), args.ac_every)
@@ -262,7 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("--design", required=True,
                        help="SERVICE_PRODUCT (CM|VC|CMVC x P|Q|PQ) or stages joined by '>'")
     clear.add_argument("--bids", required=True, help="bid file (CSV or Parquet)")
-    clear.add_argument("--pricing", default="pay-as-bid", choices=["pay-as-bid", "marginal"])
+    clear.add_argument("--pricing", default="pay-as-bid",
+                       help="pay-as-bid, or locational: every accepted bid is paid the uniform "
+                            "price of its bus, period and product (capped at the reservation "
+                            "price, make-whole uplift per device)")
     clear.add_argument("--devices", help="device capability file (CSV or Parquet): device_id, "
                                          "period, p_mw, q_mvar, s_mva")
     clear.add_argument("--energy", help="energy account file (CSV or Parquet): device_id, "
@@ -277,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("--reservation-price", type=float,
                        help="highest bid price the DSO admits, EUR/MWh (default: VOLL)")
     clear.add_argument("--out", help="write awards with payments (.csv or .parquet)")
+    clear.add_argument("--pivotal", metavar="FILE",
+                       help="also re-clear without each provider and write who is pivotal "
+                            "per period (.csv or .parquet)")
     clear.set_defaults(func=cmd_clear)
 
     population = sub.add_parser("population", help="generate a population file for a grid")

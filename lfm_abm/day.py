@@ -22,7 +22,8 @@ from lfm_abm.agents.population import (
     check_against,
     check_costs_below_reservation,
 )
-from lfm_abm.market.clearing import MarketCase
+from lfm_abm.market.clearing import Market, MarketCase
+from lfm_abm.market.concentration import NeedMarkets
 from lfm_abm.market.designs import Design
 from lfm_abm.market.params import MarketParams
 from lfm_abm.market.structure import pivotal_suppliers
@@ -68,9 +69,23 @@ class MarketDay:
     periods: np.ndarray
 
     @functools.cached_property
-    def structure(self) -> pd.DataFrame:
-        """Locational market power of the day (see `market.structure`)."""
-        return pivotal_suppliers(self.case, self.book.offers, self.design).assign(day=self.name)
+    def structure(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Pivotal suppliers under truthful offers: per period, and per supplier and period.
+
+        The competitive benchmark's structure (`market.structure`), cleared pay-as-bid so
+        costs are true costs.
+        """
+        periods, suppliers = pivotal_suppliers(
+            Market(self.case, self.design), self.book.truthful_bids(), self.book.devices,
+            self.periods)
+        return periods.assign(day=self.name), suppliers.assign(day=self.name)
+
+    @functools.cached_property
+    def markets(self) -> NeedMarkets:
+        """The locational market of every published need (for per-need HHI)."""
+        needs = self.case.baseline_needs
+        return NeedMarkets(self.case, needs[needs.service.isin(self.design.services)],
+                           self.book.offers)
 
 
 def market_day(case: MarketCase, population: Population, design: Design,

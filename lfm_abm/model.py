@@ -24,6 +24,7 @@ from lfm_abm.agents.dso import DSO
 from lfm_abm.agents.fsp import AGENT_CLASSES, FSP
 from lfm_abm.agents.population import Population, load_population
 from lfm_abm.day import MarketDay, market_day, private_case, shared_case
+from lfm_abm.equilibrium import REGRET_COLUMNS, DayGame, regret_table, small_game_benchmarks
 from lfm_abm.errors import InputError, PowerFlowError
 from lfm_abm.learning import ActionGrid, make_learner
 from lfm_abm.market.clearing import ClearingResult
@@ -96,6 +97,8 @@ class LFMModel(mesa.Model):
         ]
         self._days: dict[str | None, MarketDay] = {}
         first = self.day(self.days[0])
+        for fsp in self.fsps:
+            fsp.set_reward_scales(first.book, first.case.params.max_bid_price)
         self.groups = first.book.groups
         self._group_index = {key: i for i, key in enumerate(
             zip(self.groups.fsp_id, self.groups.family, strict=True))}
@@ -105,6 +108,7 @@ class LFMModel(mesa.Model):
         self.round_records: list[dict] = []
         self.agent_records: list[dict] = []
         self.award_records: list[pd.DataFrame] = []
+        self.regret = pd.DataFrame(columns=REGRET_COLUMNS)
 
     def day(self, name: str | None) -> MarketDay:
         """The market day `name`, built on first use (with an AC cache of this run's own)."""
@@ -160,20 +164,16 @@ class LFMModel(mesa.Model):
         awards = result.awards
         payment = awards.payment.to_numpy()
         true_cost = book.offers.cost.to_numpy() * awards.awarded.to_numpy() * book.hours
-        won = book.by_group(awards.awarded.to_numpy() > 0) > 0
         revenue, cost = book.by_group(payment), book.by_group(true_cost)
-        # Profit per bid, summed: a bid paid exactly its cost earns zero, not rounding
-        # noise of either sign (which a learner with no profit yet would amplify).
-        margin = book.by_group(payment - true_cost)
-        margin[np.abs(margin) <= 1e-9 * (1.0 + revenue)] = 0.0
+        margin = book.profits(payment, awards.awarded.to_numpy())
         offered = book.by_group(awards.quantity.to_numpy() * book.hours)
         awarded = book.by_group(awards.awarded.to_numpy() * book.hours)
         start = self._tick("settlement", start)
 
         for i, (fsp_id, family) in enumerate(zip(self.groups.fsp_id, self.groups.family,
                                                  strict=True)):
-            reward, greedy, entropy = self._agent_of[fsp_id].learn(family, margin[i],
-                                                                  bool(won[i]))
+            share = awarded[i] / offered[i] if offered[i] > 0 else 0.0
+            reward, greedy, entropy = self._agent_of[fsp_id].learn(family, margin[i], share)
             self.agent_records.append({
                 "round": self.round, "fsp_id": fsp_id,
                 "fsp_type": self._agent_of[fsp_id].spec.type, "family": family,
@@ -198,25 +198,46 @@ class LFMModel(mesa.Model):
                   "ac_validated": result.validation is not None,
                   "lp_rebuilt": bool(result.stats["rebuilt"]),
                   "lp_iterations": result.stats["iterations"],
-                  "solve_seconds": result.stats["solve_seconds"]}
+                  "solve_seconds": result.stats["solve_seconds"],
+                  "hhi": day.markets.hhi(result.awards.awarded.to_numpy())}
         record.update({k: v for k, v in summary.items() if k != "procurement_cost"})
         self.round_records.append(record)
         won = result.awards[result.awards.awarded > 0]
         self.award_records.append(won.assign(round=self.round))
 
+    def equilibrium(self) -> pd.DataFrame:
+        """Regret of the learned profile on the first day, per learner; kept for `records`.
+
+        The learned profile is each learner's greedy action after the last round
+        (`equilibrium.regret_table`); Calvano's profit gain is added as columns when the
+        game is small enough to enumerate.
+        """
+        first = self.day(self.days[0])
+        game = DayGame(first, self.settings.pricing, self.settings.actions,
+                       self.settings.engine)
+        last = self.agent_records[-len(self.groups):]  # the last learning round, in order
+        profile = ([record["greedy"] for record in last] if self.agent_records
+                   else [self.settings.actions.truthful_index] * len(self.groups))
+        self.regret = regret_table(game, profile).assign(
+            **small_game_benchmarks(game, profile))
+        return self.regret
+
     def records(self) -> dict[str, pd.DataFrame]:
         """Tidy tables of the run so far.
 
         rounds (one row per round), agents (per round, FSP and product family), awards
-        (every awarded bid) and structure (locational market power of each day used).
+        (every awarded bid), structure (per period with needs: scarcity and pivotal
+        suppliers, for each day used), suppliers (per supplier and period: what its
+        absence costs) and regret (per learner, once `equilibrium` has run).
         """
         awards = (pd.concat(self.award_records, ignore_index=True) if self.award_records
                   else pd.DataFrame())
-        structure = pd.concat([day.structure for day in self._days.values()],
-                              ignore_index=True)
+        structure = [day.structure for day in self._days.values()]
         return {"rounds": pd.DataFrame(self.round_records),
                 "agents": pd.DataFrame(self.agent_records), "awards": awards,
-                "structure": structure}
+                "structure": pd.concat([s[0] for s in structure], ignore_index=True),
+                "suppliers": pd.concat([s[1] for s in structure], ignore_index=True),
+                "regret": self.regret}
 
 
 def simulate(grid: str, population: str | Path | Population, design: str, rounds: int,

@@ -43,7 +43,7 @@ def test_clear_writes_awards_with_payments(tmp_path, capsys, cigre_case):
     ample_bids(cigre_case).to_csv(bids_path, index=False)
     out = tmp_path / "awards.parquet"
     code = main(["clear", "--grid", "cigre-mv", "--design", "CMVC_PQ", "--bids", str(bids_path),
-                 "--pricing", "marginal", "--relinearise", "2", "--out", str(out)])
+                 "--pricing", "locational", "--relinearise", "2", "--out", str(out)])
     assert code == 0
     text = capsys.readouterr().out
     assert "procurement cost" in text and "unmet need after AC validation: 0.0000" in text
@@ -52,6 +52,26 @@ def test_clear_writes_awards_with_payments(tmp_path, capsys, cigre_case):
     awards = pd.read_parquet(out)
     assert {"awarded", "payment", "bid_id", "device_id"} <= set(awards.columns)
     assert awards.payment.sum() > 0
+
+
+def test_clear_reports_pivotal_suppliers_of_the_bids_it_is_given(tmp_path, capsys,
+                                                                 cigre_case):
+    """Only one provider offers anything: it is pivotal, the table says so."""
+    import pandas as pd
+    from conftest import ample_bids
+
+    bids = ample_bids(cigre_case)
+    alone = bids.provider_id.iloc[0]
+    bids_path = tmp_path / "bids.csv"
+    bids[bids.provider_id == alone].to_csv(bids_path, index=False)
+    out = tmp_path / "pivotal.csv"
+    code = main(["clear", "--grid", "cigre-mv", "--design", "CMVC_PQ", "--bids", str(bids_path),
+                 "--pivotal", str(out)])
+    assert code == 0
+    assert "pivotal suppliers:" in capsys.readouterr().out
+    table = pd.read_csv(out)
+    assert set(table.provider_id) == {alone}
+    assert {"period", "unmet_increase_mwh", "cost_increase", "pivotal"} <= set(table.columns)
 
 
 def test_clear_with_a_broken_bid_file_exits_2(tmp_path, capsys):

@@ -117,7 +117,7 @@ def test_sequential_stage_two_sees_stage_one(cigre_case):
     assert result.stats["stages"] == 2
 
 
-@pytest.mark.parametrize("pricing", ["pay-as-bid", "marginal"])
+@pytest.mark.parametrize("pricing", ["pay-as-bid", "locational"])
 def test_settlement_identities(cigre_case, pricing):
     result = Market(cigre_case, "CMVC_PQ", pricing).clear(ample_bids(cigre_case))
     a = result.awards
@@ -133,8 +133,8 @@ def test_settlement_identities(cigre_case, pricing):
 
 def test_engines_agree_on_cigre(cigre_case):
     bids = ample_bids(cigre_case)
-    fast = Market(cigre_case, "CMVC_PQ", "marginal").clear(bids, ac_validate=False)
-    ref = Market(cigre_case, "CMVC_PQ", "marginal", engine="cvxpy").clear(bids, ac_validate=False)
+    fast = Market(cigre_case, "CMVC_PQ", "locational").clear(bids, ac_validate=False)
+    ref = Market(cigre_case, "CMVC_PQ", "locational", engine="cvxpy").clear(bids, ac_validate=False)
     np.testing.assert_allclose(fast.awards.awarded, ref.awards.awarded, atol=1e-6)
     np.testing.assert_allclose(fast.awards.payment, ref.awards.payment, atol=1e-4)
     merged = fast.prices.merge(ref.prices, on=["stage", "period", "bus", "product"])
@@ -147,8 +147,8 @@ def test_engines_agree_on_simbench(semiurb):
     rng = np.random.default_rng(3)
     bids = ample_bids(case, quantity=0.3, periods=[10, 11, 12])
     bids = bids[rng.random(len(bids)) < 0.25].reset_index(drop=True)
-    fast = Market(case, "CMVC_PQ", "marginal").clear(bids, ac_validate=False)
-    ref = Market(case, "CMVC_PQ", "marginal", engine="cvxpy").clear(bids, ac_validate=False)
+    fast = Market(case, "CMVC_PQ", "locational").clear(bids, ac_validate=False)
+    ref = Market(case, "CMVC_PQ", "locational", engine="cvxpy").clear(bids, ac_validate=False)
     assert fast.awards.awarded.sum() > 0
     np.testing.assert_allclose(fast.awards.awarded, ref.awards.awarded, atol=1e-5)
     merged = fast.prices.merge(ref.prices, on=["stage", "period", "bus", "product"])
@@ -157,18 +157,37 @@ def test_engines_agree_on_simbench(semiurb):
 
 def test_warm_update_matches_a_fresh_build(cigre_case):
     bids = ample_bids(cigre_case)
-    market = Market(cigre_case, "CMVC_PQ", "marginal")
+    market = Market(cigre_case, "CMVC_PQ", "locational")
     first = market.clear(bids, ac_validate=False)
     assert first.stats["rebuilt"]
     repriced = bids.assign(price=bids.price * np.linspace(0.5, 1.5, len(bids)),
                            quantity=bids.quantity * 0.8)
     warm = market.clear(repriced, ac_validate=False)
     assert not warm.stats["rebuilt"] and warm.stats["warm"]
-    fresh = Market(cigre_case, "CMVC_PQ", "marginal").clear(repriced, ac_validate=False)
+    fresh = Market(cigre_case, "CMVC_PQ", "locational").clear(repriced, ac_validate=False)
     np.testing.assert_allclose(warm.awards.awarded, fresh.awards.awarded, atol=1e-7)
     np.testing.assert_allclose(warm.awards.payment, fresh.awards.payment, atol=1e-5)
     larger = market.clear(bids.assign(quantity=bids.quantity * 2), ac_validate=False)
     assert larger.stats["rebuilt"]  # more than the LP was built for: rebuilt, not wrong
+
+
+def test_a_later_stage_is_reused_warm_while_earlier_awards_stay(cigre_case):
+    """CM_P>VC_Q: repricing only the Q bids leaves stage 1 (P) as it was, so stage 2
+    keeps its LP and re-solves warm, with the awards a fresh market gives; repricing P
+    moves stage 1 and rebuilds stage 2 at its new AC point."""
+    bids = ample_bids(cigre_case, periods=[12, 13, 19, 20])
+    market = Market(cigre_case, "CM_P>VC_Q")
+    first = market.clear(bids, ac_validate=False)
+    assert first.stages[1][1].rebuilt
+    is_q = bids["product"].str.startswith("Q").to_numpy()
+    repriced = bids.assign(price=np.where(is_q, bids.price * 1.7, bids.price))
+    warm = market.clear(repriced, ac_validate=False)
+    assert not warm.stages[1][1].rebuilt
+    fresh = Market(cigre_case, "CM_P>VC_Q").clear(repriced, ac_validate=False)
+    np.testing.assert_allclose(warm.awards.awarded, fresh.awards.awarded, atol=1e-7)
+    np.testing.assert_allclose(warm.awards.payment, fresh.awards.payment, atol=1e-5)
+    cheaper_p = bids.assign(price=np.where(is_q, bids.price, bids.price[::-1].to_numpy()))
+    assert market.clear(cheaper_p, ac_validate=False).stages[1][1].rebuilt
 
 
 def test_a_later_stage_is_checked_against_its_own_linearisation(cigre_case):
@@ -231,7 +250,7 @@ def test_relinearise_parameter_is_validated():
 
 @pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(0, 2**31 - 1), st.sampled_from(["pay-as-bid", "marginal"]),
+@given(st.integers(0, 2**31 - 1), st.sampled_from(["pay-as-bid", "locational"]),
        st.sampled_from((*SINGLE_DESIGNS, "CM_P>VC_Q")))
 def test_fuzz_random_bid_sets_never_raise(cigre_case, seed, pricing, design):
     """Random bids on the real grid: clearing never raises and the money adds up."""

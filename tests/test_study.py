@@ -46,7 +46,8 @@ def test_study_writes_every_output(finished):
     summary = pd.read_csv(finished / "summary.csv")
     assert list(summary.design) == ["CM_P", "VC_Q", "CMVC_PQ", "CM_P>VC_Q"]
     for column in ("dso_cost_mean", "dso_cost_ci", "cost_ratio_mean", "unmet_need_after_ac_mean",
-                   "lerner_pv_inverter_mean", "hhi_P_mean", "psi_mean",
+                   "lerner_pv_inverter_P_mean", "lerner_mean", "hhi_mean", "psi_mean",
+                   "scarcity_mean", "regret_max_mean", "regret_max_ci",
                    "rounds_to_stable_mean", "volume_Q_down_mean"):
         assert column in summary
     assert (summary.seeds == 2).all()

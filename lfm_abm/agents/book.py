@@ -65,6 +65,17 @@ class OfferBook:
         """Sum a per-offer array within each (FSP, family) group."""
         return np.bincount(self.group, weights=values, minlength=len(self.groups))
 
+    def profits(self, payment: np.ndarray, awarded: np.ndarray) -> np.ndarray:
+        """Profit of each group, EUR: payments minus true cost of the awarded MW.
+
+        Summed per bid: a bid paid exactly its cost earns zero, not rounding noise of
+        either sign (which a learner with no profit yet would amplify).
+        """
+        true_cost = self.offers.cost.to_numpy() * awarded * self.hours
+        margin = self.by_group(payment - true_cost)
+        margin[np.abs(margin) <= 1e-9 * (1.0 + self.by_group(payment))] = 0.0
+        return margin
+
 
 def build_book(fsps: Sequence[FSPSpec], inventory: GridInventory, hours_of_day: np.ndarray,
                periods: np.ndarray, period_hours: float,

@@ -18,6 +18,7 @@ emergency action, in MWh, the same measure as in the LP.
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -130,8 +131,9 @@ class ClearingResult:
 
     design: str
     pricing: str
-    awards: pd.DataFrame  # bid columns + hours, awarded, payment, price_paid, value_*,
+    # awards: bid columns + hours, awarded, payment, price_paid, uplift, locational_price,
     # stage, and the energy state of the bid's device after its period (soc/deferred_mwh)
+    awards: pd.DataFrame
     stages: list[tuple[PlannedStage, StageResult]]  # in the order they were cleared
     linearised_at: tuple[list[OperatingPoint], pd.DataFrame] | None  # last linear clearing
     flex: pd.DataFrame  # period, bus, dp_mw, dq_mvar of the awards and planned emergency
@@ -142,7 +144,7 @@ class ClearingResult:
 
     @functools.cached_property
     def prices(self) -> pd.DataFrame:
-        """Locational marginal prices: stage, period, bus, product, price (EUR/MWh).
+        """Locational prices: stage, period, bus, product, price (EUR/MWh, uncapped).
 
         Computed on first use: a learning round does not need them.
         """
@@ -310,7 +312,8 @@ class Market:
                 case.params, devices=devices.after(bids, tally.awarded, tally.hours),
                 emergency=capacity, pricing=self.pricing,
                 solver=self._first if index == 0 else self._later,
-                key=("baseline", devices.key) if index == 0 else None)
+                key=("baseline", devices.key) if index == 0 else
+                _later_key(index, devices, tally.awarded, flex, periods))
             tally.add(index, result)
             stages.append((planned, result))
             stats["iterations"] += result.solution.iterations
@@ -360,6 +363,19 @@ class Market:
         return AfterAC(total.emergency_mwh, collateral, total.emergency, total.unresolved)
 
 
+def _later_key(index: int, devices: Devices, awarded: np.ndarray, flex: pd.DataFrame,
+               periods: list[int]) -> tuple:
+    """What fixes a later stage's LP: the awards so far and the emergency action.
+
+    They fix its AC point, the remaining quantities and the devices' moved rows; with the
+    same key only prices differ, so the LP is re-solved warm (a repeated round, or a
+    deviation that moves no earlier award).
+    """
+    digest = hashlib.sha1(awarded.tobytes())
+    digest.update(flex[["period", "bus", "dp_mw", "dq_mvar"]].to_numpy(dtype=float).tobytes())
+    return ("later", index, devices.key, tuple(periods), digest.hexdigest())
+
+
 class _Tally:
     """Awards and payments of a clearing, accumulated over its stages, per bid."""
 
@@ -368,15 +384,16 @@ class _Tally:
         self.hours = period_hours[bids.period.to_numpy()]
         self.awarded = np.zeros(len(bids))
         self.payment = np.zeros(len(bids))
-        self.values = np.full((len(bids), 2), np.nan)
+        self.uplift = np.zeros(len(bids))
+        self.price = np.full(len(bids), np.nan)
         self.stage_of = np.full(len(bids), -1)
         self.emergency: list[pd.DataFrame] = []  # planned emergency action per stage
 
     def add(self, stage: int, result: StageResult) -> None:
         """Add a stage's awards and payments.
 
-        A bid's recorded values are those of the stage that first awarded it (the stage
-        that paid it), else of the first stage that admitted it.
+        A bid's recorded locational price is that of the stage that first awarded it,
+        else of the first stage that admitted it; payments and uplifts add over stages.
         """
         index = result.lp.bid_index
         gained = result.settled.awarded.to_numpy()
@@ -384,11 +401,11 @@ class _Tally:
             self.emergency.append(result.emergency)
         self.awarded[index] += gained
         self.payment[index] += result.settled.payment.to_numpy()
+        self.uplift[index] += result.settled.uplift.to_numpy()
         first_award = (gained > 0) & (self.stage_of[index] < 0)
         self.stage_of[index[first_award]] = stage
-        take = np.isnan(self.values[index, 0]) | first_award
-        self.values[index[take]] = result.settled[["value_locational",
-                                                   "value_capability"]].to_numpy()[take]
+        take = np.isnan(self.price[index]) | first_award
+        self.price[index[take]] = result.settled.locational_price.to_numpy()[take]
 
     def remaining(self) -> pd.DataFrame:
         """The bids with what is left of their quantities."""
@@ -403,15 +420,14 @@ class _Tally:
         return combine_flex([awards, *(emergency_injections(e) for e in self.emergency)])
 
     def frame(self) -> pd.DataFrame:
-        """Bid columns plus hours, awarded, payment, price paid, values and stage."""
+        """Bid columns plus hours, awarded, payment, price paid, uplift, price and stage."""
         energy = self.awarded * self.hours
         return pd.DataFrame({
             **{column: self.bids[column].to_numpy() for column in self.bids.columns},
             "hours": self.hours, "awarded": self.awarded, "payment": self.payment,
             "price_paid": np.divide(self.payment, energy, out=np.full(len(energy), np.nan),
                                     where=energy > 0),
-            "value_locational": self.values[:, 0], "value_capability": self.values[:, 1],
-            "stage": self.stage_of})
+            "uplift": self.uplift, "locational_price": self.price, "stage": self.stage_of})
 
 
 _NO_EMERGENCY = pd.DataFrame(columns=EMERGENCY_COLUMNS)

@@ -1,75 +1,87 @@
-"""Locational market structure: who can solve which need, and who is pivotal.
+"""Network-aware pivotal suppliers: re-clear the market without each supplier.
 
-For a need (a congested branch or a bus outside the band, in one period) an offer's
-*effective* capacity is what its full quantity would relieve: capacity x the
-sensitivity of the need's quantity to the offer's bus and product, counted only in the
-helpful direction (MVA of overload removed, or p.u. of voltage corrected). Summing per
-provider gives each FSP's effective supply for the need. Then, per need:
+A supplier is pivotal in a period when the DSO cannot do as well there without it: the
+market cleared without the supplier's offers (every other offer unchanged, the same LP,
+the same network and device rows) leaves more unmet need (MWh of emergency action) in
+that period, or costs more than `COST_THRESHOLD` more (procurement plus VOLL x unmet
+need). This is the pivotal-supplier test market monitors apply to a load pocket (e.g.
+the three-pivotal-supplier test of PJM; Newbery's locational market power), made
+network-aware by the clearing itself: the LP knows which offers relieve which needs,
+through the sensitivities, the capability circles and the energy accounts, so supply
+that cannot reach a need, or Q beyond an inverter's circle, does not count.
 
-* residual supply index RSI = (total effective supply - largest provider's) / need;
-* a provider is pivotal when the need cannot be met without it (RSI < 1 for the
-  largest), the sensitivity-weighted analogue of the pivotal-supplier test;
-* the locational pivotal-supplier index (PSI) of a market is the share of needs that
-  have a pivotal supplier. A need nobody can relieve (no supply) has RSI 0 and counts
-  as pivotal too: the DSO has no competitive alternative there either.
-Only products the design admits and services it buys count, so a design's PSI shows
-how much market power its product set leaves to single FSPs.
+A period's market is all the design's needs of that period, cleared jointly (one MW can
+relieve several needs, and the LP couples them). Scarcity is kept apart: a period in
+which even all offers leave unmet need lacks supply, whoever is present; a supplier is
+pivotal there only if its absence makes it worse. The pivotal-supplier index PSI is the
+share of the periods with needs that have at least one pivotal supplier.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
-from lfm_abm.market.bids import PRODUCT_SIGN, families, is_active
-from lfm_abm.market.clearing import MarketCase
-from lfm_abm.market.designs import Design
+from lfm_abm.market.clearing import ClearingResult, Market
+from lfm_abm.market.devices import Devices
 
-STRUCTURE_COLUMNS = ["period", "service", "element", "element_id", "need", "supply",
-                     "largest_supplier", "largest_supply", "rsi", "pivotal"]
+#: Cost increase, as a share of the period's cost with every supplier, above which a
+#: supplier's absence makes it pivotal even if the need is still met.
+COST_THRESHOLD = 0.10
+#: Unmet need below this (MWh) is numerical noise of the LP, not a shortfall.
+UNMET_TOLERANCE = 1e-6
 
-
-def _relief(case: MarketCase, need: pd.Series, offers: pd.DataFrame) -> np.ndarray:
-    """Per-unit relief of `need` by each offer (>= 0), in the need's unit per MW/MVAr."""
-    sens = case.points[int(need.period)].sens
-    is_p = is_active(offers["product"])
-    sign = offers["product"].map(PRODUCT_SIGN).to_numpy()
-    if need.element == "bus":
-        dp, dq = sens.dv_dp.loc[need.element_id], sens.dv_dq.loc[need.element_id]
-        direction = -1.0 if need.value > need.limit else 1.0  # lower V if too high
-    else:
-        table = "line" if need.element == "line" else "trafo"
-        dp = getattr(sens, "di_dp" if table == "line" else "dt_dp").loc[need.element_id]
-        dq = getattr(sens, "di_dq" if table == "line" else "dt_dq").loc[need.element_id]
-        branch = getattr(case.points[int(need.period)].branches, table).loc[need.element_id]
-        to_mva = (math.sqrt(3) * branch.vn_kv if table == "line" else branch.sn_mva / 100.0)
-        dp, dq = dp * to_mva, dq * to_mva
-        direction = -1.0  # reduce loading
-    per_unit = np.where(is_p, dp.reindex(offers.bus).to_numpy(),
-                        dq.reindex(offers.bus).to_numpy()) * sign * direction
-    return np.clip(np.nan_to_num(per_unit), 0.0, None)
+PERIOD_COLUMNS = ["period", "unmet_mwh", "cost", "scarce", "pivotal_suppliers", "pivotal"]
+SUPPLIER_COLUMNS = ["provider_id", "period", "unmet_increase_mwh", "cost_increase",
+                    "pivotal"]
 
 
-def pivotal_suppliers(case: MarketCase, offers: pd.DataFrame, design: Design) -> pd.DataFrame:
-    """One row per baseline need of the design's services: supply, RSI, pivotal or not.
+def period_outcome(result: ClearingResult, voll: float, periods: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Unmet need (MWh) and cost (EUR: payments + VOLL x unmet) per period of `periods`."""
+    position = {int(t): i for i, t in enumerate(periods)}
+    unmet = np.zeros(len(periods))
+    for stage in result.design_stages:
+        for t, mwh in (stage.emergency.mw * stage.emergency.hours).groupby(
+                stage.emergency.period).sum().items():
+            if int(t) in position:
+                unmet[position[int(t)]] += mwh
+    awards = result.awards
+    paid = awards.payment.groupby(awards.period).sum()
+    cost = paid.reindex(periods, fill_value=0.0).to_numpy() + voll * unmet
+    return unmet, cost
 
-    `offers` has provider_id, bus, period, product and capacity (MW/MVAr).
+
+def pivotal_suppliers(market: Market, bids: pd.DataFrame, devices: Devices,
+                      periods: np.ndarray, threshold: float = COST_THRESHOLD
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per period (PERIOD_COLUMNS) and per supplier and period (SUPPLIER_COLUMNS).
+
+    `bids` are the offers to test (truthful offers for the day's structure, or learned
+    ones), `periods` the periods with needs. Each supplier's absence is one more
+    clearing of the same LP with its quantities set to zero (a warm re-solve).
     """
-    needs = case.baseline_needs
-    needs = needs[needs.service.isin(design.services)]
-    offers = offers[families(offers["product"]).isin(design.products)]
+    voll = market.case.params.voll
+    periods = np.asarray(periods, dtype=int)
+    base = market.clear(bids, devices, ac_validate=False, trusted=True)
+    unmet, cost = period_outcome(base, voll, periods)
     rows = []
-    for need in needs.itertuples(index=False):
-        here = offers[offers.period == need.period]
-        effective = _relief(case, need, here) * here.capacity.to_numpy()
-        by_provider = pd.Series(effective, index=here.provider_id.to_numpy()).groupby(
-            level=0).sum()
-        supply = float(by_provider.sum())
-        largest = by_provider.idxmax() if len(by_provider) and supply > 0 else ""
-        largest_supply = float(by_provider.max()) if len(by_provider) else 0.0
-        rsi = (supply - largest_supply) / need.need if need.need > 0 else math.inf
-        rows.append((need.period, need.service, need.element, need.element_id, need.need,
-                     supply, largest, largest_supply, rsi, rsi < 1.0))
-    return pd.DataFrame(rows, columns=STRUCTURE_COLUMNS)
+    quantity = bids.quantity.to_numpy()
+    for provider in pd.unique(bids.provider_id):
+        without = bids.assign(quantity=np.where(bids.provider_id == provider, 0.0, quantity))
+        result = market.clear(without, devices, ac_validate=False, trusted=True)
+        unmet_i, cost_i = period_outcome(result, voll, periods)
+        more_unmet = unmet_i - unmet
+        dearer = cost_i - cost
+        pivotal = (more_unmet > UNMET_TOLERANCE) | (dearer > threshold * np.maximum(cost, 1e-9))
+        rows.append(pd.DataFrame({"provider_id": provider, "period": periods,
+                                  "unmet_increase_mwh": np.maximum(more_unmet, 0.0),
+                                  "cost_increase": dearer, "pivotal": pivotal}))
+    suppliers = (pd.concat(rows, ignore_index=True) if rows
+                 else pd.DataFrame(columns=SUPPLIER_COLUMNS))
+    count = suppliers.groupby("period").pivotal.sum().reindex(periods, fill_value=0)
+    table = pd.DataFrame({"period": periods, "unmet_mwh": unmet, "cost": cost,
+                          "scarce": unmet > UNMET_TOLERANCE,
+                          "pivotal_suppliers": count.to_numpy().astype(int),
+                          "pivotal": count.to_numpy() > 0})
+    return table, suppliers[SUPPLIER_COLUMNS]

@@ -20,14 +20,24 @@ Per run, over the last `window` rounds (the learnt regime):
 * energy_shifted, rebound_energy (MWh per round): energy EV fleets and shiftable loads
   defer, and recover later in their window; storage_cycles: equivalent full cycles of
   the batteries per round, awarded throughput / (2 x energy capacity).
-* markup_<type>: mean markup over true cost chosen by FSPs of that type.
-* lerner_<type> = sum(payment - true cost) / sum(payment) over awarded bids: the
-  volume-weighted Lerner index (price - marginal cost) / price.
-* hhi_P, hhi_Q: Herfindahl-Hirschman index (0-10 000) of awarded energy by FSP, per round.
-* psi: locational pivotal-supplier index, the share of needs with a pivotal FSP;
-  rsi_min: the smallest residual supply index (see `market.structure`).
-* rounds_to_stable: first round after which, in every later round, at most 5 % of the
-  learners change their greedy action (NaN if strategies never settle).
+* lerner_<type>_<family> = sum(payment - true cost) / sum(payment) over the accepted
+  bids of FSPs of that type in product family P or Q: the volume-weighted Lerner index
+  (price - marginal cost) / price (Lerner 1934); lerner: the same over all accepted bids.
+* markup_<type>_<family>: markup over true cost of accepted bids, weighted by awarded
+  energy; markup_all_<type>: mean markup chosen by all FSPs of the type, won or not
+  (secondary: losing bids' markups set no price).
+* hhi: Herfindahl-Hirschman index (0-10 000) of accepted relief per need and period,
+  relief-weighted mean over needs (`market.concentration`), averaged over rounds.
+* psi: share of the periods with needs that have a pivotal supplier, network-aware
+  (re-clearing without each supplier under truthful offers, `market.structure`);
+  scarcity: share of those periods that lack supply even with every offer;
+  pivotal_fsps: number of FSPs pivotal in at least one period.
+* regret_max, regret_mean (EUR per round): best gain of a learner from a unilateral
+  deviation from the run's learned profile (`equilibrium`), the eps of an eps-Nash
+  equilibrium; regret_share: mean share of best-response profit forgone;
+  profit_gain: Calvano et al.'s Delta where the game is small enough to enumerate.
+* rounds_to_stable: first round from which the choice distributions of the learners
+  that earn stop moving (`learning.convergence`; NaN if they never settle).
 * entropy: mean normalised entropy of the learners' choice distributions (1 = uniform).
 
 The summary gives, per design x pricing x learner, the mean over seeds and the
@@ -40,6 +50,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lfm_abm.learning.convergence import rounds_to_stable
 from lfm_abm.market.bids import PRODUCTS
 
 GROUP = ["design", "pricing", "learner", "variant"]
@@ -51,32 +62,29 @@ AFTER_AC = ("unmet_need_after_ac", "corrective_after_ac", "collateral_after_ac",
 AGENT_TYPES = ("pv_inverter", "ev_fleet", "der_aggregator")
 #: Round columns of energy-limited flexibility (`market.energy.energy_kpis`).
 ENERGY = ("energy_shifted", "rebound_energy", "storage_cycles")
-STABLE_SHARE = 0.05
+FAMILIES = ("P", "Q")
 
 
-def rounds_to_stable(agents: pd.DataFrame) -> float:
-    """First round after which at most 5 % of learners change greedy action per round."""
-    if agents.empty or "greedy" not in agents:
-        return float("nan")
-    greedy = agents.pivot_table(index="round", columns=["fsp_id", "family"], values="greedy")
-    changed = (greedy.diff().abs() > 0).mean(axis=1).iloc[1:]
-    unstable = changed.index[changed > STABLE_SHARE]
-    if len(unstable) == 0:
-        return float(greedy.index[0])
-    last = unstable.max()
-    later = greedy.index[greedy.index > last]
-    return float(later[0]) if len(later) else float("nan")
+def _market_power(agents: pd.DataFrame) -> dict[str, float]:
+    """Lerner indices and markups of accepted bids per agent type and product family."""
+    out: dict[str, float] = {}
+    won = agents[agents.awarded > 0] if len(agents) else agents
+    for kind in AGENT_TYPES:
+        mine = agents[agents.fsp_type == kind] if len(agents) else agents
+        out[f"markup_all_{kind}"] = float(mine.markup.mean()) if len(mine) else float("nan")
+        for family in FAMILIES:
+            rows = won[(won.fsp_type == kind) & (won.family == family)] if len(won) else won
+            out[f"lerner_{kind}_{family}"] = _lerner(rows)
+            out[f"markup_{kind}_{family}"] = (
+                float(np.average(rows.markup, weights=rows.awarded)) if len(rows)
+                else float("nan"))
+    out["lerner"] = _lerner(won)
+    return out
 
 
-def _hhi(awards: pd.DataFrame, family: str) -> float:
-    if awards.empty:
-        return float("nan")
-    rows = awards[awards["product"].str.startswith(family)]
-    if rows.empty:
-        return float("nan")
-    energy = (rows.awarded * rows.hours).groupby([rows["round"], rows.provider_id]).sum()
-    share = energy / energy.groupby(level=0).transform("sum")
-    return float((share.pow(2).groupby(level=0).sum() * 10_000).mean())
+def _lerner(rows: pd.DataFrame) -> float:
+    paid = rows.payment.sum() if len(rows) else 0.0
+    return float(rows.profit.sum() / paid) if paid > 0 else float("nan")
 
 
 def run_kpis(tables: dict[str, pd.DataFrame], window: int) -> dict[str, float]:
@@ -99,27 +107,31 @@ def run_kpis(tables: dict[str, pd.DataFrame], window: int) -> dict[str, float]:
                          else float("nan"))
     agents = tables["agents"]
     recent = agents[agents["round"].isin(kept)] if len(agents) else agents
-    for kind in AGENT_TYPES:
-        mine = recent[recent.fsp_type == kind] if len(recent) else recent
-        out[f"markup_{kind}"] = float(mine.markup.mean()) if len(mine) else float("nan")
-        paid = mine.payment.sum() if len(mine) else 0.0
-        out[f"lerner_{kind}"] = float(mine.profit.sum() / paid) if paid > 0 else float("nan")
     out["entropy"] = float(recent.entropy.mean()) if len(recent) else float("nan")
-    awards = tables["awards"]
-    recent_awards = awards[awards["round"].isin(kept)] if len(awards) else awards
-    out["hhi_P"] = _hhi(recent_awards, "P")
-    out["hhi_Q"] = _hhi(recent_awards, "Q")
-    structure = tables["structure"]
+    out.update(_market_power(recent))
+    out["hhi"] = float(last.hhi.mean()) if len(last) else float("nan")
+    structure, suppliers = tables["structure"], tables["suppliers"]
     out["psi"] = float(structure.pivotal.mean()) if len(structure) else float("nan")
-    out["rsi_min"] = float(structure.rsi.min()) if len(structure) else float("nan")
+    out["scarcity"] = float(structure.scarce.mean()) if len(structure) else float("nan")
+    out["pivotal_fsps"] = (float(suppliers.provider_id[suppliers.pivotal].nunique())
+                           if len(suppliers) else float("nan"))
+    regret = tables["regret"]
+    out["regret_max"] = float(regret.regret.max()) if len(regret) else float("nan")
+    out["regret_mean"] = float(regret.regret.mean()) if len(regret) else float("nan")
+    out["regret_share"] = float(regret.regret_share.mean()) if len(regret) else float("nan")
+    out["profit_gain"] = (float(regret.profit_gain.iloc[0]) if "profit_gain" in regret
+                          and len(regret) else float("nan"))
     out["rounds_to_stable"] = rounds_to_stable(agents)
     return out
 
 
 KPI_NAMES = ["dso_cost", "truthful_cost", "cost_ratio", *[f"volume_{p}" for p in PRODUCTS],
              *ENERGY, "offers_above_reservation", "unmet_need_before", *AFTER_AC, "total_cost",
-             *[f"markup_{t}" for t in AGENT_TYPES], *[f"lerner_{t}" for t in AGENT_TYPES],
-             "hhi_P", "hhi_Q", "psi", "rsi_min", "rounds_to_stable", "entropy"]
+             "lerner", *[f"lerner_{t}_{f}" for t in AGENT_TYPES for f in FAMILIES],
+             *[f"markup_{t}_{f}" for t in AGENT_TYPES for f in FAMILIES],
+             *[f"markup_all_{t}" for t in AGENT_TYPES], "hhi", "psi", "scarcity",
+             "pivotal_fsps", "regret_max", "regret_mean", "regret_share", "profit_gain",
+             "rounds_to_stable", "entropy"]
 
 
 def summarise(per_run: pd.DataFrame) -> pd.DataFrame:
@@ -150,7 +162,8 @@ def headline(summary: pd.DataFrame) -> pd.DataFrame:
     columns = {"dso_cost": ("DSO cost EUR", 1), "cost_ratio": ("cost / truthful", 2),
                "unmet_need_after_ac": ("unmet after AC MWh", 3),
                "total_cost": ("cost + VOLL x unmet EUR", 0),
-               "markup_pv_inverter": ("PV markup", 2), "psi": ("PSI", 2),
+               "lerner": ("Lerner (accepted)", 2), "hhi": ("HHI per need", 0),
+               "psi": ("PSI", 2), "regret_max": ("regret eps EUR", 1),
                "rounds_to_stable": ("stable after", 0)}
     swept = summary["variant"].fillna("").astype(str).ne("").any()
     out = summary[[c for c in GROUP if c != "variant" or swept]].copy()

@@ -4,7 +4,7 @@ Layout of an output folder:
 
     manifest.json              spec, versions, seeds, per-run status and timings
     runs/<run_id>/run.json     the run's settings, seed, fingerprint and timings
-    runs/<run_id>/*.parquet    rounds, agents, awards, structure tables
+    runs/<run_id>/*.parquet    rounds, agents, awards, structure, suppliers, regret
     summary.csv, plots/, report.md
 
 A run folder is first written under a temporary name and then renamed, so a folder
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-TABLES = ("rounds", "agents", "awards", "structure")
+TABLES = ("rounds", "agents", "awards", "structure", "suppliers", "regret")
 RUNS = "runs"
 MANIFEST = "manifest.json"
 
