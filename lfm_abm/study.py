@@ -18,6 +18,7 @@ Spec (paths are relative to the spec file, `out` to the working directory):
     window = 50                       # last rounds the KPIs average over
     ac_every = 10                     # AC-validate every k-th round
     resample_days = false
+    regret = true                     # regret of each run's learned profile (re-clears)
     out = "out/designs"
 
     [learners]                        # labelled settings; default: the population's own
@@ -60,7 +61,7 @@ from lfm_abm.network.needs import NeedLimits
 from lfm_abm.network.scenarios import Scenario
 
 STUDY_FIELDS = {"name", "grid", "population", "designs", "pricing", "rounds", "seeds",
-                "window", "ac_every", "resample_days", "out"}
+                "window", "ac_every", "resample_days", "regret", "out"}
 TABLES_ALLOWED = {"study", "learners", "scenario", "limits", "market", "actions", "sweep"}
 #: Settings tables a [sweep] may vary.
 SWEEPABLE = ("market", "limits", "scenario")
@@ -102,6 +103,7 @@ class StudySpec:
     variants: tuple[Variant, ...]
     sweep: Mapping[str, Mapping[str, list]]
     actions: ActionGrid
+    regret: bool = True  # measure each run's learned profile against equilibrium
 
     def describe(self) -> dict:
         """JSON-friendly description for the manifest and report."""
@@ -111,7 +113,7 @@ class StudySpec:
                                                             for k, v in self.learners.items()},
                 "rounds": self.rounds, "seeds": list(self.seeds), "window": self.window,
                 "ac_every": self.ac_every, "resample_days": self.resample_days,
-                **self.variants[0].describe(), "sweep": {k: dict(v) for k, v in
+                "regret": self.regret, **self.variants[0].describe(), "sweep": {k: dict(v) for k, v in
                                                           self.sweep.items()},
                 "variants": {v.label: v.describe() for v in self.variants},
                 "actions": asdict(self.actions)}
@@ -184,6 +186,7 @@ def load_study(path: str | Path, rounds: int | None = None, seeds: int | None = 
     ac_every = _get(study, "ac_every", int, source, default=1, check=lambda v: v >= 1,
                     allowed=["an integer >= 1"])
     resample = _get(study, "resample_days", bool, source, default=False)
+    regret = _get(study, "regret", bool, source, default=True)
     name = _get(study, "name", str, source, default=path.stem)
     out_dir = out or _get(study, "out", str, source, default=f"out/{name}")
     actions = ActionGrid.from_dict(data.get("actions", {}), source)
@@ -195,7 +198,8 @@ def load_study(path: str | Path, rounds: int | None = None, seeds: int | None = 
         name=name, source=source, grid=grid, population=str(population_path),
         designs=tuple(designs), pricing=tuple(pricing), learners=learners, rounds=n_rounds,
         seeds=tuple(seed_list), window=min(window, n_rounds), ac_every=ac_every,
-        resample_days=resample, out=out_dir, variants=variants, sweep=sweep, actions=actions)
+        resample_days=resample, out=out_dir, variants=variants, sweep=sweep, actions=actions,
+        regret=regret)
 
 
 def _sweep(raw: object, source: str) -> dict[str, dict[str, list]]:
@@ -279,6 +283,7 @@ class RunSpec:
     rounds: int
     settings: object = field(repr=False)  # ModelSettings (kept opaque to stay picklable)
     fingerprint: str = ""
+    regret: bool = True
 
 
 def expand(spec: StudySpec) -> list[RunSpec]:
@@ -305,13 +310,13 @@ def expand(spec: StudySpec) -> list[RunSpec]:
                 "rounds": spec.rounds, "population": population_text, "grid_file": grid_text,
                 "code": code, "grid": spec.grid, "actions": asdict(spec.actions),
                 "ac_every": spec.ac_every, "resample_days": spec.resample_days,
-                **variant.describe()}, sort_keys=True, default=str)
+                "regret": spec.regret, **variant.describe()}, sort_keys=True, default=str)
             fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:16]
             slug = design.replace(">", "-then-")
             swept = f"__{variant.label}" if variant.label else ""
             runs.append(RunSpec(f"{slug}__{pricing}__{label}{swept}__s{seed}", design,
                                 pricing, label, variant.label, seed, spec.rounds, settings,
-                                fingerprint))
+                                fingerprint, spec.regret))
     return runs
 
 
@@ -332,7 +337,8 @@ def execute_run(run: RunSpec) -> dict:
     setup = time.perf_counter() - start
     for _ in range(run.rounds):
         model.step()
-    model.equilibrium()
+    if run.regret:
+        model.equilibrium()
     return {"tables": model.records(), "setup_seconds": setup,
             "seconds": time.perf_counter() - start, "timings": dict(model.timings)}
 

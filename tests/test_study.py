@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -22,8 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "studies" / "quick.toml"
 
 
-def small(tmp_path, name="out", rounds=6, seeds=2):
-    return load_study(QUICK, rounds=rounds, seeds=seeds, out=str(tmp_path / name))
+def small(tmp_path, name="out", rounds=6, seeds=2, regret=False):
+    """The quick study, small; without the regret re-clearings unless they are tested."""
+    spec = load_study(QUICK, rounds=rounds, seeds=seeds, out=str(tmp_path / name))
+    return replace(spec, regret=regret)
 
 
 def tables_of(out: Path) -> dict[str, pd.DataFrame]:
@@ -34,7 +37,8 @@ def tables_of(out: Path) -> dict[str, pd.DataFrame]:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """The quick study, small, run once without interruption."""
-    out = run_study(small(tmp_path_factory.mktemp("study")), workers=1, progress=False)
+    out = run_study(small(tmp_path_factory.mktemp("study"), regret=True), workers=1,
+                    progress=False)
     return out
 
 
@@ -157,6 +161,7 @@ BASE = (f'grid = "cigre-mv"\npopulation = "{ROOT / "agents" / "cigre_mv.toml"}"\
         (BASE.replace("cigre_mv.toml", "nobody.toml"), "", "study.population"),
         (BASE + "seeds = -2\n", "", "study.seeds"),
         (BASE + "colour = 1\n", "", "study.colour"),
+        (BASE + "regret = 1\n", "", "study.regret"),
         (BASE.replace("rounds = 3", "rounds = 0"), "", "study.rounds"),
         (BASE + 'pricing = ["vickrey"]\n', "", "pricing"),
         (BASE, "[market]\nvoll = -5\n", "market.voll"),
