@@ -113,8 +113,8 @@ class StudySpec:
                                                             for k, v in self.learners.items()},
                 "rounds": self.rounds, "seeds": list(self.seeds), "window": self.window,
                 "ac_every": self.ac_every, "resample_days": self.resample_days,
-                "regret": self.regret, **self.variants[0].describe(), "sweep": {k: dict(v) for k, v in
-                                                          self.sweep.items()},
+                "regret": self.regret, **self.variants[0].describe(),
+                "sweep": {k: dict(v) for k, v in self.sweep.items()},
                 "variants": {v.label: v.describe() for v in self.variants},
                 "actions": asdict(self.actions)}
 
