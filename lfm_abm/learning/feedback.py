@@ -8,8 +8,8 @@ could earn in one round (every offer accepted in full at the reservation price c
 
 A fixed scale keeps the reward of an action the same from round to round, as UCB1's
 confidence bounds and Roth-Erev's propensities assume; dividing by the best profit so
-far instead rescaled every later reward whenever a new best appeared. Losses clip to 0,
-and pricing rules that pay above c_max (marginal prices) clip to 1.
+far instead rescaled every later reward whenever a new best appeared. Losses clip to 0;
+locational prices are capped at c_max, so only a make-whole uplift could reach 1.
 
 State. Q-learning conditions on the share of its offered energy the market accepted last
 round, in three buckets: 0 nothing, 1 part of it, 2 all of it (at least 99 %). It is the
