@@ -108,7 +108,7 @@ class LFMModel(mesa.Model):
         self.round_records: list[dict] = []
         self.agent_records: list[dict] = []
         self.award_records: list[pd.DataFrame] = []
-        self.regret = pd.DataFrame(columns=REGRET_COLUMNS)
+        self.regret: list[pd.DataFrame] = []  # one table per measured profile
 
     def day(self, name: str | None) -> MarketDay:
         """The market day `name`, built on first use (with an AC cache of this run's own)."""
@@ -208,9 +208,10 @@ class LFMModel(mesa.Model):
     def equilibrium(self) -> pd.DataFrame:
         """Regret of the learned profile on the first day, per learner; kept for `records`.
 
-        The learned profile is each learner's greedy action after the last round
-        (`equilibrium.regret_table`); Calvano's profit gain is added as columns when the
-        game is small enough to enumerate.
+        The learned profile is each learner's greedy action after the latest round
+        (`equilibrium.regret_table`, with a `round` column); Calvano's profit gain is
+        added as columns when the game is small enough to enumerate. Call it at the end
+        of a run, or every k rounds to follow the distance to equilibrium.
         """
         first = self.day(self.days[0])
         game = DayGame(first, self.settings.pricing, self.settings.actions,
@@ -218,9 +219,10 @@ class LFMModel(mesa.Model):
         last = self.agent_records[-len(self.groups):]  # the last learning round, in order
         profile = ([record["greedy"] for record in last] if self.agent_records
                    else [self.settings.actions.truthful_index] * len(self.groups))
-        self.regret = regret_table(game, profile).assign(
-            **small_game_benchmarks(game, profile))
-        return self.regret
+        table = regret_table(game, profile).assign(round=self.round,
+                                                   **small_game_benchmarks(game, profile))
+        self.regret.append(table)
+        return table
 
     def records(self) -> dict[str, pd.DataFrame]:
         """Tidy tables of the run so far.
@@ -228,7 +230,8 @@ class LFMModel(mesa.Model):
         rounds (one row per round), agents (per round, FSP and product family), awards
         (every awarded bid), structure (per period with needs: scarcity and pivotal
         suppliers, for each day used), suppliers (per supplier and period: what its
-        absence costs) and regret (per learner, once `equilibrium` has run).
+        absence costs) and regret (per learner and measured round, once `equilibrium`
+        has run).
         """
         awards = (pd.concat(self.award_records, ignore_index=True) if self.award_records
                   else pd.DataFrame())
@@ -237,7 +240,8 @@ class LFMModel(mesa.Model):
                 "agents": pd.DataFrame(self.agent_records), "awards": awards,
                 "structure": pd.concat([s[0] for s in structure], ignore_index=True),
                 "suppliers": pd.concat([s[1] for s in structure], ignore_index=True),
-                "regret": self.regret}
+                "regret": (pd.concat(self.regret, ignore_index=True) if self.regret
+                           else pd.DataFrame(columns=[*REGRET_COLUMNS, "round"]))}
 
 
 def simulate(grid: str, population: str | Path | Population, design: str, rounds: int,

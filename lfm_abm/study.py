@@ -19,6 +19,7 @@ Spec (paths are relative to the spec file, `out` to the working directory):
     ac_every = 10                     # AC-validate every k-th round
     resample_days = false
     regret = true                     # regret of each run's learned profile (re-clears)
+    regret_every = 0                  # also every k rounds (0: only at the end)
     out = "out/designs"
 
     [learners]                        # labelled settings; default: the population's own
@@ -61,7 +62,7 @@ from lfm_abm.network.needs import NeedLimits
 from lfm_abm.network.scenarios import Scenario
 
 STUDY_FIELDS = {"name", "grid", "population", "designs", "pricing", "rounds", "seeds",
-                "window", "ac_every", "resample_days", "regret", "out"}
+                "window", "ac_every", "resample_days", "regret", "regret_every", "out"}
 TABLES_ALLOWED = {"study", "learners", "scenario", "limits", "market", "actions", "sweep"}
 #: Settings tables a [sweep] may vary.
 SWEEPABLE = ("market", "limits", "scenario")
@@ -104,6 +105,7 @@ class StudySpec:
     sweep: Mapping[str, Mapping[str, list]]
     actions: ActionGrid
     regret: bool = True  # measure each run's learned profile against equilibrium
+    regret_every: int = 0  # also every k rounds (0: only at the end)
 
     def describe(self) -> dict:
         """JSON-friendly description for the manifest and report."""
@@ -113,7 +115,8 @@ class StudySpec:
                                                             for k, v in self.learners.items()},
                 "rounds": self.rounds, "seeds": list(self.seeds), "window": self.window,
                 "ac_every": self.ac_every, "resample_days": self.resample_days,
-                "regret": self.regret, **self.variants[0].describe(),
+                "regret": self.regret, "regret_every": self.regret_every,
+                **self.variants[0].describe(),
                 "sweep": {k: dict(v) for k, v in self.sweep.items()},
                 "variants": {v.label: v.describe() for v in self.variants},
                 "actions": asdict(self.actions)}
@@ -187,6 +190,8 @@ def load_study(path: str | Path, rounds: int | None = None, seeds: int | None = 
                     allowed=["an integer >= 1"])
     resample = _get(study, "resample_days", bool, source, default=False)
     regret = _get(study, "regret", bool, source, default=True)
+    regret_every = _get(study, "regret_every", int, source, default=0, check=lambda v: v >= 0,
+                        allowed=["an integer >= 0 (0: only the learned profile at the end)"])
     name = _get(study, "name", str, source, default=path.stem)
     out_dir = out or _get(study, "out", str, source, default=f"out/{name}")
     actions = ActionGrid.from_dict(data.get("actions", {}), source)
@@ -199,7 +204,7 @@ def load_study(path: str | Path, rounds: int | None = None, seeds: int | None = 
         designs=tuple(designs), pricing=tuple(pricing), learners=learners, rounds=n_rounds,
         seeds=tuple(seed_list), window=min(window, n_rounds), ac_every=ac_every,
         resample_days=resample, out=out_dir, variants=variants, sweep=sweep, actions=actions,
-        regret=regret)
+        regret=regret, regret_every=regret_every)
 
 
 def _sweep(raw: object, source: str) -> dict[str, dict[str, list]]:
@@ -284,6 +289,7 @@ class RunSpec:
     settings: object = field(repr=False)  # ModelSettings (kept opaque to stay picklable)
     fingerprint: str = ""
     regret: bool = True
+    regret_every: int = 0
 
 
 def expand(spec: StudySpec) -> list[RunSpec]:
@@ -310,13 +316,14 @@ def expand(spec: StudySpec) -> list[RunSpec]:
                 "rounds": spec.rounds, "population": population_text, "grid_file": grid_text,
                 "code": code, "grid": spec.grid, "actions": asdict(spec.actions),
                 "ac_every": spec.ac_every, "resample_days": spec.resample_days,
-                "regret": spec.regret, **variant.describe()}, sort_keys=True, default=str)
+                "regret": spec.regret, "regret_every": spec.regret_every,
+                **variant.describe()}, sort_keys=True, default=str)
             fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:16]
             slug = design.replace(">", "-then-")
             swept = f"__{variant.label}" if variant.label else ""
             runs.append(RunSpec(f"{slug}__{pricing}__{label}{swept}__s{seed}", design,
                                 pricing, label, variant.label, seed, spec.rounds, settings,
-                                fingerprint, spec.regret))
+                                fingerprint, spec.regret, spec.regret_every))
     return runs
 
 
@@ -337,6 +344,9 @@ def execute_run(run: RunSpec) -> dict:
     setup = time.perf_counter() - start
     for _ in range(run.rounds):
         model.step()
+        if run.regret_every and model.round % run.regret_every == 0 \
+                and model.round < run.rounds:
+            model.equilibrium()
     if run.regret:
         model.equilibrium()
     return {"tables": model.records(), "setup_seconds": setup,

@@ -19,6 +19,7 @@ from lfm_abm.market.concentration import NeedMarkets
 from lfm_abm.market.devices import Devices
 from lfm_abm.market.structure import pivotal_suppliers
 from lfm_abm.model import LFMModel, ModelSettings
+from lfm_abm.results.kpis import run_kpis
 
 
 def cm_bids(case):
@@ -107,3 +108,21 @@ def test_regret_is_each_learners_best_deviation_gain(cigre_game):
         best = max(cigre_game.profits([a if i == player else 0 for i in
                                        range(cigre_game.n_players)])[player] for a in range(3))
         assert table.regret.iloc[player] == pytest.approx(best, abs=1e-6)
+
+
+def test_regret_every_k_rounds_keeps_each_profile_and_the_kpi_reads_the_last():
+    model = LFMModel(ModelSettings("cigre-mv", load_population("agents/cigre_mv.toml"),
+                                   "CMVC_PQ", actions=ActionGrid(markups=(0.0, 1.0, 4.0))),
+                     seed=1)
+    for _ in range(2):
+        model.step()
+        model.step()
+        model.equilibrium()
+    tables = model.records()
+    regret = tables["regret"]
+    assert sorted(regret["round"].unique()) == [2, 4]
+    last = regret[regret["round"] == 4]
+    assert len(last) == len(model.groups)
+    kpis = run_kpis(tables, window=2)
+    assert kpis["regret_max"] == pytest.approx(last.regret.max())
+    assert kpis["regret_mean"] == pytest.approx(last.regret.mean())

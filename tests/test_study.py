@@ -162,6 +162,7 @@ BASE = (f'grid = "cigre-mv"\npopulation = "{ROOT / "agents" / "cigre_mv.toml"}"\
         (BASE + "seeds = -2\n", "", "study.seeds"),
         (BASE + "colour = 1\n", "", "study.colour"),
         (BASE + "regret = 1\n", "", "study.regret"),
+        (BASE + "regret_every = -1\n", "", "study.regret_every"),
         (BASE.replace("rounds = 3", "rounds = 0"), "", "study.rounds"),
         (BASE + 'pricing = ["vickrey"]\n', "", "pricing"),
         (BASE, "[market]\nvoll = -5\n", "market.voll"),
@@ -251,3 +252,10 @@ def test_a_sweep_runs_every_value_and_reports_it_as_a_variant(tmp_path):
         row = runs.loc[variant]
         assert row.unmet_cost_after_ac == pytest.approx(voll * row.unmet_need_after_ac)
     assert "voll=3000.0" in (out / "report.md").read_text()
+
+
+def test_regret_every_k_rounds_measures_the_profile_along_the_run(tmp_path):
+    spec = load_study(write_spec(tmp_path, BASE + "regret_every = 2\n"))
+    (run,) = study_module.expand(spec)
+    regret = study_module.execute_run(run)["tables"]["regret"]
+    assert sorted(regret["round"].unique()) == [2, 3]

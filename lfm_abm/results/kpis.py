@@ -116,6 +116,8 @@ def run_kpis(tables: dict[str, pd.DataFrame], window: int) -> dict[str, float]:
     out["pivotal_fsps"] = (float(suppliers.provider_id[suppliers.pivotal].nunique())
                            if len(suppliers) else float("nan"))
     regret = tables["regret"]
+    if len(regret):  # the learned profile at the end; earlier rounds are for curves
+        regret = regret[regret["round"] == regret["round"].max()]
     out["regret_max"] = float(regret.regret.max()) if len(regret) else float("nan")
     out["regret_mean"] = float(regret.regret.mean()) if len(regret) else float("nan")
     out["regret_share"] = float(regret.regret_share.mean()) if len(regret) else float("nan")
