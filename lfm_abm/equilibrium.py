@@ -54,7 +54,7 @@ class DayGame:
         book = self.day.book
         bids = book.bids(self.markups[actions], self.withheld[actions])
         awards = self.market.clear(bids, book.devices, ac_validate=False, trusted=True).awards
-        return book.profits(awards.payment.to_numpy(), awards.awarded.to_numpy())
+        return book.outcome(awards.payment.to_numpy(), awards.awarded.to_numpy())[2]
 
 
 def regret_table(game: DayGame, profile: Sequence[int]) -> pd.DataFrame:

@@ -162,10 +162,8 @@ class LFMModel(mesa.Model):
             return
 
         awards = result.awards
-        payment = awards.payment.to_numpy()
-        true_cost = book.offers.cost.to_numpy() * awards.awarded.to_numpy() * book.hours
-        revenue, cost = book.by_group(payment), book.by_group(true_cost)
-        margin = book.profits(payment, awards.awarded.to_numpy())
+        revenue, cost, margin = book.outcome(awards.payment.to_numpy(),
+                                             awards.awarded.to_numpy())
         offered = book.by_group(awards.quantity.to_numpy() * book.hours)
         awarded = book.by_group(awards.awarded.to_numpy() * book.hours)
         start = self._tick("settlement", start)

@@ -65,16 +65,18 @@ class OfferBook:
         """Sum a per-offer array within each (FSP, family) group."""
         return np.bincount(self.group, weights=values, minlength=len(self.groups))
 
-    def profits(self, payment: np.ndarray, awarded: np.ndarray) -> np.ndarray:
-        """Profit of each group, EUR: payments minus true cost of the awarded MW.
+    def outcome(self, payment: np.ndarray, awarded: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Revenue, true cost of the awarded MW and profit of each group, EUR.
 
-        Summed per bid: a bid paid exactly its cost earns zero, not rounding noise of
-        either sign (which a learner with no profit yet would amplify).
+        Profit is summed per bid: a bid paid exactly its cost earns zero, not rounding
+        noise of either sign (which a learner with no profit yet would amplify).
         """
         true_cost = self.offers.cost.to_numpy() * awarded * self.hours
+        revenue = self.by_group(payment)
         margin = self.by_group(payment - true_cost)
-        margin[np.abs(margin) <= 1e-9 * (1.0 + self.by_group(payment))] = 0.0
-        return margin
+        margin[np.abs(margin) <= 1e-9 * (1.0 + revenue)] = 0.0
+        return revenue, self.by_group(true_cost), margin
 
 
 def build_book(fsps: Sequence[FSPSpec], inventory: GridInventory, hours_of_day: np.ndarray,
