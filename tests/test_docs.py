@@ -9,14 +9,14 @@ from pathlib import Path
 from lfm_abm.learning import LEARNERS
 from lfm_abm.market.designs import SINGLE_DESIGNS
 from lfm_abm.market.pricing import PRICING_RULES
-from lfm_abm.results.kpis import KPI_NAMES
+from lfm_abm.results.registry import KPIS
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_design_learner_pricing_rule_and_kpi_is_documented():
     model = (ROOT / "docs" / "model.md").read_text()
-    names = [*SINGLE_DESIGNS, "CM_P>VC_Q", *LEARNERS, *PRICING_RULES, *KPI_NAMES]
+    names = [*SINGLE_DESIGNS, "CM_P>VC_Q", *LEARNERS, *PRICING_RULES, *KPIS]
     missing = [name for name in names if f"`{name}`" not in model and name not in model]
     assert not missing, f"docs/model.md does not mention: {missing}"
 

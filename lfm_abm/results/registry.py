@@ -1,0 +1,153 @@
+"""The KPI registry: every KPI declared once, with its label, unit, source and aggregation.
+
+The summary, the headline table, the glossary (`lfm-abm run --explain`, README), the
+docs check and the plots' axis labels all read this list; `kpis.run_kpis` computes the
+simple ones from it and refuses to return a set of KPIs that differs from it, so a KPI
+cannot silently vanish from the summary. Formulas and references are in docs/model.md
+section 9 under the same names.
+
+Aggregation within a run (over seeds every KPI is summarised as mean and 95 % CI):
+
+* `window`: mean over the last `window` successful rounds (the learnt regime);
+* `validated`: mean over the AC-validated rounds of that window;
+* `accepted`: over the agent records with an award in the window, weighted by payment
+  (Lerner) or awarded energy (markups);
+* `all bids`: over every agent record in the window, won or not;
+* `derived`: computed from other KPIs of the run;
+* `day`: from the market day's structure under truthful offers (same for every round);
+* `profile`: the learned profile after the last round (`equilibrium`);
+* `run`: over the whole run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lfm_abm.market.bids import PRODUCTS
+
+AGENT_TYPES = ("pv_inverter", "ev_fleet", "der_aggregator")
+FAMILIES = ("P", "Q")
+AGGREGATIONS = ("window", "validated", "accepted", "all bids", "derived", "day", "profile",
+                "run")
+
+
+@dataclass(frozen=True)
+class KPI:
+    """One KPI: `name` is its column in runs.csv (`<name>_mean`, `<name>_ci` in the summary)."""
+
+    name: str
+    label: str  # short column / axis label
+    unit: str  # "" for dimensionless
+    meaning: str  # one line for the glossary; the formula is in docs/model.md section 9
+    table: str  # the run table it reads
+    aggregation: str  # one of AGGREGATIONS
+    digits: int = 2  # decimals in the headline
+    headline: bool = False
+
+    def __post_init__(self) -> None:
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"KPI {self.name}: unknown aggregation {self.aggregation!r}")
+
+    @property
+    def axis_label(self) -> str:
+        """Label with its unit, for plots."""
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
+
+def _kpis() -> list[KPI]:
+    unit_of = {"P": "MWh per round", "Q": "MVArh per round"}
+    kinds = {"pv_inverter": "PV", "ev_fleet": "EV fleet", "der_aggregator": "aggregator"}
+    return [
+        KPI("dso_cost", "DSO cost", "EUR per round", "procurement cost: the sum of payments "
+            "to FSPs", "rounds", "window", 1, True),
+        KPI("truthful_cost", "truthful cost", "EUR per round", "cost of the same round's "
+            "offers cleared at true cost and full capacity (competitive benchmark)",
+            "rounds", "window", 1),
+        KPI("cost_ratio", "cost / truthful", "", "dso_cost / truthful_cost: 1 = competitive",
+            "rounds", "derived", 2, True),
+        *[KPI(f"volume_{p}", f"volume {p}", unit_of[p[0]], f"awarded energy of {p}",
+              "rounds", "window") for p in PRODUCTS],
+        KPI("energy_shifted", "energy shifted", "MWh per round", "energy EV fleets and "
+            "shiftable loads defer", "rounds", "window"),
+        KPI("rebound_energy", "rebound", "MWh per round", "deferred energy recovered later "
+            "in the window", "rounds", "window"),
+        KPI("storage_cycles", "storage cycles", "cycles per round", "equivalent full cycles "
+            "of the batteries", "rounds", "window"),
+        KPI("offers_above_reservation", "offers above cap", "offers per round", "offers "
+            "priced above the DSO's reservation price (not admitted)", "rounds", "window"),
+        KPI("share_at_cap", "awards at cap", "", "share of accepted energy paid the "
+            "reservation price (results then depend on the cap)", "rounds", "window"),
+        KPI("unmet_need_no_market", "unmet need, no market", "MWh per round", "emergency "
+            "action the day needs without any market", "rounds", "window", 3),
+        KPI("unmet_need_before", "unmet need in LP", "MWh per round", "emergency action "
+            "the market's LP planned where bids did not suffice", "rounds", "window", 3),
+        KPI("unmet_need_after_ac", "unmet need", "MWh per round", "emergency action "
+            "(curtailment, load shedding) the DSO needs after AC validation: planned plus "
+            "corrective", "rounds", "validated", 3, True),
+        KPI("truthful_unmet_need_after_ac", "unmet need, truthful", "MWh per round",
+            "the same for the truthful benchmark", "rounds", "validated", 3),
+        KPI("corrective_after_ac", "corrective action", "MWh per round", "the corrective "
+            "part of unmet_need_after_ac", "rounds", "validated", 3),
+        KPI("collateral_after_ac", "collateral action", "MWh per round", "the part of the "
+            "corrective action the market's new violations add", "rounds", "validated", 3),
+        KPI("unmet_cost_after_ac", "VOLL x unmet", "EUR per round", "VOLL x "
+            "unmet_need_after_ac", "rounds", "validated", 1),
+        KPI("violation_cm_after_ac_mva", "CM violation after AC", "MVA", "overload after "
+            "awards and planned action, summed over elements and periods", "rounds",
+            "validated", 3),
+        KPI("violation_vc_after_ac_pu", "VC violation after AC", "p.u.", "voltage outside "
+            "the band after awards and planned action, summed", "rounds", "validated", 4),
+        KPI("collateral_cm_after_ac_mva", "new CM violation", "MVA", "overload on elements "
+            "the baseline did not overload", "rounds", "validated", 3),
+        KPI("collateral_vc_after_ac_pu", "new VC violation", "p.u.", "voltage violations "
+            "the baseline did not have", "rounds", "validated", 4),
+        KPI("total_cost", "total cost", "EUR per round", "dso_cost + VOLL x unmet need: "
+            "what the DSO pays FSPs plus what its emergency action costs", "rounds",
+            "derived", 0, True),
+        KPI("lerner", "Lerner", "", "(payment - true cost) / payment over accepted bids: "
+            "the volume-weighted Lerner index (Lerner 1934)", "agents", "accepted", 2, True),
+        *[KPI(f"lerner_{t}_{f}", f"Lerner {kinds[t]} {f}", "", f"the Lerner index of "
+              f"accepted {f} bids of {t} FSPs", "agents", "accepted")
+          for t in AGENT_TYPES for f in FAMILIES],
+        *[KPI(f"markup_{t}_{f}", f"markup {kinds[t]} {f}", "", f"markup over true cost of "
+              f"accepted {f} bids of {t} FSPs, weighted by awarded energy (0.5 = +50 %)",
+              "agents", "accepted") for t in AGENT_TYPES for f in FAMILIES],
+        *[KPI(f"markup_all_{t}", f"markup all {kinds[t]}", "", f"mean markup of all bids "
+              f"of {t} FSPs, won or not (secondary: losing bids set no price)", "agents",
+              "all bids") for t in AGENT_TYPES],
+        KPI("hhi", "HHI per need", "", "Herfindahl-Hirschman index (0-10 000) of the relief "
+            "each need receives, by FSP, relief-weighted over needs (10 000 = one FSP)",
+            "rounds", "window", 0, True),
+        KPI("psi", "PSI", "", "share of periods with needs where some FSP is pivotal: "
+            "without it the market leaves more unmet need or costs 10 % more (truthful "
+            "offers, network-aware re-clearing)", "structure", "day", 2, True),
+        KPI("scarcity", "scarcity", "", "share of periods with needs where even every "
+            "truthful offer leaves unmet need", "structure", "day"),
+        KPI("pivotal_fsps", "pivotal FSPs", "FSPs", "FSPs pivotal in at least one period",
+            "suppliers", "day", 0),
+        KPI("regret_max", "regret eps", "EUR per round", "largest gain one learner gets by "
+            "changing only its own bid from the learned profile (eps of an eps-Nash "
+            "equilibrium)", "regret", "profile", 1, True),
+        KPI("regret_mean", "regret mean", "EUR per round", "mean of that gain over "
+            "learners", "regret", "profile", 1),
+        KPI("regret_share", "regret share", "", "mean share of its best-response profit a "
+            "learner forgoes", "regret", "profile"),
+        KPI("profit_gain", "profit gain", "", "Calvano et al.'s Delta: 0 = competitive "
+            "Nash, 1 = joint optimum (games of at most 1 000 profiles)", "regret",
+            "profile"),
+        KPI("rounds", "rounds", "rounds", "rounds the run played", "rounds", "run", 0),
+        KPI("failed_rounds", "failed rounds", "rounds", "rounds whose clearing or AC "
+            "validation failed (left out of every other KPI)", "rounds", "run", 0),
+        KPI("rounds_to_stable", "stable after", "round", "first round from which the choice "
+            "distributions of the learners that earn stop moving (NaN: never)", "agents",
+            "run", 0),
+        KPI("converged", "converged", "share of seeds", "1 if learning was stable before "
+            "the KPI window began (rounds_to_stable <= rounds - window), else 0", "agents",
+            "derived", 2, True),
+        KPI("entropy", "choice entropy", "", "mean normalised entropy of the learners' "
+            "choice distributions (1 = uniform, 0 = decided)", "agents", "all bids"),
+    ]
+
+
+KPIS: dict[str, KPI] = {kpi.name: kpi for kpi in _kpis()}
+HEADLINE = tuple(name for name, kpi in KPIS.items() if kpi.headline)
