@@ -108,6 +108,8 @@ class LFMModel(mesa.Model):
         self.round_records: list[dict] = []
         self.agent_records: list[dict] = []
         self.award_records: list[pd.DataFrame] = []
+        # every offer of the first and the latest round, tabled on demand (supply stacks)
+        self.offer_rounds: dict[str, tuple[int, MarketDay, pd.DataFrame]] = {}
         self.regret: list[pd.DataFrame] = []  # one table per measured profile
 
     def day(self, name: str | None) -> MarketDay:
@@ -188,6 +190,9 @@ class LFMModel(mesa.Model):
         voll = day.case.params.voll
         summary = result.summary(voll)
         truthful = benchmark["procurement_cost"]
+        awards = result.awards
+        energy = awards.awarded.to_numpy() * awards.hours.to_numpy()
+        at_cap = awards.price_paid.to_numpy() >= day.case.params.max_bid_price * (1 - 1e-9)
         record = {"round": self.round, "day": day.name, "status": status,
                   "dso_cost": summary["procurement_cost"], "truthful_cost": truthful,
                   "cost_ratio": summary["procurement_cost"] / truthful if truthful > 0
@@ -197,11 +202,24 @@ class LFMModel(mesa.Model):
                   "lp_rebuilt": bool(result.stats["rebuilt"]),
                   "lp_iterations": result.stats["iterations"],
                   "solve_seconds": result.stats["solve_seconds"],
-                  "hhi": day.markets.hhi(result.awards.awarded.to_numpy())}
+                  "hhi": day.markets.hhi(awards.awarded.to_numpy()),
+                  "share_at_cap": (float(energy[at_cap].sum() / energy.sum()) if energy.sum() > 0
+                                   else float("nan")),
+                  "unmet_need_no_market": day.case.baseline_emergency.emergency_mwh}
         record.update({k: v for k, v in summary.items() if k != "procurement_cost"})
         self.round_records.append(record)
-        won = result.awards[result.awards.awarded > 0]
-        self.award_records.append(won.assign(round=self.round))
+        self.award_records.append(awards[awards.awarded > 0].assign(round=self.round))
+        self.offer_rounds.setdefault("first", (self.round, day, awards))
+        self.offer_rounds["last"] = (self.round, day, awards)
+
+    def _offers(self) -> pd.DataFrame:
+        """Every offer of the first and the latest round with true cost, type and outcome."""
+        kind = {fsp.fsp_id: fsp.spec.type for fsp in self.fsps}
+        rounds = {number: (day, awards) for number, day, awards in self.offer_rounds.values()}
+        return pd.concat([awards.assign(round=number, cost=day.book.offers["cost"].to_numpy(),
+                                        fsp_type=awards.provider_id.map(kind))
+                          for number, (day, awards) in rounds.items()], ignore_index=True) \
+            if rounds else pd.DataFrame()
 
     def equilibrium(self) -> pd.DataFrame:
         """Regret of the learned profile on the first day, per learner; kept for `records`.
@@ -226,7 +244,8 @@ class LFMModel(mesa.Model):
         """Tidy tables of the run so far.
 
         rounds (one row per round), agents (per round, FSP and product family), awards
-        (every awarded bid), structure (per period with needs: scarcity and pivotal
+        (every awarded bid), offers (every offer of the first and the latest round, with
+        its true `cost` and `fsp_type`), structure (per period with needs: scarcity and pivotal
         suppliers, for each day used), suppliers (per supplier and period: what its
         absence costs) and regret (per learner and measured round, once `equilibrium`
         has run).
@@ -236,6 +255,7 @@ class LFMModel(mesa.Model):
         structure = [day.structure for day in self._days.values()]
         return {"rounds": pd.DataFrame(self.round_records),
                 "agents": pd.DataFrame(self.agent_records), "awards": awards,
+                "offers": self._offers(),
                 "structure": pd.concat([s[0] for s in structure], ignore_index=True),
                 "suppliers": pd.concat([s[1] for s in structure], ignore_index=True),
                 "regret": (pd.concat(self.regret, ignore_index=True) if self.regret

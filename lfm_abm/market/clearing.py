@@ -125,6 +125,11 @@ class AfterAC:
     unresolved: pd.DataFrame
 
 
+#: What clearing adds to each bid (`clear --out`); energy devices also get soc/deferred_mwh.
+AWARD_COLUMNS = ("hours", "awarded", "payment", "uplift", "price_paid", "locational_price",
+                 "stage")
+
+
 @dataclass
 class ClearingResult:
     """Outcome of one clearing: awards and payments, prices, unmet needs, AC validation."""
