@@ -5,13 +5,16 @@ rounds. Runs execute in local processes (concurrent.futures) or on a Dask cluste
 (`scheduler`); each finished run is written atomically and never recomputed unless its
 settings change; a failing run is recorded with its error and the others go on.
 
-Spec (paths are relative to the spec file, `out` to the working directory):
+Spec. Paths written in the spec (grid file, population, out) are relative to the spec
+file; paths on the command line (`--out`) and the default `out/<name>` are relative to
+the working directory.
 
     [study]
     name = "designs"
     grid = "simbench-semiurb"
     population = "../agents/simbench_semiurb.toml"
     designs = ["CM_P", "CMVC_PQ", "CM_P>VC_Q"]
+    reference = "CMVC_PQ"             # paired differences are to this design (default: first)
     pricing = ["pay-as-bid"]          # and/or "locational"
     rounds = 150
     seeds = 4                         # seeds 0..3, or an explicit list
@@ -20,16 +23,17 @@ Spec (paths are relative to the spec file, `out` to the working directory):
     resample_days = false
     regret = true                     # regret of each run's learned profile (re-clears)
     regret_every = 0                  # also every k rounds (0: only at the end)
-    out = "out/designs"
+    out = "../out/designs"
 
     [learners]                        # labelled settings; default: the population's own
     roth-erev = { kind = "roth-erev" }
     truthful = { kind = "truthful" }
 
-    [scenario]  [limits]  [market]  [actions]   # optional overrides
+    [scenario]  [limits]  [market]  [actions]  [fsp_costs]   # optional overrides
 
-    [sweep.market]                    # optional: one run set per value (all combinations)
-    voll = [300.0, 1000.0, 3000.0]    # labelled "voll=300.0", the summary's `variant`
+    [sweep]                           # optional: one run set per value (all combinations)
+    "market.voll" = [300.0, 1000.0, 3000.0]   # labelled "voll=300.0", the `variant`
+    "fsp_costs.Q_scale" = [0.5, 1.0, 2.0]     # (or [sweep.market] voll = [...])
 
 A result that moves with an assumption (VOLL, a limit, a growth factor) is a sweep over
 it, reported per value, not one number.
@@ -40,6 +44,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import platform
 import time
 import tomllib
@@ -52,6 +57,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lfm_abm.agents.population import CostScales
 from lfm_abm.errors import InputError
 from lfm_abm.learning import ActionGrid, make_learner
 from lfm_abm.market.designs import parse_design
@@ -61,11 +67,13 @@ from lfm_abm.network.grids import default_scenario, load_grid
 from lfm_abm.network.needs import NeedLimits
 from lfm_abm.network.scenarios import Scenario
 
-STUDY_FIELDS = {"name", "grid", "population", "designs", "pricing", "rounds", "seeds",
-                "window", "ac_every", "resample_days", "regret", "regret_every", "out"}
-TABLES_ALLOWED = {"study", "learners", "scenario", "limits", "market", "actions", "sweep"}
+STUDY_FIELDS = {"name", "grid", "population", "designs", "reference", "pricing", "rounds",
+                "seeds", "window", "ac_every", "resample_days", "regret", "regret_every",
+                "out"}
+TABLES_ALLOWED = {"study", "learners", "scenario", "limits", "market", "actions", "fsp_costs",
+                  "sweep"}
 #: Settings tables a [sweep] may vary.
-SWEEPABLE = ("market", "limits", "scenario")
+SWEEPABLE = ("market", "limits", "scenario", "fsp_costs")
 POPULATION_LEARNER = "population"
 
 
@@ -77,11 +85,14 @@ class Variant:
     scenario: Scenario
     limits: NeedLimits
     market: MarketParams
+    fsp_costs: CostScales
+    values: Mapping[str, object]  # swept field -> value, e.g. {"voll": 300.0}
 
     def describe(self) -> dict:
         """JSON-friendly settings of this variant."""
         return {"scenario": {k: v for k, v in asdict(self.scenario).items() if k != "source"},
-                "limits": asdict(self.limits), "market": asdict(self.market)}
+                "limits": asdict(self.limits), "market": asdict(self.market),
+                "fsp_costs": asdict(self.fsp_costs)}
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,7 @@ class StudySpec:
     grid: str
     population: str
     designs: tuple[str, ...]
+    reference: str
     pricing: tuple[str, ...]
     learners: Mapping[str, Mapping[str, object] | None]
     rounds: int
@@ -111,6 +123,7 @@ class StudySpec:
         """JSON-friendly description for the manifest and report."""
         return {"name": self.name, "source": self.source, "grid": self.grid,
                 "population": self.population, "designs": list(self.designs),
+                "reference": self.reference,
                 "pricing": list(self.pricing), "learners": {k: dict(v) if v else None
                                                             for k, v in self.learners.items()},
                 "rounds": self.rounds, "seeds": list(self.seeds), "window": self.window,
@@ -170,6 +183,8 @@ def load_study(path: str | Path, rounds: int | None = None, seeds: int | None = 
     designs = _get(study, "designs", list, source, check=lambda v: len(v) > 0)
     for design in designs:
         parse_design(design, source)
+    reference = _get(study, "reference", str, source, default=designs[0],
+                     check=lambda v: v in designs, allowed=designs)
     pricing = _get(study, "pricing", list, source, default=["pay-as-bid"],
                    check=lambda v: len(v) > 0, allowed=list(PRICING_RULES))
     for rule in pricing:
@@ -193,7 +208,9 @@ def load_study(path: str | Path, rounds: int | None = None, seeds: int | None = 
     regret_every = _get(study, "regret_every", int, source, default=0, check=lambda v: v >= 0,
                         allowed=["an integer >= 0 (0: only the learned profile at the end)"])
     name = _get(study, "name", str, source, default=path.stem)
-    out_dir = out or _get(study, "out", str, source, default=f"out/{name}")
+    written_out = study.get("out")
+    out_dir = out or (os.path.normpath(base / _get(study, "out", str, source))
+                      if written_out is not None else f"out/{name}")
     actions = ActionGrid.from_dict(data.get("actions", {}), source)
     learners = _learners(data.get("learners"), actions, source)
     sweep = _sweep(data.get("sweep"), source)
@@ -201,19 +218,34 @@ def load_study(path: str | Path, rounds: int | None = None, seeds: int | None = 
                      for label, overrides in _combinations(sweep))
     return StudySpec(
         name=name, source=source, grid=grid, population=str(population_path),
-        designs=tuple(designs), pricing=tuple(pricing), learners=learners, rounds=n_rounds,
-        seeds=tuple(seed_list), window=min(window, n_rounds), ac_every=ac_every,
+        designs=tuple(designs), reference=reference, pricing=tuple(pricing),
+        learners=learners, rounds=n_rounds,
+        seeds=tuple(seed_list), window=window, ac_every=ac_every,
         resample_days=resample, out=out_dir, variants=variants, sweep=sweep, actions=actions,
         regret=regret, regret_every=regret_every)
 
 
 def _sweep(raw: object, source: str) -> dict[str, dict[str, list]]:
-    """The [sweep] table: per settings table, per field, a non-empty list of values."""
+    """The [sweep] table: per settings table, per field, a non-empty list of values.
+
+    Accepts `"market.voll" = [...]` keys and `[sweep.market]` tables alike.
+    """
     if raw is None:
         return {}
     if not isinstance(raw, dict) or not raw:
-        raise InputError("must hold tables such as [sweep.market] with lists of values",
+        raise InputError("must hold keys such as \"market.voll\" = [values]",
                          source=source, field="sweep", allowed=SWEEPABLE)
+    nested: dict[str, dict] = {}
+    for key, value in raw.items():
+        section, dot, name = key.partition(".")
+        if dot:
+            nested.setdefault(section, {})[name] = value
+        elif isinstance(value, dict):
+            nested.setdefault(section, {}).update(value)
+        else:
+            raise InputError("a swept field is written \"table.field\"", source=source,
+                             field=f"sweep.{key}", allowed=SWEEPABLE)
+    raw = nested
     for section, table in raw.items():
         if section not in SWEEPABLE:
             raise InputError(f"cannot sweep [{section}]", source=source,
@@ -252,8 +284,10 @@ def _variant(data: Mapping, label: str, overrides: Mapping[str, Mapping],
         return {**data.get(name, {}), **overrides.get(name, {})}
 
     scenario = Scenario.from_dict(table("scenario"), where, base_scenario)
+    values = {key: value for section in overrides.values() for key, value in section.items()}
     return Variant(label, scenario, NeedLimits.from_dict(table("limits"), where),
-                   MarketParams.from_dict(table("market"), where))
+                   MarketParams.from_dict(table("market"), where),
+                   CostScales.from_dict(table("fsp_costs"), where), values)
 
 
 def _learners(raw: object, actions: ActionGrid, source: str) -> dict:
@@ -290,6 +324,7 @@ class RunSpec:
     fingerprint: str = ""
     regret: bool = True
     regret_every: int = 0
+    swept: Mapping[str, object] = field(default_factory=dict)  # the variant's swept values
 
 
 def expand(spec: StudySpec) -> list[RunSpec]:
@@ -306,7 +341,8 @@ def expand(spec: StudySpec) -> list[RunSpec]:
     for design, pricing, (label, learner), variant in itertools.product(
             spec.designs, spec.pricing, spec.learners.items(), spec.variants):
         settings = ModelSettings(
-            grid=spec.grid, population=population, design=design, pricing=pricing,
+            grid=spec.grid, population=variant.fsp_costs.apply(population), design=design,
+            pricing=pricing,
             scenario=variant.scenario, limits=variant.limits, market=variant.market,
             actions=spec.actions, learner=learner, resample_days=spec.resample_days,
             ac_every=spec.ac_every)
@@ -323,7 +359,8 @@ def expand(spec: StudySpec) -> list[RunSpec]:
             swept = f"__{variant.label}" if variant.label else ""
             runs.append(RunSpec(f"{slug}__{pricing}__{label}{swept}__s{seed}", design,
                                 pricing, label, variant.label, seed, spec.rounds, settings,
-                                fingerprint, spec.regret, spec.regret_every))
+                                fingerprint, spec.regret, spec.regret_every,
+                                dict(variant.values)))
     return runs
 
 
@@ -406,11 +443,12 @@ def check_study(spec: StudySpec) -> list[RunSpec]:
     runs = expand(spec)
     first = spec.variants[0]
     days = first.scenario.days or (None,)
-    population = runs[0].settings.population
+    population = runs[0].settings.population  # the first variant's
     market_day(shared_case(spec.grid, first.scenario, days[0], first.limits, first.market),
                population, parse_design(spec.designs[0]), days[0])
     for variant in spec.variants[1:]:
-        check_costs_below_reservation(population, variant.market.max_bid_price)
+        check_costs_below_reservation(variant.fsp_costs.apply(population),
+                                      variant.market.max_bid_price)
     if any(learner is None for learner in spec.learners.values()):
         for fsp in population.fsps:
             make_learner(fsp.learner, spec.actions, source=f"{population.source}: fsp {fsp.id}")
@@ -427,9 +465,7 @@ def run_study(spec: StudySpec, workers: int = 1, scheduler: str | None = None,
     runs = check_study(spec)
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
-    net = load_grid(spec.grid)
-    if "geo" in net.bus:
-        store.write_network(out, net)
+    store.write_network(out, _network_data(spec))
     store.clean_partial(out)
     todo = [r for r in runs if not store.is_finished(out, r.run_id, r.fingerprint)]
     manifest = store.read_manifest(out)
@@ -445,9 +481,10 @@ def run_study(spec: StudySpec, workers: int = 1, scheduler: str | None = None,
 
     submit, completed, result, close = _executor(workers, scheduler)
     start = time.perf_counter()
-    done_rounds = 0
-    bar = tqdm(total=len(todo), unit="run", disable=not progress, dynamic_ncols=True,
-               desc=f"{spec.name}: {len(runs) - len(todo)} of {len(runs)} runs already done")
+    finished = len(runs) - len(todo)
+    bar = tqdm(total=sum(r.rounds for r in todo), unit="round", disable=not progress,
+               dynamic_ncols=True, desc=spec.name, unit_scale=False)
+    bar.set_postfix_str(f"runs {finished}/{len(runs)}")
     try:
         futures = {submit(run): run for run in todo}
         for future in completed(list(futures)):
@@ -456,7 +493,7 @@ def run_study(spec: StudySpec, workers: int = 1, scheduler: str | None = None,
                 outcome = result(future)
                 meta = {"run_id": run.run_id, "design": run.design, "pricing": run.pricing,
                         "learner": run.learner, "variant": run.variant, "seed": run.seed,
-                        "rounds": run.rounds,
+                        "swept": dict(run.swept), "rounds": run.rounds,
                         "fingerprint": run.fingerprint, "seconds": outcome["seconds"],
                         "setup_seconds": outcome["setup_seconds"],
                         "stage_seconds": outcome["timings"]}
@@ -468,11 +505,10 @@ def run_study(spec: StudySpec, workers: int = 1, scheduler: str | None = None,
             else:
                 status[run.run_id] = {"status": "finished", "fingerprint": run.fingerprint,
                                       "seconds": outcome["seconds"]}
-                done_rounds += run.rounds
             store.write_json_atomic(out / store.MANIFEST, manifest)
-            elapsed = time.perf_counter() - start
-            bar.set_postfix_str(f"{done_rounds / elapsed:.1f} rounds/s" if elapsed else "")
-            bar.update(1)
+            finished += 1
+            bar.set_postfix_str(f"runs {finished}/{len(runs)}", refresh=False)
+            bar.update(run.rounds)  # rounds of failed runs count as done: nothing is left
     finally:
         bar.close()
         close()
@@ -483,39 +519,32 @@ def run_study(spec: StudySpec, workers: int = 1, scheduler: str | None = None,
     return out
 
 
+def _network_data(spec: StudySpec):
+    """Coordinates, needs and reliefs of the study's first market day, for plots."""
+    from lfm_abm.day import shared_case
+    from lfm_abm.results.network_data import network_data
+
+    first = spec.variants[0]
+    day = (first.scenario.days or (None,))[0]
+    return network_data(load_grid(spec.grid),
+                        shared_case(spec.grid, first.scenario, day, first.limits, first.market))
+
+
 def summarise_study(out: Path) -> pd.DataFrame:
-    """Per-run KPIs, summary.csv, plots and report from the saved runs of a study."""
-    from lfm_abm.results import store
-    from lfm_abm.results.kpis import run_kpis, summarise
+    """KPIs per run, summary, paired differences, plots and report from the saved runs."""
+    from lfm_abm.results.diagnostics import diagnose
+    from lfm_abm.results.kpis import setting_labels
+    from lfm_abm.results.load import load_results
     from lfm_abm.results.plots import make_plots
     from lfm_abm.results.report import write_report
 
-    manifest = store.read_manifest(out)
-    if not manifest:
-        raise InputError("no manifest.json: not a study output folder", source=str(out),
-                         field="DIR")
-    window = manifest["study"]["window"]
-    runs = manifest.get("runs", {})
-    run_ids = [r for r in manifest.get("current_runs", [])
-               if runs.get(r, {}).get("status") == "finished"
-               and (store.run_meta(out, r) or {}).get("fingerprint")
-               == runs[r].get("fingerprint")]
-    if not run_ids:
-        raise InputError("no finished runs to summarise", source=str(out), field="runs")
-    tables = store.load_tables(out, run_ids)
-    by_run = {name: dict(tuple(frame.groupby("run_id"))) if len(frame) else {}
-              for name, frame in tables.items()}
-    rows = []
-    for run_id in run_ids:
-        mine = {name: parts.get(run_id, pd.DataFrame()) for name, parts in by_run.items()}
-        first = mine["rounds"].iloc[0]
-        rows.append({"run_id": run_id,
-                     **{k: first[k] for k in ("design", "pricing", "learner", "variant", "seed")},
-                     **run_kpis(mine, window)})
-    per_run = pd.DataFrame(rows)
-    per_run.to_csv(out / "runs.csv", index=False)
-    summary = summarise(per_run)
-    summary.to_csv(out / "summary.csv", index=False)
-    figures = make_plots(tables, per_run, out / "plots", window, store.read_network(out))
-    write_report(out, manifest, summary, figures)
-    return summary
+    results = load_results(out)
+    results.runs.to_csv(out / "runs.csv", index=False)
+    results.summary.to_csv(out / "summary.csv", index=False)
+    results.paired.to_csv(out / "paired.csv", index=False)
+    figures = make_plots(results.tables, results.runs, out / "plots", results.study["window"],
+                         results.network, order=list(setting_labels(results.summary)),
+                         swept=results.swept)
+    needs = results.network.needs if results.network is not None else None
+    write_report(results, figures, diagnose(results.summary, results.study, needs))
+    return results.summary

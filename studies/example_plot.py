@@ -1,4 +1,4 @@
-"""Example: load a study's Parquet results with pandas and draw a plot lfm-abm does not.
+"""Example: load a study's results with `load_results` and draw a plot lfm-abm does not.
 
 The plot: how the volume-weighted Lerner index, (payment - true cost) / payment over the
 awarded bids of a round, evolves as FSPs learn, by design. If the study folder has no
@@ -10,7 +10,6 @@ results yet, the quick study (studies/quick.toml) is run first.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+
+from lfm_abm import load_results
 
 HERE = Path(__file__).resolve().parent
 
@@ -30,20 +31,6 @@ def ensure_results(out: Path, rounds: int | None) -> None:
     from lfm_abm.study import load_study, run_study
 
     run_study(load_study(HERE / "quick.toml", rounds=rounds, out=str(out)), progress=False)
-
-
-def load_agents(out: Path) -> pd.DataFrame:
-    """Per-round FSP records of every finished run, tagged with its design and seed."""
-    manifest = json.loads((out / "manifest.json").read_text())
-    frames = []
-    for run_id in manifest["current_runs"]:
-        folder = out / "runs" / run_id
-        if not (folder / "run.json").is_file():
-            continue  # failed or unfinished
-        meta = json.loads((folder / "run.json").read_text())
-        agents = pd.read_parquet(folder / "agents.parquet")
-        frames.append(agents.assign(design=meta["design"], seed=meta["seed"]))
-    return pd.concat(frames, ignore_index=True)
 
 
 def lerner_by_round(agents: pd.DataFrame) -> pd.DataFrame:
@@ -61,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     ensure_results(out, args.rounds)
-    lerner = lerner_by_round(load_agents(out))
+    lerner = lerner_by_round(load_results(out).agents)
     fig, ax = plt.subplots(figsize=(8, 4.5))
     sns.lineplot(data=lerner, x="round", y="lerner", hue="design", errorbar=("ci", 95),
                  n_boot=200, seed=0, ax=ax)

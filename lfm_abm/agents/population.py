@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lfm_abm.agents.assets import ASSET_KINDS, AssetSpec, check_cost
@@ -282,3 +282,40 @@ def check_against(population: Population, inventory: GridInventory, buses: list[
                     raise InputError(f"FSPs claim {claimed[key]:.3f} of the {needs} at bus "
                                      f"{asset.bus}, more than all of it",
                                      source=population.source, field=f"{where}share")
+
+
+@dataclass(frozen=True)
+class CostScales:
+    """Factors on every FSP's true costs by product family (a study's `[fsp_costs]`).
+
+    The ranking of designs rests on what Q costs against P; a study sweeps these factors
+    (`"fsp_costs.Q_scale" = [0.5, 1, 2, 4]`) instead of trusting one cost assumption.
+    """
+
+    P_scale: float = 1.0
+    Q_scale: float = 1.0
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, object], source: str) -> CostScales:
+        """Validated factors: each a finite number > 0."""
+        allowed = ("P_scale", "Q_scale")
+        for key, value in raw.items():
+            if key not in allowed:
+                raise InputError(f"unknown field {key!r}", source=source,
+                                 field=f"fsp_costs.{key}", allowed=allowed)
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not math.isfinite(value) or value <= 0:
+                raise InputError(f"must be a number > 0, got {value!r}", source=source,
+                                 field=f"fsp_costs.{key}")
+        return cls(**{key: float(value) for key, value in raw.items()})
+
+    def apply(self, population: Population) -> Population:
+        """The population with every true cost multiplied by its family's factor."""
+        if (self.P_scale, self.Q_scale) == (1.0, 1.0):
+            return population
+        factor = {"P": self.P_scale, "Q": self.Q_scale}
+        return replace(population, fsps=tuple(
+            replace(fsp, assets=tuple(
+                replace(asset, cost={p: c * factor[p[0]] for p, c in asset.cost.items()})
+                for asset in fsp.assets))
+            for fsp in population.fsps))

@@ -22,11 +22,11 @@ import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
-import numpy as np
 import pandas as pd
 
-TABLES = ("rounds", "agents", "awards", "structure", "suppliers", "regret")
+TABLES = ("rounds", "agents", "awards", "offers", "structure", "suppliers", "regret")
 RUNS = "runs"
 MANIFEST = "manifest.json"
 
@@ -89,7 +89,11 @@ def is_finished(out: Path, run_id: str, fingerprint: str) -> bool:
 
 
 def load_tables(out: Path, run_ids: Iterable[str]) -> dict[str, pd.DataFrame]:
-    """Concatenate every table over the given runs, tagged with run id and settings."""
+    """Concatenate every table over the given runs, tagged with run id and settings.
+
+    The tags are the run's design, pricing, learner, variant label, seed and one column
+    per swept field (e.g. `voll`), so a table is ready to group without a join.
+    """
     frames: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLES}
     for run_id in run_ids:
         meta = run_meta(out, run_id)
@@ -97,38 +101,52 @@ def load_tables(out: Path, run_ids: Iterable[str]) -> dict[str, pd.DataFrame]:
             continue
         tags = {"run_id": run_id, "design": meta["design"], "pricing": meta["pricing"],
                 "learner": meta["learner"], "variant": meta.get("variant", ""),
-                "seed": meta["seed"]}
+                "seed": meta["seed"], **meta.get("swept", {})}
         for name in TABLES:
             path = out / RUNS / run_id / f"{name}.parquet"
-            frame = pd.read_parquet(path)
-            frames[name].append(frame.assign(**tags))
+            if path.is_file():  # results written before a table existed lack it
+                frames[name].append(pd.read_parquet(path).assign(**tags))
     return {name: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
             for name, parts in frames.items()}
 
 
-def write_network(out: Path, net) -> None:
-    """Save bus coordinates and line ends, so the awards map needs no grid loading."""
+class NetworkData(NamedTuple):
+    """What the plots need of the grid, saved with the study so they need no grid loading.
+
+    buses: bus, name, x, y (NaN without coordinates); lines: from_bus, to_bus;
+    needs: the first market day's baseline needs (need_id, period, service, element,
+    element_id, from_bus, to_bus, need, unit; a bus need has from_bus = to_bus);
+    relief: per need, bus and product the need's relief per MW or MVAr (> 0 only).
+    """
+
+    buses: pd.DataFrame
+    lines: pd.DataFrame
+    needs: pd.DataFrame
+    relief: pd.DataFrame
+
+    @property
+    def has_coordinates(self) -> bool:
+        """True if every bus has coordinates (the awards map can be drawn)."""
+        return bool(len(self.buses)) and not self.buses[["x", "y"]].isna().any().any()
+
+
+NETWORK_FILES = ("buses", "lines", "needs", "relief")
+
+
+def write_network(out: Path, network: NetworkData) -> None:
+    """Save the study's network data under `network/` (one Parquet file per frame)."""
     folder = out / "network"
     folder.mkdir(parents=True, exist_ok=True)
-    coordinates = net.bus.geo.map(lambda text: json.loads(text)["coordinates"]
-                                  if isinstance(text, str) else [np.nan, np.nan])
-    buses = pd.DataFrame({"bus": net.bus.index, "x": [c[0] for c in coordinates],
-                          "y": [c[1] for c in coordinates]})
-    lines = pd.DataFrame({"from_bus": net.line.from_bus.to_numpy(),
-                          "to_bus": net.line.to_bus.to_numpy()})
-    buses.to_parquet(folder / "buses.parquet", index=False)
-    lines.to_parquet(folder / "lines.parquet", index=False)
+    for name in NETWORK_FILES:
+        getattr(network, name).to_parquet(folder / f"{name}.parquet", index=False)
 
 
-def read_network(out: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """Bus coordinates and line ends saved with the study (None if the grid has none)."""
+def read_network(out: Path) -> NetworkData | None:
+    """The network data saved with the study (None for a study written before it)."""
     folder = out / "network"
-    if not (folder / "buses.parquet").is_file():
+    if not all((folder / f"{name}.parquet").is_file() for name in NETWORK_FILES):
         return None
-    buses = pd.read_parquet(folder / "buses.parquet")
-    if buses[["x", "y"]].isna().all().any():
-        return None
-    return buses, pd.read_parquet(folder / "lines.parquet")
+    return NetworkData(*(pd.read_parquet(folder / f"{name}.parquet") for name in NETWORK_FILES))
 
 
 def read_manifest(out: Path) -> dict:
