@@ -1,4 +1,4 @@
-"""Command line: `lfm-abm needs | clear | run | plot | report | bench | validate`.
+"""Command line: `lfm-abm needs | clear | population | run | report | bench | validate`.
 
 Heavy libraries (pandapower, cvxpy, mesa) are imported inside the commands so that
 `lfm-abm --help` answers at once. Bad input prints one line naming the file and field
@@ -21,9 +21,23 @@ if TYPE_CHECKING:  # heavy imports stay inside the commands
     from lfm_abm.market.devices import Devices
 
 EXIT_BAD_INPUT = 2
-
-
 EXIT_FAILED = 3
+
+BID_FORMAT = """bid file (CSV or Parquet), one row per bid:
+  bid_id       unique text
+  provider_id  the FSP (text; used by --pivotal)
+  bus          pandapower bus id where the injection changes (a PQ bus of the grid)
+  period       period index of the scenario, 0..N-1 (hour h of the default day = index
+               of h among the scenario's hours; `lfm-abm needs` lists them)
+  product      P_up | P_down | Q_up | Q_down (injection convention: up = more
+               injection or less consumption)
+  quantity     MW or MVAr offered, >= 0
+  price        EUR/MWh or EUR/MVArh; above the reservation price the bid is not admitted
+  device_id    optional: bids of one device share its --devices capability circle and
+               its --energy account
+The --out file holds the bid columns plus hours, awarded (MW or MVAr), payment (EUR),
+uplift (EUR), price_paid (EUR/MWh), locational_price (EUR/MWh), stage, and with
+--energy soc_mwh and deferred_mwh (docs/results.md, awards.parquet)."""
 
 
 def _default_workers() -> int:
@@ -86,7 +100,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from lfm_abm.market.bids import read_bids, read_table, write_table
-    from lfm_abm.market.clearing import Market, MarketCase
+    from lfm_abm.market.clearing import AWARD_COLUMNS, Market, MarketCase
     from lfm_abm.market.devices import Devices
     from lfm_abm.market.params import MarketParams
 
@@ -137,8 +151,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
         print(f"linearisation error: voltage {lin.vm_error_pu.max():.5f} p.u., "
               f"loading {lin.loading_error_pct.max():.3f} percentage points")
     if args.out:
-        columns = [*bids.columns, "awarded", "payment", "uplift", "price_paid",
-                   "locational_price", "stage",
+        columns = [*bids.columns, *AWARD_COLUMNS,
                    *(("soc_mwh", "deferred_mwh") if args.energy else ())]
         write_table(result.awards[columns], args.out)
         print(f"wrote {args.out}")
@@ -202,9 +215,16 @@ def cmd_population(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run (or resume) a study and print its summary table."""
+    """Run (or resume) a study and print its headline, warnings and paired differences."""
     from lfm_abm.study import load_study, run_study
 
+    if args.explain:
+        from lfm_abm.results.kpis import glossary
+
+        print(glossary(full=True))
+        return 0
+    if not args.study:
+        raise InputError("a study spec is required, e.g. studies/designs.toml", field="study")
     spec = load_study(args.study, rounds=args.rounds, seeds=args.seeds, out=args.out)
     if args.workers < 1:
         raise InputError(f"must be >= 1, got {args.workers}", field="--workers")
@@ -221,19 +241,33 @@ def _print_summary(out) -> None:
     import pandas as pd
 
     from lfm_abm.results import store
+    from lfm_abm.results.diagnostics import diagnose
     from lfm_abm.results.kpis import headline
+    from lfm_abm.results.report import paired_table
 
-    summary = pd.read_csv(out / "summary.csv")
+    summary = pd.read_csv(out / "summary.csv", keep_default_na=False, na_values=[""])
     manifest = store.read_manifest(out)
+    study = manifest["study"]
     failed = [r for r, v in manifest.get("runs", {}).items() if v.get("status") == "failed"
               and r in manifest.get("current_runs", [])]
+    print(f"headline: mean ± 95 % CI over seeds, last {study['window']} of {study['rounds']} "
+          "rounds (`lfm-abm run --explain` says what each column means)")
     print(headline(summary).to_string(index=False))
+    pairs = paired_table(pd.read_csv(out / "paired.csv", keep_default_na=False,
+                                     na_values=[""]))
+    if len(pairs):
+        reference = study.get("reference", study["designs"][0])
+        print(f"paired difference to {reference} (same seeds; design - reference):")
+        print(pairs.to_string(index=False))
+    network = store.read_network(out)
+    for diagnostic in diagnose(summary, study, network.needs if network else None):
+        print("\n".join(diagnostic.lines()))
     if failed:
         print(f"{len(failed)} run(s) failed, see {out / 'manifest.json'}: {', '.join(failed)}")
-    print(f"results: {out} (summary.csv, runs/, plots/, report.md)")
+    print(f"results: {out} (summary.csv, paired.csv, runs/, plots/, report.md)")
 
 
-def cmd_plot(args: argparse.Namespace) -> int:
+def cmd_report(args: argparse.Namespace) -> int:
     """Rebuild summary, plots and report of a study folder from its saved runs."""
     from pathlib import Path
 
@@ -294,11 +328,14 @@ def build_parser() -> argparse.ArgumentParser:
     needs.add_argument("--out", help="also write the tidy needs table to this CSV file")
     needs.set_defaults(func=cmd_needs)
 
-    clear = sub.add_parser("clear", help="clear one bid file and report awards and payments")
+    clear = sub.add_parser("clear", help="clear one bid file and report awards and payments",
+                           epilog=BID_FORMAT,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_grid_arguments(clear)
     clear.add_argument("--design", required=True,
                        help="SERVICE_PRODUCT (CM|VC|CMVC x P|Q|PQ) or stages joined by '>'")
-    clear.add_argument("--bids", required=True, help="bid file (CSV or Parquet)")
+    clear.add_argument("--bids", required=True,
+                       help="bid file (CSV or Parquet); columns below")
     clear.add_argument("--pricing", default="pay-as-bid",
                        help="pay-as-bid, or locational: every accepted bid is paid the uniform "
                             "price of its bus, period and product (capped at the reservation "
@@ -335,7 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     population.set_defaults(func=cmd_population)
 
     run = sub.add_parser("run", help="run or resume a study (design x pricing x learner x seed)")
-    run.add_argument("study", help="study spec, e.g. studies/designs.toml")
+    run.add_argument("study", nargs="?", help="study spec, e.g. studies/designs.toml")
+    run.add_argument("--explain", action="store_true",
+                     help="print what every headline column and KPI means, and exit")
     run.add_argument("--out", help="output folder (default: the spec's `out`)")
     run.add_argument("--rounds", type=int, help="override the spec's rounds")
     run.add_argument("--seeds", type=int, help="override the spec's seeds with 0..K-1")
@@ -362,11 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="re-linearisation iterations for the second pass")
     validate.set_defaults(func=cmd_validate)
 
-    for name, text in (("plot", "rebuild plots (and summary, report) from saved results"),
-                       ("report", "rebuild report.md (and summary, plots) from saved results")):
-        again = sub.add_parser(name, help=text)
-        again.add_argument("dir", help="a study output folder")
-        again.set_defaults(func=cmd_plot)
+    report = sub.add_parser("report", aliases=["plot"],
+                            help="rebuild summary, plots and report.md from saved results")
+    report.add_argument("dir", help="a study output folder")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

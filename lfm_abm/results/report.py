@@ -1,4 +1,4 @@
-"""A one-page Markdown report of a study: settings, headline table, figures, caveats."""
+"""A one-page Markdown report of a study: settings, headline, warnings, paired differences."""
 
 from __future__ import annotations
 
@@ -6,56 +6,69 @@ from pathlib import Path
 
 import pandas as pd
 
-from lfm_abm.results.kpis import GROUP, headline
+from lfm_abm.results.diagnostics import Diagnostic
+from lfm_abm.results.kpis import GROUP, glossary, headline, setting_labels
+from lfm_abm.results.load import StudyResults
+from lfm_abm.results.registry import KPIS
 
 
-def _markdown_table(frame: pd.DataFrame) -> str:
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A DataFrame as a GitHub Markdown table."""
     header = "| " + " | ".join(frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
     body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *body])
 
 
-def _findings(summary: pd.DataFrame) -> list[str]:
-    """Plain statements comparing every design with the joint CMVC_PQ design."""
-    summary = summary.assign(variant=summary["variant"].fillna("").astype(str))
-    joint = summary[summary.design == "CMVC_PQ"]
-    lines = []
-    for row in joint.itertuples(index=False):
-        same = summary[(summary.pricing == row.pricing) & (summary.learner == row.learner)
-                       & (summary.variant == row.variant) & (summary.design != "CMVC_PQ")]
-        setting = ", ".join(v for v in (row.pricing, row.learner, row.variant) if v)
-        for other in same.itertuples(index=False):
-            lines.append(
-                f"- {other.design} vs CMVC_PQ ({setting}): procurement "
-                f"{other.dso_cost_mean:.1f} vs {row.dso_cost_mean:.1f} EUR/round, unmet need "
-                f"after AC {other.unmet_need_after_ac_mean:.3f} vs "
-                f"{row.unmet_need_after_ac_mean:.3f} MWh of emergency action, procurement + "
-                f"VOLL x unmet {other.total_cost_mean:.0f} vs {row.total_cost_mean:.0f} "
-                "EUR/round.")
-    return lines
+def paired_table(paired: pd.DataFrame) -> pd.DataFrame:
+    """Paired differences to the reference design, one column per KPI, 'mean ± ci'."""
+    if not len(paired):
+        return pd.DataFrame()
+    paired = paired.assign(setting=setting_labels(paired))
+    out = paired.drop_duplicates("setting")[["setting", "seeds"]].reset_index(drop=True)
+    for name, rows in paired.groupby("kpi", sort=False):
+        kpi = KPIS[name]
+        digits = kpi.digits
+        out[f"Δ {kpi.label}" + (f" {kpi.unit.replace(' per round', '/round')}"
+                                if kpi.unit else "")] = [
+            "-" if pd.isna(m) else f"{m:+.{digits}f}" + ("" if pd.isna(c) else f" ± {c:.{digits}f}")
+            for m, c in zip(rows.difference, rows.ci, strict=True)]
+    return out
 
 
-def write_report(out: Path, manifest: dict, summary: pd.DataFrame, figures: list[Path]) -> Path:
+def write_report(results: StudyResults, figures: list[Path],
+                 diagnostics: list[Diagnostic]) -> Path:
     """Write `report.md` in the study folder and return its path."""
-    study = manifest.get("study", {})
-    runs = manifest.get("runs", {})
-    failed = {k: v for k, v in runs.items() if v.get("status") == "failed"}
+    study, out = results.study, results.out
+    runs = results.manifest.get("runs", {})
+    current = set(results.manifest.get("current_runs", []))
+    failed = {k: v for k, v in runs.items() if v.get("status") == "failed" and k in current}
+    reference = study.get("reference", study["designs"][0])
+    pairs = paired_table(results.paired)
     lines = [
         f"# Study `{study.get('name', out.name)}`",
         "",
-        f"Grid **{study.get('grid')}**, population `{study.get('population')}`, "
+        f"Grid **{study.get('grid')}**, population `{Path(study.get('population', '')).name}`, "
         f"{study.get('rounds')} rounds x {len(study.get('seeds', []))} seeds per setting; "
         f"KPIs over the last {study.get('window')} rounds; AC validation every "
         f"{study.get('ac_every')} round(s) (after-AC figures use validated rounds only).",
         "",
         "## Headline (mean ± 95 % CI over seeds)",
         "",
-        _markdown_table(headline(summary)),
+        markdown_table(headline(results.summary)),
         "",
-        "## Joint CMVC_PQ against the other designs",
+        "```", glossary(), "```",
         "",
-        *(_findings(summary) or ["- (no CMVC_PQ design in this study)"]),
+        "## Warnings",
+        "",
+        *([f"- **{d.kind}**: {d.found}. *Fix:* {d.fix}." for d in diagnostics]
+          or ["- none"]),
+        "",
+        f"## Each design against {reference} (paired over common seeds)",
+        "",
+        (markdown_table(pairs) + "\n\nDifference = design - reference per seed, mean ± "
+         "95 % CI: designs share seeds (common random numbers), so the pairs remove what "
+         "the seed draws for both." if len(pairs) else f"- (no other design than {reference})"),
         "",
         "## Figures",
         "",
@@ -63,12 +76,13 @@ def write_report(out: Path, manifest: dict, summary: pd.DataFrame, figures: list
     for figure in figures:
         lines += [f"![{figure.stem}](plots/{figure.name})", ""]
     lines += ["## Runs", "",
-              f"{sum(v.get('status') == 'finished' for v in runs.values())} finished, "
+              f"{sum(runs.get(r, {}).get('status') == 'finished' for r in current)} finished, "
               f"{len(failed)} failed."]
     for run_id, info in failed.items():
         lines.append(f"- `{run_id}` failed: {info.get('error')}")
-    lines += ["", "All KPIs per setting (means and CI half-widths) are in `summary.csv`; "
-              "per-run tables in `runs/`. Group columns: " + ", ".join(GROUP) + "."]
+    lines += ["", "All KPIs per setting (means and CI half-widths) are in `summary.csv`, per "
+              "run in `runs.csv`, paired differences in `paired.csv`; per-run tables in "
+              "`runs/`. Group columns: " + ", ".join(GROUP) + "."]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -1,0 +1,114 @@
+"""Warnings about a study's results, each with what to do about it.
+
+A number is only as good as the regime it averages: learning that has not settled, a
+KPI window that includes the first rounds, unmet need that truthful bidding leaves too
+(so it is not strategic), or prices pinned at the DSO's cap (so they measure the cap,
+not the market) are said next to the table, not left for the reader to find.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from lfm_abm.market.designs import parse_design
+from lfm_abm.results.kpis import setting_labels
+
+#: Truthful unmet need above this share of the no-market emergency action is flagged.
+TRUTHFUL_UNMET_SHARE = 0.10
+#: Accepted energy paid the reservation price above this share is flagged.
+AT_CAP_SHARE = 0.10
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One warning: what was found, in which settings, and the fix."""
+
+    kind: str
+    found: str
+    fix: str
+
+    def lines(self) -> list[str]:
+        """Printable lines: the finding, then the fix indented."""
+        return [f"warning ({self.kind}): {self.found}", f"  fix: {self.fix}"]
+
+
+def _not_converged(summary: pd.DataFrame, rounds: int, window: int) -> list[Diagnostic]:
+    rows = summary[summary.converged_mean < 1]
+    if not len(rows):
+        return []
+    parts = [f"{label} ({round((1 - c) * n)}/{n} seeds)" for label, c, n in
+             zip(setting_labels(rows), rows.converged_mean, rows.seeds, strict=True)]
+    return [Diagnostic(
+        "not converged",
+        f"learning was not stable before the KPI window (last {window} of {rounds} rounds) "
+        f"in {', '.join(parts)}; their KPIs describe learning in progress, not a steady "
+        "state (stability is judged on blocks of 25 rounds)",
+        f"run more rounds, e.g. `lfm-abm run STUDY --rounds {2 * rounds}`, or read these "
+        "rows as a transient")]
+
+
+def _window(rounds: int, window: int) -> list[Diagnostic]:
+    if window < rounds:
+        return []
+    return [Diagnostic(
+        "window", f"the KPI window ({window} rounds) is not shorter than the run ({rounds} "
+        "rounds): the KPIs average the first rounds, learning from scratch, too",
+        f"set `window` in [study] below `rounds`, e.g. {max(1, rounds // 4)}")]
+
+
+def _truthful_unmet(summary: pd.DataFrame, need_services: set[str], grid: str
+                    ) -> list[Diagnostic]:
+    """Unmet need truthful bids leave as well, grouped by its likely cause."""
+    share = summary.truthful_unmet_need_after_ac_mean / summary.unmet_need_no_market_mean
+    rows = summary[(share > TRUTHFUL_UNMET_SHARE)
+                   & (summary.truthful_unmet_need_after_ac_mean > 1e-3)]
+    by_cause: dict[str, list[str]] = {}
+    for label, row in zip(setting_labels(rows), rows.itertuples(index=False), strict=True):
+        missing = need_services - set(parse_design(row.design).services)
+        if missing:
+            cause = f"unbought: the design does not buy {'/'.join(sorted(missing))}"
+        elif row.scarcity_mean > 0:
+            cause = "scarce: even every offer leaves need in some periods"
+        else:
+            cause = "linearisation: the LP believes the need solved"
+        by_cause.setdefault(cause, []).append(
+            f"{label} ({row.truthful_unmet_need_after_ac_mean:.3f} of "
+            f"{row.unmet_need_no_market_mean:.3f} MWh)")
+    fixes = {"unbought": "compare with a design that buys every service the day needs; "
+                         "this unmet need is the design's, not the bidders'",
+             "scarce": "more supply at the needs' buses (a denser population), or accept "
+                       "the emergency action as the cost of scarcity",
+             "linearisation": f"`lfm-abm validate --grid {grid} --design DESIGN` quantifies "
+                              "the linearisation error; `relinearise = 2` under [market] "
+                              "re-clears the AC residual"}
+    return [Diagnostic(
+        "unmet under truthful bids",
+        f"{', '.join(settings)}: truthful offers leave more than "
+        f"{TRUTHFUL_UNMET_SHARE:.0%} of the no-market emergency action unmet after AC "
+        f"validation ({cause})", fixes[cause.split(":")[0]])
+        for cause, settings in by_cause.items()]
+
+
+def _at_cap(summary: pd.DataFrame) -> list[Diagnostic]:
+    rows = summary[summary.share_at_cap_mean > AT_CAP_SHARE]
+    if not len(rows):
+        return []
+    parts = [f"{label} ({share:.0%})" for label, share in
+             zip(setting_labels(rows), rows.share_at_cap_mean, strict=True)]
+    return [Diagnostic(
+        "price cap", f"a large share of accepted energy is paid the reservation price in "
+        f"{', '.join(parts)}: prices and costs there measure the cap, not the market",
+        "sweep it: `\"market.reservation_price\" = [...]` (or `\"market.voll\"`, which it "
+        "follows by default) under [sweep]")]
+
+
+def diagnose(summary: pd.DataFrame, study: dict, needs: pd.DataFrame | None
+             ) -> list[Diagnostic]:
+    """Every warning about a study's summary (`needs`: the day's baseline needs, if saved)."""
+    rounds, window = int(study["rounds"]), int(study["window"])
+    services = set(needs.service) if needs is not None and len(needs) else set()
+    summary = summary.assign(converged_mean=summary.converged_mean.fillna(0.0))
+    return [*_not_converged(summary, rounds, window), *_window(rounds, window),
+            *_truthful_unmet(summary, services, study["grid"]), *_at_cap(summary)]
