@@ -1,0 +1,118 @@
+"""The study figures: every figure is written from saved-results tables; absent data skip."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lfm_abm.results.plots import make_plots, order_by_total_cost
+from lfm_abm.results.store import NetworkData
+
+DESIGNS = ("CM_P", "CMVC_PQ")
+SEEDS = (0, 1)
+ROUNDS = 6
+FSPS = (("pv_1", "pv_inverter", 1), ("ev_1", "ev_fleet", 2), ("agg_1", "der_aggregator", 3))
+ALL_FIGURES = {"design_comparison.png", "markups_accepted.png", "learning_profits.png",
+               "cost_curves.png", "market_power.png", "profits.png", "surplus_split.png",
+               "supply_stack.png", "locational_prices.png", "awards_map.png",
+               "sweep_voll.png"}
+
+
+def _runs() -> list[dict]:
+    return [{"run_id": f"{d}_v{v:g}_s{s}", "design": d, "pricing": "pay-as-bid",
+             "learner": "roth-erev", "variant": f"voll={v:g}", "seed": s, "voll": v}
+            for d, v, s in itertools.product(DESIGNS, (300.0, 3000.0), SEEDS)]
+
+
+def _tables() -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    rng = np.random.default_rng(0)
+    rounds, agents, awards, offers, per_run = [], [], [], [], []
+    for run in _runs():
+        expensive = run["design"] == "CM_P"
+        for number in range(1, ROUNDS + 1):
+            cost = rng.uniform(50, 80) * (10 if expensive else 1)
+            rounds.append({**run, "round": number, "status": "ok", "dso_cost": cost,
+                           "truthful_cost": cost / 1.3, "cost_ratio": 1.3,
+                           "hhi": rng.uniform(2000, 9000),
+                           "unmet_need_after_ac": 1.0 if expensive else 0.0,
+                           "unmet_cost_after_ac": run["voll"] if expensive else 0.0,
+                           "ac_validated": True})
+            for (fsp, kind, bus), family in itertools.product(FSPS, "PQ"):
+                markup = rng.choice([0.0, 0.25, 0.5, 1.0])
+                awarded = rng.uniform(0.1, 1.0)
+                true_cost = 40.0 * awarded
+                agents.append({**run, "round": number, "fsp_id": fsp, "fsp_type": kind,
+                               "family": family, "markup": markup, "offered": 1.0,
+                               "awarded": awarded, "payment": true_cost * (1 + markup),
+                               "true_cost": true_cost, "profit": true_cost * markup,
+                               "entropy": 0.5})
+                product = f"{family}_down"
+                price = 40.0 * (1 + markup)
+                row = {**run, "round": number, "bid_id": f"{fsp}/{family}/{number}",
+                       "provider_id": fsp, "bus": bus, "period": 1, "product": product,
+                       "quantity": 1.0, "price": price, "hours": 1.0, "awarded": awarded,
+                       "payment": price * awarded, "price_paid": price,
+                       "locational_price": price + 5, "stage": 0}
+                awards.append(row)
+                if number in (1, ROUNDS):
+                    offers.append({**row, "fsp_type": kind, "cost": 40.0})
+                    offers.append({**row, "bid_id": row["bid_id"] + "/b", "price": 2 * price,
+                                   "fsp_type": kind, "cost": 45.0, "awarded": 0.0})
+        dso = 500.0 if expensive else 60.0
+        unmet = run["voll"] if expensive else 0.0
+        per_run.append({**run, "dso_cost": dso, "truthful_cost": dso / 1.3, "cost_ratio": 1.3,
+                        "unmet_need_after_ac": 1.0 if expensive else 0.0,
+                        "unmet_cost_after_ac": unmet, "total_cost": dso + unmet,
+                        "lerner": 0.3, "hhi": 5000.0})
+    tables = {"rounds": pd.DataFrame(rounds), "agents": pd.DataFrame(agents),
+              "awards": pd.DataFrame(awards), "offers": pd.DataFrame(offers)}
+    return tables, pd.DataFrame(per_run)
+
+
+def _network() -> NetworkData:
+    buses = pd.DataFrame({"bus": [0, 1, 2, 3], "name": ["a", "b", "c", "d"],
+                          "x": [0.0, 1.0, 2.0, 2.0], "y": [0.0, 0.0, 0.0, 1.0]})
+    lines = pd.DataFrame({"from_bus": [0, 1, 2], "to_bus": [1, 2, 3]})
+    needs = pd.DataFrame({"need_id": [0, 1], "period": [1, 1], "service": ["CM", "VC"],
+                          "element": ["line", "bus"], "element_id": [1, 3],
+                          "from_bus": [1, 3], "to_bus": [2, 3], "need": [0.8, 0.02],
+                          "unit": ["MVA", "p.u."]})
+    relief = pd.DataFrame({"need_id": [0, 0, 0, 1, 1], "bus": [1, 2, 3, 3, 2],
+                           "product": ["P_down", "P_down", "Q_down", "Q_down", "Q_down"],
+                           "relief": [0.9, 0.5, 0.2, 0.01, 0.004]})
+    return NetworkData(buses, lines, needs, relief)
+
+
+@pytest.fixture(scope="module")
+def study():
+    return _tables()
+
+
+def test_every_figure_is_written(study, tmp_path):
+    tables, per_run = study
+    paths = make_plots(tables, per_run, tmp_path, window=3, network=_network(),
+                       order=None, swept=("voll",))
+    assert {p.name for p in paths} == ALL_FIGURES
+    for path in paths:
+        assert path.is_file() and path.stat().st_size > 10_000, path.name
+
+
+def test_design_comparison_is_ordered_by_total_cost():
+    per_run = pd.DataFrame({"design": ["A", "A", "B", "B", "C", "C"],
+                            "total_cost": [900.0, 1100.0, 300.0, 500.0, np.nan, np.nan]})
+    assert order_by_total_cost(per_run, ["A", "B", "C"]) == ["B", "A", "C"]
+    per_run["total_cost"] = [5.0, 5.0, 5.0, 5.0, 1.0, 1.0]  # ties keep the study's order
+    assert order_by_total_cost(per_run, ["B", "A", "C"]) == ["C", "B", "A"]
+
+
+def test_figures_without_their_data_are_skipped(study, tmp_path):
+    tables, per_run = study
+    without_offers = {name: frame for name, frame in tables.items() if name != "offers"}
+    paths = make_plots(without_offers, per_run, tmp_path, window=3, network=None)
+    names = {p.name for p in paths}
+    assert names == ALL_FIGURES - {"supply_stack.png", "awards_map.png", "sweep_voll.png"}
+    assert all(path.is_file() for path in paths)
+
