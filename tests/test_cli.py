@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -49,9 +50,15 @@ def test_clear_writes_awards_with_payments(tmp_path, capsys, cigre_case):
     assert "procurement cost" in text and "unmet need after AC validation: 0.0000" in text
     import pandas as pd
 
+    from lfm_abm.market.bids import BID_COLUMNS
+    from lfm_abm.market.clearing import AWARD_COLUMNS
+
     awards = pd.read_parquet(out)
-    assert {"awarded", "payment", "bid_id", "device_id"} <= set(awards.columns)
+    assert list(awards.columns) == [*BID_COLUMNS, *AWARD_COLUMNS]
     assert awards.payment.sum() > 0
+    results = (Path(__file__).resolve().parents[1] / "docs" / "results.md").read_text()
+    awards_doc = results[results.index("## awards.parquet"):results.index("## offers.parquet")]
+    assert all(f"`{column}`" in awards_doc for column in awards.columns)
 
 
 def test_clear_reports_pivotal_suppliers_of_the_bids_it_is_given(tmp_path, capsys,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -55,13 +56,34 @@ def test_study_writes_every_output(finished):
                    "rounds_to_stable_mean", "volume_Q_down_mean"):
         assert column in summary
     assert (summary.seeds == 2).all()
-    for figure in ("learning_markups", "learning_profits", "cost_curves", "design_comparison",
-                   "awards_map"):
+    for figure in ("markups_accepted", "learning_profits", "cost_curves", "design_comparison",
+                   "market_power", "profits", "surplus_split", "supply_stack",
+                   "locational_prices", "awards_map"):
         assert (finished / "plots" / f"{figure}.png").stat().st_size > 10_000
     report = (finished / "report.md").read_text()
     assert "plots/cost_curves.png" in report and "CMVC_PQ" in report
+    for section in ("## Headline", "## Warnings", "## Each design against CM_P (paired"):
+        assert section in report
+    paired = pd.read_csv(finished / "paired.csv")
+    assert set(paired.design) == {"VC_Q", "CMVC_PQ", "CM_P>VC_Q"} and (paired.seeds == 2).all()
     rounds = tables_of(finished)["rounds"]
     assert len(rounds) == 8 * 6 and not rounds.duplicated(["run_id", "round"]).any()
+
+
+def test_load_results_and_three_lines_reproduce_the_summary(finished):
+    from lfm_abm import load_results
+
+    results = load_results(finished)
+    means = results.runs.groupby("design", sort=False)[["dso_cost", "total_cost", "lerner"]]
+    table = means.mean()
+    summary = pd.read_csv(finished / "summary.csv").set_index("design")
+    for name in ("dso_cost", "total_cost", "lerner"):
+        assert table[name].to_numpy() == pytest.approx(
+            summary.loc[table.index, f"{name}_mean"].to_numpy(), nan_ok=True)
+    for frame in (results.rounds, results.agents, results.awards, results.offers):
+        assert {"run_id", "design", "pricing", "learner", "seed"} <= set(frame.columns)
+    assert set(results.offers["round"]) == {1, 6}
+    assert results.network is not None and len(results.network.needs) > 0
 
 
 def test_rerun_skips_finished_runs(finished):
@@ -173,6 +195,10 @@ BASE = (f'grid = "cigre-mv"\npopulation = "{ROOT / "agents" / "cigre_mv.toml"}"\
         (BASE, "[sweep.pricing]\nrule = [1]\n", "sweep.pricing"),
         (BASE, "[sweep.market]\nvoll = [300.0, -1.0]\n", "market.voll"),
         (BASE, "[sweep.market]\nreservation_price = [0.0]\n", "market.reservation_price"),
+        (BASE, "[sweep]\n\"fsp_costs.Q_scale\" = [1.0, 0.0]\n", "fsp_costs.Q_scale"),
+        (BASE, "[fsp_costs]\nR_scale = 2.0\n", "fsp_costs.R_scale"),
+        (BASE, "[sweep]\nvoll = [1.0]\n", "sweep.voll"),
+        (BASE + 'reference = "CM_P"\n', "", "study.reference"),
     ],
 )
 def test_bad_specs_name_the_field(tmp_path, study, extra, field):
@@ -252,6 +278,38 @@ def test_a_sweep_runs_every_value_and_reports_it_as_a_variant(tmp_path):
         row = runs.loc[variant]
         assert row.unmet_cost_after_ac == pytest.approx(voll * row.unmet_need_after_ac)
     assert "voll=3000.0" in (out / "report.md").read_text()
+
+
+def test_a_cost_sweep_scales_true_costs_and_tags_the_results(tmp_path):
+    """`"fsp_costs.Q_scale"` multiplies every Q cost; the swept value is a column."""
+    path = write_spec(tmp_path, BASE.replace("rounds = 3", "rounds = 2")
+                      + f'out = "{tmp_path / "q"}"\n',
+                      "[learners]\ntruthful = { kind = \"truthful\" }\n"
+                      "[sweep]\n\"fsp_costs.Q_scale\" = [1.0, 4.0]\n")
+    spec = load_study(path)
+    assert [v.fsp_costs.Q_scale for v in spec.variants] == [1.0, 4.0]
+    runs = study_module.expand(spec)
+    plain, dear = (r.settings.population for r in runs)
+    for fsp_plain, fsp_dear in zip(plain.fsps, dear.fsps, strict=True):
+        for a, b in zip(fsp_plain.assets, fsp_dear.assets, strict=True):
+            assert {p: 4.0 * c if p[0] == "Q" else c for p, c in a.cost.items()} == b.cost
+    from lfm_abm import load_results
+
+    results = load_results(run_study(spec, workers=1, progress=False))
+    assert sorted(results.runs.Q_scale) == [1.0, 4.0]
+    q = results.agents[(results.agents.family == "Q") & (results.agents.awarded > 0)]
+    cost = q.groupby("Q_scale").true_cost.sum() / q.groupby("Q_scale").awarded.sum()
+    assert cost[4.0] > 2.0 * cost[1.0]  # dearer per MVArh (and bought less where P wins)
+    assert (tmp_path / "q" / "plots" / "sweep_Q_scale.png").is_file()
+
+
+def test_progress_bar_counts_rounds_and_runs(tmp_path, capsys):
+    spec = load_study(write_spec(tmp_path, BASE + f'out = "{tmp_path / "bar"}"\n'
+                                 + "seeds = 2\nregret = false\n"))
+    run_study(spec, workers=1, progress=True)
+    bar = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    final = [line for line in bar if "6/6" in line]
+    assert final and "runs 2/2" in final[-1] and re.search(r"round/s|s/round", final[-1])
 
 
 def test_regret_every_k_rounds_measures_the_profile_along_the_run(tmp_path):

@@ -1,0 +1,153 @@
+"""Outputs a reader can trust: one KPI registry, headline, paired differences, warnings."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lfm_abm.cli import main
+from lfm_abm.results.diagnostics import diagnose
+from lfm_abm.results.kpis import headline, headline_columns, paired, run_kpis, summarise
+from lfm_abm.results.registry import HEADLINE, KPIS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_run(rounds: int = 4) -> dict[str, pd.DataFrame]:
+    """Hand-made tables of one run: 4 rounds, one FSP winning 2 MWh at 30 vs cost 20."""
+    frame = pd.DataFrame({"round": range(1, rounds + 1), "status": "ok",
+                          "dso_cost": 60.0, "truthful_cost": 40.0, "ac_validated": True,
+                          "unmet_need_after_ac": 0.5, "unmet_cost_after_ac": 500.0,
+                          "hhi": 10_000.0})
+    agents = pd.DataFrame({"round": range(1, rounds + 1), "fsp_id": "a",
+                           "fsp_type": "pv_inverter", "family": "P", "markup": 0.5,
+                           "awarded": 2.0, "payment": 60.0, "profit": 20.0,
+                           "entropy": 0.0, "action": 3, "greedy": 3, "reward": 0.1})
+    structure = pd.DataFrame({"pivotal": [True, False], "scarce": [False, False]})
+    suppliers = pd.DataFrame({"provider_id": ["a", "a"], "pivotal": [True, False]})
+    regret = pd.DataFrame({"round": [rounds], "regret": [3.0], "regret_share": [0.1]})
+    return {"rounds": frame, "agents": agents, "structure": structure,
+            "suppliers": suppliers, "regret": regret}
+
+
+def test_run_kpis_returns_exactly_the_registry_with_hand_values():
+    kpis = run_kpis(tiny_run(), window=2)
+    assert list(kpis) == list(KPIS)
+    assert kpis["dso_cost"] == 60.0 and kpis["cost_ratio"] == pytest.approx(1.5)
+    assert kpis["total_cost"] == 560.0
+    assert kpis["lerner"] == pytest.approx(20 / 60)
+    assert kpis["markup_pv_inverter_P"] == 0.5 and kpis["psi"] == 0.5
+    assert kpis["pivotal_fsps"] == 1 and kpis["regret_max"] == 3.0
+    assert kpis["converged"] == 0.0  # 4 rounds: too few blocks to call it stable
+
+
+def test_a_kpi_missing_from_the_registry_cannot_vanish(monkeypatch):
+    from lfm_abm.results import kpis
+
+    monkeypatch.setattr(kpis, "KPIS", {k: v for k, v in KPIS.items() if k != "lerner"})
+    with pytest.raises(RuntimeError, match="lerner"):
+        kpis.run_kpis(tiny_run(), window=2)
+
+
+def test_every_kpi_has_a_unit_meaning_and_docs_entry():
+    model = (ROOT / "docs" / "model.md").read_text()
+    kpi_table = model[model.index("## 9. KPIs"):model.index("## 10.")]
+    for kpi in KPIS.values():
+        assert kpi.meaning and kpi.label, kpi.name
+        assert f"`{kpi.name}`" in kpi_table, f"docs/model.md section 9 lacks {kpi.name}"
+
+
+def test_paired_difference_is_per_seed_with_a_t_interval():
+    runs = pd.DataFrame({"design": ["ref"] * 3 + ["alt"] * 3, "pricing": "p", "learner": "l",
+                         "variant": "", "seed": [0, 1, 2] * 2,
+                         "total_cost": [100.0, 200.0, 300.0, 110.0, 212.0, 308.0]})
+    for name in ("dso_cost", "unmet_need_after_ac", "lerner"):
+        runs[name] = 1.0
+    table = paired(runs, "ref").set_index("kpi")
+    row = table.loc["total_cost"]
+    assert row.difference == pytest.approx(10.0) and row.seeds == 3
+    # differences 10, 12, 8: s = 2, t(0.975, 2) = 4.303
+    assert row.ci == pytest.approx(4.302653 * 2 / np.sqrt(3), rel=1e-5)
+    assert table.loc["lerner"].difference == 0.0
+
+
+def test_headline_has_the_registry_columns_and_counts_converged_seeds():
+    runs = pd.DataFrame([{"design": d, "pricing": "pay-as-bid", "learner": "x",
+                          "variant": "", "seed": s, **run_kpis(tiny_run(60), window=10)}
+                         for d in ("A", "B") for s in (0, 1)])
+    runs.loc[0, "converged"] = 0.0
+    table = headline(summarise(runs))
+    assert list(table.columns) == ["design", *headline_columns().values()]
+    assert len(HEADLINE) == 9
+    assert list(table[headline_columns()["converged"]]) == ["1/2", "2/2"]
+
+
+def summary_row(**values) -> pd.DataFrame:
+    base = {"design": "CMVC_PQ", "pricing": "pay-as-bid", "learner": "x", "variant": "",
+            "seeds": 2, "converged_mean": 1.0, "truthful_unmet_need_after_ac_mean": 0.0,
+            "unmet_need_no_market_mean": 10.0, "scarcity_mean": 0.0,
+            "share_at_cap_mean": 0.0}
+    return pd.DataFrame([{**base, **values}])
+
+
+STUDY = {"rounds": 200, "window": 50, "grid": "simbench-rural"}
+NEEDS = pd.DataFrame({"service": ["CM", "VC"]})
+
+
+@pytest.mark.parametrize(("values", "study", "kind", "fix"), [
+    ({}, STUDY, None, None),
+    ({"converged_mean": 0.5}, STUDY, "not converged", "--rounds 400"),
+    ({}, {**STUDY, "window": 200}, "window", "below `rounds`"),
+    ({"truthful_unmet_need_after_ac_mean": 5.0}, STUDY, "unmet under truthful bids",
+     "relinearise = 2"),
+    ({"truthful_unmet_need_after_ac_mean": 5.0, "design": "CM_P"}, STUDY,
+     "unmet under truthful bids", "buys every service"),
+    ({"truthful_unmet_need_after_ac_mean": 5.0, "scarcity_mean": 0.2}, STUDY,
+     "unmet under truthful bids", "more supply"),
+    ({"share_at_cap_mean": 0.4}, STUDY, "price cap", "market.reservation_price"),
+])
+def test_each_warning_fires_on_its_case_with_its_fix(values, study, kind, fix):
+    found = diagnose(summary_row(**values), study, NEEDS)
+    assert [d.kind for d in found] == ([kind] if kind else [])
+    if fix:
+        assert fix in found[0].fix
+
+
+def test_readme_headline_has_the_columns_run_prints():
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```\nheadline: .*?\n(.*?)\n", readme, flags=re.DOTALL)
+    assert block, "README lacks the printed headline block"
+    header = block.group(1)
+    for title in ["design", *headline_columns().values()]:
+        assert title in header, f"README headline lacks column {title!r}"
+
+
+def test_glossary_explains_every_headline_column(capsys):
+    assert main(["run", "--explain"]) == 0
+    text = capsys.readouterr().out
+    for title in headline_columns().values():
+        assert f"  {title}: " in text
+    for name in KPIS:
+        assert f"  {name} (" in text
+
+
+def test_clear_help_documents_the_bid_format(capsys):
+    with pytest.raises(SystemExit):
+        main(["clear", "--help"])
+    text = capsys.readouterr().out
+    for column in ("bid_id", "provider_id", "bus", "period", "product", "quantity", "price",
+                   "device_id", "locational_price"):
+        assert re.search(rf"\b{column}\b", text)
+
+
+def test_simulate_shows_its_real_signature():
+    import lfm_abm
+
+    assert list(inspect.signature(lfm_abm.simulate).parameters)[:5] == [
+        "grid", "population", "design", "rounds", "seed"]
+    assert "per-round records" in lfm_abm.simulate.__doc__
