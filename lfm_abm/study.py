@@ -208,9 +208,8 @@ def load_study(path: str | Path, rounds: int | None = None, seeds: int | None = 
     regret_every = _get(study, "regret_every", int, source, default=0, check=lambda v: v >= 0,
                         allowed=["an integer >= 0 (0: only the learned profile at the end)"])
     name = _get(study, "name", str, source, default=path.stem)
-    written_out = study.get("out")
     out_dir = out or (os.path.normpath(base / _get(study, "out", str, source))
-                      if written_out is not None else f"out/{name}")
+                      if "out" in study else f"out/{name}")
     actions = ActionGrid.from_dict(data.get("actions", {}), source)
     learners = _learners(data.get("learners"), actions, source)
     sweep = _sweep(data.get("sweep"), source)

@@ -151,3 +151,14 @@ def test_simulate_shows_its_real_signature():
     assert list(inspect.signature(lfm_abm.simulate).parameters)[:5] == [
         "grid", "population", "design", "rounds", "seed"]
     assert "per-round records" in lfm_abm.simulate.__doc__
+
+
+@pytest.mark.parametrize(("stable_from", "converged"), [(51.0, 1.0), (52.0, 0.0),
+                                                        (float("nan"), 0.0)])
+def test_converged_means_stable_from_the_windows_first_round(monkeypatch, stable_from,
+                                                             converged):
+    """60 rounds, window 10: the window is rounds 51-60."""
+    from lfm_abm.results import kpis
+
+    monkeypatch.setattr(kpis, "rounds_to_stable", lambda agents: stable_from)
+    assert kpis.run_kpis(tiny_run(60), window=10)["converged"] == converged

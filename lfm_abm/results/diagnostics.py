@@ -42,7 +42,8 @@ def _not_converged(summary: pd.DataFrame, rounds: int, window: int) -> list[Diag
              zip(setting_labels(rows), rows.converged_mean, rows.seeds, strict=True)]
     return [Diagnostic(
         "not converged",
-        f"learning was not stable before the KPI window (last {window} of {rounds} rounds) "
+        f"learning was not stable from the KPI window's first round on (last {window} of "
+        f"{rounds} rounds) "
         f"in {', '.join(parts)}; their KPIs describe learning in progress, not a steady "
         "state (stability is judged on blocks of 25 rounds)",
         f"run more rounds, e.g. `lfm-abm run STUDY --rounds {2 * rounds}`, or read these "

@@ -107,11 +107,20 @@ def run_kpis(tables: dict[str, pd.DataFrame], window: int) -> dict[str, float]:
     out.update(_structure(tables["structure"], tables["suppliers"]))
     out.update(_regret(tables["regret"]))
     out["rounds_to_stable"] = rounds_to_stable(agents)
-    out["converged"] = float(out["rounds_to_stable"] <= n_rounds - window)  # NaN: never
+    first_in_window = n_rounds - window + 1
+    out["converged"] = float(out["rounds_to_stable"] <= first_in_window)  # NaN: never
     if set(out) != set(KPIS):
         raise RuntimeError(f"run_kpis and the KPI registry disagree: "
                            f"{sorted(set(out) ^ set(KPIS))}")
     return {name: out[name] for name in KPIS}
+
+
+def ci_half_width(std: np.ndarray | float, count: np.ndarray | float) -> np.ndarray:
+    """Half-width of the 95 % CI of a mean: t(0.975, n-1) s / sqrt(n); NaN for n < 2."""
+    count = np.asarray(count, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = stats.t.ppf(0.975, count - 1) * np.asarray(std, dtype=float) / np.sqrt(count)
+    return np.where(count > 1, half, np.nan)
 
 
 def mean_and_ci(values: np.ndarray) -> tuple[float, float]:
@@ -119,10 +128,8 @@ def mean_and_ci(values: np.ndarray) -> tuple[float, float]:
     values = values[np.isfinite(values)]
     if not len(values):
         return float("nan"), float("nan")
-    if len(values) == 1:
-        return float(values[0]), float("nan")
-    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return float(values.mean()), float(half)
+    std = values.std(ddof=1) if len(values) > 1 else 0.0
+    return float(values.mean()), float(ci_half_width(std, len(values)))
 
 
 def summarise(per_run: pd.DataFrame) -> pd.DataFrame:

@@ -49,11 +49,15 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from lfm_abm.market.bids import PRODUCTS
-from lfm_abm.results.kpis import mean_and_ci, setting_labels, varying_settings
+from lfm_abm.results.kpis import (
+    ci_half_width,
+    mean_and_ci,
+    setting_labels,
+    varying_settings,
+)
 from lfm_abm.results.registry import AGENT_TYPES, KPIS
 from lfm_abm.results.store import NetworkData
 
-CI = ("ci", 95)
 DPI = 110
 AGENT_COLOURS = dict(zip(AGENT_TYPES, ("#e69f00", "#009e73", "#6a3d9a"), strict=True))
 FAMILY_COLOURS = {"P": "tab:orange", "Q": "tab:blue"}
@@ -211,39 +215,71 @@ def profit_per_fsp(agents: pd.DataFrame) -> pd.DataFrame:
     return _smooth(means, "profit", ["run_id", "fsp_type"])
 
 
+def _over_seeds(data: pd.DataFrame, y: str, key: str, x: str = "round") -> pd.DataFrame:
+    """Mean and 95 % Student-t CI half-width over runs (seeds) of `y` per key and `x`.
+
+    Computed directly, as in the summary, rather than by seaborn's bootstrap: the same
+    interval everywhere, and fast on long runs.
+    """
+    agg = data.groupby([key, x])[y].agg(["mean", "std", "count"]).reset_index()
+    return agg.assign(ci=np.nan_to_num(ci_half_width(agg["std"], agg["count"])))
+
+
+def _curves(ax: Axes, data: pd.DataFrame, y: str, key: str, order: Sequence[str],
+            colours: dict, x: str = "round", marker: str | None = None) -> pd.DataFrame:
+    """One line per value of `key` with its CI band vs `x`; returns what it drew."""
+    summary = _over_seeds(data, y, key, x)
+    for name in order:
+        line = summary[summary[key] == name]
+        if not len(line):
+            continue
+        ax.plot(line[x], line["mean"], color=colours[name], label=name, linewidth=1,
+                marker=marker)
+        ax.fill_between(line[x], line["mean"] - line.ci, line["mean"] + line.ci,
+                        color=colours[name], alpha=0.2, linewidth=0)
+    return summary
+
+
 def _type_curves(data: pd.DataFrame, y: str, markets: list[str], ylabel: str, title: str,
                  path: Path) -> Path:
     """One panel per market, one line per agent type (mean and CI over seeds) vs round."""
     types = [t for t in AGENT_TYPES if t in set(data.fsp_type)]
-    grid = sns.relplot(data=data, x="round", y=y, hue="fsp_type", hue_order=types,
-                       palette=AGENT_COLOURS, col="market",
-                       col_order=[m for m in markets if m in set(data.market)],
-                       col_wrap=min(4, data.market.nunique()), kind="line", errorbar=CI,
-                       n_boot=200, seed=0, height=2.6, aspect=1.35,
-                       facet_kws={"sharey": False})
-    grid.set_axis_labels("round", "")
-    grid.figure.supylabel(ylabel, x=-0.005)
-    grid.set_titles(col_template="{col_name}")
-    grid.figure.suptitle(f"{title}\n(mean and 95 % CI over seeds, {SMOOTH}-round moving "
-                         "average)", y=1.06)
-    grid.legend.set_title("agent type")
-    return _save(grid.figure, path)
+    shown = [m for m in markets if m in set(data.market)]
+    columns = min(4, len(shown))
+    rows = -(-len(shown) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.8 * rows),
+                             squeeze=False, sharex=True)
+    for ax, market in zip(axes.ravel(), shown, strict=False):
+        drawn = _curves(ax, data[data.market == market], y, "fsp_type", types, AGENT_COLOURS)
+        low, high = drawn["mean"].min(), drawn["mean"].max()
+        pad = 0.15 * max(high - low, 0.1 * abs(high), 1e-9)
+        ax.set_ylim(low - pad, high + pad)  # the means decide: rounds won by one seed only
+        ax.set(title=market, xlabel="round")  # have wide t intervals
+    for ax in axes.ravel()[len(shown):]:
+        ax.axis("off")
+    fig.supylabel(ylabel)
+    fig.suptitle(f"{title}\n(mean and 95 % CI over seeds, {SMOOTH}-round moving average)")
+    fig.tight_layout()
+    handles = [Line2D([], [], color=AGENT_COLOURS[t], label=t) for t in types]
+    fig.legend(handles=handles, title="agent type", loc="upper center",
+               bbox_to_anchor=(0.5, 0.0), ncols=len(types), fontsize=8)
+    return _save(fig, path)
 
 
 # --- 4./5. cost and market power vs round ---------------------------------------------
 
-def _market_lines(ax: Axes, data: pd.DataFrame, y: str, markets: list[str], colours: dict,
-                  legend: bool) -> None:
+def _market_lines(ax: Axes, data: pd.DataFrame, y: str, markets: list[str],
+                  colours: dict) -> None:
     """One line per market (mean and 95 % CI over seeds, moving average) vs round."""
-    sns.lineplot(data=_smooth(data, y, ["run_id"]), x="round", y=y, hue="market",
-                 hue_order=[m for m in markets if m in set(data.market)], palette=colours,
-                 errorbar=CI, n_boot=200, seed=0, ax=ax, legend=legend, linewidth=1)
+    _curves(ax, _smooth(data, y, ["run_id"]), y, "market", markets, colours)
+    ax.set_xlabel("round")
 
 
 def _legend_below(fig: Figure, ax: Axes, title: str) -> None:
     """Move an axes' legend below the figure, one row: it then hides no curve."""
     handles, labels = ax.get_legend_handles_labels()
-    ax.get_legend().remove()
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
     fig.legend(handles, labels, title=title, loc="upper center", bbox_to_anchor=(0.5, 0.0),
                ncols=min(len(labels), 8), fontsize=8)
 
@@ -252,9 +288,9 @@ def cost_curves(rounds: pd.DataFrame, markets: list[str], colours: dict, path: P
     """Does the cost settle, and how far above competitive: DSO cost and cost / truthful."""
     data = rounds[rounds.status == "ok"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5), sharex=True)
-    _market_lines(left, data, "dso_cost", markets, colours, legend=True)
+    _market_lines(left, data, "dso_cost", markets, colours)
     left.set(yscale="log", ylabel=KPIS["dso_cost"].axis_label, title="DSO cost per round (log)")
-    _market_lines(right, data, "cost_ratio", markets, colours, legend=False)
+    _market_lines(right, data, "cost_ratio", markets, colours)
     right.axhline(1.0, color="black", linestyle="--", linewidth=1)
     right.set(ylabel=KPIS["cost_ratio"].axis_label,
               title="Cost relative to truthful bidding (dashed = competitive)")
@@ -277,11 +313,10 @@ def market_power(agents: pd.DataFrame, rounds: pd.DataFrame, markets: list[str],
                  colours: dict, path: Path) -> Path:
     """Is there market power: Lerner index of accepted bids and HHI per need vs round."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5), sharex=True)
-    _market_lines(left, lerner_per_round(agents), "lerner", markets, colours, legend=True)
+    _market_lines(left, lerner_per_round(agents), "lerner", markets, colours)
     left.set(ylabel=f"{KPIS['lerner'].label} of accepted bids ((price - cost) / price)",
              title="Margin over true cost (0 = competitive, 1 = all rent)")
-    _market_lines(right, rounds[rounds.status == "ok"], "hhi", markets, colours,
-                  legend=False)
+    _market_lines(right, rounds[rounds.status == "ok"], "hhi", markets, colours)
     right.axhline(10_000, color="black", linestyle=":", linewidth=1)
     right.set(ylabel=KPIS["hhi"].axis_label,
               title="Concentration of each need's relief (10 000 = one FSP)")
@@ -392,8 +427,12 @@ def choose_need(offers: pd.DataFrame, network: NetworkData) -> pd.Series | None:
     return pool.loc[pool.need.idxmax()]
 
 
-def _draw_stack(ax: Axes, market: pd.DataFrame, need: pd.Series) -> None:
-    """Bid and true-cost merit orders in relief units, accepted bids, need and clearing."""
+def _draw_stack(ax: Axes, market: pd.DataFrame, need: pd.Series) -> tuple[float, float]:
+    """Bid and true-cost merit orders in relief units, accepted bids, need and clearing.
+
+    Returns the price range of the part drawn (the x axis stops past the need and the
+    accepted offers, so the far tail of dear offers does not squash the picture).
+    """
     bids = market.assign(volume=market.quantity * market.relief,
                          unit_price=market.price / market.relief,
                          unit_cost=market.cost / market.relief).sort_values("unit_price")
@@ -415,7 +454,11 @@ def _draw_stack(ax: Axes, market: pd.DataFrame, need: pd.Series) -> None:
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: _fmt(value)))
     ax.yaxis.set_minor_formatter(ticker.NullFormatter())
     accepted_end = edges[1:][won].max() if won.any() else 0.0
-    ax.set_xlim(0, min(edges[-1], 1.6 * max(need.need, accepted_end)))
+    right = min(edges[-1], 1.6 * max(need.need, accepted_end))
+    ax.set_xlim(0, right)
+    shown = bids[edges[:-1] < right]
+    return (float(min(shown.unit_price.min(), costs.unit_cost.min())),
+            float(shown.unit_price.max()))
 
 
 def supply_stack(offers: pd.DataFrame, network: NetworkData, ranked: list[str],
@@ -434,11 +477,13 @@ def supply_stack(offers: pd.DataFrame, network: NetworkData, ranked: list[str],
     joined = joined[joined.need_id == need.need_id]
     rounds = sorted(set(mine["round"]))
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
+    ranges = []
     for ax, number in zip(axes, (rounds[0], rounds[-1]), strict=True):
-        _draw_stack(ax, joined[joined["round"] == number], need)
+        ranges.append(_draw_stack(ax, joined[joined["round"] == number], need))
         ax.set(title=f"round {number}",
                xlabel=f"cumulative relief ({need.unit}; quantity x relief per MW or MVAr)")
         ax.legend(fontsize=7, loc="upper left")
+    axes[0].set_ylim(min(r[0] for r in ranges) / 1.3, max(r[1] for r in ranges) * 1.3)
     axes[0].set_ylabel(f"price / relief (EUR per {need.unit}·h of relief, log)")
     seed = mine.seed.iloc[0]
     fig.suptitle(f"Supply stack of need {need.need_id}: {need.service} on {need.element} "
@@ -572,9 +617,7 @@ def sweep(per_run: pd.DataFrame, column: str, order: Sequence[str] | None,
     values = data[column].dropna()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5), sharex=True)
     for ax, kpi in zip(axes, ("total_cost", "dso_cost", "lerner"), strict=True):
-        sns.lineplot(data=data, x=column, y=kpi, hue="line", hue_order=lines,
-                     palette=palette(lines), marker="o", errorbar=CI, n_boot=200, seed=0,
-                     ax=ax, legend=ax is axes[0])
+        _curves(ax, data, kpi, "line", lines, palette(lines), x=column, marker="o")
         ax.set(ylabel=KPIS[kpi].axis_label, xlabel=SWEPT_AXES.get(column, column),
                title=KPIS[kpi].label)
         if kpi != "lerner" and _spans_decade(data[kpi]):
@@ -582,7 +625,7 @@ def sweep(per_run: pd.DataFrame, column: str, order: Sequence[str] | None,
     if _spans_decade(values):
         axes[0].set_xscale("log")
     if values.nunique() <= 8:  # label the swept points themselves
-        axes[0].set_xticks(sorted(values.unique()), [_fmt(v) for v in sorted(values.unique())])
+        axes[0].set_xticks(sorted(values.unique()), [f"{v:,g}" for v in sorted(values.unique())])
         axes[0].xaxis.set_minor_formatter(ticker.NullFormatter())
     fig.suptitle(f"Sensitivity to {column} (mean and 95 % CI over seeds)")
     fig.tight_layout()

@@ -141,9 +141,9 @@ def _kpis() -> list[KPI]:
         KPI("rounds_to_stable", "stable after", "round", "first round from which the choice "
             "distributions of the learners that earn stop moving (NaN: never)", "agents",
             "run", 0),
-        KPI("converged", "converged", "share of seeds", "1 if learning was stable before "
-            "the KPI window began (rounds_to_stable <= rounds - window), else 0", "agents",
-            "derived", 2, True),
+        KPI("converged", "converged", "share of seeds", "1 if learning was stable from the "
+            "KPI window's first round on (rounds_to_stable <= rounds - window + 1), else 0",
+            "agents", "derived", 2, True),
         KPI("entropy", "choice entropy", "", "mean normalised entropy of the learners' "
             "choice distributions (1 = uniform, 0 = decided)", "agents", "all bids"),
     ]
