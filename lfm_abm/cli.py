@@ -243,6 +243,7 @@ def _print_summary(out) -> None:
     from lfm_abm.results import store
     from lfm_abm.results.diagnostics import diagnose
     from lfm_abm.results.kpis import headline
+    from lfm_abm.results.load import reference_design
     from lfm_abm.results.report import paired_table
 
     summary = pd.read_csv(out / "summary.csv", keep_default_na=False, na_values=[""])
@@ -256,8 +257,8 @@ def _print_summary(out) -> None:
     pairs = paired_table(pd.read_csv(out / "paired.csv", keep_default_na=False,
                                      na_values=[""]))
     if len(pairs):
-        reference = study.get("reference", study["designs"][0])
-        print(f"paired difference to {reference} (same seeds; design - reference):")
+        print(f"paired difference to {reference_design(study)} (same seeds; design - "
+              "reference):")
         print(pairs.to_string(index=False))
     network = store.read_network(out)
     for diagnostic in diagnose(summary, study, network.needs if network else None):

@@ -37,6 +37,8 @@ from lfm_abm.network.needs import NeedLimits
 from lfm_abm.network.scenarios import Scenario
 
 STAGES = ("bidding", "clearing", "settlement", "ac_validation", "learning")
+#: An award paid at least this share of the reservation price counts as at the cap.
+AT_CAP = 0.95
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,7 @@ class LFMModel(mesa.Model):
         truthful = benchmark["procurement_cost"]
         awards = result.awards
         energy = awards.awarded.to_numpy() * awards.hours.to_numpy()
-        at_cap = awards.price_paid.to_numpy() >= day.case.params.max_bid_price * (1 - 1e-9)
+        at_cap = awards.price_paid.to_numpy() >= AT_CAP * day.case.params.max_bid_price
         record = {"round": self.round, "day": day.name, "status": status,
                   "dso_cost": summary["procurement_cost"], "truthful_cost": truthful,
                   "cost_ratio": summary["procurement_cost"] / truthful if truthful > 0
@@ -217,6 +219,7 @@ class LFMModel(mesa.Model):
         kind = {fsp.fsp_id: fsp.spec.type for fsp in self.fsps}
         rounds = {number: (day, awards) for number, day, awards in self.offer_rounds.values()}
         return pd.concat([awards.assign(round=number, cost=day.book.offers["cost"].to_numpy(),
+                                        capacity=day.book.offers["capacity"].to_numpy(),
                                         fsp_type=awards.provider_id.map(kind))
                           for number, (day, awards) in rounds.items()], ignore_index=True) \
             if rounds else pd.DataFrame()
@@ -245,10 +248,10 @@ class LFMModel(mesa.Model):
 
         rounds (one row per round), agents (per round, FSP and product family), awards
         (every awarded bid), offers (every offer of the first and the latest round, with
-        its true `cost` and `fsp_type`), structure (per period with needs: scarcity and pivotal
-        suppliers, for each day used), suppliers (per supplier and period: what its
-        absence costs) and regret (per learner and measured round, once `equilibrium`
-        has run).
+        its true `cost`, `capacity` and `fsp_type`), structure (per period with needs:
+        scarcity and pivotal suppliers, for each day used), suppliers (per supplier and
+        period: what its absence costs) and regret (per learner and measured round, once
+        `equilibrium` has run).
         """
         awards = (pd.concat(self.award_records, ignore_index=True) if self.award_records
                   else pd.DataFrame())

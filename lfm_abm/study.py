@@ -436,15 +436,15 @@ def check_study(spec: StudySpec) -> list[RunSpec]:
     A population naming a bus without the asset it claims, or a bus where nothing can be
     bid, fails here with one clear error instead of failing every run in a worker.
     """
-    from lfm_abm.agents.population import check_costs_below_reservation
+    from lfm_abm.agents.population import check_costs_below_reservation, load_population
     from lfm_abm.day import market_day, shared_case
 
     runs = expand(spec)
     first = spec.variants[0]
     days = first.scenario.days or (None,)
-    population = runs[0].settings.population  # the first variant's
     market_day(shared_case(spec.grid, first.scenario, days[0], first.limits, first.market),
-               population, parse_design(spec.designs[0]), days[0])
+               runs[0].settings.population, parse_design(spec.designs[0]), days[0])
+    population = load_population(spec.population)  # as written: each variant scales it
     for variant in spec.variants[1:]:
         check_costs_below_reservation(variant.fsp_costs.apply(population),
                                       variant.market.max_bid_price)

@@ -1,6 +1,6 @@
 """Example: load a study's results with `load_results` and draw a plot lfm-abm does not.
 
-The plot: how the volume-weighted Lerner index, (payment - true cost) / payment over the
+The plot: how the aggregate Lerner index, (payment - true cost) / payment over the
 awarded bids of a round, evolves as FSPs learn, by design. If the study folder has no
 results yet, the quick study (studies/quick.toml) is run first.
 
@@ -34,7 +34,7 @@ def ensure_results(out: Path, rounds: int | None) -> None:
 
 
 def lerner_by_round(agents: pd.DataFrame) -> pd.DataFrame:
-    """Volume-weighted Lerner index per design, seed and round (rounds with payments)."""
+    """Aggregate Lerner index (rent over payment) per design, seed and round with payments."""
     paid = agents.groupby(["design", "seed", "round"])[["profit", "payment"]].sum()
     paid = paid[paid.payment > 0]
     return (paid.profit / paid.payment).rename("lerner").reset_index()

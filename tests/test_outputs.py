@@ -19,15 +19,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_run(rounds: int = 4) -> dict[str, pd.DataFrame]:
-    """Hand-made tables of one run: 4 rounds, one FSP winning 2 MWh at 30 vs cost 20."""
+    """Hand-made tables of one run; per round two PV FSPs win P:
+
+    a: 2 MWh at 30 EUR/MWh, cost 20 (markup 0.5): payment 60, profit 20;
+    b: 1 MWh at 40 EUR/MWh, cost 10 (markup 3): payment 40, profit 30.
+    Lerner = 50 / 100 (an unweighted mean of 1/3 and 3/4 would be 0.54); markup weighted
+    by energy = (2 x 0.5 + 1 x 3) / 3 = 4/3 (unweighted 1.75).
+    """
     frame = pd.DataFrame({"round": range(1, rounds + 1), "status": "ok",
-                          "dso_cost": 60.0, "truthful_cost": 40.0, "ac_validated": True,
+                          "dso_cost": 100.0, "truthful_cost": 40.0, "ac_validated": True,
                           "unmet_need_after_ac": 0.5, "unmet_cost_after_ac": 500.0,
                           "hhi": 10_000.0})
-    agents = pd.DataFrame({"round": range(1, rounds + 1), "fsp_id": "a",
-                           "fsp_type": "pv_inverter", "family": "P", "markup": 0.5,
-                           "awarded": 2.0, "payment": 60.0, "profit": 20.0,
-                           "entropy": 0.0, "action": 3, "greedy": 3, "reward": 0.1})
+    one = {"fsp_type": "pv_inverter", "family": "P", "entropy": 0.0, "reward": 0.1}
+    agents = pd.DataFrame(
+        [{"round": r, "fsp_id": "a", "markup": 0.5, "awarded": 2.0, "payment": 60.0,
+          "profit": 20.0, "action": 3, "greedy": 3, **one} for r in range(1, rounds + 1)]
+        + [{"round": r, "fsp_id": "b", "markup": 3.0, "awarded": 1.0, "payment": 40.0,
+            "profit": 30.0, "action": 5, "greedy": 5, **one} for r in range(1, rounds + 1)])
     structure = pd.DataFrame({"pivotal": [True, False], "scarce": [False, False]})
     suppliers = pd.DataFrame({"provider_id": ["a", "a"], "pivotal": [True, False]})
     regret = pd.DataFrame({"round": [rounds], "regret": [3.0], "regret_share": [0.1]})
@@ -38,12 +46,13 @@ def tiny_run(rounds: int = 4) -> dict[str, pd.DataFrame]:
 def test_run_kpis_returns_exactly_the_registry_with_hand_values():
     kpis = run_kpis(tiny_run(), window=2)
     assert list(kpis) == list(KPIS)
-    assert kpis["dso_cost"] == 60.0 and kpis["cost_ratio"] == pytest.approx(1.5)
-    assert kpis["total_cost"] == 560.0
-    assert kpis["lerner"] == pytest.approx(20 / 60)
-    assert kpis["markup_pv_inverter_P"] == 0.5 and kpis["psi"] == 0.5
+    assert kpis["dso_cost"] == 100.0 and kpis["cost_ratio"] == pytest.approx(2.5)
+    assert kpis["total_cost"] == 600.0
+    assert kpis["lerner"] == pytest.approx(0.5)
+    assert kpis["markup_pv_inverter_P"] == pytest.approx(4 / 3) and kpis["psi"] == 0.5
+    assert kpis["markup_all_pv_inverter"] == pytest.approx(1.75)
     assert kpis["pivotal_fsps"] == 1 and kpis["regret_max"] == 3.0
-    assert kpis["converged"] == 0.0  # 4 rounds: too few blocks to call it stable
+    assert np.isnan(kpis["converged"])  # 4 rounds: too few blocks to judge
 
 
 def test_a_kpi_missing_from_the_registry_cannot_vanish(monkeypatch):
@@ -63,9 +72,10 @@ def test_every_kpi_has_a_unit_meaning_and_docs_entry():
 
 
 def test_paired_difference_is_per_seed_with_a_t_interval():
-    runs = pd.DataFrame({"design": ["ref"] * 3 + ["alt"] * 3, "pricing": "p", "learner": "l",
-                         "variant": "", "seed": [0, 1, 2] * 2,
-                         "total_cost": [100.0, 200.0, 300.0, 110.0, 212.0, 308.0]})
+    """Pairs by seed whatever the row order; a seed without a reference run is left out."""
+    runs = pd.DataFrame({"design": ["ref"] * 3 + ["alt"] * 4, "pricing": "p", "learner": "l",
+                         "variant": "", "seed": [2, 0, 1, 1, 3, 0, 2],
+                         "total_cost": [300.0, 100.0, 200.0, 212.0, 999.0, 110.0, 308.0]})
     for name in ("dso_cost", "unmet_need_after_ac", "lerner"):
         runs[name] = 1.0
     table = paired(runs, "ref").set_index("kpi")
@@ -91,7 +101,7 @@ def summary_row(**values) -> pd.DataFrame:
     base = {"design": "CMVC_PQ", "pricing": "pay-as-bid", "learner": "x", "variant": "",
             "seeds": 2, "converged_mean": 1.0, "truthful_unmet_need_after_ac_mean": 0.0,
             "unmet_need_no_market_mean": 10.0, "scarcity_mean": 0.0,
-            "share_at_cap_mean": 0.0}
+            "share_at_cap_mean": 0.0, "converged_seeds": 2}
     return pd.DataFrame([{**base, **values}])
 
 
@@ -116,6 +126,18 @@ def test_each_warning_fires_on_its_case_with_its_fix(values, study, kind, fix):
     assert [d.kind for d in found] == ([kind] if kind else [])
     if fix:
         assert fix in found[0].fix
+
+
+def test_a_warning_names_the_setting_that_tells_rows_apart():
+    rows = pd.concat([summary_row(pricing="pay-as-bid"),
+                      summary_row(pricing="locational", share_at_cap_mean=0.5)])
+    (found,) = diagnose(rows, STUDY, NEEDS)
+    assert "CMVC_PQ / locational (50%)" in found.found and "pay-as-bid" not in found.found
+
+
+def test_unjudged_convergence_is_not_a_warning():
+    assert diagnose(summary_row(converged_mean=float("nan"), converged_seeds=0), STUDY,
+                    NEEDS) == []
 
 
 def test_readme_headline_has_the_columns_run_prints():
@@ -162,3 +184,28 @@ def test_converged_means_stable_from_the_windows_first_round(monkeypatch, stable
 
     monkeypatch.setattr(kpis, "rounds_to_stable", lambda agents: stable_from)
     assert kpis.run_kpis(tiny_run(60), window=10)["converged"] == converged
+
+
+def test_offers_carry_their_true_cost_and_the_new_round_columns():
+    """Offer prices are the true cost times (1 + the group's markup), row by row."""
+    from lfm_abm.agents.population import load_population
+    from lfm_abm.model import LFMModel, ModelSettings
+    from lfm_abm.network.scenarios import Scenario
+
+    settings = ModelSettings("cigre-mv", load_population(ROOT / "agents" / "cigre_mv.toml"),
+                             "CMVC_PQ", scenario=Scenario(ev_peak_mw=1.5, hours=(13, 20)))
+    model = LFMModel(settings, 3)
+    for _ in range(3):
+        model.step()
+    tables = model.records()
+    offers, agents = tables["offers"], tables["agents"]
+    assert sorted(set(offers["round"])) == [1, 3]
+    markup = agents.set_index(["round", "fsp_id", "family"]).markup
+    key = list(zip(offers["round"], offers.provider_id, offers["product"].str[0], strict=True))
+    assert offers.price.to_numpy() == pytest.approx(offers.cost.to_numpy()
+                                                    * (1 + markup.loc[key].to_numpy()))
+    assert (offers.quantity <= offers.capacity + 1e-12).all()
+    rounds = tables["rounds"]
+    day = model.day(model.days[0])
+    assert (rounds.unmet_need_no_market == day.case.baseline_emergency.emergency_mwh).all()
+    assert rounds.share_at_cap.between(0, 1).all()

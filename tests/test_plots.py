@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lfm_abm.results.plots import make_plots, order_by_total_cost
+from lfm_abm.results.plots import cost_components, make_plots, order_by_total_cost
 from lfm_abm.results.store import NetworkData
 
 DESIGNS = ("CM_P", "CMVC_PQ")
@@ -116,3 +116,20 @@ def test_figures_without_their_data_are_skipped(study, tmp_path):
     assert names == ALL_FIGURES - {"supply_stack.png", "awards_map.png", "sweep_voll.png"}
     assert all(path.is_file() for path in paths)
 
+
+
+def test_surplus_split_adds_up_to_the_total_cost():
+    """True cost + rent + VOLL x unmet = dso_cost + VOLL x unmet = total_cost, per round."""
+    from test_outputs import tiny_run
+
+    from lfm_abm.results.kpis import run_kpis
+
+    tables = tiny_run(4)
+    kpis = run_kpis(tables, window=2)
+    per_run = pd.DataFrame([{"run_id": "r", "market": "m", **kpis}])
+    agents = tables["agents"].assign(run_id="r", market="m", true_cost=lambda a:
+                                     a.payment - a.profit)
+    rounds = tables["rounds"].assign(run_id="r")
+    parts = cost_components(agents, rounds, per_run, window=2).loc["m"]
+    assert parts.sum() == pytest.approx(kpis["total_cost"])
+    assert parts.rent == pytest.approx(50.0) and parts.unmet_cost == 500.0

@@ -27,9 +27,21 @@ from lfm_abm.errors import InputError
 #: 0.24, the 99.9th 0.28, and P(TV > 0.3) = 7e-4 for a single learner (less for a mean
 #: over several). A learner switching its greedy action moves TV to about 0.9.
 STABLE_TV = 0.3
+#: Rounds per block of choice frequencies compared.
+BLOCK = 25
 
 
-def rounds_to_stable(agents: pd.DataFrame, block: int = 25,
+def judgeable(agents: pd.DataFrame, block: int = BLOCK) -> bool:
+    """True if stability can be judged: two full blocks and a learner that earns.
+
+    Otherwise `rounds_to_stable` is NaN for want of evidence, not because learning
+    never settles (truthful learners under pay-as-bid earn nothing and never move).
+    """
+    return (not agents.empty and agents["round"].nunique() >= 2 * block
+            and bool((agents.groupby(["fsp_id", "family"]).profit.max() > 0).any()))
+
+
+def rounds_to_stable(agents: pd.DataFrame, block: int = BLOCK,
                      threshold: float = STABLE_TV) -> float:
     """The first round after which earning learners' choice frequencies stop changing.
 

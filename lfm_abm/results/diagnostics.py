@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from lfm_abm.learning.convergence import BLOCK
 from lfm_abm.market.designs import parse_design
 from lfm_abm.results.kpis import setting_labels
 
@@ -35,17 +36,19 @@ class Diagnostic:
 
 
 def _not_converged(summary: pd.DataFrame, rounds: int, window: int) -> list[Diagnostic]:
-    rows = summary[summary.converged_mean < 1]
-    if not len(rows):
+    flagged = summary.converged_mean < 1  # NaN (cannot be judged) is not flagged
+    if not flagged.any():
         return []
+    rows = summary[flagged]
     parts = [f"{label} ({round((1 - c) * n)}/{n} seeds)" for label, c, n in
-             zip(setting_labels(rows), rows.converged_mean, rows.seeds, strict=True)]
+             zip(setting_labels(summary)[flagged], rows.converged_mean,
+                 rows.converged_seeds, strict=True)]
     return [Diagnostic(
         "not converged",
         f"learning was not stable from the KPI window's first round on (last {window} of "
         f"{rounds} rounds) "
         f"in {', '.join(parts)}; their KPIs describe learning in progress, not a steady "
-        "state (stability is judged on blocks of 25 rounds)",
+        f"state (stability is judged on blocks of {BLOCK} rounds)",
         f"run more rounds, e.g. `lfm-abm run STUDY --rounds {2 * rounds}`, or read these "
         "rows as a transient")]
 
@@ -63,15 +66,16 @@ def _truthful_unmet(summary: pd.DataFrame, need_services: set[str], grid: str
                     ) -> list[Diagnostic]:
     """Unmet need truthful bids leave as well, grouped by its likely cause."""
     share = summary.truthful_unmet_need_after_ac_mean / summary.unmet_need_no_market_mean
-    rows = summary[(share > TRUTHFUL_UNMET_SHARE)
-                   & (summary.truthful_unmet_need_after_ac_mean > 1e-3)]
+    flagged = (share > TRUTHFUL_UNMET_SHARE) & (summary.truthful_unmet_need_after_ac_mean > 1e-3)
+    rows = summary[flagged]
     by_cause: dict[str, list[str]] = {}
-    for label, row in zip(setting_labels(rows), rows.itertuples(index=False), strict=True):
+    for label, row in zip(setting_labels(summary)[flagged], rows.itertuples(index=False),
+                          strict=True):
         missing = need_services - set(parse_design(row.design).services)
         if missing:
             cause = f"unbought: the design does not buy {'/'.join(sorted(missing))}"
         elif row.scarcity_mean > 0:
-            cause = "scarce: even every offer leaves need in some periods"
+            cause = "scarce: even every admitted offer leaves need in some periods"
         else:
             cause = "linearisation: the LP believes the need solved"
         by_cause.setdefault(cause, []).append(
@@ -79,8 +83,10 @@ def _truthful_unmet(summary: pd.DataFrame, need_services: set[str], grid: str
             f"{row.unmet_need_no_market_mean:.3f} MWh)")
     fixes = {"unbought": "compare with a design that buys every service the day needs; "
                          "this unmet need is the design's, not the bidders'",
-             "scarce": "more supply at the needs' buses (a denser population), or accept "
-                       "the emergency action as the cost of scarcity",
+             "scarce": "more supply at the needs' buses (a denser population), or a design "
+                       "admitting the products that relieve them (plots/supply_stack.png, "
+                       "network/relief.parquet), or accept the emergency action as the cost "
+                       "of scarcity",
              "linearisation": f"`lfm-abm validate --grid {grid} --design DESIGN` quantifies "
                               "the linearisation error; `relinearise = 2` under [market] "
                               "re-clears the AC residual"}
@@ -93,13 +99,15 @@ def _truthful_unmet(summary: pd.DataFrame, need_services: set[str], grid: str
 
 
 def _at_cap(summary: pd.DataFrame) -> list[Diagnostic]:
-    rows = summary[summary.share_at_cap_mean > AT_CAP_SHARE]
-    if not len(rows):
+    flagged = summary.share_at_cap_mean > AT_CAP_SHARE
+    if not flagged.any():
         return []
     parts = [f"{label} ({share:.0%})" for label, share in
-             zip(setting_labels(rows), rows.share_at_cap_mean, strict=True)]
+             zip(setting_labels(summary)[flagged], summary.share_at_cap_mean[flagged],
+                 strict=True)]
     return [Diagnostic(
-        "price cap", f"a large share of accepted energy is paid the reservation price in "
+        "price cap", f"a large share of accepted energy is paid within 5 % of the "
+        f"reservation price in "
         f"{', '.join(parts)}: prices and costs there measure the cap, not the market",
         "sweep it: `\"market.reservation_price\" = [...]` (or `\"market.voll\"`, which it "
         "follows by default) under [sweep]")]
@@ -110,6 +118,5 @@ def diagnose(summary: pd.DataFrame, study: dict, needs: pd.DataFrame | None
     """Every warning about a study's summary (`needs`: the day's baseline needs, if saved)."""
     rounds, window = int(study["rounds"]), int(study["window"])
     services = set(needs.service) if needs is not None and len(needs) else set()
-    summary = summary.assign(converged_mean=summary.converged_mean.fillna(0.0))
     return [*_not_converged(summary, rounds, window), *_window(rounds, window),
             *_truthful_unmet(summary, services, study["grid"]), *_at_cap(summary)]

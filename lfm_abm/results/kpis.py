@@ -6,7 +6,7 @@ formulas are in docs/model.md section 9. `run_kpis` computes one run's KPIs over
 `summarise` gives, per design x pricing x learner x variant, the mean over seeds and the
 half-width of its 95 % confidence interval (Student t; NaN with one seed); `paired`
 compares each design with a reference design on the seeds they share (common random
-numbers: the same seed draws the same days and the same initial learner states).
+numbers in part: the same seed gives the same population, days and initial state).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lfm_abm.learning.convergence import rounds_to_stable
+from lfm_abm.learning.convergence import judgeable, rounds_to_stable
 from lfm_abm.results.registry import AGENT_TYPES, FAMILIES, HEADLINE, KPIS
 
 GROUP = ["design", "pricing", "learner", "variant"]
@@ -108,7 +108,8 @@ def run_kpis(tables: dict[str, pd.DataFrame], window: int) -> dict[str, float]:
     out.update(_regret(tables["regret"]))
     out["rounds_to_stable"] = rounds_to_stable(agents)
     first_in_window = n_rounds - window + 1
-    out["converged"] = float(out["rounds_to_stable"] <= first_in_window)  # NaN: never
+    out["converged"] = (float(out["rounds_to_stable"] <= first_in_window)  # NaN: never
+                        if judgeable(agents) else float("nan"))
     if set(out) != set(KPIS):
         raise RuntimeError(f"run_kpis and the KPI registry disagree: "
                            f"{sorted(set(out) ^ set(KPIS))}")
@@ -141,6 +142,7 @@ def summarise(per_run: pd.DataFrame) -> pd.DataFrame:
         for name in KPIS:
             mean, ci = mean_and_ci(group[name].to_numpy(dtype=float))
             row[f"{name}_mean"], row[f"{name}_ci"] = mean, ci
+        row["converged_seeds"] = int(group.converged.notna().sum())  # judged ones
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -148,9 +150,11 @@ def summarise(per_run: pd.DataFrame) -> pd.DataFrame:
 def paired(per_run: pd.DataFrame, reference: str) -> pd.DataFrame:
     """Each design minus the reference design on their common seeds, with a 95 % CI.
 
-    Pairs share pricing, learner, variant and seed, so the difference removes what the
-    seed draws for both (common random numbers); its CI is usually much narrower than
-    the CIs of the two means.
+    Pairs share pricing, learner, variant and seed: the same population, days and
+    initial state. The learners' random draws are not aligned across designs (designs
+    differ in how many learners draw), so this pairs by seed rather than fully common
+    random numbers; the CI is narrower than those of the two means where the seed moves
+    both designs alike.
     """
     setting = [c for c in GROUP if c != "design"]
     base = per_run[per_run.design == reference].set_index([*setting, "seed"])
@@ -163,7 +167,8 @@ def paired(per_run: pd.DataFrame, reference: str) -> pd.DataFrame:
             diff = (mine.loc[common, name] - base.loc[common, name]).to_numpy(dtype=float)
             mean, ci = mean_and_ci(diff)
             rows.append({**dict(zip(["design", *setting], key, strict=True)),
-                         "reference": reference, "kpi": name, "seeds": len(common),
+                         "reference": reference, "kpi": name,
+                         "seeds": int(np.isfinite(diff).sum()),  # pairs with a value
                          "difference": mean, "ci": ci})
     return pd.DataFrame(rows, columns=[*GROUP, "reference", "kpi", "seeds", "difference",
                                        "ci"])
@@ -171,10 +176,7 @@ def paired(per_run: pd.DataFrame, reference: str) -> pd.DataFrame:
 
 def headline_columns() -> dict[str, str]:
     """KPI name -> headline column title (label and unit)."""
-    return {name: KPIS[name].label + (f" {KPIS[name].unit.replace(' per round', '/round')}"
-                                      if KPIS[name].unit and KPIS[name].unit
-                                      != "share of seeds" else "")
-            for name in HEADLINE}
+    return {name: KPIS[name].title for name in HEADLINE}
 
 
 def _formatted(mean: float, ci: float, digits: int) -> str:
@@ -186,8 +188,9 @@ def _formatted(mean: float, ci: float, digits: int) -> str:
 def headline(summary: pd.DataFrame) -> pd.DataFrame:
     """The columns that answer the design question, formatted as 'mean ± ci'.
 
-    `converged` is shown as the number of seeds whose learning was stable before the KPI
-    window began; group columns that take a single value are left out.
+    `converged` is shown as the number of seeds whose learning was stable from the KPI
+    window's first round on, of those where it can be judged ('-': none); group columns
+    that take a single value are left out.
     """
     keep = [c for c in GROUP if summary[c].fillna("").astype(str).nunique() > 1
             or c == "design"]
@@ -195,8 +198,8 @@ def headline(summary: pd.DataFrame) -> pd.DataFrame:
     for name, title in headline_columns().items():
         if name == "converged":
             out[title] = [f"{round(m * n)}/{n}" if np.isfinite(m) else "-"
-                          for m, n in zip(summary[f"{name}_mean"], summary.seeds,
-                                          strict=True)]
+                          for m, n in zip(summary[f"{name}_mean"],
+                                          summary[f"{name}_seeds"], strict=True)]
             continue
         out[title] = [_formatted(m, c, KPIS[name].digits) for m, c in
                       zip(summary[f"{name}_mean"], summary[f"{name}_ci"], strict=True)]

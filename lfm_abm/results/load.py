@@ -20,6 +20,16 @@ from lfm_abm.results import store
 from lfm_abm.results.kpis import GROUP, paired, run_kpis, summarise
 
 
+def reference_design(study: dict) -> str:
+    """The design paired differences are taken to (the spec's `reference`, else the first)."""
+    return study.get("reference", study["designs"][0])
+
+
+def swept_fields(study: dict) -> list[str]:
+    """Names of the study's swept fields, each a column of every result frame."""
+    return [name for table in study.get("sweep", {}).values() for name in table]
+
+
 @dataclass(frozen=True)
 class StudyResults:
     """Every table of a study's finished runs, tagged with run id, settings and seed.
@@ -51,7 +61,12 @@ class StudyResults:
     @property
     def swept(self) -> list[str]:
         """Names of the swept fields, each a column of every frame."""
-        return [name for table in self.study.get("sweep", {}).values() for name in table]
+        return swept_fields(self.study)
+
+    @property
+    def reference(self) -> str:
+        """The design the paired differences are taken to."""
+        return reference_design(self.study)
 
     @property
     def tables(self) -> dict[str, pd.DataFrame]:
@@ -79,8 +94,7 @@ def load_results(out: str | Path) -> StudyResults:
         raise InputError("no finished runs", source=str(out), field="runs")
     tables = store.load_tables(out, run_ids)
     study = manifest["study"]
-    tags = ["run_id", *GROUP, "seed",
-            *[name for table in study.get("sweep", {}).values() for name in table]]
+    tags = ["run_id", *GROUP, "seed", *swept_fields(study)]
     by_run = {name: dict(tuple(frame.groupby("run_id"))) if len(frame) else {}
               for name, frame in tables.items()}
     rows = []
@@ -91,5 +105,5 @@ def load_results(out: str | Path) -> StudyResults:
     runs = pd.DataFrame(rows)
     summary = summarise(runs)
     return StudyResults(out, manifest, **tables, runs=runs, summary=summary,
-                        paired=paired(runs, study.get("reference", study["designs"][0])),
+                        paired=paired(runs, reference_design(study)),
                         network=store.read_network(out))

@@ -198,12 +198,17 @@ def _smooth(frame: pd.DataFrame, y: str, keys: Sequence[str]) -> pd.DataFrame:
 
 
 def accepted_markups(agents: pd.DataFrame) -> pd.DataFrame:
-    """Volume-weighted markup of accepted bids per run, round and agent type."""
+    """Volume-weighted markup of accepted bids per run, round, agent type and family.
+
+    P (MWh) and Q (MVArh) are kept apart, as in the `markup_<type>_<family>` KPIs: their
+    volumes do not add.
+    """
     won = agents[agents.awarded > 0].assign(weighted=lambda a: a.markup * a.awarded)
-    sums = won.groupby(["market", "run_id", "round", "fsp_type"], as_index=False)[
+    sums = won.groupby(["market", "run_id", "round", "fsp_type", "family"], as_index=False)[
         ["weighted", "awarded"]].sum()
-    markups = sums.assign(markup=sums.weighted / sums.awarded)
-    return _smooth(markups, "markup", ["run_id", "fsp_type"])
+    markups = sums.assign(markup=sums.weighted / sums.awarded,
+                          curve=sums.fsp_type + " " + sums.family)
+    return _smooth(markups, "markup", ["run_id", "curve"])
 
 
 def profit_per_fsp(agents: pd.DataFrame) -> pd.DataFrame:
@@ -226,7 +231,8 @@ def _over_seeds(data: pd.DataFrame, y: str, key: str, x: str = "round") -> pd.Da
 
 
 def _curves(ax: Axes, data: pd.DataFrame, y: str, key: str, order: Sequence[str],
-            colours: dict, x: str = "round", marker: str | None = None) -> pd.DataFrame:
+            colours: dict, x: str = "round", marker: str | None = None,
+            styles: dict | None = None) -> pd.DataFrame:
     """One line per value of `key` with its CI band vs `x`; returns what it drew."""
     summary = _over_seeds(data, y, key, x)
     for name in order:
@@ -234,7 +240,7 @@ def _curves(ax: Axes, data: pd.DataFrame, y: str, key: str, order: Sequence[str]
         if not len(line):
             continue
         ax.plot(line[x], line["mean"], color=colours[name], label=name, linewidth=1,
-                marker=marker)
+                marker=marker, linestyle=(styles or {}).get(name, "-"))
         ax.fill_between(line[x], line["mean"] - line.ci, line["mean"] + line.ci,
                         color=colours[name], alpha=0.2, linewidth=0)
     return summary
@@ -243,14 +249,17 @@ def _curves(ax: Axes, data: pd.DataFrame, y: str, key: str, order: Sequence[str]
 def _type_curves(data: pd.DataFrame, y: str, markets: list[str], ylabel: str, title: str,
                  path: Path) -> Path:
     """One panel per market, one line per agent type (mean and CI over seeds) vs round."""
-    types = [t for t in AGENT_TYPES if t in set(data.fsp_type)]
+    key = "curve" if "curve" in data else "fsp_type"  # type, or type and family
+    curves = [c for t in AGENT_TYPES for c in (t, f"{t} P", f"{t} Q") if c in set(data[key])]
+    colours = {c: AGENT_COLOURS[c.split()[0]] for c in curves}
+    styles = {c: "--" if c.endswith(" Q") else "-" for c in curves}
     shown = [m for m in markets if m in set(data.market)]
     columns = min(4, len(shown))
     rows = -(-len(shown) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.8 * rows),
                              squeeze=False, sharex=True)
     for ax, market in zip(axes.ravel(), shown, strict=False):
-        drawn = _curves(ax, data[data.market == market], y, "fsp_type", types, AGENT_COLOURS)
+        drawn = _curves(ax, data[data.market == market], y, key, curves, colours, styles=styles)
         low, high = drawn["mean"].min(), drawn["mean"].max()
         pad = 0.15 * max(high - low, 0.1 * abs(high), 1e-9)
         ax.set_ylim(low - pad, high + pad)  # the means decide: rounds won by one seed only
@@ -260,9 +269,9 @@ def _type_curves(data: pd.DataFrame, y: str, markets: list[str], ylabel: str, ti
     fig.supylabel(ylabel)
     fig.suptitle(f"{title}\n(mean and 95 % CI over seeds, {SMOOTH}-round moving average)")
     fig.tight_layout()
-    handles = [Line2D([], [], color=AGENT_COLOURS[t], label=t) for t in types]
-    fig.legend(handles=handles, title="agent type", loc="upper center",
-               bbox_to_anchor=(0.5, 0.0), ncols=len(types), fontsize=8)
+    handles = [Line2D([], [], color=colours[c], linestyle=styles[c], label=c) for c in curves]
+    fig.legend(handles=handles, title="agent type (and product family)", loc="upper center",
+               bbox_to_anchor=(0.5, 0.0), ncols=len(curves), fontsize=8)
     return _save(fig, path)
 
 
@@ -416,15 +425,18 @@ def _need_offers(offers: pd.DataFrame, network: NetworkData) -> pd.DataFrame:
 
 
 def choose_need(offers: pd.DataFrame, network: NetworkData) -> pd.Series | None:
-    """The largest need with offers, preferring needs whose market accepted some offer."""
+    """The need whose market the accepted offers relieve most, as a share of the need.
+
+    Shares compare CM needs (MVA) and VC needs (p.u.) on one scale; without any accepted
+    offer, the need with the most offers.
+    """
     joined = _need_offers(offers, network)
     if not len(joined):
         return None
-    accepted = (joined.awarded > 0).groupby(joined.need_id).any()
-    candidates = network.needs[network.needs.need_id.isin(accepted.index)]
-    preferred = candidates[candidates.need_id.map(accepted)]
-    pool = preferred if len(preferred) else candidates
-    return pool.loc[pool.need.idxmax()]
+    size = joined.need_id.map(network.needs.set_index("need_id").need)
+    relieved = (joined.awarded * joined.relief / size).groupby(joined.need_id).sum()
+    chosen = relieved.idxmax() if relieved.max() > 0 else joined.need_id.value_counts().idxmax()
+    return network.needs[network.needs.need_id == chosen].iloc[0]
 
 
 def _draw_stack(ax: Axes, market: pd.DataFrame, need: pd.Series) -> tuple[float, float]:
@@ -433,17 +445,20 @@ def _draw_stack(ax: Axes, market: pd.DataFrame, need: pd.Series) -> tuple[float,
     Returns the price range of the part drawn (the x axis stops past the need and the
     accepted offers, so the far tail of dear offers does not squash the picture).
     """
+    capacity = market.capacity if "capacity" in market else market.quantity
     bids = market.assign(volume=market.quantity * market.relief,
+                         full=capacity * market.relief,
                          unit_price=market.price / market.relief,
                          unit_cost=market.cost / market.relief).sort_values("unit_price")
     edges = np.concatenate([[0.0], bids.volume.cumsum().to_numpy()])
     won = (bids.awarded > 0).to_numpy()
-    ax.bar(edges[:-1][won], bids.unit_price[won], width=bids.volume[won], align="edge",
-           color="tab:green", alpha=0.35, label="accepted offers")
+    ax.bar(edges[:-1][won], bids.unit_price[won], width=(bids.awarded * bids.relief)[won],
+           align="edge", color="tab:green", alpha=0.35, label="accepted (awarded part)")
     ax.stairs(bids.unit_price, edges, color="tab:blue", linewidth=1.5, label="bid price")
-    costs = bids.sort_values("unit_cost")
-    ax.stairs(costs.unit_cost, np.concatenate([[0.0], costs.volume.cumsum().to_numpy()]),
-              color="black", linestyle="--", linewidth=1.2, label="true cost")
+    costs = bids.sort_values("unit_cost")  # the competitive stack: every offer in full
+    ax.stairs(costs.unit_cost, np.concatenate([[0.0], costs.full.cumsum().to_numpy()]),
+              color="black", linestyle="--", linewidth=1.2,
+              label="true cost (full capacity)")
     ax.axvline(need.need, color=NEED_COLOUR, linewidth=1.5, label="need")
     if won.any():
         clearing = bids.unit_price[won].max()
@@ -608,10 +623,15 @@ def _spans_decade(values: pd.Series) -> bool:
 
 
 def sweep(per_run: pd.DataFrame, column: str, order: Sequence[str] | None,
-          path: Path) -> Path:
-    """How the results move with a swept parameter: one line per design."""
+          path: Path, swept: Sequence[str] = ()) -> Path:
+    """How the results move with a swept parameter: one line per design.
+
+    The other swept fields enter the line label, so their values are never pooled.
+    """
     settings = [c for c in varying_settings(per_run) if c != "variant"]  # variant = the sweep point
     data = per_run.assign(line=setting_labels(per_run, settings))
+    for other in (c for c in swept if c != column):
+        data["line"] = data.line + f" / {other}=" + data[other].astype(str)
     ordered = data.set_index("market").loc[market_order(data.market, order)]
     lines = list(dict.fromkeys(ordered.line))
     values = data[column].dropna()
@@ -682,6 +702,6 @@ def make_plots(tables: dict[str, pd.DataFrame], per_run: pd.DataFrame, folder: P
         if network is not None and network.has_coordinates:
             figures.append(awards_map(tables["awards"], rounds, network, window, markets,
                                       folder / "awards_map.png"))
-    figures += [sweep(per_run, column, markets, folder / f"sweep_{column}.png")
+    figures += [sweep(per_run, column, markets, folder / f"sweep_{column}.png", swept)
                 for column in swept if column in per_run and per_run[column].nunique() > 1]
     return [path for path in figures if path is not None]

@@ -49,6 +49,11 @@ class KPI:
             raise ValueError(f"KPI {self.name}: unknown aggregation {self.aggregation!r}")
 
     @property
+    def title(self) -> str:
+        """Label with its unit written short, for table columns."""
+        return f"{self.label} {self.unit.replace(' per round', '/round')}".strip()
+
+    @property
     def axis_label(self) -> str:
         """Label with its unit, for plots."""
         return f"{self.label} ({self.unit})" if self.unit else self.label
@@ -75,8 +80,9 @@ def _kpis() -> list[KPI]:
             "of the batteries", "rounds", "window"),
         KPI("offers_above_reservation", "offers above cap", "offers per round", "offers "
             "priced above the DSO's reservation price (not admitted)", "rounds", "window"),
-        KPI("share_at_cap", "awards at cap", "", "share of accepted energy paid the "
-            "reservation price (results then depend on the cap)", "rounds", "window"),
+        KPI("share_at_cap", "awards at cap", "", "share of accepted energy (MWh and MVArh) "
+            "paid at least 95 % of the reservation price (results then depend on the cap)",
+            "rounds", "window"),
         KPI("unmet_need_no_market", "unmet need, no market", "MWh per round", "emergency "
             "action the day needs without any market", "rounds", "window", 3),
         KPI("unmet_need_before", "unmet need in LP", "MWh per round", "emergency action "
@@ -105,7 +111,8 @@ def _kpis() -> list[KPI]:
             "what the DSO pays FSPs plus what its emergency action costs", "rounds",
             "derived", 0, True),
         KPI("lerner", "Lerner", "", "(payment - true cost) / payment over accepted bids: "
-            "the volume-weighted Lerner index (Lerner 1934)", "agents", "accepted", 2, True),
+            "the aggregate Lerner index, bids weighted by payment (Lerner 1934)", "agents",
+            "accepted", 2, True),
         *[KPI(f"lerner_{t}_{f}", f"Lerner {kinds[t]} {f}", "", f"the Lerner index of "
               f"accepted {f} bids of {t} FSPs", "agents", "accepted")
           for t in AGENT_TYPES for f in FAMILIES],
@@ -141,8 +148,9 @@ def _kpis() -> list[KPI]:
         KPI("rounds_to_stable", "stable after", "round", "first round from which the choice "
             "distributions of the learners that earn stop moving (NaN: never)", "agents",
             "run", 0),
-        KPI("converged", "converged", "share of seeds", "1 if learning was stable from the "
-            "KPI window's first round on (rounds_to_stable <= rounds - window + 1), else 0",
+        KPI("converged", "converged", "", "1 if learning was stable from the "
+            "KPI window's first round on (rounds_to_stable <= rounds - window + 1), else 0; "
+            "NaN where it cannot be judged (under two blocks, or no learner earns)",
             "agents", "derived", 2, True),
         KPI("entropy", "choice entropy", "", "mean normalised entropy of the learners' "
             "choice distributions (1 = uniform, 0 = decided)", "agents", "all bids"),

@@ -29,8 +29,7 @@ def paired_table(paired: pd.DataFrame) -> pd.DataFrame:
     for name, rows in paired.groupby("kpi", sort=False):
         kpi = KPIS[name]
         digits = kpi.digits
-        out[f"Δ {kpi.label}" + (f" {kpi.unit.replace(' per round', '/round')}"
-                                if kpi.unit else "")] = [
+        out[f"Δ {kpi.title}"] = [
             "-" if pd.isna(m) else f"{m:+.{digits}f}" + ("" if pd.isna(c) else f" ± {c:.{digits}f}")
             for m, c in zip(rows.difference, rows.ci, strict=True)]
     return out
@@ -43,7 +42,7 @@ def write_report(results: StudyResults, figures: list[Path],
     runs = results.manifest.get("runs", {})
     current = set(results.manifest.get("current_runs", []))
     failed = {k: v for k, v in runs.items() if v.get("status") == "failed" and k in current}
-    reference = study.get("reference", study["designs"][0])
+    reference = results.reference
     pairs = paired_table(results.paired)
     lines = [
         f"# Study `{study.get('name', out.name)}`",

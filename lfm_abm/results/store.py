@@ -92,7 +92,9 @@ def load_tables(out: Path, run_ids: Iterable[str]) -> dict[str, pd.DataFrame]:
     """Concatenate every table over the given runs, tagged with run id and settings.
 
     The tags are the run's design, pricing, learner, variant label, seed and one column
-    per swept field (e.g. `voll`), so a table is ready to group without a join.
+    per swept field (e.g. `voll`; a list value as text; a field named like one of the
+    table's own columns, such as `hours`, keeps the column and is read from `variant`),
+    so a table is ready to group without a join.
     """
     frames: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLES}
     for run_id in run_ids:
@@ -101,11 +103,15 @@ def load_tables(out: Path, run_ids: Iterable[str]) -> dict[str, pd.DataFrame]:
             continue
         tags = {"run_id": run_id, "design": meta["design"], "pricing": meta["pricing"],
                 "learner": meta["learner"], "variant": meta.get("variant", ""),
-                "seed": meta["seed"], **meta.get("swept", {})}
+                "seed": meta["seed"]}
+        swept = {key: value if isinstance(value, int | float | str) else str(value)
+                 for key, value in meta.get("swept", {}).items()}
         for name in TABLES:
             path = out / RUNS / run_id / f"{name}.parquet"
             if path.is_file():  # results written before a table existed lack it
-                frames[name].append(pd.read_parquet(path).assign(**tags))
+                frame = pd.read_parquet(path)
+                frames[name].append(frame.assign(**tags, **{
+                    key: value for key, value in swept.items() if key not in frame}))
     return {name: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
             for name, parts in frames.items()}
 
@@ -138,7 +144,10 @@ def write_network(out: Path, network: NetworkData) -> None:
     folder = out / "network"
     folder.mkdir(parents=True, exist_ok=True)
     for name in NETWORK_FILES:
-        getattr(network, name).to_parquet(folder / f"{name}.parquet", index=False)
+        handle, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+        os.close(handle)
+        getattr(network, name).to_parquet(tmp, index=False)
+        os.replace(tmp, folder / f"{name}.parquet")
 
 
 def read_network(out: Path) -> NetworkData | None:
