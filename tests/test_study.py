@@ -80,6 +80,13 @@ def test_load_results_and_three_lines_reproduce_the_summary(finished):
     for name in ("dso_cost", "total_cost", "lerner"):
         assert table[name].to_numpy() == pytest.approx(
             summary.loc[table.index, f"{name}_mean"].to_numpy(), nan_ok=True)
+    # and from the raw records: the window (10 rounds) covers the 6 rounds of each run
+    raw = results.rounds.groupby("design", sort=False).dso_cost.mean()
+    assert raw.to_numpy() == pytest.approx(summary.loc[raw.index, "dso_cost_mean"].to_numpy())
+    paid = results.agents[results.agents.awarded > 0].groupby("run_id")[
+        ["profit", "payment"]].sum()
+    lerner = (paid.profit / paid.payment).reindex(results.runs.run_id).to_numpy()
+    assert lerner == pytest.approx(results.runs.lerner.to_numpy(), nan_ok=True)
     for frame in (results.rounds, results.agents, results.awards, results.offers):
         assert {"run_id", "design", "pricing", "learner", "seed"} <= set(frame.columns)
     assert set(results.offers["round"]) == {1, 6}

@@ -150,7 +150,8 @@ def _kpis() -> list[KPI]:
             "run", 0),
         KPI("converged", "converged", "", "1 if learning was stable from the "
             "KPI window's first round on (rounds_to_stable <= rounds - window + 1), else 0; "
-            "NaN where it cannot be judged (under two blocks, or no learner earns)",
+            "NaN where it cannot be judged (under two blocks, or no learner earns); the "
+            "headline shows seeds converged / seeds judged",
             "agents", "derived", 2, True),
         KPI("entropy", "choice entropy", "", "mean normalised entropy of the learners' "
             "choice distributions (1 = uniform, 0 = decided)", "agents", "all bids"),
