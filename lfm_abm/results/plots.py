@@ -425,17 +425,19 @@ def _need_offers(offers: pd.DataFrame, network: NetworkData) -> pd.DataFrame:
 
 
 def choose_need(offers: pd.DataFrame, network: NetworkData) -> pd.Series | None:
-    """The need whose market the accepted offers relieve most, as a share of the need.
+    """The need with the most money in its market: accepted spend on offers that relieve it.
 
-    Shares compare CM needs (MVA) and VC needs (p.u.) on one scale; without any accepted
-    offer, the need with the most offers.
+    EUR compare CM needs (MVA) and VC needs (p.u.) on one scale; ties (needs of one period
+    relieved by the same offers) go to the need that is largest for its unit.
     """
     joined = _need_offers(offers, network)
     if not len(joined):
         return None
-    size = joined.need_id.map(network.needs.set_index("need_id").need)
-    relieved = (joined.awarded * joined.relief / size).groupby(joined.need_id).sum()
-    chosen = relieved.idxmax() if relieved.max() > 0 else joined.need_id.value_counts().idxmax()
+    needs = network.needs.set_index("need_id")
+    spend = (joined.awarded * joined.price * joined.hours).groupby(joined.need_id).sum()
+    relative = needs.need / needs.groupby("unit").need.transform("max")
+    score = pd.DataFrame({"spend": spend.round(6), "size": relative.reindex(spend.index)})
+    chosen = score.sort_values(["spend", "size"], ascending=False).index[0]
     return network.needs[network.needs.need_id == chosen].iloc[0]
 
 
@@ -472,8 +474,10 @@ def _draw_stack(ax: Axes, market: pd.DataFrame, need: pd.Series) -> tuple[float,
     right = min(edges[-1], 1.6 * max(need.need, accepted_end))
     ax.set_xlim(0, right)
     shown = bids[edges[:-1] < right]
-    return (float(min(shown.unit_price.min(), costs.unit_cost.min())),
-            float(shown.unit_price.max()))
+    top = shown.unit_price.max()
+    if won.any():  # the dearest tail says little once it is 5 x the highest accepted price
+        top = min(top, 5 * bids.unit_price[won].max())
+    return float(min(shown.unit_price.min(), costs.unit_cost.min())), float(top)
 
 
 def supply_stack(offers: pd.DataFrame, network: NetworkData, ranked: list[str],
