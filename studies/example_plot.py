@@ -1,8 +1,9 @@
 """Example: load a study's results with `load_results` and draw a plot lfm-abm does not.
 
-The plot: how the aggregate Lerner index, (payment - true cost) / payment over the
-awarded bids of a round, evolves as FSPs learn, by design. If the study folder has no
-results yet, the quick study (studies/quick.toml) is run first.
+The plot: the aggregate Lerner index of accepted bids, (payment - true cost) / payment,
+round by round, one line per seed and a panel per design. `plots/market_power.png`
+shows its mean over seeds; this shows whether the seeds agree. If the study folder has
+no results yet, the quick study (studies/quick.toml) is run first.
 
     python studies/example_plot.py [OUT_DIR] [--rounds N]
 """
@@ -15,11 +16,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-import pandas as pd
 import seaborn as sns
 
 from lfm_abm import load_results
+from lfm_abm.results.plots import lerner_per_round
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,13 +33,6 @@ def ensure_results(out: Path, rounds: int | None) -> None:
     run_study(load_study(HERE / "quick.toml", rounds=rounds, out=str(out)), progress=False)
 
 
-def lerner_by_round(agents: pd.DataFrame) -> pd.DataFrame:
-    """Aggregate Lerner index (rent over payment) per design, seed and round with payments."""
-    paid = agents.groupby(["design", "seed", "round"])[["profit", "payment"]].sum()
-    paid = paid[paid.payment > 0]
-    return (paid.profit / paid.payment).rename("lerner").reset_index()
-
-
 def main() -> None:
     """Make `plots/lerner_by_round.png` in the study folder."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -48,15 +41,18 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     ensure_results(out, args.rounds)
-    lerner = lerner_by_round(load_results(out).agents)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    sns.lineplot(data=lerner, x="round", y="lerner", hue="design", errorbar=("ci", 95),
-                 n_boot=200, seed=0, ax=ax)
-    ax.set(xlabel="round", ylabel="Lerner index (payment - true cost) / payment",
-           title="Market power as FSPs learn (mean and 95 % CI over seeds)")
+    agents = load_results(out).agents
+    lerner = lerner_per_round(agents.assign(market=agents.design))
+    lerner["seed"] = lerner.run_id.map(agents.drop_duplicates("run_id").set_index("run_id").seed)
+    grid = sns.relplot(data=lerner, x="round", y="lerner", hue="seed", col="market",
+                       col_wrap=min(4, lerner.market.nunique()), kind="line", height=2.8,
+                       palette="tab10", linewidth=1)
+    grid.set_axis_labels("round", "Lerner index (payment - true cost) / payment")
+    grid.set_titles(col_template="{col_name}")
+    grid.figure.suptitle("Market power as FSPs learn, seed by seed", y=1.03)
     path = out / "plots" / "lerner_by_round.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    grid.savefig(path, dpi=110, bbox_inches="tight")
     print(f"wrote {path}")
 
 
