@@ -243,14 +243,13 @@ def _print_summary(out) -> None:
     from lfm_abm.results import store
     from lfm_abm.results.diagnostics import diagnose
     from lfm_abm.results.kpis import headline
-    from lfm_abm.results.load import reference_design
+    from lfm_abm.results.load import failed_runs, reference_design
     from lfm_abm.results.report import paired_table
 
     summary = pd.read_csv(out / "summary.csv", keep_default_na=False, na_values=[""])
     manifest = store.read_manifest(out)
     study = manifest["study"]
-    failed = [r for r, v in manifest.get("runs", {}).items() if v.get("status") == "failed"
-              and r in manifest.get("current_runs", [])]
+    failed = list(failed_runs(manifest))
     print(f"headline: mean ± 95 % CI over seeds, last {study['window']} of {study['rounds']} "
           "rounds (`lfm-abm run --explain` says what each column means)")
     print(headline(summary).to_string(index=False))

@@ -82,6 +82,13 @@ def finished_runs(out: Path, manifest: dict) -> list[str]:
             and (store.run_meta(out, r) or {}).get("fingerprint") == runs[r].get("fingerprint")]
 
 
+def failed_runs(manifest: dict) -> dict[str, dict]:
+    """Current runs that failed, with their manifest entry (error, traceback)."""
+    runs = manifest.get("runs", {})
+    return {r: runs[r] for r in manifest.get("current_runs", [])
+            if runs.get(r, {}).get("status") == "failed"}
+
+
 def load_results(out: str | Path) -> StudyResults:
     """Load a study output folder (written by `lfm-abm run`) as tidy pandas frames."""
     out = Path(out)

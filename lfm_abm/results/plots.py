@@ -287,8 +287,6 @@ def _market_lines(ax: Axes, data: pd.DataFrame, y: str, markets: list[str],
 def _legend_below(fig: Figure, ax: Axes, title: str) -> None:
     """Move an axes' legend below the figure, one row: it then hides no curve."""
     handles, labels = ax.get_legend_handles_labels()
-    if ax.get_legend() is not None:
-        ax.get_legend().remove()
     fig.legend(handles, labels, title=title, loc="upper center", bbox_to_anchor=(0.5, 0.0),
                ncols=min(len(labels), 8), fontsize=8)
 
@@ -408,7 +406,6 @@ def surplus_split(agents: pd.DataFrame, rounds: pd.DataFrame, per_run: pd.DataFr
     left.set_yticks(y, ranked)
     left.invert_yaxis()
     left.get_yticklabels()[0].set_fontweight("bold")
-    left.legend()
     fig.suptitle(f"What the DSO's total cost consists of, last {window} rounds "
                  "(mean over seeds; designs ranked by total cost)")
     fig.tight_layout()

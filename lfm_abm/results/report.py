@@ -8,7 +8,7 @@ import pandas as pd
 
 from lfm_abm.results.diagnostics import Diagnostic
 from lfm_abm.results.kpis import GROUP, glossary, headline, setting_labels
-from lfm_abm.results.load import StudyResults
+from lfm_abm.results.load import StudyResults, failed_runs
 from lfm_abm.results.registry import KPIS
 
 
@@ -41,7 +41,7 @@ def write_report(results: StudyResults, figures: list[Path],
     study, out = results.study, results.out
     runs = results.manifest.get("runs", {})
     current = set(results.manifest.get("current_runs", []))
-    failed = {k: v for k, v in runs.items() if v.get("status") == "failed" and k in current}
+    failed = failed_runs(results.manifest)
     reference = results.reference
     pairs = paired_table(results.paired)
     lines = [
