@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import fields
-from typing import Any
+from collections.abc import Iterable
 
 
 class InputError(ValueError):
@@ -32,7 +30,7 @@ class InputError(ValueError):
     def __str__(self) -> str:
         where = ": ".join(part for part in (self.source, self.field) if part)
         text = f"{where}: {self.message}" if where else self.message
-        if self.allowed is not None:
+        if self.allowed:
             shown = self.allowed[:20]
             more = f", ... ({len(self.allowed)} in all)" if len(self.allowed) > 20 else ""
             text += f" (allowed: {', '.join(shown)}{more})"
@@ -41,23 +39,3 @@ class InputError(ValueError):
 
 class PowerFlowError(RuntimeError):
     """An AC power flow did not converge; names the period so the user can look at it."""
-
-
-def from_table(cls: Any, data: Mapping[str, object], source: str, prefix: str) -> Any:
-    """Build a settings dataclass from a TOML table, errors naming `source` and the field.
-
-    Unknown keys list the allowed ones; the dataclass's own validation errors are
-    re-raised with the file name attached.
-    """
-    allowed = [f.name for f in fields(cls) if f.name != "source"]
-    for key in data:
-        if key not in allowed:
-            raise InputError(f"unknown field {key!r}", source=source, field=f"{prefix}.{key}",
-                             allowed=allowed)
-    try:
-        return cls(**data)
-    except InputError as exc:
-        raise InputError(exc.message, source=source, field=exc.field,
-                         allowed=exc.allowed) from None
-    except TypeError as exc:  # a value of the wrong kind reached a comparison
-        raise InputError(f"invalid value ({exc})", source=source, field=prefix) from None

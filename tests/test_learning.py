@@ -370,6 +370,30 @@ def test_allowed_range_is_shown():
         make_learner({"kind": "exp3", "gamma": 0.0}, ActionGrid())
 
 
+@pytest.mark.parametrize(("spec", "field", "allowed"), [
+    ({"kind": "q-learning", "alpha": True}, "learner.alpha", "a number in (0, 1]"),
+    ({"kind": "epsilon-greedy", "initial_value": math.inf}, "learner.initial_value",
+     "a number"),
+    ({"kind": "roth-erev", "temperature": math.nan}, "learner.temperature", "a number > 0"),
+    ({"kind": "ucb1", "exploration": -1}, "learner.exploration", "a number > 0"),
+    ({"kind": "fixed-markup", "markup": "1"}, "learner.markup", "a number >= 0"),
+    ({"kind": "fixed-markup"}, "learner.markup", "a number >= 0"),
+    ({"kind": "roth-erev", "choice": 1}, "learner.choice", "one of 'proportional', 'gibbs'"),
+])
+def test_bad_parameter_is_one_line_naming_field_value_and_range(spec, field, allowed):
+    """The learner parameters go through the one settings schema: same form as elsewhere."""
+    with pytest.raises(InputError) as err:
+        make_learner(spec, ActionGrid(), source="study.toml")
+    text = str(err.value)
+    assert len(text.splitlines()) == 1
+    assert text.startswith(f"study.toml: {field}: ") and text.endswith(f"(allowed: {allowed})")
+
+
+def test_parameters_are_plain_floats_on_the_instance():
+    learner = make_learner({"kind": "q-learning", "alpha": 1, "epsilon": 0}, BANDIT_GRID)
+    assert (type(learner.alpha), learner.alpha, learner.discount) == (float, 1.0, 0.0)
+
+
 # --- ActionGrid -------------------------------------------------------------------------
 
 
@@ -393,15 +417,16 @@ def test_grid_from_dict():
 
 @pytest.mark.parametrize(("data", "field"), [
     ({"markups": []}, "actions.markups"),
-    ({"markups": [0.0, -0.1]}, "actions.markups"),
+    ({"markups": [0.0, -0.1]}, "actions.markups[1]"),
     ({"markups": [0.0, 0.5, 0.5]}, "actions.markups"),
     ({"markups": [0.0, 1.0, 0.5]}, "actions.markups"),
     ({"markups": [0.1, 0.5]}, "actions.markups"),
-    ({"markups": [0.0, math.inf]}, "actions.markups"),
-    ({"markups": [0.0, math.nan]}, "actions.markups"),
+    ({"markups": [0.0, math.inf]}, "actions.markups[1]"),
+    ({"markups": [0.0, math.nan]}, "actions.markups[1]"),
     ({"markups": "0, 1"}, "actions.markups"),
-    ({"markups": [0.0, "1"]}, "actions.markups"),
-    ({"withhold": [0.0, 1.0]}, "actions.withhold"),
+    ({"markups": [0.0, "1"]}, "actions.markups[1]"),
+    ({"markups": [0.0, True]}, "actions.markups[1]"),
+    ({"withhold": [0.0, 1.0]}, "actions.withhold[1]"),
     ({"withhold": [0.5]}, "actions.withhold"),
     ({"withhold": [0.0, 0.3, 0.2]}, "actions.withhold"),
     ({"markup": [0.0]}, "actions.markup"),
@@ -412,6 +437,14 @@ def test_grid_validation_names_the_field(data, field):
     assert err.value.field == field
     assert err.value.source == "study.toml"
     assert err.value.allowed
+
+
+def test_grid_error_is_one_line_with_the_allowed_values():
+    with pytest.raises(InputError) as err:
+        ActionGrid.from_dict({"withhold": [0.0, 1.5]}, source="study.toml")
+    assert str(err.value) == ("study.toml: actions.withhold[1]: invalid value 1.5 (allowed: "
+                              "a non-empty list of numbers in [0, 1))")
+    assert hash(ActionGrid()) == hash(ActionGrid.from_dict({}))
 
 
 def test_grid_constructor_validates_too():

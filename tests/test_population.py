@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -52,6 +54,78 @@ def test_broken_fsp_fields_are_named(change, field):
     with pytest.raises(InputError) as err:
         population_from_dict({"fsp": [PV | change]}, "pop.toml")
     assert err.value.source == "pop.toml" and err.value.field == field
+
+
+EV = {"id": "ev_5", "type": "ev_fleet", "bus": 5, "charger_mw": 1.0, "cost": {"P_up": 90.0}}
+STORAGE = {"kind": "storage", "bus": 9, "power_mw": 0.5, "energy_mwh": 1.0}
+
+
+def aggregator(asset: dict) -> dict:
+    return {"id": "agg", "type": "der_aggregator", "cost": {"P_up": 50.0},
+            "assets": [{"kind": "generator", "bus": 7}, asset]}
+
+
+@pytest.mark.parametrize(("fsp", "field", "allowed"), [
+    (PV | {"bus": 11.5}, "fsp pv_11: bus", "an integer"),
+    (PV | {"oversize": True}, "fsp pv_11: oversize", "a number in [1, 10000]"),
+    (PV | {"oversize": math.nan}, "fsp pv_11: oversize", "a number in [1, 10000]"),
+    (PV | {"oversize": math.inf}, "fsp pv_11: oversize", "a number in [1, 10000]"),
+    (PV | {"oversize": 0.5}, "fsp pv_11: oversize", "a number in [1, 10000]"),
+    (PV | {"q_at_night": 1}, "fsp pv_11: q_at_night", "true or false"),
+    (PV | {"cost": {"P_down": math.nan}}, "fsp pv_11: cost.P_down", "a number > 0, or none"),
+    (EV | {"window": [17, 7.5]}, "fsp ev_5: window[1]", "a list of 2 integers in [0, 23]"),
+    (EV | {"window": [17, 24]}, "fsp ev_5: window[1]", "a list of 2 integers in [0, 23]"),
+    (EV | {"window": [17]}, "fsp ev_5: window", "a list of 2 integers in [0, 23]"),
+    (EV | {"v2g_share": 1.5}, "fsp ev_5: v2g_share", "a number in [0, 1]"),
+    (aggregator(STORAGE | {"energy_mwh": -1.0}), "fsp agg: assets[1]: energy_mwh",
+     "a number in [0, 10000]"),
+    (aggregator(STORAGE | {"efficiency": 0.3}), "fsp agg: assets[1]: efficiency",
+     "a number in [0.5, 1]"),
+    (aggregator(STORAGE | {"soc_initial": 0.4, "soc_final": 0.6}),
+     "fsp agg: assets[1]: soc_final", "a number in [0, 0.4], or none"),
+    (aggregator({"kind": "flexible_load", "bus": 9, "shift": "yes"}),
+     "fsp agg: assets[1]: shift", "true or false"),
+])
+def test_bad_asset_values_are_one_line_naming_fsp_field_and_range(fsp, field, allowed):
+    with pytest.raises(InputError) as err:
+        population_from_dict({"fsp": [fsp]}, "pop.toml")
+    text = str(err.value)
+    assert len(text.splitlines()) == 1
+    assert text.startswith(f"pop.toml: {field}: ") and text.endswith(f"(allowed: {allowed})")
+
+
+def test_a_bad_value_in_a_population_file_names_file_fsp_and_field(tmp_path):
+    path = tmp_path / "pop.toml"
+    path.write_text('[[fsp]]\nid = "agg"\ntype = "der_aggregator"\ncost = { P_up = 50.0 }\n'
+                    'assets = [{ kind = "storage", bus = 9, power_mw = 0.5, energy_mwh = 1.0,'
+                    ' efficiency = 1.5 }]\n')
+    with pytest.raises(InputError) as err:
+        load_population(path)
+    assert str(err.value) == (f"{path}: fsp agg: assets[0]: efficiency: invalid value 1.5 "
+                              "(allowed: a number in [0.5, 1])")
+
+
+def test_specs_built_in_code_are_checked_and_completed():
+    with pytest.raises(InputError, match=r"oversize: invalid value 0.2"):
+        AssetSpec("pv", 11, {"P_down": 60.0}, params={"oversize": 0.2})
+    battery = AssetSpec("storage", 9, {"P_up": 50}, params={"power_mw": 1, "energy_mwh": 2})
+    assert battery.cost == {"P_up": 50.0}
+    assert battery.params == {"power_mw": 1.0, "energy_mwh": 2.0, "soc_initial": 0.5,
+                              "soc_final": None, "efficiency": 0.9}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"ev_fleets": 1.5}, "population.ev_fleets: invalid value 1.5 (allowed: an integer >= 0)"),
+    ({"pv_density": True},
+     "population.pv_density: invalid value True (allowed: a number in [0, 1])"),
+    ({"need_bias": math.inf}, "population.need_bias: invalid value inf (allowed: a number >= 0)"),
+    ({"storage_hours": (2.0, 1.0)}, "population.storage_hours: invalid value [2.0, 1.0]: low "
+                                    "above high (allowed: a list of 2 numbers > 0, low <= high)"),
+])
+def test_generator_settings_are_checked(change, message):
+    with pytest.raises(InputError) as err:
+        GeneratorSettings(**change)
+    assert str(err.value) == message
 
 
 def test_structural_errors():

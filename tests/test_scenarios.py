@@ -69,11 +69,11 @@ def test_non_convergence_names_the_period(cigre):
 @pytest.mark.parametrize(
     ("fields", "field"),
     [
-        ({"hours": (25,)}, "hours"),
-        ({"pv_scale": -1.0}, "pv_scale"),
-        ({"days": ("2016-13-01",)}, "days"),
-        ({"days": ("2019-07-01",)}, "days"),
-        ({"period_hours": 0}, "period_hours"),
+        ({"hours": (25,)}, "scenario.hours[0]"),
+        ({"pv_scale": -1.0}, "scenario.pv_scale"),
+        ({"days": ("2016-13-01",)}, "scenario.days"),
+        ({"days": ("2019-07-01",)}, "scenario.days"),
+        ({"period_hours": 0}, "scenario.period_hours"),
     ],
 )
 def test_bad_scenarios_name_the_field(fields, field):

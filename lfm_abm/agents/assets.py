@@ -34,63 +34,153 @@ later and its P_down cost that of the recovery (rebound) it is paid for.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 
 from lfm_abm.agents.inventory import GridInventory
+from lfm_abm.errors import InputError
 from lfm_abm.market.capability import DEVICE_COLUMNS
 from lfm_abm.market.energy import empty_accounts, shift_account, storage_account
+from lfm_abm.schema import Bool, Field, Float, Int, settings
 
 OFFER_COLUMNS = ["asset", "bus", "period", "product", "capacity", "cost", "device_id"]
 #: Capacities below this (MW/MVAr) are not worth a bid.
 MIN_CAPACITY = 1e-4
 
+#: A share of something (of a bus's resource, of chargers, of a battery's energy).
+Share = Annotated[Float, Field(ge=0, le=1)]
+#: MW, MWh or a factor on a bus's load; the upper bound catches unit slips (kW as MW).
+Size = Annotated[Float, Field(ge=0, le=1e4)]
+#: A true cost: a markup over zero would not be a price, so it must be positive.
+Cost = Annotated[Float, Field(gt=0)]
+Hour = Annotated[Int, Field(ge=0, le=23)]
 
-@dataclass(frozen=True)
+# The parameters of each asset kind, in the order they are written to a population file.
+# Their section is empty: fields are named as they appear in the asset's table.
+
+
+@settings("")
+class PVParams:
+    """A PV inverter: the share of the PV at its bus."""
+
+    oversize: Annotated[Float, Field(
+        ge=1, le=1e4, description="inverter apparent power / rated PV power")] = 1.1
+    q_at_night: Annotated[Bool, Field(
+        description="offer Q when the PV produces nothing")] = False
+
+
+@settings("")
+class EVParams:
+    """An EV fleet: a share of the EV charging at its bus."""
+
+    charger_mw: Annotated[Size, Field(description="total charger power of the fleet share, MW")]
+    window: Annotated[tuple[Hour, ...], Field(
+        min_length=2, max_length=2,
+        description="[first, last] hour the fleet is plugged in (wraps midnight)")] = (17, 7)
+    v2g_share: Annotated[Share, Field(
+        description="share of chargers that can give reactive power")] = 0.0
+
+
+@settings("")
+class FlexibleLoadParams:
+    """A flexible load: a share of the load at its bus."""
+
+    increase: Annotated[Size, Field(
+        description="extra consumption it can add, as a share of its load")] = 0.2
+    shift: Annotated[Bool, Field(
+        description="shed energy is recovered later the same day (else it is lost)")] = False
+
+
+@settings("")
+class StorageParams:
+    """A new battery, idle at zero in the baseline (its share is ignored)."""
+
+    power_mw: Annotated[Size, Field(description="converter power of the battery, MW")]
+    energy_mwh: Annotated[Size, Field(description="usable energy of the battery, MWh")]
+    soc_initial: Annotated[Share, Field(
+        description="state of charge at the start of the day, share of energy")] = 0.5
+    soc_final: Annotated[Share | None, Field(
+        description="least state of charge at the end of the day, share of energy, "
+                    "at most soc_initial (default: soc_initial)")] = None
+    efficiency: Annotated[Float, Field(ge=0.5, le=1, description="round-trip efficiency")] = 0.9
+
+    def __post_init__(self) -> None:
+        # The battery idles in its baseline, so it cannot end the day fuller than it began.
+        if self.soc_final is not None and self.soc_final > self.soc_initial:
+            raise InputError(f"invalid value {self.soc_final!r}: above soc_initial "
+                             f"({self.soc_initial:g}), and an idle battery cannot end the "
+                             "day fuller", field="soc_final",
+                             allowed=[f"a number in [0, {self.soc_initial:g}], or none"])
+
+
+@settings("")
+class GeneratorParams:
+    """A generator: a share of the generation at its bus; no parameters of its own."""
+
+
+@settings("cost")
+class TrueCost:
+    """True costs per product (`market.bids.PRODUCTS`), EUR/MWh or EUR/MVArh.
+
+    A product left out (None) is not offered.
+    """
+
+    P_up: Cost | None = None
+    P_down: Cost | None = None
+    Q_up: Cost | None = None
+    Q_down: Cost | None = None
+
+
+def true_costs(table: Mapping[str, object]) -> dict[str, float]:
+    """The costs of a table such as {P_down = 60.0}, checked, in the table's order.
+
+    The order is kept because offers are made in it.
+    """
+    checked = TrueCost(**table)
+    return {product: getattr(checked, product) for product in table}
+
+
+#: Per kind: the products it may offer, the inventory it needs at its bus, its parameters.
+ASSET_KINDS: dict[str, dict] = {
+    "pv": {"products": ("P_down", "Q_up", "Q_down"), "needs": "pv", "params": PVParams},
+    "ev": {"products": ("P_up", "P_down", "Q_up", "Q_down"), "needs": "ev",
+           "params": EVParams},
+    "flexible_load": {"products": ("P_up", "P_down"), "needs": "load",
+                      "params": FlexibleLoadParams},
+    "storage": {"products": ("P_up", "P_down", "Q_up", "Q_down"), "needs": None,
+                "params": StorageParams},
+    "generator": {"products": ("P_up", "P_down", "Q_up", "Q_down"), "needs": "generator",
+                  "params": GeneratorParams},
+}
+
+
+@settings("")
 class AssetSpec:
-    """One flexible asset: its kind, bus, share of what the grid has there, and costs."""
+    """One flexible asset: its kind, bus, share of what the grid has there, and costs.
 
-    kind: str
-    bus: int
-    cost: Mapping[str, float]
-    share: float = 1.0
+    Costs and the kind's parameters (`ASSET_KINDS[kind]["params"]`) are checked and the
+    parameters completed with their defaults whoever builds the spec (a population file,
+    the generator, a test), so the physics below reads only checked values.
+    """
+
+    kind: Literal["pv", "ev", "flexible_load", "storage", "generator"]
+    bus: Int
+    cost: Mapping[str, object]
+    share: Share = 1.0
     params: Mapping[str, object] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cost", true_costs(self.cost))
+        object.__setattr__(self, "params", asdict(ASSET_KINDS[self.kind]["params"](
+            **self.params)))
+
     def param(self, name: str) -> object:
-        """A kind-specific parameter, falling back to its documented default."""
-        return self.params.get(name, ASSET_KINDS[self.kind]["params"][name][0])
-
-
-#: Per kind: the products it may offer and its parameters (default, meaning).
-ASSET_KINDS: dict[str, dict] = {
-    "pv": {"products": ("P_down", "Q_up", "Q_down"), "needs": "pv", "params": {
-        "oversize": (1.1, "inverter apparent power / rated PV power, >= 1"),
-        "q_at_night": (False, "offer Q when the PV produces nothing"),
-    }},
-    "ev": {"products": ("P_up", "P_down", "Q_up", "Q_down"), "needs": "ev", "params": {
-        "charger_mw": (None, "total charger power of the fleet share, MW (required)"),
-        "window": ((17, 7), "[first, last] hour the fleet is plugged in (wraps midnight)"),
-        "v2g_share": (0.0, "share of chargers that can give reactive power, 0..1"),
-    }},
-    "flexible_load": {"products": ("P_up", "P_down"), "needs": "load", "params": {
-        "increase": (0.2, "extra consumption it can add, as a share of its load, >= 0"),
-        "shift": (False, "shed energy is recovered later the same day (else it is lost)"),
-    }},
-    "storage": {"products": ("P_up", "P_down", "Q_up", "Q_down"), "needs": None, "params": {
-        "power_mw": (None, "converter power of the new battery, MW (required)"),
-        "energy_mwh": (None, "usable energy of the battery, MWh (required)"),
-        "soc_initial": (0.5, "state of charge at the start of the day, share of energy"),
-        "soc_final": (None, "least state of charge at the end of the day, share of energy, "
-                            "at most soc_initial (default: soc_initial)"),
-        "efficiency": (0.9, "round-trip efficiency, 0.5..1"),
-    }},
-    "generator": {"products": ("P_up", "P_down", "Q_up", "Q_down"), "needs": "generator",
-                  "params": {}},
-}
+        """A kind-specific parameter (its default if the spec did not set it)."""
+        return self.params[name]
 
 
 def in_window(hours: np.ndarray, window: tuple[int, int]) -> np.ndarray:
@@ -126,19 +216,19 @@ def _flex(asset: AssetSpec, inventory: GridInventory, hours: np.ndarray,
     zero = np.zeros(n)
     if asset.kind == "pv":
         p0 = asset.share * inventory.at("pv", asset.bus)
-        s = float(asset.param("oversize")) * asset.share * inventory.rated("pv", asset.bus)
+        s = asset.param("oversize") * asset.share * inventory.rated("pv", asset.bus)
         s = np.maximum(s, p0)  # a profile may exceed the nameplate; never below output
-        q_on = (p0 > MIN_CAPACITY) | bool(asset.param("q_at_night"))
+        q_on = (p0 > MIN_CAPACITY) | asset.param("q_at_night")
         q = np.where(q_on, s, 0.0)
         return AssetFlex({"P_down": p0, "Q_up": q, "Q_down": q},
                          (p0, zero, np.where(q_on, s, p0)))
     if asset.kind == "ev":
         charging = asset.share * inventory.at("ev", asset.bus)
-        charger = float(asset.param("charger_mw"))
-        window = tuple(asset.param("window"))
+        charger = asset.param("charger_mw")
+        window = asset.param("window")
         plugged = in_window(hours, window)
-        q = np.where(plugged, float(asset.param("v2g_share")) * charger, 0.0)
-        s = np.maximum(np.full(n, max(charger, 0.0)), charging)
+        q = np.where(plugged, asset.param("v2g_share") * charger, 0.0)
+        s = np.maximum(np.full(n, charger), charging)
         order = _in_day_order(hours, window[0])
         return AssetFlex({"P_up": np.where(plugged, charging, 0.0),
                           "P_down": np.where(plugged, np.clip(charger - charging, 0, None), 0.0),
@@ -148,16 +238,15 @@ def _flex(asset: AssetSpec, inventory: GridInventory, hours: np.ndarray,
         load = asset.share * inventory.at("load", asset.bus)
         account = (shift_account(device_id, _in_day_order(hours))
                    if asset.param("shift") else None)
-        return AssetFlex({"P_up": load, "P_down": float(asset.param("increase")) * load},
+        return AssetFlex({"P_up": load, "P_down": asset.param("increase") * load},
                          account=account)
     if asset.kind == "storage":
-        power = np.full(n, float(asset.param("power_mw")))
-        energy = float(asset.param("energy_mwh"))
-        initial = float(asset.param("soc_initial"))
-        final = asset.param("soc_final")
-        final = initial if final is None else float(final)
+        power = np.full(n, asset.param("power_mw"))
+        energy = asset.param("energy_mwh")
+        initial = asset.param("soc_initial")
+        final = initial if asset.param("soc_final") is None else asset.param("soc_final")
         account = storage_account(device_id, _in_day_order(hours), energy, initial * energy,
-                                  final * energy, float(asset.param("efficiency")))
+                                  final * energy, asset.param("efficiency"))
         return AssetFlex({"P_up": power, "P_down": power, "Q_up": power, "Q_down": power},
                          (zero, zero, power), account)
     if asset.kind == "generator":
@@ -206,8 +295,3 @@ def asset_offers(asset: AssetSpec, inventory: GridInventory, hours: np.ndarray,
     limited = flex.account is not None and any(p[0] == "P" for p in asset.cost)
     account = flex.account if limited and len(offers) else empty_accounts()
     return offers, circle, account
-
-
-def check_cost(cost: float) -> bool:
-    """True costs must be finite and positive: a markup over zero would not be a price."""
-    return isinstance(cost, int | float) and math.isfinite(cost) and cost > 0

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
+from typing import Annotated, TypeVar
 
 import numpy as np
 
-from lfm_abm.agents.assets import AssetSpec
+from lfm_abm.agents.assets import AssetSpec, Share
 from lfm_abm.agents.inventory import GridInventory
 from lfm_abm.agents.population import FSPSpec, Population
 from lfm_abm.errors import InputError
 from lfm_abm.market.clearing import MarketCase
+from lfm_abm.schema import Field, Float, Int, describe, field_name, settings
 
 #: True-cost ranges per asset kind and product (uniform draws), EUR/MWh or EUR/MVArh.
 #: PV curtailment loses feed-in revenue; EV shifting costs discomfort; loads shed at a
@@ -42,38 +44,42 @@ COST_RANGES: dict[str, dict[str, tuple[float, float]]] = {
 MIN_LOAD_SHARE = 0.1
 
 
-@dataclass(frozen=True)
-class GeneratorSettings:
-    """How many FSPs of each type, how much of the grid they control, where they sit."""
+T = TypeVar("T")
+#: [low, high] of a uniform draw.
+Interval = Annotated[tuple[T, ...], Field(min_length=2, max_length=2)]
+Count = Annotated[Int, Field(ge=0)]
+Positive = Annotated[Float, Field(gt=0)]
 
-    pv_density: float = 0.5  # share of PV buses that get a PV inverter FSP
-    pv_share: tuple[float, float] = (0.3, 0.9)  # share of the bus's PV it controls
-    pv_per_bus: int = 1  # PV owners per chosen bus (they split the share): for large tests
-    ev_fleets: int = 4
-    ev_share: tuple[float, float] = (0.5, 1.0)
-    v2g_share: float = 0.3
-    aggregators: int = 2
-    assets_per_aggregator: int = 4
-    storage_mw: tuple[float, float] = (0.2, 1.0)
-    storage_hours: tuple[float, float] = (1.0, 2.0)  # energy / power of batteries, h
-    shift_share: float = 0.5  # chance that a flexible load recovers shed energy
-    need_bias: float = 2.0
+
+@settings("population")
+class GeneratorSettings:
+    """How many FSPs of each type, how much of the grid they control, where they sit.
+
+    Fields are named as the `population` command's flags (`--pv-density`), which set them.
+    """
+
+    pv_density: Share = 0.5  # share of PV buses that get a PV inverter FSP
+    pv_share: Interval[Share] = (0.3, 0.9)  # share of the bus's PV it controls
+    # PV owners per chosen bus (they split the share): for large tests
+    pv_per_bus: Annotated[Int, Field(ge=1)] = 1
+    ev_fleets: Count = 4
+    ev_share: Interval[Share] = (0.5, 1.0)
+    v2g_share: Share = 0.3
+    aggregators: Count = 2
+    assets_per_aggregator: Annotated[Int, Field(ge=1)] = 4
+    storage_mw: Interval[Positive] = (0.2, 1.0)
+    storage_hours: Interval[Positive] = (1.0, 2.0)  # energy / power of batteries, h
+    shift_share: Share = 0.5  # chance that a flexible load recovers shed energy
+    need_bias: Annotated[Float, Field(ge=0)] = 2.0
     learner: Mapping[str, object] = field(default_factory=lambda: {"kind": "roth-erev"})
 
     def __post_init__(self) -> None:
-        if not 0 <= self.pv_density <= 1:
-            raise InputError("must be in [0, 1]", field="pv_density")
-        if self.pv_per_bus < 1:
-            raise InputError("must be >= 1", field="pv_per_bus")
-        if self.ev_fleets < 0 or self.aggregators < 0 or self.assets_per_aggregator < 1:
-            raise InputError("counts must be >= 0 (assets_per_aggregator >= 1)",
-                             field="ev_fleets/aggregators")
-        if self.need_bias < 0 or not math.isfinite(self.need_bias):
-            raise InputError("must be a finite number >= 0", field="need_bias")
-        if not 0 <= self.shift_share <= 1:
-            raise InputError("must be in [0, 1]", field="shift_share")
-        if not 0 < self.storage_hours[0] <= self.storage_hours[1]:
-            raise InputError("must be [low, high] with 0 < low <= high", field="storage_hours")
+        for name in ("pv_share", "ev_share", "storage_mw", "storage_hours"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise InputError(f"invalid value {[low, high]}: low above high",
+                                 field=field_name(self.SECTION, name),
+                                 allowed=[f"{describe(type(self), name)}, low <= high"])
 
 
 def bus_relevance(case: MarketCase) -> dict[int, float]:
@@ -194,8 +200,10 @@ def _value(value: object) -> str:
 
 
 def _asset_fields(asset: AssetSpec) -> dict[str, object]:
-    return {"bus": asset.bus, "share": asset.share, **dict(asset.params),
-            "cost": dict(asset.cost)}
+    # TOML has no null: a parameter left at None (soc_final) is left out, which reads back
+    # as the same default.
+    params = {name: value for name, value in asset.params.items() if value is not None}
+    return {"bus": asset.bus, "share": asset.share, **params, "cost": dict(asset.cost)}
 
 
 def population_to_toml(population: Population, header: str = "") -> str:

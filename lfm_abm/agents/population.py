@@ -32,21 +32,23 @@ A population file lists FSPs under `[[fsp]]`. Every FSP has an `id`, a `type` an
     ]
 
 Asset kinds and their parameters are listed in `lfm_abm.agents.assets.ASSET_KINDS`.
-Errors name the file, the FSP and the field.
+Errors name the file, the FSP (and asset) and the field: the values are checked by the
+settings classes of `lfm_abm.agents.assets` (`lfm_abm.schema`), the structure here.
 """
 
 from __future__ import annotations
 
-import math
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Annotated
 
-from lfm_abm.agents.assets import ASSET_KINDS, AssetSpec, check_cost
+from lfm_abm.agents.assets import ASSET_KINDS, AssetSpec, true_costs
 from lfm_abm.agents.inventory import GridInventory
 from lfm_abm.errors import InputError
-from lfm_abm.market.bids import PRODUCTS
+from lfm_abm.schema import Field, Float, build, settings
 
 FSP_TYPES = {
     "pv_inverter": "pv",
@@ -55,9 +57,8 @@ FSP_TYPES = {
 }
 AGGREGATOR_KINDS = ("flexible_load", "storage", "generator", "pv", "ev")
 _COMMON = {"id", "type", "learner", "cost"}
-#: Allowed [low, high] of numeric asset parameters (others: [0, 1e4]).
-_PARAM_RANGES = {"oversize": (1.0, 1e4), "v2g_share": (0.0, 1.0), "soc_initial": (0.0, 1.0),
-                 "efficiency": (0.5, 1.0)}
+#: Fields of an asset's table that are not parameters of its kind.
+_PLACE = ("kind", "bus", "share", "cost")
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def _fsp(entry: object, position: int, default_learner: Mapping, source: str) ->
     if not isinstance(learner, dict):
         raise InputError("must be a table such as { kind = \"ucb1\" }", source=source,
                          field=f"{where}: learner")
-    default_cost = _cost(entry.get("cost", {}), source, f"{where}: cost")
+    default_cost = _cost(entry.get("cost", {}), source, where)
     if kind == "der_aggregator":
         extra = set(entry) - _COMMON - {"assets"}
         if extra:
@@ -158,27 +159,22 @@ def _fsp(entry: object, position: int, default_learner: Mapping, source: str) ->
     return FSPSpec(fsp_id, kind, assets, dict(learner))
 
 
+@contextmanager
+def _at(source: str, where: str) -> Iterator[None]:
+    """Name the file and the FSP (and asset) in the input errors of the values checked."""
+    try:
+        yield
+    except InputError as exc:
+        raise InputError(exc.message, source=source, field=f"{where}: {exc.field}",
+                         allowed=exc.allowed) from None
+
+
 def _cost(raw: object, source: str, where: str) -> dict[str, float]:
     if not isinstance(raw, dict):
-        raise InputError("must be a table of product = EUR/MWh", source=source, field=where)
-    for product, value in raw.items():
-        if product not in PRODUCTS:
-            raise InputError(f"unknown product {product!r}", source=source,
-                             field=f"{where}.{product}", allowed=PRODUCTS)
-        if not check_cost(value):
-            raise InputError(f"true cost must be a finite number > 0, got {value!r}",
-                             source=source, field=f"{where}.{product}")
-    return {product: float(value) for product, value in raw.items()}
-
-
-def _number(raw: Mapping, name: str, source: str, where: str, low: float, high: float,
-            default: object) -> object:
-    value = raw.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
-            value) or not low <= value <= high:
-        raise InputError(f"must be a number in [{low}, {high}], got {value!r}", source=source,
-                         field=f"{where}: {name}")
-    return float(value)
+        raise InputError("must be a table of product = EUR/MWh", source=source,
+                         field=f"{where}: cost")
+    with _at(source, where):
+        return true_costs(raw)
 
 
 def _asset(raw: object, kind: object, default_cost: Mapping[str, float], source: str,
@@ -189,17 +185,12 @@ def _asset(raw: object, kind: object, default_cost: Mapping[str, float], source:
         raise InputError(f"unknown asset kind {kind!r}", source=source, field=f"{where}: kind",
                          allowed=allowed_kinds)
     info = ASSET_KINDS[kind]
-    allowed = {"kind", "bus", "share", "cost", *info["params"]}
+    allowed = {*_PLACE, *(f.name for f in fields(info["params"]))}
     extra = set(raw) - allowed
     if extra:
         raise InputError(f"unknown field {sorted(extra)[0]!r}", source=source,
                          field=f"{where}: {sorted(extra)[0]}", allowed=sorted(allowed))
-    bus = raw.get("bus")
-    if isinstance(bus, bool) or not isinstance(bus, int):
-        raise InputError(f"must be an integer bus id, got {bus!r}", source=source,
-                         field=f"{where}: bus")
-    share = _number(raw, "share", source, where, 0.0, 1.0, 1.0)
-    own = _cost(raw.get("cost", {}), source, f"{where}: cost")
+    own = _cost(raw.get("cost", {}), source, where)
     for product in own:
         if product not in info["products"]:
             raise InputError(f"a {kind} asset cannot offer {product}", source=source,
@@ -209,34 +200,10 @@ def _asset(raw: object, kind: object, default_cost: Mapping[str, float], source:
     if not cost:
         raise InputError("no true cost for any product it can offer", source=source,
                          field=f"{where}: cost", allowed=info["products"])
-    params: dict[str, object] = {}
-    for name, (default, _) in info["params"].items():
-        if name == "window":
-            window = raw.get(name, default)
-            if (not isinstance(window, list | tuple) or len(window) != 2
-                    or not all(isinstance(h, int) and 0 <= h <= 23 for h in window)):
-                raise InputError(f"must be [first_hour, last_hour] with hours 0..23, got "
-                                 f"{window!r}", source=source, field=f"{where}: window")
-            params[name] = tuple(window)
-        elif isinstance(default, bool):
-            value = raw.get(name, default)
-            if not isinstance(value, bool):
-                raise InputError(f"must be true or false, got {value!r}", source=source,
-                                 field=f"{where}: {name}")
-            params[name] = value
-        elif name == "soc_final":
-            if name in raw:
-                params[name] = _number(raw, name, source, where, 0.0, 1.0, None)
-        elif default is None and name not in raw:
-            raise InputError("required", source=source, field=f"{where}: {name}")
-        else:
-            low, high = _PARAM_RANGES.get(name, (0.0, 1e4))
-            params[name] = _number(raw, name, source, where, low, high, default)
-    if kind == "storage" and params.get("soc_final", 0.0) > params["soc_initial"]:
-        raise InputError(f"must be at most soc_initial ({params['soc_initial']}): the battery "
-                         "idles in its baseline, so it cannot end the day fuller",
-                         source=source, field=f"{where}: soc_final")
-    return AssetSpec(kind=kind, bus=bus, cost=cost, share=share, params=params)
+    params = {name: value for name, value in raw.items() if name not in _PLACE}
+    place = {name: raw[name] for name in ("bus", "share") if name in raw}
+    with _at(source, where):
+        return AssetSpec(kind=kind, cost=cost, params=params, **place)
 
 
 def check_costs_below_reservation(population: Population, reservation_price: float) -> None:
@@ -284,30 +251,22 @@ def check_against(population: Population, inventory: GridInventory, buses: list[
                                      source=population.source, field=f"{where}share")
 
 
-@dataclass(frozen=True)
+@settings("fsp_costs")
 class CostScales:
     """Factors on every FSP's true costs by product family (a study's `[fsp_costs]`).
 
     The ranking of designs rests on what Q costs against P; a study sweeps these factors
     (`"fsp_costs.Q_scale" = [0.5, 1, 2, 4]`) instead of trusting one cost assumption.
+    A factor is > 0: a zero cost would be no price at all.
     """
 
-    P_scale: float = 1.0
-    Q_scale: float = 1.0
+    P_scale: Annotated[Float, Field(gt=0)] = 1.0
+    Q_scale: Annotated[Float, Field(gt=0)] = 1.0
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, object], source: str) -> CostScales:
-        """Validated factors: each a finite number > 0."""
-        allowed = ("P_scale", "Q_scale")
-        for key, value in raw.items():
-            if key not in allowed:
-                raise InputError(f"unknown field {key!r}", source=source,
-                                 field=f"fsp_costs.{key}", allowed=allowed)
-            if isinstance(value, bool) or not isinstance(value, int | float) \
-                    or not math.isfinite(value) or value <= 0:
-                raise InputError(f"must be a number > 0, got {value!r}", source=source,
-                                 field=f"fsp_costs.{key}")
-        return cls(**{key: float(value) for key, value in raw.items()})
+        """Build from a TOML table; unknown keys name the allowed ones."""
+        return build(cls, raw, source)
 
     def apply(self, population: Population) -> Population:
         """The population with every true cost multiplied by its family's factor."""

@@ -9,40 +9,41 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable
-from typing import ClassVar
+from typing import Annotated
 
 import numpy as np
 
 from lfm_abm.learning.actions import ActionGrid
 from lfm_abm.learning.base import (
     Learner,
-    Parameter,
-    Real,
     epsilon_greedy,
     epsilon_greedy_probabilities,
     random_argmax,
 )
+from lfm_abm.schema import Field, Float, settings
 
 
 class EpsilonGreedy(Learner):
     """Sample-average action values, exploring uniformly with probability epsilon.
 
     Sutton & Barto (2018), Reinforcement Learning: An Introduction, section 2.2.
-    epsilon: probability of a uniformly random action instead of a best one.
-    decay: epsilon is multiplied by this after every update (1 = constant exploration).
-    initial_value: value of untried actions (above 1 = optimistic, forces early exploration).
     """
 
     KIND = "epsilon-greedy"
-    PARAMETERS: ClassVar[dict[str, Parameter]] = {
-        "epsilon": Real(0.1, 0.0, 1.0),
-        "decay": Real(1.0, 0.0, 1.0, low_open=True),
-        "initial_value": Real(0.0),
-    }
 
-    epsilon: float
-    decay: float
-    initial_value: float
+    @settings("learner")
+    class Params:
+        """The parameters of epsilon-greedy.
+
+        epsilon: probability of a uniformly random action instead of a best one.
+        decay: epsilon is multiplied by this after every update (1 = constant exploration).
+        initial_value: value of untried actions (above 1 = optimistic, forces early
+            exploration).
+        """
+
+        epsilon: Annotated[Float, Field(ge=0, le=1)] = 0.1
+        decay: Annotated[Float, Field(gt=0, le=1)] = 1.0
+        initial_value: Float = 0.0
 
     def __init__(self, grid: ActionGrid, /, **params: object) -> None:
         super().__init__(grid, **params)
@@ -76,13 +77,15 @@ class UCB1(Learner):
     Auer, Cesa-Bianchi & Fischer (2002), Finite-time analysis of the multiarmed bandit
     problem, Machine Learning 47. Index of action a after t plays, n_a of them of a:
     mean_a + sqrt(exploration * ln t / n_a).
-    exploration: c in the index; 2 is the paper's UCB1, smaller values explore less.
     """
 
     KIND = "ucb1"
-    PARAMETERS: ClassVar[dict[str, Parameter]] = {"exploration": Real(2.0, 0.0, low_open=True)}
 
-    exploration: float
+    @settings("learner")
+    class Params:
+        """exploration: c in the index; 2 is the paper's UCB1, smaller values explore less."""
+
+        exploration: Annotated[Float, Field(gt=0)] = 2.0
 
     def __init__(self, grid: ActionGrid, /, **params: object) -> None:
         super().__init__(grid, **params)
@@ -128,13 +131,15 @@ class EXP3(Learner):
     problem, SIAM J. Comput. 32(1). p = (1 - gamma) w / sum(w) + gamma / K; the chosen
     action's weight grows by exp(gamma * r / (p_a K)), an unbiased importance-weighted
     estimate of every action's reward.
-    gamma: both the share of uniform exploration and the learning rate.
     """
 
     KIND = "exp3"
-    PARAMETERS: ClassVar[dict[str, Parameter]] = {"gamma": Real(0.1, 0.0, 1.0, low_open=True)}
 
-    gamma: float
+    @settings("learner")
+    class Params:
+        """gamma: both the share of uniform exploration and the learning rate."""
+
+        gamma: Annotated[Float, Field(gt=0, le=1)] = 0.1
 
     def __init__(self, grid: ActionGrid, /, **params: object) -> None:
         super().__init__(grid, **params)

@@ -1,74 +1,27 @@
 """The interface every bidding learner implements, and how learners declare parameters.
 
-Each learner class lists its parameters once, in `PARAMETERS`, with defaults and allowed
-values: validation, error messages and documentation all read that one table.
+Each learner class declares its parameters once, as a nested `Params` settings dataclass
+(`lfm_abm.schema`) with defaults and allowed ranges: validation and error messages read
+that one declaration, as they do for every other setting.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
+from collections.abc import Hashable
+from dataclasses import asdict
 from typing import ClassVar
 
 import numpy as np
 
-from lfm_abm.errors import InputError
 from lfm_abm.learning.actions import ActionGrid
+from lfm_abm.schema import settings
 
 
-@dataclass(frozen=True)
-class Real:
-    """A real-valued parameter in an interval; `default` None makes it required."""
-
-    default: float | None
-    low: float = -math.inf
-    high: float = math.inf
-    low_open: bool = False
-    high_open: bool = False
-
-    @property
-    def allowed(self) -> list[str]:
-        """The allowed range in words, for error messages and docs."""
-        if self.low == -math.inf and self.high == math.inf:
-            return ["any finite number"]
-        if self.high == math.inf:
-            return [f"a number {'>' if self.low_open else '>='} {self.low:g}"]
-        left = "(" if self.low_open else "["
-        right = ")" if self.high_open else "]"
-        return [f"a number in {left}{self.low:g}, {self.high:g}{right}"]
-
-    def parse(self, value: object) -> float | None:
-        """The value as a float, or None if it is not allowed."""
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None
-        number = float(value)
-        if not math.isfinite(number):
-            return None
-        above = number > self.low if self.low_open else number >= self.low
-        below = number < self.high if self.high_open else number <= self.high
-        return number if above and below else None
-
-
-@dataclass(frozen=True)
-class Choice:
-    """A parameter taking one of a few names."""
-
-    default: str
-    options: tuple[str, ...]
-
-    @property
-    def allowed(self) -> list[str]:
-        """The allowed names."""
-        return list(self.options)
-
-    def parse(self, value: object) -> str | None:
-        """The value, or None if it is not one of the options."""
-        return value if isinstance(value, str) and value in self.options else None
-
-
-Parameter = Real | Choice
+@settings("learner")
+class NoParams:
+    """The parameters of a learner that takes none."""
 
 
 class Learner(ABC):
@@ -76,36 +29,18 @@ class Learner(ABC):
 
     All randomness comes from the `rng` passed to `choose`, the model's seeded generator,
     so that one seed gives one run. Instances hold only plain data so they pickle across
-    process boundaries. `state` is ignored by stateless learners.
+    process boundaries. `state` is ignored by stateless learners. The fields of `Params`
+    become plain attributes of the instance: the update rules read them every round.
     """
 
     KIND: ClassVar[str]
-    PARAMETERS: ClassVar[dict[str, Parameter]] = {}
+    Params: ClassVar[type] = NoParams
 
     def __init__(self, grid: ActionGrid, /, **params: object) -> None:
         self.n_actions = len(grid)
-        for name, value in self.resolve(params).items():
+        # Params validates (an InputError names the bad parameter) and fills in defaults.
+        for name, value in asdict(self.Params(**params)).items():
             setattr(self, name, value)
-
-    @classmethod
-    def resolve(cls, params: Mapping[str, object]) -> dict[str, object]:
-        """Validated parameters with defaults filled in; InputError names the bad one."""
-        for name in params:
-            if name not in cls.PARAMETERS:
-                raise InputError(f"unknown parameter {name!r} for learner {cls.KIND!r}",
-                                 field=f"learner.{name}", allowed=list(cls.PARAMETERS))
-        values: dict[str, object] = {}
-        for name, parameter in cls.PARAMETERS.items():
-            if name not in params and parameter.default is None:
-                raise InputError(f"learner {cls.KIND!r} needs parameter {name!r}",
-                                 field=f"learner.{name}", allowed=parameter.allowed)
-            raw = params.get(name, parameter.default)
-            value = parameter.parse(raw)
-            if value is None:
-                raise InputError(f"invalid value {raw!r}", field=f"learner.{name}",
-                                 allowed=parameter.allowed)
-            values[name] = value
-        return values
 
     def choose(self, rng: np.random.Generator, state: Hashable | None = None) -> int:
         """Pick an action index by sampling the current choice distribution."""

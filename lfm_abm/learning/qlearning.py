@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import ClassVar
+from typing import Annotated
 
 import numpy as np
 
 from lfm_abm.learning.actions import ActionGrid
-from lfm_abm.learning.base import (
-    Learner,
-    Parameter,
-    Real,
-    epsilon_greedy,
-    epsilon_greedy_probabilities,
-)
+from lfm_abm.learning.base import Learner, epsilon_greedy, epsilon_greedy_probabilities
+from lfm_abm.schema import Field, Float, settings
 
 
 class QLearning(Learner):
@@ -24,28 +19,28 @@ class QLearning(Learner):
     earned r and led to s': Q[s, a] += alpha (r + discount max_a' Q[s', a'] - Q[s, a]).
     States never seen start with all values 0. FSPs pass their award share last round as
     the state (`learning.feedback.award_state`).
-    alpha: learning rate, the weight of the newest reward.
-    discount: weight of the next state's value. The default 0 treats the market as what
-        it is, a repeated one-shot auction: a bid is settled in its own round and does
-        not change what later rounds pay (other than through what rivals learn), so it
-        is valued by its own reward in the state it was made in. A discount > 0 also
-        credits a bid with the value of the state it leads to (e.g. a full award).
-    epsilon: probability of a uniformly random action instead of a best one.
-    decay: epsilon is multiplied by this after every update (1 = constant exploration).
     """
 
     KIND = "q-learning"
-    PARAMETERS: ClassVar[dict[str, Parameter]] = {
-        "alpha": Real(0.1, 0.0, 1.0, low_open=True),
-        "discount": Real(0.0, 0.0, 1.0, high_open=True),
-        "epsilon": Real(0.1, 0.0, 1.0),
-        "decay": Real(1.0, 0.0, 1.0, low_open=True),
-    }
 
-    alpha: float
-    discount: float
-    epsilon: float
-    decay: float
+    @settings("learner")
+    class Params:
+        """The parameters of Q-learning.
+
+        alpha: learning rate, the weight of the newest reward.
+        discount: weight of the next state's value. The default 0 treats the market as
+            what it is, a repeated one-shot auction: a bid is settled in its own round and
+            does not change what later rounds pay (other than through what rivals learn),
+            so it is valued by its own reward in the state it was made in. A discount > 0
+            also credits a bid with the value of the state it leads to (e.g. a full award).
+        epsilon: probability of a uniformly random action instead of a best one.
+        decay: epsilon is multiplied by this after every update (1 = constant exploration).
+        """
+
+        alpha: Annotated[Float, Field(gt=0, le=1)] = 0.1
+        discount: Annotated[Float, Field(ge=0, lt=1)] = 0.0
+        epsilon: Annotated[Float, Field(ge=0, le=1)] = 0.1
+        decay: Annotated[Float, Field(gt=0, le=1)] = 1.0
 
     def __init__(self, grid: ActionGrid, /, **params: object) -> None:
         super().__init__(grid, **params)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable
-from typing import ClassVar
+from typing import Annotated, Literal
 
 import numpy as np
 
 from lfm_abm.errors import InputError
 from lfm_abm.learning.actions import ActionGrid
-from lfm_abm.learning.base import Choice, Learner, Parameter, Real
+from lfm_abm.learning.base import Learner
+from lfm_abm.schema import Field, Float, settings
 
 # Floor on propensities: after thousands of unrewarded rounds they decay towards 0, and
 # proportional choice needs a positive sum. Far below any value that carries information.
@@ -26,32 +27,33 @@ class RothErev(Learner):
     q_j <- (1 - recency) q_j + E_j, with E_k = r (1 - experimentation) and
     E_j = q_j experimentation / (N - 1) otherwise. Unlike the original Roth-Erev rule, a
     zero reward still changes the propensities, so unprofitable actions lose ground.
-    recency: how fast old propensities are forgotten.
-    experimentation: share of reinforcement spilled to the actions not chosen. The value
-        (N - 1) / N is rejected: under the original Roth-Erev rule it gives every action
-        the same reinforcement r / N, so choice never learns from reward; the variant
-        keeps that restriction, as Nicolaisen, Petrov & Tesfatsion do. With a single
-        action there is nothing to spill to and any value is accepted.
-    initial_propensity: q0 of every action; larger values make early rewards count less.
-    choice: "proportional" (p_j = q_j / sum q) or "gibbs" (p_j proportional to
-        exp(q_j / temperature)).
-    temperature: Gibbs temperature; lower values concentrate choice on the best action.
     """
 
     KIND = "roth-erev"
-    PARAMETERS: ClassVar[dict[str, Parameter]] = {
-        "recency": Real(0.1, 0.0, 1.0, high_open=True),
-        "experimentation": Real(0.2, 0.0, 1.0, high_open=True),
-        "initial_propensity": Real(1.0, 0.0, low_open=True),
-        "choice": Choice("proportional", ("proportional", "gibbs")),
-        "temperature": Real(1.0, 0.0, low_open=True),
-    }
 
-    recency: float
-    experimentation: float
-    initial_propensity: float
-    choice: str
-    temperature: float
+    @settings("learner")
+    class Params:
+        """The parameters of Roth-Erev learning.
+
+        recency: how fast old propensities are forgotten.
+        experimentation: share of reinforcement spilled to the actions not chosen. The
+            value (N - 1) / N is rejected (it depends on the grid, so the learner checks
+            it): under the original Roth-Erev rule it gives every action the same
+            reinforcement r / N, so choice never learns from reward; the variant keeps
+            that restriction, as Nicolaisen, Petrov & Tesfatsion do. With a single action
+            there is nothing to spill to and any value is accepted.
+        initial_propensity: q0 of every action; larger values make early rewards count
+            less.
+        choice: "proportional" (p_j = q_j / sum q) or "gibbs" (p_j proportional to
+            exp(q_j / temperature)).
+        temperature: Gibbs temperature; lower values concentrate choice on the best action.
+        """
+
+        recency: Annotated[Float, Field(ge=0, lt=1)] = 0.1
+        experimentation: Annotated[Float, Field(ge=0, lt=1)] = 0.2
+        initial_propensity: Annotated[Float, Field(gt=0)] = 1.0
+        choice: Literal["proportional", "gibbs"] = "proportional"
+        temperature: Annotated[Float, Field(gt=0)] = 1.0
 
     def __init__(self, grid: ActionGrid, /, **params: object) -> None:
         super().__init__(grid, **params)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable
-from typing import ClassVar
+from typing import Annotated
 
 import numpy as np
 
 from lfm_abm.errors import InputError
 from lfm_abm.learning.actions import ActionGrid
-from lfm_abm.learning.base import Learner, Parameter, Real
+from lfm_abm.learning.base import Learner
+from lfm_abm.schema import Field, Float, settings
 
 
 class Fixed(Learner):
@@ -52,20 +53,20 @@ class Truthful(Fixed):
 
 
 class FixedMarkup(Fixed):
-    """Always bids the same markup over true cost and withholds the same capacity share.
-
-    markup: relative markup over true cost; must be one of the grid's markups (required).
-    withhold: share of capacity withheld; must be one of the grid's withhold values.
-    """
+    """Always bids the same markup over true cost and withholds the same capacity share."""
 
     KIND = "fixed-markup"
-    PARAMETERS: ClassVar[dict[str, Parameter]] = {
-        "markup": Real(None, 0.0),
-        "withhold": Real(0.0, 0.0, 1.0, high_open=True),
-    }
 
-    markup: float
-    withhold: float
+    @settings("learner")
+    class Params:
+        """The action, as values on the grid (the learner checks they are on it).
+
+        markup: relative markup over true cost; must be one of the grid's markups.
+        withhold: share of capacity withheld; must be one of the grid's withhold values.
+        """
+
+        markup: Annotated[Float, Field(ge=0)]
+        withhold: Annotated[Float, Field(ge=0, lt=1)] = 0.0
 
     def __init__(self, grid: ActionGrid, /, **params: object) -> None:
         super().__init__(grid, **params)

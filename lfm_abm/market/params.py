@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from typing import Annotated
 
-from lfm_abm.errors import InputError, from_table
+from lfm_abm.errors import InputError
+from lfm_abm.schema import Bool, Field, Float, Int, build, settings
 
 
-@dataclass(frozen=True)
+@settings("market")
 class MarketParams:
     """Parameters of the clearing LP.
 
@@ -37,37 +37,22 @@ class MarketParams:
         (0 = the linear clearing is final).
     """
 
-    voll: float = 1000.0
-    reservation_price: float | None = None
-    no_harm: bool = True
-    energy_limits: bool = True
-    cm_screen: float = 0.8
-    vc_screen: float = 0.01
-    capability_cuts: int = 16
-    branch_cuts: int = 5
-    branch_cut_step: float = 20.0
-    min_coefficient: float = 1e-7
-    relinearise: int = 0
+    voll: Annotated[Float, Field(gt=0)] = 1000.0
+    reservation_price: Annotated[Float, Field(gt=0)] | None = None
+    no_harm: Bool = True
+    energy_limits: Bool = True
+    cm_screen: Annotated[Float, Field(gt=0, le=1)] = 0.8
+    vc_screen: Annotated[Float, Field(ge=0, lt=0.2)] = 0.01
+    capability_cuts: Annotated[Int, Field(ge=4, multiple_of=4)] = 16
+    branch_cuts: Annotated[Int, Field(ge=1, le=99)] = 5
+    branch_cut_step: Annotated[Float, Field(gt=0, le=45)] = 20.0
+    min_coefficient: Annotated[Float, Field(ge=0, lt=1e-3)] = 1e-7
+    relinearise: Annotated[Int, Field(ge=0, le=10)] = 0
 
     def __post_init__(self) -> None:
-        for name in ("no_harm", "energy_limits"):
-            if not isinstance(getattr(self, name), bool):
-                raise InputError(f"invalid value {getattr(self, name)!r}",
-                                 field=f"market.{name}", allowed=["true", "false"])
-        checks = {
-            "voll": lambda v: v > 0,
-            "cm_screen": lambda v: 0 < v <= 1,
-            "vc_screen": lambda v: 0 <= v < 0.2,
-            "capability_cuts": lambda v: v >= 4 and v % 4 == 0,
-            "branch_cuts": lambda v: v >= 1 and v % 2 == 1,
-            "branch_cut_step": lambda v: 0 < v <= 45,
-            "min_coefficient": lambda v: 0 <= v < 1e-3,
-            "relinearise": lambda v: 0 <= v <= 10,
-        }
-        if self.reservation_price is not None:
-            checks["reservation_price"] = lambda v: v > 0
-        for name, ok in checks.items():
-            _check(name, getattr(self, name), ok)
+        if self.branch_cuts % 2 == 0:
+            raise InputError(f"invalid value {self.branch_cuts!r}: must be odd",
+                             field="market.branch_cuts", allowed=["an odd integer >= 1"])
 
     @property
     def max_bid_price(self) -> float:
@@ -77,25 +62,4 @@ class MarketParams:
     @classmethod
     def from_dict(cls, data: Mapping[str, object], source: str = "market") -> MarketParams:
         """Build from a TOML table; unknown keys name the allowed ones."""
-        return from_table(cls, data, source, "market")
-
-
-def _check(name: str, value: object, ok: Callable[[float], bool]) -> None:
-    """A finite number passing `ok`, else InputError naming the field and its range."""
-    if (isinstance(value, bool) or not isinstance(value, int | float)
-            or not math.isfinite(value) or not ok(value)):
-        raise InputError(f"invalid value {value!r}", field=f"market.{name}",
-                         allowed=[_RANGES[name]])
-
-
-_RANGES = {
-    "voll": "> 0 EUR/MWh",
-    "reservation_price": "> 0 EUR/MWh (default: voll)",
-    "cm_screen": "in (0, 1]",
-    "vc_screen": "in [0, 0.2) p.u.",
-    "capability_cuts": "a multiple of 4, at least 4",
-    "branch_cuts": "an odd integer >= 1",
-    "branch_cut_step": "in (0, 45] degrees",
-    "min_coefficient": "in [0, 1e-3)",
-    "relinearise": "an integer 0..10",
-}
+        return build(cls, data, source)

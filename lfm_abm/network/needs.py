@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
 
 from lfm_abm.errors import InputError
 from lfm_abm.network.operating_points import OperatingPoint
+from lfm_abm.schema import Field, Float, build, settings
 
 SQRT3 = math.sqrt(3.0)
 NEED_COLUMNS = ["period", "label", "service", "element", "element_id", "quantity", "value",
@@ -29,7 +30,7 @@ NEED_COLUMNS = ["period", "label", "service", "element", "element_id", "quantity
 NEED_EPS = 1e-7
 
 
-@dataclass(frozen=True)
+@settings("limits")
 class NeedLimits:
     """Operating limits that define needs.
 
@@ -38,21 +39,18 @@ class NeedLimits:
     targets (1.0 = the rating itself, 0.95 = keep 5 % headroom).
     """
 
-    vmin: float = 0.95
-    vmax: float = 1.05
-    vc_tolerance: float = 0.0
-    cm_margin: float = 1.0
+    vmin: Annotated[Float, Field(gt=0.5, lt=1.5)] = 0.95
+    vmax: Annotated[Float, Field(gt=0.5, lt=1.5)] = 1.05
+    vc_tolerance: Annotated[Float, Field(ge=0)] = 0.0
+    cm_margin: Annotated[Float, Field(gt=0, le=1.5)] = 1.0
 
     def __post_init__(self) -> None:
-        if not 0.5 < self.vmin < self.vmax < 1.5:
-            raise InputError(f"need 0.5 < vmin < vmax < 1.5, got {self.vmin}, {self.vmax}",
-                             field="limits.vmin/vmax")
-        if not 0 <= self.vc_tolerance < (self.vmax - self.vmin) / 2:
-            raise InputError("must be >= 0 and less than half the voltage band",
-                             field="limits.vc_tolerance")
-        if not 0 < self.cm_margin <= 1.5:
-            raise InputError(f"must be in (0, 1.5], got {self.cm_margin}",
-                             field="limits.cm_margin")
+        if not self.vmin < self.vmax:
+            raise InputError(f"vmin {self.vmin} is not below vmax {self.vmax}",
+                             field="limits.vmin")
+        if not self.vc_tolerance < (self.vmax - self.vmin) / 2:
+            raise InputError(f"invalid value {self.vc_tolerance!r}", field="limits.vc_tolerance",
+                             allowed=["less than half the voltage band"])
 
     @property
     def v_low(self) -> float:
@@ -67,15 +65,7 @@ class NeedLimits:
     @classmethod
     def from_dict(cls, data: Mapping[str, object], source: str = "limits") -> NeedLimits:
         """Build from a TOML table; unknown keys are an error naming the allowed ones."""
-        allowed = [f.name for f in fields(cls)]
-        for key, value in data.items():
-            if key not in allowed:
-                raise InputError(f"unknown field {key!r}", source=source, field=f"limits.{key}",
-                                 allowed=allowed)
-            if not isinstance(value, int | float) or not math.isfinite(value):
-                raise InputError(f"must be a number, got {value!r}", source=source,
-                                 field=f"limits.{key}")
-        return cls(**{k: float(v) for k, v in data.items()})
+        return build(cls, data, source)
 
 
 def _rows(op: OperatingPoint, service: str, element: str, ids: np.ndarray, quantity: str,

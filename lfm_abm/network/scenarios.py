@@ -21,7 +21,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field
+from typing import Annotated
 
 import numpy as np
 import pandapower as pp
@@ -29,6 +30,7 @@ import pandas as pd
 
 from lfm_abm.errors import InputError
 from lfm_abm.network.simbench_data import simbench_profiles
+from lfm_abm.schema import Field, Float, Int, Text, build, settings
 
 #: Synthetic load shape (1.0 = reference peak), hour 0..23: residential/commercial mix
 #: with a morning shoulder, a midday dip and the evening peak at 18-19 h.
@@ -56,7 +58,7 @@ EV_LOAD_TYPE = "ev_charging"
 ELEMENTS = ("load", "sgen", "storage")
 
 
-@dataclass(frozen=True)
+@settings("scenario")
 class Scenario:
     """Which periods to simulate and the growth assumptions applied to the grid.
 
@@ -64,29 +66,20 @@ class Scenario:
     have one synthetic day); `hours` are the hours of each day that become periods.
     """
 
-    days: tuple[str, ...] = ()
-    hours: tuple[int, ...] = tuple(range(24))
-    load_scale: float = 1.0
-    pv_scale: float = 1.0
-    wind_scale: float = 1.0
-    ev_peak_mw: float = 0.0
-    period_hours: float = 1.0
-    source: str = field(default="scenario", compare=False)
+    days: tuple[Text, ...] = ()
+    hours: Annotated[tuple[Annotated[Int, Field(ge=0, le=23)], ...],
+                     Field(min_length=1)] = tuple(range(24))
+    load_scale: Annotated[Float, Field(ge=0)] = 1.0
+    pv_scale: Annotated[Float, Field(ge=0)] = 1.0
+    wind_scale: Annotated[Float, Field(ge=0)] = 1.0
+    ev_peak_mw: Annotated[Float, Field(ge=0)] = 0.0
+    period_hours: Annotated[Float, Field(gt=0, le=24)] = 1.0
+    source: Text = field(default="scenario", compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("load_scale", "pv_scale", "wind_scale", "ev_peak_mw"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise InputError(f"must be a finite number >= 0, got {value!r}",
-                                 source=self.source, field=name)
-        if not (isinstance(self.period_hours, int | float) and 0 < self.period_hours <= 24):
-            raise InputError(f"must be in (0, 24], got {self.period_hours!r}",
-                             source=self.source, field="period_hours")
-        if not self.hours or any(not isinstance(h, int) or not 0 <= h <= 23 for h in self.hours):
-            raise InputError(f"must be a non-empty list of integers 0..23, got {self.hours!r}",
-                             source=self.source, field="hours")
         if len(set(self.hours)) != len(self.hours):
-            raise InputError("hours repeat", source=self.source, field="hours")
+            raise InputError(f"hours repeat: {list(self.hours)}", source=self.source,
+                             field="scenario.hours")
         for day in self.days:
             parse_day(day, self.source)
 
@@ -99,23 +92,13 @@ class Scenario:
     def from_dict(cls, data: Mapping[str, object], source: str = "scenario",
                   base: Scenario | None = None) -> Scenario:
         """Build from a TOML table, on top of `base` (a grid's default) if given."""
-        known = {f.name for f in fields(cls)} - {"source"}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(f"unknown field {unknown[0]!r}", source=source,
-                             field=f"scenario.{unknown[0]}", allowed=sorted(known))
-        values: dict[str, object] = {}
-        for key, value in data.items():
-            if key in ("days", "hours"):
-                if isinstance(value, str | int):
-                    value = [value]
-                if not isinstance(value, list | tuple):
-                    raise InputError(f"must be a list, got {value!r}", source=source,
-                                     field=f"scenario.{key}")
-                value = tuple(value)
-            values[key] = value
-        start = base if base is not None else cls()
-        return replace(start, source=source, **values)
+        if "source" in data:
+            raise InputError("unknown field 'source'", source=source, field="scenario.source")
+        # one day or hour may be written without brackets
+        values = {key: [value] if key in ("days", "hours") and isinstance(value, str | int)
+                  else value for key, value in data.items()}
+        start = asdict(base) if base is not None else {}
+        return build(cls, values, source, {**start, "source": source})
 
 
 def parse_day(day: str, source: str = "scenario") -> dt.date:
@@ -124,10 +107,10 @@ def parse_day(day: str, source: str = "scenario") -> dt.date:
         date = dt.date.fromisoformat(str(day))
     except ValueError:
         raise InputError(f"day {day!r} is not an ISO date (YYYY-MM-DD)",
-                         source=source, field="days") from None
+                         source=source, field="scenario.days") from None
     if date.year != SIMBENCH_YEAR:
         raise InputError(f"day {day!r} is outside the profile year {SIMBENCH_YEAR}",
-                         source=source, field="days")
+                         source=source, field="scenario.days")
     return date
 
 
