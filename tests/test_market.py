@@ -259,7 +259,7 @@ def test_fuzz_random_bid_sets_never_raise(cigre_case, seed, pricing, design):
     keep = rng.random(len(bids)) < rng.uniform(0.0, 1.0)
     bids = bids[keep].assign(quantity=lambda b: rng.uniform(0, 2, len(b)) * rng.integers(0, 2,
                                                                                        len(b)),
-                             price=lambda b: rng.uniform(-10, 1000, len(b)))
+                             price=lambda b: rng.uniform(0, 1000, len(b)))  # < 0 is refused
     result = Market(cigre_case, design, pricing).clear(bids.reset_index(drop=True),
                                                        ac_validate=rng.random() < 0.3)
     a = result.awards

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lfm_abm.errors import InputError
+from lfm_abm.files import atomic_file
 
 PRODUCTS = ("P_up", "P_down", "Q_up", "Q_down")
 BID_COLUMNS = ["bid_id", "provider_id", "bus", "period", "product", "quantity", "price",
@@ -78,22 +79,31 @@ def validate_bids(
     if missing:
         raise InputError(f"missing column {missing[0]!r}", source=source, field=missing[0],
                          allowed=BID_COLUMNS)
-    out = bids.copy()
-    if "device_id" not in out:
-        out["device_id"] = ""
-    out = out[BID_COLUMNS].reset_index(drop=True)
-    out["device_id"] = out["device_id"].fillna("").astype(str)
-    out["bid_id"] = out["bid_id"].astype(str)
-    out["provider_id"] = out["provider_id"].fillna("").astype(str)
-    for column in ("bus", "period"):
-        out[column] = _integers(out, column, source)
-    for column in ("quantity", "price"):
-        out[column] = _floats(out, column, source)
+    index = pd.RangeIndex(len(bids))
+
+    def column(name: str) -> pd.Series:
+        """The input's column on the index 0..n-1, not copied (long files, issue 14)."""
+        return bids[name].set_axis(index, copy=False)
+
+    bid_id = column("bid_id").astype(str)
+    out = pd.DataFrame({
+        "bid_id": bid_id,
+        "provider_id": column("provider_id").fillna("").astype(str),
+        **{name: _integers(column(name), bid_id, name, source) for name in ("bus", "period")},
+        "product": column("product"),
+        **{name: _floats(column(name), bid_id, name, source) for name in ("quantity", "price")},
+        "device_id": (column("device_id").fillna("").astype(str) if "device_id" in bids.columns
+                      else pd.Series(np.full(len(bids), "", dtype=object), index=index)),
+    }, copy=False)
     checks: list[tuple[str, pd.Series, object, Iterable[object] | None]] = [
         ("product", ~out["product"].isin(PRODUCTS), "unknown product {product!r}", PRODUCTS),
         ("quantity", ~np.isfinite(out.quantity) | (out.quantity < 0),
          "must be a finite number >= 0, got {quantity}", None),
         ("price", ~np.isfinite(out.price), "must be finite, got {price}", None),
+        # A negative price would pay the DSO to take flexibility, which the LP would then
+        # buy whether or not a need calls for it.
+        ("price", out.price < 0, "negative price {price}: the DSO would be paid to buy "
+         "flexibility no need calls for", [">= 0 EUR/MWh"]),
     ]
     if buses is not None:
         allowed_buses = sorted({int(b) for b in buses})
@@ -114,24 +124,24 @@ def validate_bids(
     return out
 
 
-def _integers(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
-    values = pd.to_numeric(frame[column], errors="coerce")
-    bad = values.isna() | (values != values.round())
+def _integers(values: pd.Series, bid_id: pd.Series, column: str, source: str) -> pd.Series:
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = numbers.isna() | (numbers != numbers.round())
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise _fail(source, row + 1, frame.bid_id.iloc[row], column,
-                    f"must be an integer, got {frame[column].iloc[row]!r}")
-    return values.astype(int)
+        raise _fail(source, row + 1, bid_id.iloc[row], column,
+                    f"must be an integer, got {values.iloc[row]!r}")
+    return numbers.astype(int)
 
 
-def _floats(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
-    values = pd.to_numeric(frame[column], errors="coerce")
-    bad = values.isna()
+def _floats(values: pd.Series, bid_id: pd.Series, column: str, source: str) -> pd.Series:
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = numbers.isna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise _fail(source, row + 1, frame.bid_id.iloc[row], column,
-                    f"must be a number, got {frame[column].iloc[row]!r}")
-    return values.astype(float)
+        raise _fail(source, row + 1, bid_id.iloc[row], column,
+                    f"must be a number, got {values.iloc[row]!r}")
+    return numbers.astype(float)
 
 
 def read_table(path: str | Path, what: str) -> pd.DataFrame:
@@ -151,18 +161,32 @@ def read_table(path: str | Path, what: str) -> pd.DataFrame:
                      allowed=[".csv", ".parquet"])
 
 
+#: File types `read_table` and `write_table` know.
+TABLE_SUFFIXES = (".csv", ".parquet")
+
+
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:
-    """Write a table as CSV or Parquet by the file's suffix."""
+    """Write a table as CSV or Parquet by the file's suffix, atomically (whole or not)."""
     path = Path(path)
-    if path.suffix.lower() == ".parquet":
-        frame.to_parquet(path, index=False)
-    elif path.suffix.lower() == ".csv":
-        frame.to_csv(path, index=False)
-    else:
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
         raise InputError(f"unknown file type {path.suffix!r}", source=str(path), field="out",
-                         allowed=[".csv", ".parquet"])
+                         allowed=TABLE_SUFFIXES)
+    with atomic_file(path) as tmp:
+        if suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
 
 
 def read_bids(path: str | Path, **checks: object) -> pd.DataFrame:
-    """Read and validate a bid file (CSV or Parquet); see `validate_bids` for `checks`."""
-    return validate_bids(read_table(path, "bids"), source=str(path), **checks)
+    """Read and validate a bid file (CSV or Parquet); see `validate_bids` for `checks`.
+
+    A file without a single bid is refused: clearing it would report the whole need as
+    unmet, which is never what a user who wrote (or truncated) the file meant.
+    """
+    bids = validate_bids(read_table(path, "bids"), source=str(path), **checks)
+    if bids.empty:
+        raise InputError("the file holds no bids", source=str(path), field="bids",
+                         allowed=[f"a table with columns {', '.join(BID_COLUMNS)}"])
+    return bids

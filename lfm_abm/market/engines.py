@@ -115,20 +115,18 @@ class HighsEngine(_Engine):
         """Pass a new LP to HiGHS (cold: the next solve starts from scratch)."""
         import highspy
 
-        model = highspy.HighsLp()
-        model.num_col_ = lp.n_cols
-        model.num_row_ = lp.matrix.shape[0]
-        model.col_cost_ = lp.cost
-        model.col_lower_ = np.zeros(lp.n_cols)
-        model.col_upper_ = lp.col_upper
-        model.row_lower_ = lp.row_lower
-        model.row_upper_ = lp.row_upper
-        model.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        model.a_matrix_.start_ = lp.matrix.indptr
-        model.a_matrix_.index_ = lp.matrix.indices
-        model.a_matrix_.value_ = lp.matrix.data
+        # The arrays go in through the buffer protocol: setting the fields of a HighsLp
+        # converts them element by element (0.55 s for 1M bid columns).
+        matrix, n_cols = lp.matrix, lp.n_cols
         self._highs.clearModel()
-        self._highs.passModel(model)
+        status = self._highs.passModel(
+            n_cols, matrix.shape[0], matrix.nnz, int(highspy.MatrixFormat.kColwise),
+            int(highspy.ObjSense.kMinimize), 0.0, lp.cost, np.zeros(n_cols), lp.col_upper,
+            lp.row_lower, lp.row_upper, matrix.indptr.astype(np.int32, copy=False),
+            matrix.indices.astype(np.int32, copy=False), matrix.data,
+            np.zeros(n_cols, dtype=np.int32))  # integrality: every column continuous
+        if status == highspy.HighsStatus.kError:
+            raise SolverError("HiGHS did not accept the LP")
         super().load(lp)
         self._solved_once = False
 

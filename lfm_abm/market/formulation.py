@@ -117,9 +117,13 @@ class LinearProgram:
         return self.rows.service.isin(DEVICE_SERVICES).to_numpy()
 
     @functools.cached_property
-    def bid_matrix_t(self) -> sp.csr_matrix:
-        """Transpose of the bid columns (prices read the duals through it every round)."""
-        return self.matrix[:, : self.n_bids].T.tocsr()
+    def matrix_t(self) -> sp.csr_matrix:
+        """Transpose of the matrix: a view sharing its arrays (no copy)."""
+        return self.matrix.T
+
+    def bid_values(self, y: np.ndarray) -> np.ndarray:
+        """(A^T y) over the bid columns (prices read the duals through it every round)."""
+        return np.asarray(self.matrix_t @ y).ravel()[: self.n_bids]
 
     @property
     def n_bids(self) -> int:
@@ -156,8 +160,12 @@ class LinearProgram:
                     len(coef_p))]), block.buses, np.vstack([block.coef_p, coef_p]),
                 np.vstack([block.coef_q, coef_q]), block.branches)
             at += len(coef_p)
-        for name in ("is_device_row", "bid_matrix_t"):
+        for name in ("is_device_row", "matrix_t"):
             self.__dict__.pop(name, None)
+
+
+#: Bid columns the LP is built from (the ids stay in the bid table).
+LP_BID_COLUMNS = ["bus", "period", "product", "quantity", "price", "device_id"]
 
 
 def bid_signature(bids: pd.DataFrame) -> str:
@@ -209,9 +217,13 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
     buses = points[0].sens.buses
     hours_of = {op.period: op.hours for op in points}
     bid_index = admitted(bids, stage, buses, hours_of)
-    chosen = bids.iloc[bid_index].reset_index(drop=True)
+    if len(bid_index) == len(bids) and bids.index.equals(pd.RangeIndex(len(bids))):
+        chosen = bids  # every bid admitted, already numbered 0..n-1: no copy (read only)
+    else:  # only the columns the LP reads, no second copy for the new index
+        chosen = bids.iloc[bid_index, [bids.columns.get_loc(c) for c in LP_BID_COLUMNS]]
+        chosen.index = pd.RangeIndex(len(chosen))
     quantity = chosen.quantity.to_numpy()
-    hours = np.array([hours_of[t] for t in chosen.period.to_numpy()])
+    hours = _period_lookup(hours_of)[chosen.period.to_numpy()]
     cost, upper_bound = bid_terms(chosen.price.to_numpy(), quantity, hours, params)
     sign = chosen["product"].map(PRODUCT_SIGN).to_numpy()
     is_p = is_active(chosen["product"])
@@ -241,7 +253,8 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
             at = bus_position[chosen.bus.to_numpy()[cols]].to_numpy()
             values = np.where(is_p[cols][None, :], cp[:, at], cq[:, at]) * sign[cols]
             r, c = np.nonzero(np.abs(values) >= params.min_coefficient)
-            bid_entries.append((positions[r], cols[c], values[r, c]))
+            bid_entries.append((positions[r].astype(np.int32), cols[c].astype(np.int32),
+                                values[r, c]))  # int32 as HiGHS's: half the memory
         if emergency is not None and must_fix:
             meta, bound, (r, c, v) = emergency_columns(op.period, op.hours, buses, cp,
                                                        emergency, params.min_coefficient)
@@ -277,11 +290,14 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
                        else pd.DataFrame(columns=EMERGENCY_META))
     entries = [*bid_entries,
                *((r, len(chosen) + c, v) for r, c, v in emergency_entries), slack_entries]
-    r, c, v = (np.concatenate([e[k] for e in entries]) for k in range(3))
+    r, c = (np.concatenate([e[k] for e in entries], dtype=np.int32, casting="same_kind")
+            for k in range(2))
+    v = np.concatenate([e[2] for e in entries])
     n_cols = len(chosen) + n_emergency + len(slack_row)
     matrix = sp.csc_matrix((v, (r, c)), shape=(n_rows, n_cols))
     injection = _injection_map(periods, chosen, emergency_frame, n_cols)
     branch_slack = _branch_slack_columns(rows, slack_row, len(chosen) + n_emergency)
+    signature = bid_signature(chosen)
     return LinearProgram(
         cost=np.concatenate([cost, params.voll * emergency_frame.hours.to_numpy(dtype=float),
                              slack_cost]),
@@ -295,13 +311,21 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
         emergency=emergency_frame,
         slack_row=slack_row,
         periods=periods,
-        signature=bid_signature(chosen),
+        signature=signature,
         build_quantity=quantity.copy(),
         bid_hours=hours,
         injection=injection,
         branch_slack=branch_slack,
-        table_signature=bid_signature(bids),
+        # every bid admitted: the table's slots are the columns' (hashing 1M bids: 0.1 s)
+        table_signature=signature if len(chosen) == len(bids) else bid_signature(bids),
     )
+
+
+def _period_lookup(values: dict[int, float]) -> np.ndarray:
+    """An array indexed by period holding `values` (NaN for periods not in it)."""
+    table = np.full(max(values, default=-1) + 1, np.nan)
+    table[list(values)] = list(values.values())
+    return table
 
 
 def _injection_map(periods: list[PeriodRows], chosen: pd.DataFrame, emergency: pd.DataFrame,

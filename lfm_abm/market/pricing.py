@@ -76,7 +76,7 @@ def locational_values(lp: LinearProgram, solution: LPSolution) -> np.ndarray:
     the same value: the uniform locational price times the period length.
     """
     y = np.where(lp.is_device_row, 0.0, solution.row_dual)
-    return -np.asarray(lp.bid_matrix_t @ y).ravel()
+    return -lp.bid_values(y)
 
 
 def device_codes(bids: pd.DataFrame) -> np.ndarray:

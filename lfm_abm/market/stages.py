@@ -82,10 +82,13 @@ class StageSolver:
     """An LP engine that keeps its LP between calls.
 
     A later call with the same `key` and the same bid slots only changes prices and
-    quantities in place and re-solves warm.
+    quantities in place and re-solves warm. `keep=False` drops the engine's copy of the
+    LP once it is solved (a one-off clearing of a long bid file).
     """
 
-    def __init__(self, engine: str = "highs") -> None:
+    def __init__(self, engine: str = "highs", keep: bool = True) -> None:
+        self._name = engine
+        self._keep = keep
         self._engine = ENGINES[engine]()
         self._lp: LinearProgram | None = None
         self._key: Hashable = None
@@ -117,7 +120,10 @@ class StageSolver:
             iterations += solution.iterations
             seconds += solution.seconds
         solution = replace(solution, iterations=iterations, seconds=seconds)
-        return self._lp, solution, update is None
+        lp = self._lp
+        if not self._keep:
+            self._engine, self._lp, self._key = ENGINES[self._name](), None, None
+        return lp, solution, update is None
 
 
 def clear_stage(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
@@ -134,7 +140,8 @@ def clear_stage(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
     solver = solver or StageSolver()
     lp, solution, rebuilt = solver.solve(points, bids, stage, limits, params, devices,
                                          emergency, fix, key)
-    chosen = bids.iloc[lp.bid_index]
+    # Every bid admitted (its positions are then 0..n-1): no copy of the table.
+    chosen = bids if len(lp.bid_index) == len(bids) else bids.iloc[lp.bid_index]
     settled = settle(lp, solution, chosen, lp.bid_hours, pricing, params.max_bid_price)
     return StageResult(lp, solution, settled, _emergency_used(lp, solution),
                        _unresolved(lp, solution), rebuilt)

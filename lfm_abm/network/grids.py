@@ -18,6 +18,7 @@ from pathlib import Path
 import pandapower as pp
 
 from lfm_abm.errors import InputError
+from lfm_abm.network.grid_checks import check_grid
 from lfm_abm.network.scenarios import Scenario, store_reference
 from lfm_abm.network.simbench_data import simbench_net
 
@@ -145,10 +146,10 @@ def _load_json(path: Path) -> pp.pandapowerNet:
             f"not a pandapower network ({type(exc).__name__}: {exc})", source=str(path),
             field="grid",
         ) from exc
-    if not isinstance(net, pp.pandapowerNet) or len(net.bus) == 0:
-        raise InputError("network has no buses", source=str(path), field="bus")
-    if len(net.ext_grid) == 0 and len(net.get("gen", [])) == 0:
-        raise InputError("network has no ext_grid (slack)", source=str(path), field="ext_grid")
+    if not isinstance(net, pp.pandapowerNet):
+        raise InputError("not a pandapower network (save one with pandapower.to_json)",
+                         source=str(path), field="grid")
+    check_grid(net, str(path))  # no slack, dangling branch, missing bus, NaN, ...
     net.lfm_grid = str(path)
     store_reference(net)
     return net

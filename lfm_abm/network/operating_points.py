@@ -16,7 +16,7 @@ from lfm_abm.network.sensitivities import Sensitivities, sensitivities
 
 
 def run_power_flow(net: pp.pandapowerNet, label: str = "", **options: object) -> None:
-    """Run pandapower's Newton-Raphson AC power flow; non-convergence names the period.
+    """Run pandapower's Newton-Raphson AC power flow; non-convergence names grid and period.
 
     Loads are treated as constant power (`voltage_depend_loads=False`) so that the
     Jacobian sensitivities describe exactly the model that is solved.
@@ -30,7 +30,9 @@ def run_power_flow(net: pp.pandapowerNet, label: str = "", **options: object) ->
             pp.runpp(net, **kwargs)
     except pp.LoadflowNotConverged as exc:
         where = f" in period {label}" if label else ""
-        raise PowerFlowError(f"AC power flow did not converge{where}") from exc
+        grid = net.get("lfm_grid")  # built-in name or JSON file (`grids.load_grid`)
+        prefix = f"{grid}: " if grid else ""
+        raise PowerFlowError(f"{prefix}AC power flow did not converge{where}") from exc
 
 
 @dataclass(frozen=True)
