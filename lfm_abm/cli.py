@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from lfm_abm.errors import InputError, PowerFlowError
+from lfm_abm.files import WriteError, check_output_dir
+from lfm_abm.flags import check_flags, from_flags
 
 if TYPE_CHECKING:  # heavy imports stay inside the commands
     import pandas as pd
@@ -20,8 +22,10 @@ if TYPE_CHECKING:  # heavy imports stay inside the commands
     from lfm_abm.market.clearing import Market
     from lfm_abm.market.devices import Devices
 
+EXIT_CANNOT_WRITE = 1
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
 
 BID_FORMAT = """bid file (CSV or Parquet), one row per bid:
   bid_id       unique text
@@ -32,7 +36,8 @@ BID_FORMAT = """bid file (CSV or Parquet), one row per bid:
   product      P_up | P_down | Q_up | Q_down (injection convention: up = more
                injection or less consumption)
   quantity     MW or MVAr offered, >= 0
-  price        EUR/MWh or EUR/MVArh; above the reservation price the bid is not admitted
+  price        EUR/MWh or EUR/MVArh, >= 0; above the reservation price the bid is not
+               admitted
   device_id    optional: bids of one device share its --devices capability circle and
                its --energy account
 The --out file holds the bid columns plus hours, awarded (MW or MVAr), payment (EUR),
@@ -61,19 +66,23 @@ def _grid_and_scenario(args: argparse.Namespace):
 
     net = load_grid(args.grid)
     scenario = default_scenario(net)
-    if args.day:
+    if args.day is not None:
         scenario = replace(scenario, days=(args.day,), source="--day")
     return net, scenario
 
 
 def cmd_needs(args: argparse.Namespace) -> int:
     """Print the grid's congestion and voltage needs per period of its default scenario."""
+    from lfm_abm.files import check_output_file
+    from lfm_abm.market.bids import TABLE_SUFFIXES, write_table
     from lfm_abm.network.needs import NeedLimits, find_needs, needs_by_period
     from lfm_abm.network.operating_points import operating_points
 
+    if args.out:  # a bad target fails now, not after the power flows
+        check_output_file(args.out, "--out", TABLE_SUFFIXES)
+    limits = from_flags(NeedLimits, vmin=args.vmin, vmax=args.vmax,
+                        vc_tolerance=args.vc_tolerance, cm_margin=args.cm_margin)
     net, scenario = _grid_and_scenario(args)
-    limits = NeedLimits(vmin=args.vmin, vmax=args.vmax, vc_tolerance=args.vc_tolerance,
-                        cm_margin=args.cm_margin)
     points = list(operating_points(net, scenario))
     needs = find_needs(points, limits)
     print(f"grid {args.grid}: {len(net.bus)} buses, {len(net.line)} lines, "
@@ -90,36 +99,67 @@ def cmd_needs(args: argparse.Namespace) -> int:
     print(f"total: {n_cm} congestion needs ({total.get('CM', 0.0):.3f} MVA), "
           f"{n_vc} voltage needs ({total.get('VC', 0.0):.4f} p.u.)")
     if args.out:
-        needs.to_csv(args.out, index=False)
+        write_table(needs, args.out)
         print(f"wrote {args.out}")
     return 0
 
 
 def cmd_clear(args: argparse.Namespace) -> int:
     """Clear one bid file on a grid's default day and write awards with payments."""
-    from dataclasses import replace
+    import time
 
-    from lfm_abm.market.bids import read_bids, read_table, write_table
-    from lfm_abm.market.clearing import AWARD_COLUMNS, Market, MarketCase
+    from lfm_abm.files import check_output_file
+    from lfm_abm.market.bids import (
+        TABLE_SUFFIXES,
+        read_bids,
+        read_table,
+        validate_bids,
+        write_table,
+    )
+    from lfm_abm.market.clearing import AWARD_COLUMNS, Market, MarketCase, check_device_ids
+    from lfm_abm.market.designs import parse_design
     from lfm_abm.market.devices import Devices
     from lfm_abm.market.params import MarketParams
+    from lfm_abm.market.pricing import check_pricing
 
+    for flag, path in (("--out", args.out), ("--pivotal", args.pivotal)):
+        if path:  # a bad target fails now, not after the clearing
+            check_output_file(path, flag, TABLE_SUFFIXES)
+    given = {"voll": args.voll, "reservation_price": args.reservation_price}
+    params = from_flags(MarketParams, relinearise=args.relinearise,
+                        **{name: value for name, value in given.items() if value is not None})
+    parse_design(args.design)
+    check_pricing(args.pricing)
+    started = time.perf_counter()
+    bids = read_bids(args.bids)  # a broken file fails before the grid is built
+    loud = len(bids) >= 100_000  # long clears say what they are doing, on stderr
     net, scenario = _grid_and_scenario(args)
-    params = replace(MarketParams(), relinearise=args.relinearise)
-    if args.voll is not None:
-        params = replace(params, voll=args.voll)
-    if args.reservation_price is not None:
-        params = replace(params, reservation_price=args.reservation_price)
     case = MarketCase.build(net, scenario, params=params)
-    bids = read_bids(args.bids, buses=case.buses, n_periods=case.n_periods)
+    bids = validate_bids(bids, buses=case.buses, n_periods=case.n_periods, source=args.bids)
+
+    def phase(what: str) -> None:
+        nonlocal started
+        if loud:
+            print(f"{what} in {time.perf_counter() - started:.1f} s", file=sys.stderr,
+                  flush=True)
+        started = time.perf_counter()
+
+    phase(f"read and checked {len(bids):,} bids from {args.bids}, built the market day")
     devices = None
     if args.devices or args.energy:
         tables = {name: read_table(path, name) for name, path in (
             ("capability", args.devices), ("energy", args.energy)) if path}
         devices = Devices(**tables).validated(bids, args.devices or "devices",
                                               args.energy or "energy")
-    market = Market(case, args.design, args.pricing)
-    result = market.clear(bids, devices)
+    check_device_ids(bids, devices)
+    # Only --pivotal re-clears (warm); else the solver's copy of the LP is freed when solved.
+    market = Market(case, args.design, args.pricing, warm=bool(args.pivotal))
+    result = market.clear(bids, devices, ac_validate=False, trusted=True)  # checked above
+    stats = result.stats
+    phase(f"built and solved the LP ({stats['lp_rows']:,} rows x {stats['lp_cols']:,} "
+          f"columns, {stats['stages']} stage(s), solver {stats['solve_seconds']:.1f} s)")
+    result = market.validate(result)
+    phase("AC-validated the awards")
     summary = result.summary(params.voll)
     before = case.baseline_needs
     print(f"design {result.design}, {args.pricing}: {len(bids)} bids, "
@@ -154,6 +194,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
         columns = [*bids.columns, *AWARD_COLUMNS,
                    *(("soc_mwh", "deferred_mwh") if args.energy else ())]
         write_table(result.awards[columns], args.out)
+        phase(f"wrote {len(result.awards):,} rows")
         print(f"wrote {args.out}")
     if args.pivotal:
         _report_pivotal(market, bids, devices, args.pivotal)
@@ -186,7 +227,6 @@ def _report_pivotal(market: Market, bids: pd.DataFrame, devices: Devices | None,
 def cmd_population(args: argparse.Namespace) -> int:
     """Generate a population for a grid's default day and write it as TOML."""
     from collections import Counter
-    from pathlib import Path
 
     from lfm_abm.agents.generator import (
         GeneratorSettings,
@@ -194,12 +234,15 @@ def cmd_population(args: argparse.Namespace) -> int:
         population_to_toml,
     )
     from lfm_abm.agents.inventory import grid_inventory
+    from lfm_abm.files import check_output_file, write_text_atomic
     from lfm_abm.market.clearing import MarketCase
 
+    check_output_file(args.out, "--out")  # a bad target fails now, not after the work
+    settings = from_flags(GeneratorSettings, pv_density=args.pv_density,
+                          ev_fleets=args.ev_fleets, aggregators=args.aggregators,
+                          need_bias=args.need_bias)
     net, scenario = _grid_and_scenario(args)
     case = MarketCase.build(net, scenario)
-    settings = GeneratorSettings(pv_density=args.pv_density, ev_fleets=args.ev_fleets,
-                                 aggregators=args.aggregators, need_bias=args.need_bias)
     population = generate_population(case, grid_inventory(case),
                                      settings, args.seed)
     command = (f"lfm-abm population --grid {args.grid} --seed {args.seed} "
@@ -207,7 +250,7 @@ def cmd_population(args: argparse.Namespace) -> int:
                f"--aggregators {args.aggregators} --need-bias {args.need_bias}")
     text = population_to_toml(population, header=f"Population for {args.grid}, made with\n"
                                                  f"  {command} --out {args.out}")
-    Path(args.out).write_text(text)
+    write_text_atomic(args.out, text)
     counts = Counter(fsp.type for fsp in population.fsps)
     print(f"wrote {args.out}: {len(population)} FSPs "
           f"({', '.join(f'{n} {kind}' for kind, n in counts.items())})")
@@ -225,14 +268,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     if not args.study:
         raise InputError("a study spec is required, e.g. studies/designs.toml", field="study")
-    spec = load_study(args.study, rounds=args.rounds, seeds=args.seeds, out=args.out)
-    if args.workers < 1:
-        raise InputError(f"must be >= 1, got {args.workers}", field="--workers")
-    print(f"study {spec.name}: {len(spec.designs)} designs x {len(spec.pricing)} pricing x "
-          f"{len(spec.learners)} learner settings x {len(spec.seeds)} seeds, "
-          f"{spec.rounds} rounds each, on {spec.grid} -> {spec.out}")
+    spec = load_study(args.study, rounds=args.rounds, seeds=args.seeds, out=args.out,
+                      window=args.window)
+    check_output_dir(spec.out, "--out" if args.out else f"{spec.source}: study.out")
+    intro = (f"study {spec.name}: {len(spec.designs)} designs x {len(spec.pricing)} pricing x "
+             f"{len(spec.learners)} learner settings x {len(spec.seeds)} seeds, "
+             f"{spec.rounds} rounds each (KPIs over the last {spec.window}), on {spec.grid} "
+             f"-> {spec.out}")
     out = run_study(spec, workers=args.workers, scheduler=args.scheduler,
-                    progress=not args.quiet)
+                    progress=not args.quiet, announce=lambda: print(intro, flush=True))
     _print_summary(out)
     return 0
 
@@ -283,8 +327,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Engine vs naive baseline on the same rounds; optionally the scale table."""
     from lfm_abm.bench import compare, energy_rows_cost, market_power_cost, scale
 
-    if args.rounds < 1:
-        raise InputError(f"must be >= 1, got {args.rounds}", field="--rounds")
     table, _ = compare(args.grid, args.rounds, args.ac_every)
     print(table)
     energy = energy_rows_cost(args.grid, ("CMVC_P", "CMVC_PQ", "CM_P"), args.rounds)
@@ -304,17 +346,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Linearisation error of the clearing over the day, with and without re-linearisation."""
     from lfm_abm.bench import population_for
+    from lfm_abm.market.params import MarketParams
     from lfm_abm.validation_report import linearisation_report
 
+    from_flags(MarketParams, relinearise=args.relinearise)
     net, scenario = _grid_and_scenario(args)
     print(linearisation_report(net, scenario, population_for(args.grid), args.design,
                                args.relinearise))
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors in one line (argparse prints the whole usage before them)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the error and where to find the usage, exit 2."""
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per job."""
-    parser = argparse.ArgumentParser(prog="lfm-abm", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="lfm-abm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     needs = sub.add_parser("needs", help="show a grid's CM and VC needs per period")
@@ -378,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output folder (default: the spec's `out`)")
     run.add_argument("--rounds", type=int, help="override the spec's rounds")
     run.add_argument("--seeds", type=int, help="override the spec's seeds with 0..K-1")
+    run.add_argument("--window", type=int, help="override the spec's window (last rounds the "
+                     "KPIs average over; default: the spec's, at most --rounds)")
     run.add_argument("--workers", type=int, default=_default_workers(),
                      help="local worker processes (default: CPU count)")
     run.add_argument("--scheduler", help="address of a Dask scheduler to run on instead")
@@ -413,6 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
+        check_flags(args.command, args)
         return func(args)
     except InputError as exc:
         print(f"lfm-abm: error: {exc}", file=sys.stderr)
@@ -420,6 +475,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PowerFlowError as exc:
         print(f"lfm-abm: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt as exc:  # Ctrl-C; SIGTERM of a study too (workers.Interrupted)
+        resume = "; rerun the same command to resume" if args.command == "run" else ""
+        print(f"lfm-abm: interrupted{resume}", file=sys.stderr)
+        return getattr(exc, "exit_code", EXIT_INTERRUPTED)
+    except OSError as exc:  # a full disk, a folder made read-only: files.WriteError names it
+        where = f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)
+        print(f"lfm-abm: error: {exc if isinstance(exc, WriteError) else where}",
+              file=sys.stderr)
+        return EXIT_CANNOT_WRITE
 
 
 if __name__ == "__main__":

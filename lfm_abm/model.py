@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
+from typing import Annotated, Literal
 
 import mesa
 import numpy as np
@@ -25,7 +26,7 @@ from lfm_abm.agents.fsp import AGENT_CLASSES, FSP
 from lfm_abm.agents.population import Population, load_population
 from lfm_abm.day import MarketDay, market_day, private_case, shared_case
 from lfm_abm.equilibrium import REGRET_COLUMNS, DayGame, regret_table, small_game_benchmarks
-from lfm_abm.errors import InputError, PowerFlowError
+from lfm_abm.errors import PowerFlowError
 from lfm_abm.learning import ActionGrid, make_learner
 from lfm_abm.market.clearing import ClearingResult
 from lfm_abm.market.designs import parse_design
@@ -35,13 +36,22 @@ from lfm_abm.market.pricing import check_pricing
 from lfm_abm.network.grids import default_scenario, load_grid
 from lfm_abm.network.needs import NeedLimits
 from lfm_abm.network.scenarios import Scenario
+from lfm_abm.records import TABLES, RecordSink, write_frames
+from lfm_abm.schema import Bool, Field, InstanceOf, Int, Text, settings
 
 STAGES = ("bidding", "clearing", "settlement", "ac_validation", "learning")
+
 #: An award paid at least this share of the reservation price counts as at the cap.
 AT_CAP = 0.95
 
 
-@dataclass(frozen=True)
+def _empty_tables() -> dict[str, pd.DataFrame]:
+    """The streamed tables as they are before any row (fresh: callers may modify them)."""
+    return {"rounds": pd.DataFrame(), "agents": pd.DataFrame(), "awards": pd.DataFrame(),
+            "regret": pd.DataFrame(columns=[*REGRET_COLUMNS, "round"])}
+
+
+@settings("settings")
 class ModelSettings:
     """Everything that defines a run except the seed and the number of rounds.
 
@@ -53,37 +63,37 @@ class ModelSettings:
     round, ac_reuse=False runs every AC power flow from scratch.
     """
 
-    grid: str
-    population: Population
-    design: str
-    pricing: str = "pay-as-bid"
-    scenario: Scenario | None = None
-    limits: NeedLimits = field(default_factory=NeedLimits)
-    market: MarketParams = field(default_factory=MarketParams)
-    actions: ActionGrid = field(default_factory=ActionGrid)
+    grid: Text
+    population: InstanceOf[Population]
+    design: Text
+    pricing: Text = "pay-as-bid"
+    scenario: InstanceOf[Scenario] | None = None
+    limits: InstanceOf[NeedLimits] = field(default_factory=NeedLimits)
+    market: InstanceOf[MarketParams] = field(default_factory=MarketParams)
+    actions: InstanceOf[ActionGrid] = field(default_factory=ActionGrid)
     learner: Mapping[str, object] | None = None
-    resample_days: bool = False
-    ac_every: int = 1
-    engine: str = "highs"
-    ac_reuse: bool = True
+    resample_days: Bool = False
+    ac_every: Annotated[Int, Field(ge=1)] = 1
+    engine: Literal[tuple(ENGINES)] = "highs"  # type: ignore[valid-type]
+    ac_reuse: Bool = True
 
     def __post_init__(self) -> None:
-        parse_design(self.design)
-        check_pricing(self.pricing)
-        if not isinstance(self.ac_every, int) or self.ac_every < 1:
-            raise InputError(f"must be an integer >= 1, got {self.ac_every!r}",
-                             field="ac_every")
+        parse_design(self.design, "settings")
+        check_pricing(self.pricing, "settings")
         if self.learner is not None:
             make_learner(self.learner, self.actions, source="learner override")
-        if self.engine not in ENGINES:
-            raise InputError(f"unknown engine {self.engine!r}", field="engine",
-                             allowed=sorted(ENGINES))
 
 
 class LFMModel(mesa.Model):
-    """Repeated local flexibility market with learning FSPs and a clearing DSO."""
+    """Repeated local flexibility market with learning FSPs and a clearing DSO.
 
-    def __init__(self, settings: ModelSettings, seed: int = 0) -> None:
+    spool: a folder to stream the records to while the run goes (`records.RecordSink`),
+    so a long run keeps flat memory; `save_records` completes the tables there. Without
+    it the records stay in memory, as for a short run.
+    """
+
+    def __init__(self, settings: ModelSettings, seed: int = 0,
+                 spool: str | Path | None = None) -> None:
         super().__init__(seed=seed)
         self.settings = settings
         self.population_source = settings.population.source
@@ -106,13 +116,13 @@ class LFMModel(mesa.Model):
             zip(self.groups.fsp_id, self.groups.family, strict=True))}
         self._agent_of = {fsp.fsp_id: fsp for fsp in self.fsps}
         self.round = 0
+        self.rounds_cleared = 0  # rounds whose clearing succeeded (a run needs at least one)
         self.timings = dict.fromkeys(STAGES, 0.0)
-        self.round_records: list[dict] = []
-        self.agent_records: list[dict] = []
-        self.award_records: list[pd.DataFrame] = []
+        # rounds, agents, awards and regret records, streamed to `spool` if given
+        self.sink = RecordSink(spool)
+        self._last_agents: list[dict] = []  # the latest learning round (learned profile)
         # every offer of the first and the latest round, tabled on demand (supply stacks)
         self.offer_rounds: dict[str, tuple[int, MarketDay, pd.DataFrame]] = {}
-        self.regret: list[pd.DataFrame] = []  # one table per measured profile
 
     def day(self, name: str | None) -> MarketDay:
         """The market day `name`, built on first use (with an AC cache of this run's own)."""
@@ -162,7 +172,9 @@ class LFMModel(mesa.Model):
             start = self._tick("ac_validation", start)
         except (SolverError, PowerFlowError) as exc:
             status = f"failed: {type(exc).__name__}: {exc}"
-            self.round_records.append({"round": self.round, "day": day.name, "status": status})
+            self.sink.add_rows("rounds", [{"round": self.round, "day": day.name,
+                                           "status": status}])
+            self.sink.end_round()
             return
 
         awards = result.awards
@@ -172,11 +184,12 @@ class LFMModel(mesa.Model):
         awarded = book.by_group(awards.awarded.to_numpy() * book.hours)
         start = self._tick("settlement", start)
 
+        rows = []
         for i, (fsp_id, family) in enumerate(zip(self.groups.fsp_id, self.groups.family,
                                                  strict=True)):
             share = awarded[i] / offered[i] if offered[i] > 0 else 0.0
             reward, greedy, entropy = self._agent_of[fsp_id].learn(family, margin[i], share)
-            self.agent_records.append({
+            rows.append({
                 "round": self.round, "fsp_id": fsp_id,
                 "fsp_type": self._agent_of[fsp_id].spec.type, "family": family,
                 "action": int(actions[i]), "markup": markup[i], "withheld": withheld[i],
@@ -185,7 +198,10 @@ class LFMModel(mesa.Model):
                 "greedy": greedy, "entropy": entropy,
             })
         self._tick("learning", start)
+        self.sink.add_rows("agents", rows)
+        self._last_agents = rows
         self._record_round(day, result, benchmark, status)
+        self.sink.end_round()
 
     def _record_round(self, day: MarketDay, result: ClearingResult, benchmark: dict,
                       status: str) -> None:
@@ -209,8 +225,9 @@ class LFMModel(mesa.Model):
                                    else float("nan")),
                   "unmet_need_no_market": day.case.baseline_emergency.emergency_mwh}
         record.update({k: v for k, v in summary.items() if k != "procurement_cost"})
-        self.round_records.append(record)
-        self.award_records.append(awards[awards.awarded > 0].assign(round=self.round))
+        self.sink.add_rows("rounds", [record])
+        self.sink.add_frame("awards", awards[awards.awarded > 0].assign(round=self.round))
+        self.rounds_cleared += 1
         self.offer_rounds.setdefault("first", (self.round, day, awards))
         self.offer_rounds["last"] = (self.round, day, awards)
 
@@ -235,16 +252,22 @@ class LFMModel(mesa.Model):
         first = self.day(self.days[0])
         game = DayGame(first, self.settings.pricing, self.settings.actions,
                        self.settings.engine)
-        last = self.agent_records[-len(self.groups):]  # the last learning round, in order
-        profile = ([record["greedy"] for record in last] if self.agent_records
+        profile = ([record["greedy"] for record in self._last_agents] if self._last_agents
                    else [self.settings.actions.truthful_index] * len(self.groups))
         table = regret_table(game, profile).assign(round=self.round,
                                                    **small_game_benchmarks(game, profile))
-        self.regret.append(table)
+        self.sink.add_frame("regret", table)
         return table
 
+    def _tables_at_end(self) -> dict[str, pd.DataFrame]:
+        """The tables not streamed: known only at the end, and small."""
+        structure = [day.structure for day in self._days.values()]
+        return {"offers": self._offers(),
+                "structure": pd.concat([s[0] for s in structure], ignore_index=True),
+                "suppliers": pd.concat([s[1] for s in structure], ignore_index=True)}
+
     def records(self) -> dict[str, pd.DataFrame]:
-        """Tidy tables of the run so far.
+        """Tidy tables of the run so far (read back from the spool folder if streaming).
 
         rounds (one row per round), agents (per round, FSP and product family), awards
         (every awarded bid), offers (every offer of the first and the latest round, with
@@ -253,30 +276,36 @@ class LFMModel(mesa.Model):
         period: what its absence costs) and regret (per learner and measured round, once
         `equilibrium` has run).
         """
-        awards = (pd.concat(self.award_records, ignore_index=True) if self.award_records
-                  else pd.DataFrame())
-        structure = [day.structure for day in self._days.values()]
-        return {"rounds": pd.DataFrame(self.round_records),
-                "agents": pd.DataFrame(self.agent_records), "awards": awards,
-                "offers": self._offers(),
-                "structure": pd.concat([s[0] for s in structure], ignore_index=True),
-                "suppliers": pd.concat([s[1] for s in structure], ignore_index=True),
-                "regret": (pd.concat(self.regret, ignore_index=True) if self.regret
-                           else pd.DataFrame(columns=[*REGRET_COLUMNS, "round"]))}
+        tables = {**_empty_tables(), **self.sink.frames(), **self._tables_at_end()}
+        return {name: tables[name] for name in TABLES}
+
+    def save_records(self) -> dict[str, Path]:
+        """Write every table of the run into its spool folder as `<table>.parquet`.
+
+        Call once, at the end of the run: the streamed tables are completed from their
+        parts, the others written whole. Returns the files by table.
+        """
+        files = self.sink.close()
+        rest = {**_empty_tables(), **self._tables_at_end()}
+        files.update(write_frames(self.sink.folder,
+                                  {name: rest[name] for name in TABLES if name not in files}))
+        return {name: files[name] for name in TABLES}
 
 
 def simulate(grid: str, population: str | Path | Population, design: str, rounds: int,
-             seed: int, pricing: str = "pay-as-bid", **settings: object) -> pd.DataFrame:
+             seed: int, pricing: str = "pay-as-bid", spool: str | Path | None = None,
+             **settings: object) -> pd.DataFrame:
     """Run `rounds` market rounds and return the per-round records as a DataFrame.
 
     Columns include round, dso_cost, truthful_cost, unmet_need_before and
-    unmet_need_after_ac (MWh of the DSO's emergency action). Extra keyword arguments go
+    unmet_need_after_ac (MWh of the DSO's emergency action). spool: a folder to stream
+    the records to during the run (long runs; see LFMModel). Extra keyword arguments go
     to ModelSettings.
     """
     if not isinstance(population, Population):
         population = load_population(population)
     model = LFMModel(ModelSettings(grid=grid, population=population, design=design,
-                                   pricing=pricing, **settings), seed=seed)
+                                   pricing=pricing, **settings), seed=seed, spool=spool)
     for _ in range(rounds):
         model.step()
     return model.records()["rounds"]

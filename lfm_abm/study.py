@@ -2,8 +2,11 @@
 
 A study is the grid of design x pricing x learner setting x seed, each run `rounds`
 rounds. Runs execute in local processes (concurrent.futures) or on a Dask cluster
-(`scheduler`); each finished run is written atomically and never recomputed unless its
-settings change; a failing run is recorded with its error and the others go on.
+(`scheduler`); each run streams its tables into its own temporary folder, renamed into
+place when complete, and is never recomputed unless its settings change or its files
+are damaged; a failing run is recorded with its error and the others go on. One study
+at a time writes to an output folder (`folder_lock`), and a study that is killed or
+interrupted leaves no worker running (`workers`).
 
 Spec. Paths written in the spec (grid file, population, out) are relative to the spec
 file; paths on the command line (`--out`) and the default `out/<name>` are relative to
@@ -50,26 +53,28 @@ import time
 import tomllib
 import traceback
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import as_completed
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
+from typing import Annotated
 
 import pandas as pd
 
 from lfm_abm.agents.population import CostScales
 from lfm_abm.errors import InputError
+from lfm_abm.files import atomic_file
+from lfm_abm.folder_lock import folder_lock
 from lfm_abm.learning import ActionGrid, make_learner
 from lfm_abm.market.designs import parse_design
 from lfm_abm.market.params import MarketParams
-from lfm_abm.market.pricing import PRICING_RULES, check_pricing
+from lfm_abm.market.pricing import check_pricing
 from lfm_abm.network.grids import default_scenario, load_grid
 from lfm_abm.network.needs import NeedLimits
 from lfm_abm.network.scenarios import Scenario
+from lfm_abm.schema import MAX_COUNT, Bool, Field, Int, Text, build, settings
+from lfm_abm.workers import interrupts_raise, process_pool, sigint_blocked, stop_pool
 
-STUDY_FIELDS = {"name", "grid", "population", "designs", "reference", "pricing", "rounds",
-                "seeds", "window", "ac_every", "resample_days", "regret", "regret_every",
-                "out"}
 TABLES_ALLOWED = {"study", "learners", "scenario", "limits", "market", "actions", "fsp_costs",
                   "sweep"}
 #: Settings tables a [sweep] may vary.
@@ -135,21 +140,49 @@ class StudySpec:
                 "actions": asdict(self.actions)}
 
 
-def _get(table: Mapping, key: str, kind: type | tuple, source: str, default: object = None,
-         check: Callable[[object], bool] = lambda v: True, allowed: object = None) -> object:
-    """A [study] field of the right type passing `check`, else InputError naming it."""
-    value = table.get(key, default)
-    if value is None:
-        raise InputError("required", source=source, field=f"study.{key}")
-    wrong_type = not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)
-    if wrong_type or not check(value):
-        raise InputError(f"invalid value {value!r}", source=source, field=f"study.{key}",
-                         allowed=allowed)
-    return value
+@settings("study")
+class StudyTable:
+    """The [study] table as written (paths still relative to the spec file)."""
+
+    grid: Text
+    population: Text
+    designs: Annotated[tuple[Text, ...], Field(min_length=1)]
+    rounds: Annotated[Int, Field(ge=1, le=MAX_COUNT)]
+    name: Text | None = None
+    reference: Text | None = None
+    pricing: Annotated[tuple[Text, ...], Field(min_length=1)] = ("pay-as-bid",)
+    seeds: Annotated[Int, Field(ge=1, le=MAX_COUNT)] | Annotated[
+        tuple[Annotated[Int, Field(ge=0)], ...], Field(min_length=1)] = 1
+    window: Annotated[Int, Field(ge=1)] | None = None
+    ac_every: Annotated[Int, Field(ge=1, le=MAX_COUNT)] = 1
+    resample_days: Bool = False
+    regret: Bool = True
+    regret_every: Annotated[Int, Field(ge=0)] = 0
+    out: Text | None = None
+
+    def __post_init__(self) -> None:
+        for design in self.designs:
+            parse_design(design)
+        if self.reference is not None and self.reference not in self.designs:
+            raise InputError(f"invalid value {self.reference!r}", field="study.reference",
+                             allowed=self.designs)
+        for rule in self.pricing:
+            check_pricing(rule)
+        if isinstance(self.seeds, tuple) and len(set(self.seeds)) != len(self.seeds):
+            raise InputError(f"seeds repeat: {list(self.seeds)}", field="study.seeds")
+        if self.window is not None and self.window > self.rounds:
+            raise InputError(f"window {self.window} is more than the {self.rounds} rounds: the "
+                             "KPIs would average rounds that do not exist", field="study.window",
+                             allowed=[f"an integer in [1, {self.rounds}]"])
+
+    @property
+    def seed_list(self) -> tuple[int, ...]:
+        """The seeds: 0..K-1 for a count K, else the listed ones."""
+        return tuple(range(self.seeds)) if isinstance(self.seeds, int) else self.seeds
 
 
 def load_study(path: str | Path, rounds: int | None = None, seeds: int | None = None,
-               out: str | None = None) -> StudySpec:
+               out: str | None = None, window: int | None = None) -> StudySpec:
     """Read and validate a study TOML; command-line overrides win over the file."""
     path = Path(path)
     source = str(path)
@@ -163,53 +196,27 @@ def load_study(path: str | Path, rounds: int | None = None, seeds: int | None = 
     if unknown:
         raise InputError(f"unknown table [{sorted(unknown)[0]}]", source=source,
                          field=sorted(unknown)[0], allowed=sorted(TABLES_ALLOWED))
-    study = data.get("study")
-    if not isinstance(study, dict):
+    if not isinstance(data.get("study"), dict):
         raise InputError("missing [study] table", source=source, field="study")
-    extra = set(study) - STUDY_FIELDS
-    if extra:
-        raise InputError(f"unknown field {sorted(extra)[0]!r}", source=source,
-                         field=f"study.{sorted(extra)[0]}", allowed=sorted(STUDY_FIELDS))
+    study = build(StudyTable, data["study"], source)
+    if rounds is not None and window is None and study.window and study.window > rounds:
+        window = rounds  # a run shortened on the command line averages all its rounds
+    overrides = {key: value for key, value in (("rounds", rounds), ("seeds", seeds),
+                                               ("window", window)) if value is not None}
+    try:
+        study = replace(study, **overrides)
+    except InputError as exc:
+        raise InputError(exc.message, source=f"{source} with {overrides}", field=exc.field,
+                         allowed=exc.allowed) from None
     base = path.parent
-    grid = str(_get(study, "grid", str, source))
-    if grid.endswith(".json"):
-        grid = str((base / grid).resolve())
+    grid = str((base / study.grid).resolve()) if study.grid.endswith(".json") else study.grid
     base_scenario = default_scenario(load_grid(grid))  # fails early, naming known grids
-    population = _get(study, "population", str, source)
-    population_path = (base / population).resolve()
+    population_path = (base / study.population).resolve()
     if not population_path.is_file():
-        raise InputError(f"population file {population!r} not found (paths are relative to "
-                         "the study file)", source=source, field="study.population")
-    designs = _get(study, "designs", list, source, check=lambda v: len(v) > 0)
-    for design in designs:
-        parse_design(design, source)
-    reference = _get(study, "reference", str, source, default=designs[0],
-                     check=lambda v: v in designs, allowed=designs)
-    pricing = _get(study, "pricing", list, source, default=["pay-as-bid"],
-                   check=lambda v: len(v) > 0, allowed=list(PRICING_RULES))
-    for rule in pricing:
-        check_pricing(rule, source)
-    n_rounds = rounds if rounds is not None else _get(
-        study, "rounds", int, source, check=lambda v: v >= 1, allowed=["an integer >= 1"])
-    raw_seeds = _get(study, "seeds", (int, list), source, default=1)
-    if seeds is not None:
-        raw_seeds = seeds
-    seed_list = list(range(raw_seeds)) if isinstance(raw_seeds, int) else raw_seeds
-    if not seed_list or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                                for s in seed_list) or len(set(seed_list)) != len(seed_list):
-        raise InputError(f"must be a count >= 1 or a list of distinct integers >= 0, got "
-                         f"{raw_seeds!r}", source=source, field="study.seeds")
-    window = _get(study, "window", int, source, default=max(1, n_rounds // 4),
-                  check=lambda v: v >= 1, allowed=["an integer >= 1"])
-    ac_every = _get(study, "ac_every", int, source, default=1, check=lambda v: v >= 1,
-                    allowed=["an integer >= 1"])
-    resample = _get(study, "resample_days", bool, source, default=False)
-    regret = _get(study, "regret", bool, source, default=True)
-    regret_every = _get(study, "regret_every", int, source, default=0, check=lambda v: v >= 0,
-                        allowed=["an integer >= 0 (0: only the learned profile at the end)"])
-    name = _get(study, "name", str, source, default=path.stem)
-    out_dir = out or (os.path.normpath(base / _get(study, "out", str, source))
-                      if "out" in study else f"out/{name}")
+        raise InputError(f"population file {study.population!r} not found (paths are relative "
+                         "to the study file)", source=source, field="study.population")
+    name = study.name or path.stem
+    out_dir = out or (os.path.normpath(base / study.out) if study.out else f"out/{name}")
     actions = ActionGrid.from_dict(data.get("actions", {}), source)
     learners = _learners(data.get("learners"), actions, source)
     sweep = _sweep(data.get("sweep"), source)
@@ -217,11 +224,12 @@ def load_study(path: str | Path, rounds: int | None = None, seeds: int | None = 
                      for label, overrides in _combinations(sweep))
     return StudySpec(
         name=name, source=source, grid=grid, population=str(population_path),
-        designs=tuple(designs), reference=reference, pricing=tuple(pricing),
-        learners=learners, rounds=n_rounds,
-        seeds=tuple(seed_list), window=window, ac_every=ac_every,
-        resample_days=resample, out=out_dir, variants=variants, sweep=sweep, actions=actions,
-        regret=regret, regret_every=regret_every)
+        designs=study.designs, reference=study.reference or study.designs[0],
+        pricing=study.pricing, learners=learners, rounds=study.rounds,
+        seeds=study.seed_list, window=study.window or max(1, study.rounds // 4),
+        ac_every=study.ac_every, resample_days=study.resample_days, out=out_dir,
+        variants=variants, sweep=sweep, actions=actions, regret=study.regret,
+        regret_every=study.regret_every)
 
 
 def _sweep(raw: object, source: str) -> dict[str, dict[str, list]]:
@@ -371,22 +379,63 @@ def code_identity() -> str:
     return digest.hexdigest()[:16]
 
 
-def execute_run(run: RunSpec) -> dict:
-    """Run one simulation (in a worker) and return its tables and timings."""
+class RunFailed(RuntimeError):
+    """A run that produced nothing to keep (no round cleared)."""
+
+
+def _simulate(run: RunSpec, folder: Path) -> dict:
+    """Run one simulation, streaming its tables into `folder`; returns its metadata."""
     from lfm_abm.model import LFMModel
 
     start = time.perf_counter()
-    model = LFMModel(run.settings, seed=run.seed)
+    model = LFMModel(run.settings, seed=run.seed, spool=folder)
     setup = time.perf_counter() - start
     for _ in range(run.rounds):
         model.step()
         if run.regret_every and model.round % run.regret_every == 0 \
                 and model.round < run.rounds:
             model.equilibrium()
+    if not model.rounds_cleared:
+        raise RunFailed(f"none of its {model.round} rounds cleared (rounds.parquet holds "
+                        "each round's status)")
     if run.regret:
         model.equilibrium()
-    return {"tables": model.records(), "setup_seconds": setup,
-            "seconds": time.perf_counter() - start, "timings": dict(model.timings)}
+    model.save_records()
+    return {"run_id": run.run_id, "design": run.design, "pricing": run.pricing,
+            "learner": run.learner, "variant": run.variant, "seed": run.seed,
+            "swept": dict(run.swept), "rounds": run.rounds, "fingerprint": run.fingerprint,
+            "seconds": time.perf_counter() - start, "setup_seconds": setup,
+            "stage_seconds": dict(model.timings)}
+
+
+def execute_run(run: RunSpec, out: str | Path) -> dict:
+    """Run one simulation in a worker and write its folder under `out`; returns metadata.
+
+    The tables stream into a temporary folder during the run and the folder is renamed
+    into place when complete, so neither this process nor the parent ever holds a whole
+    run's records, and a failed or killed run leaves nothing that looks finished.
+    """
+    from lfm_abm.results import store
+
+    out = Path(out)
+    with store.writing_run(out, run.run_id) as folder:
+        meta = _simulate(run, folder)
+        store.publish_run(out, run.run_id, folder, meta)
+    return meta
+
+
+def execute_run_remote(run: RunSpec) -> dict:
+    """Run one simulation on a cluster worker with no shared disk: files come back as bytes.
+
+    The run's tables are written to the worker's own temporary folder first, so the
+    reply is the compressed Parquet files, not the records in memory.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="lfm-run-") as name:
+        meta = _simulate(run, Path(name))
+        return {"meta": meta, "files": {path.name: path.read_bytes()
+                                        for path in Path(name).iterdir() if path.is_file()}}
 
 
 def versions() -> dict[str, str]:
@@ -401,8 +450,23 @@ def versions() -> dict[str, str]:
     return found
 
 
-def _executor(workers: int, scheduler: str | None):
-    """Submit function and result iterator for local processes or a Dask cluster."""
+class _Serial:
+    """A run to execute in this process when its result is asked for (no pool)."""
+
+    def __init__(self, run: RunSpec) -> None:
+        self.run = run
+
+
+def _executor(workers: int, scheduler: str | None, out: Path):
+    """submit(run), completed(futures), result(future) -> run metadata, close(abort).
+
+    Local processes and the serial path write each run's folder themselves; a Dask
+    cluster sends the files back (its workers need no shared disk) and they are
+    installed here. close(abort=True) stops at once: pending runs are cancelled and
+    local workers killed.
+    """
+    from lfm_abm.results import store
+
     if scheduler:
         try:
             from distributed import Client
@@ -413,21 +477,22 @@ def _executor(workers: int, scheduler: str | None):
         client = Client(scheduler)
 
         def submit(run: RunSpec):
-            return client.submit(execute_run, run, pure=False, key=f"lfm-{run.run_id}")
+            return client.submit(execute_run_remote, run, pure=False, key=f"lfm-{run.run_id}")
 
-        return submit, dask_completed, lambda future: future.result(), client.close
+        def result(future) -> dict:
+            outcome = future.result()
+            meta = outcome["meta"]
+            store.install_run(out, meta["run_id"], outcome["files"], meta)
+            return meta
+
+        return submit, dask_completed, result, lambda abort: client.close()
     if workers <= 1:
-        class Done:
-            def __init__(self, run: RunSpec) -> None:
-                self.run = run
-
-        return Done, iter, lambda done: execute_run(done.run), lambda: None
-    import multiprocessing
-
-    pool = ProcessPoolExecutor(max_workers=workers,
-                               mp_context=multiprocessing.get_context("spawn"))
-    return (lambda run: pool.submit(execute_run, run), as_completed,
-            lambda future: future.result(), lambda: pool.shutdown(cancel_futures=True))
+        return (_Serial, iter, lambda serial: execute_run(serial.run, out),
+                lambda abort: None)
+    pool = process_pool(workers)
+    return (lambda run: pool.submit(execute_run, run, out), as_completed,
+            lambda future: future.result(),
+            lambda abort: stop_pool(pool) if abort else pool.shutdown())
 
 
 def check_study(spec: StudySpec) -> list[RunSpec]:
@@ -455,67 +520,89 @@ def check_study(spec: StudySpec) -> list[RunSpec]:
 
 
 def run_study(spec: StudySpec, workers: int = 1, scheduler: str | None = None,
-              progress: bool = True) -> Path:
-    """Execute every unfinished run of a study, then write summary, plots and report."""
-    from tqdm import tqdm
+              progress: bool = True, announce: Callable[[], None] | None = None) -> Path:
+    """Execute every unfinished run of a study, then write summary, plots and report.
 
+    The output folder is locked for the whole study (a second study on it refuses,
+    naming this one's pid); `announce` is called once the lock is held. SIGINT and
+    SIGTERM raise `workers.Interrupted` after stopping the workers; running the same
+    study again resumes it.
+    """
     from lfm_abm.results import store
 
     runs = check_study(spec)
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
-    store.write_network(out, _network_data(spec))
-    store.clean_partial(out)
-    todo = [r for r in runs if not store.is_finished(out, r.run_id, r.fingerprint)]
-    manifest = store.read_manifest(out)
-    manifest.update({"study": spec.describe(), "versions": versions(),
-                     "started": time.strftime("%Y-%m-%d %H:%M:%S")})
-    status = manifest.setdefault("runs", {})
-    for run in runs:  # the status of every current run, as found on disk now
-        previous = status.get(run.run_id, {})
-        status[run.run_id] = {**previous, "fingerprint": run.fingerprint,
-                              "status": "pending" if run in todo else "finished"}
-    manifest["current_runs"] = [r.run_id for r in runs]
-    store.write_json_atomic(out / store.MANIFEST, manifest)
+    with folder_lock(out), interrupts_raise():
+        if announce is not None:
+            announce()
+        store.clean_partial(out)
+        store.write_network(out, _network_data(spec))
+        todo = [r for r in runs if not store.is_finished(out, r.run_id, r.fingerprint)]
+        manifest = store.read_manifest(out)
+        manifest.update({"study": spec.describe(), "versions": versions(),
+                         "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+        status = manifest.setdefault("runs", {})
+        for run in runs:  # the status of every current run, as found on disk now
+            previous = status.get(run.run_id, {})
+            status[run.run_id] = {**previous, "fingerprint": run.fingerprint,
+                                  "status": "pending" if run in todo else "finished"}
+        manifest["current_runs"] = [r.run_id for r in runs]
+        store.write_manifest(out, manifest)
+        start = time.perf_counter()
+        _execute(todo, len(runs), manifest, out, workers, scheduler,
+                 spec.name if progress else None)
+        manifest["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        manifest["wall_seconds"] = time.perf_counter() - start
+        store.write_manifest(out, manifest)
+        summarise_study(out)
+    return out
 
-    submit, completed, result, close = _executor(workers, scheduler)
-    start = time.perf_counter()
-    finished = len(runs) - len(todo)
-    bar = tqdm(total=sum(r.rounds for r in todo), unit="round", disable=not progress,
-               dynamic_ncols=True, desc=spec.name, unit_scale=False)
-    bar.set_postfix_str(f"runs {finished}/{len(runs)}")
+
+def _execute(todo: list[RunSpec], n_runs: int, manifest: dict, out: Path, workers: int,
+             scheduler: str | None, bar_label: str | None) -> None:
+    """Run `todo`, recording each run's status in the manifest as it ends.
+
+    `bar_label` names the progress bar (None: no bar).
+
+    A failing run is recorded with its error and the others go on; an interruption
+    (or any error outside a run) stops every worker before it propagates.
+    """
+    from tqdm import tqdm
+
+    from lfm_abm.results import store
+
+    status = manifest["runs"]
+    submit, completed, result, close = _executor(workers, scheduler, out)
+    finished = n_runs - len(todo)
+    bar = tqdm(total=sum(r.rounds for r in todo), unit="round", disable=bar_label is None,
+               dynamic_ncols=True, desc=bar_label, unit_scale=False)
+    bar.set_postfix_str(f"runs {finished}/{n_runs}")
     try:
-        futures = {submit(run): run for run in todo}
+        with sigint_blocked():  # workers start now: a Ctrl-C waits until they ignore it
+            futures = {submit(run): run for run in todo}
         for future in completed(list(futures)):
             run = futures[future]
             try:
-                outcome = result(future)
-                meta = {"run_id": run.run_id, "design": run.design, "pricing": run.pricing,
-                        "learner": run.learner, "variant": run.variant, "seed": run.seed,
-                        "swept": dict(run.swept), "rounds": run.rounds,
-                        "fingerprint": run.fingerprint, "seconds": outcome["seconds"],
-                        "setup_seconds": outcome["setup_seconds"],
-                        "stage_seconds": outcome["timings"]}
-                store.write_run(out, run.run_id, outcome["tables"], meta)
+                meta = result(future)
             except Exception as exc:  # a failing run is recorded; the others go on
                 status[run.run_id] = {"status": "failed", "fingerprint": run.fingerprint,
                                       "error": f"{type(exc).__name__}: {exc}",
                                       "traceback": traceback.format_exc(limit=8)}
             else:
                 status[run.run_id] = {"status": "finished", "fingerprint": run.fingerprint,
-                                      "seconds": outcome["seconds"]}
-            store.write_json_atomic(out / store.MANIFEST, manifest)
+                                      "seconds": meta["seconds"]}
+            store.write_manifest(out, manifest)
             finished += 1
-            bar.set_postfix_str(f"runs {finished}/{len(runs)}", refresh=False)
+            bar.set_postfix_str(f"runs {finished}/{n_runs}", refresh=False)
             bar.update(run.rounds)  # rounds of failed runs count as done: nothing is left
+    except BaseException:
+        close(abort=True)
+        raise
+    else:
+        close(abort=False)
     finally:
         bar.close()
-        close()
-    manifest["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    manifest["wall_seconds"] = time.perf_counter() - start
-    store.write_json_atomic(out / store.MANIFEST, manifest)
-    summarise_study(out)
-    return out
 
 
 def _network_data(spec: StudySpec):
@@ -538,9 +625,9 @@ def summarise_study(out: Path) -> pd.DataFrame:
     from lfm_abm.results.report import write_report
 
     results = load_results(out)
-    results.runs.to_csv(out / "runs.csv", index=False)
-    results.summary.to_csv(out / "summary.csv", index=False)
-    results.paired.to_csv(out / "paired.csv", index=False)
+    for name in ("runs", "summary", "paired"):
+        with atomic_file(out / f"{name}.csv") as tmp:
+            getattr(results, name).to_csv(tmp, index=False)
     figures = make_plots(results.tables, results.runs, out / "plots", results.study["window"],
                          results.network, order=list(setting_labels(results.summary)),
                          swept=results.swept)

@@ -17,6 +17,7 @@ import pytest
 from lfm_abm import study as study_module
 from lfm_abm.cli import main
 from lfm_abm.errors import InputError
+from lfm_abm.files import TMP_PREFIX
 from lfm_abm.results import store
 from lfm_abm.study import load_study, run_study
 
@@ -136,13 +137,14 @@ def test_interrupted_study_resumes_to_the_same_results(finished, tmp_path):
         right = reference[name].drop(columns=["solve_seconds"], errors="ignore")
         pd.testing.assert_frame_equal(left.reset_index(drop=True), right.reset_index(drop=True))
     assert not resumed["rounds"].duplicated(["run_id", "round"]).any()
-    assert not [p for p in (out / "runs").iterdir() if p.name.startswith(".tmp-")]
+    assert not [p for p in (out / "runs").iterdir() if p.name.startswith(TMP_PREFIX)]
 
 
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_results(finished, tmp_path):
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+    # two threads in the test's own process: runs share its cached market days
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                                   dashboard_address=None) as cluster:
         out = run_study(small(tmp_path, "dask"), scheduler=cluster.scheduler_address,
                         progress=False)
@@ -154,10 +156,10 @@ def test_dask_local_cluster_gives_the_same_results(finished, tmp_path):
 def test_a_failing_run_is_recorded_and_the_others_go_on(tmp_path, monkeypatch):
     real = study_module.execute_run
 
-    def flaky(run):
+    def flaky(run, out):
         if run.design == "VC_Q" and run.seed == 1:
             raise RuntimeError("solver exploded")
-        return real(run)
+        return real(run, out)
 
     monkeypatch.setattr(study_module, "execute_run", flaky)
     out = run_study(small(tmp_path, rounds=3), workers=1, progress=False)
@@ -242,11 +244,11 @@ def test_interrupted_change_of_spec_never_summarises_stale_runs(tmp_path, monkey
     real = study_module.execute_run
     calls = {"n": 0}
 
-    def interrupted(run):
+    def interrupted(run, out):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        return real(run)
+        return real(run, out)
 
     monkeypatch.setattr(study_module, "execute_run", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -261,7 +263,7 @@ def test_a_run_whose_manifest_entry_was_lost_is_still_counted(finished):
     manifest = store.read_manifest(finished)
     lost = manifest["current_runs"][0]
     del manifest["runs"][lost]
-    store.write_json_atomic(finished / store.MANIFEST, manifest)
+    store.write_manifest(finished, manifest)
     run_study(load_study(QUICK, rounds=6, seeds=2, out=str(finished)), workers=1,
               progress=False)
     assert store.read_manifest(finished)["runs"][lost]["status"] == "finished"
@@ -322,5 +324,6 @@ def test_progress_bar_counts_rounds_and_runs(tmp_path, capsys):
 def test_regret_every_k_rounds_measures_the_profile_along_the_run(tmp_path):
     spec = load_study(write_spec(tmp_path, BASE + "regret_every = 2\n"))
     (run,) = study_module.expand(spec)
-    regret = study_module.execute_run(run)["tables"]["regret"]
+    study_module.execute_run(run, tmp_path)
+    regret = pd.read_parquet(tmp_path / "runs" / run.run_id / "regret.parquet")
     assert sorted(regret["round"].unique()) == [2, 3]

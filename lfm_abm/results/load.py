@@ -75,11 +75,14 @@ class StudyResults:
 
 
 def finished_runs(out: Path, manifest: dict) -> list[str]:
-    """Current runs whose folder holds results of the fingerprint the manifest expects."""
+    """Current runs whose folder holds complete results of the fingerprint expected.
+
+    A folder damaged since (a table missing or truncated) is left out, not read.
+    """
     runs = manifest.get("runs", {})
     return [r for r in manifest.get("current_runs", [])
             if runs.get(r, {}).get("status") == "finished"
-            and (store.run_meta(out, r) or {}).get("fingerprint") == runs[r].get("fingerprint")]
+            and store.is_finished(out, r, runs[r].get("fingerprint", ""))]
 
 
 def failed_runs(manifest: dict) -> dict[str, dict]:

@@ -48,6 +48,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from lfm_abm.files import atomic_file
 from lfm_abm.market.bids import PRODUCTS
 from lfm_abm.results.kpis import (
     ci_half_width,
@@ -108,9 +109,12 @@ def _fmt(value: float) -> str:
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    """Write and close a figure (many figures per study: do not keep them in memory)."""
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
+    """Write (atomically) and close a figure (many figures per study: none kept in memory)."""
+    try:
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, format=path.suffix[1:], dpi=DPI, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 

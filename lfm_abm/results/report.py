@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lfm_abm.files import write_text_atomic
 from lfm_abm.results.diagnostics import Diagnostic
 from lfm_abm.results.kpis import GROUP, glossary, headline, setting_labels
 from lfm_abm.results.load import StudyResults, failed_runs
@@ -83,5 +84,5 @@ def write_report(results: StudyResults, figures: list[Path],
               "run in `runs.csv`, paired differences in `paired.csv`; per-run tables in "
               "`runs/`. Group columns: " + ", ".join(GROUP) + "."]
     path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
     return path

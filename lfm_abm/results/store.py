@@ -3,77 +3,103 @@
 Layout of an output folder:
 
     manifest.json              spec, versions, seeds, per-run status and timings
-    runs/<run_id>/run.json     the run's settings, seed, fingerprint and timings
+    runs/<run_id>/run.json     the run's settings, seed, fingerprint, timings, files' hashes
     runs/<run_id>/*.parquet    rounds, agents, awards, structure, suppliers, regret
     summary.csv, plots/, report.md
 
-A run folder is first written under a temporary name and then renamed, so a folder
-named after a run is always complete; an interrupted study leaves at most a temporary
-folder, which the next run removes. A finished run is recognised by its fingerprint
-(a hash of everything that determines its results), so changing the spec recomputes
-exactly the runs it affects and never reuses stale results.
+A run folder is written (by the worker, while the run goes) under a temporary name and
+renamed when complete, so a folder named after a run is never half-written; an
+interrupted study leaves at most temporary folders and files, which the next run
+removes. A finished run is recognised by its fingerprint (a hash of everything that
+determines its results) and by its files matching the sizes and hashes in its run.json,
+so changing the spec recomputes exactly the runs it affects, never reuses stale results
+and recomputes a run whose files were damaged. Every file is written atomically
+(`lfm_abm.files`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
 
-TABLES = ("rounds", "agents", "awards", "offers", "structure", "suppliers", "regret")
+from lfm_abm.files import DIR_MODE, TMP_PREFIX, remove_leftovers, write_json_atomic
+from lfm_abm.records import TABLES, write_frames
+
 RUNS = "runs"
+RUN_JSON = "run.json"
 MANIFEST = "manifest.json"
 
 
-def write_json_atomic(path: Path, data: object) -> None:
-    """Write JSON via a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as stream:
-        json.dump(data, stream, indent=2, default=str)
-        stream.flush()
-        os.fsync(stream.fileno())  # on disk before it replaces the old file
-    os.replace(tmp, path)
-
-
-def write_run(out: Path, run_id: str, tables: dict[str, pd.DataFrame], meta: dict) -> Path:
-    """Write a finished run's tables and metadata as one atomic folder."""
+@contextmanager
+def writing_run(out: Path, run_id: str) -> Iterator[Path]:
+    """A temporary folder to write a run into; removed unless `publish_run` renamed it."""
     runs = out / RUNS
     runs.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=runs, prefix=f".tmp-{run_id}-"))
-    for name in TABLES:
-        frame = tables.get(name, pd.DataFrame())
-        frame.to_parquet(tmp / f"{name}.parquet", index=False)
-        with open(tmp / f"{name}.parquet", "rb") as stream:
-            os.fsync(stream.fileno())
-    write_json_atomic(tmp / "run.json", meta)
-    final = runs / run_id
-    if final.exists():  # a stale run with another fingerprint
+    tmp = Path(tempfile.mkdtemp(dir=runs, prefix=f"{TMP_PREFIX}{run_id}-"))
+    try:
+        tmp.chmod(DIR_MODE)
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _file_record(path: Path) -> dict:
+    with open(path, "rb") as stream:
+        digest = hashlib.file_digest(stream, "sha256").hexdigest()
+    return {"size": path.stat().st_size, "sha256": digest}
+
+
+def publish_run(out: Path, run_id: str, folder: Path, meta: dict) -> Path:
+    """Seal a fully written run folder: list its files in run.json, rename it in place.
+
+    run.json records each file's size and sha256, so that `is_finished` can tell a
+    complete run from one whose files were cut short or lost after the fact.
+    """
+    files = {path.name: _file_record(path) for path in sorted(folder.iterdir())
+             if path.is_file()}
+    write_json_atomic(folder / RUN_JSON, {**meta, "files": files})
+    final = out / RUNS / run_id
+    if final.exists():  # a stale run with another fingerprint, or a damaged one
         shutil.rmtree(final)
-    os.replace(tmp, final)
+    os.replace(folder, final)
     return final
 
 
+def install_run(out: Path, run_id: str, files: Mapping[str, bytes], meta: dict) -> Path:
+    """Publish a run computed elsewhere (a Dask worker without shared disk) from its files."""
+    with writing_run(out, run_id) as folder:
+        for name, data in files.items():
+            (folder / name).write_bytes(data)
+        return publish_run(out, run_id, folder, meta)
+
+
 def clean_partial(out: Path) -> int:
-    """Remove temporary folders left by an interrupted study; returns how many."""
+    """Remove what an interrupted study left: temporary run folders and files.
+
+    Only while holding the folder's lock: another study's run in progress looks the same.
+    Returns how many were removed.
+    """
     runs = out / RUNS
-    if not runs.is_dir():
-        return 0
-    partial = [p for p in runs.iterdir() if p.name.startswith(".tmp-")]
+    partial = [p for p in runs.iterdir() if p.name.startswith(TMP_PREFIX)] \
+        if runs.is_dir() else []
     for path in partial:
         shutil.rmtree(path, ignore_errors=True)
-    return len(partial)
+    return len(partial) + sum(remove_leftovers(folder)
+                              for folder in (out, out / "network", out / "plots"))
 
 
 def run_meta(out: Path, run_id: str) -> dict | None:
     """The metadata of a finished run, or None if it is not there."""
-    path = out / RUNS / run_id / "run.json"
+    path = out / RUNS / run_id / RUN_JSON
     if not path.is_file():
         return None
     try:
@@ -83,9 +109,20 @@ def run_meta(out: Path, run_id: str) -> dict | None:
 
 
 def is_finished(out: Path, run_id: str, fingerprint: str) -> bool:
-    """True if the run's folder holds results for exactly this fingerprint."""
+    """True if the run's folder holds complete results for exactly this fingerprint.
+
+    Complete: every table is there with the size and sha256 run.json recorded (a run
+    written before files were recorded counts as unfinished and is recomputed).
+    """
     meta = run_meta(out, run_id)
-    return meta is not None and meta.get("fingerprint") == fingerprint
+    if meta is None or meta.get("fingerprint") != fingerprint:
+        return False
+    files = meta.get("files", {})
+    if not {f"{name}.parquet" for name in TABLES} <= set(files):
+        return False
+    folder = out / RUNS / run_id
+    return all((folder / name).is_file() and _file_record(folder / name) == record
+               for name, record in files.items())
 
 
 def load_tables(out: Path, run_ids: Iterable[str]) -> dict[str, pd.DataFrame]:
@@ -143,11 +180,7 @@ def write_network(out: Path, network: NetworkData) -> None:
     """Save the study's network data under `network/` (one Parquet file per frame)."""
     folder = out / "network"
     folder.mkdir(parents=True, exist_ok=True)
-    for name in NETWORK_FILES:
-        handle, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-        os.close(handle)
-        getattr(network, name).to_parquet(tmp, index=False)
-        os.replace(tmp, folder / f"{name}.parquet")
+    write_frames(folder, {name: getattr(network, name) for name in NETWORK_FILES})
 
 
 def read_network(out: Path) -> NetworkData | None:
@@ -164,3 +197,8 @@ def read_manifest(out: Path) -> dict:
     if not path.is_file():
         return {}
     return json.loads(path.read_text())
+
+
+def write_manifest(out: Path, manifest: dict) -> None:
+    """Write the study's manifest atomically."""
+    write_json_atomic(out / MANIFEST, manifest)
