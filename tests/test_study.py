@@ -153,6 +153,16 @@ def test_dask_local_cluster_gives_the_same_results(finished, tmp_path):
                                   right.drop(columns="solve_seconds"))
 
 
+@pytest.mark.slow
+def test_runs_in_worker_processes_equal_the_same_runs_in_this_process(finished, tmp_path):
+    out = run_study(small(tmp_path, "pool", seeds=1), workers=2, progress=False)
+    pooled = tables_of(out)["rounds"]
+    serial = tables_of(finished)["rounds"]
+    serial = serial[serial.seed == 0].reset_index(drop=True)
+    pd.testing.assert_frame_equal(pooled.drop(columns="solve_seconds"),
+                                  serial.drop(columns="solve_seconds"))
+
+
 def test_a_failing_run_is_recorded_and_the_others_go_on(tmp_path, monkeypatch):
     real = study_module.execute_run
 
