@@ -27,6 +27,15 @@ class InputError(ValueError):
         self.message = message
         super().__init__(str(self))
 
+    def located(self, source: str | None = None, field: str | None = None) -> InputError:
+        """The same error placed in `source` and/or named `field` (each kept if None).
+
+        For a caller that knows where the checked values came from (a file, a flag, an
+        FSP of a population) and the checker did not.
+        """
+        return InputError(self.message, source=source or self.source, field=field or self.field,
+                          allowed=self.allowed)
+
     def __str__(self) -> str:
         where = ": ".join(part for part in (self.source, self.field) if part)
         text = f"{where}: {self.message}" if where else self.message

@@ -28,9 +28,10 @@ def _umask() -> int:
     return mask
 
 
+_UMASK = _umask()
 #: Modes of new files and folders as open() and mkdir() give them (tempfile's are private).
-FILE_MODE = 0o666 & ~_umask()
-DIR_MODE = 0o777 & ~_umask()
+FILE_MODE = 0o666 & ~_UMASK
+DIR_MODE = 0o777 & ~_UMASK
 
 
 def _fsync(path: Path) -> None:
@@ -59,7 +60,6 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
         handle, name = tempfile.mkstemp(dir=path.parent, prefix=f"{TMP_PREFIX}{path.name}.")
     except OSError as exc:
         raise WriteError(exc.errno, exc.strerror, str(path)) from exc
-    os.fchmod(handle, 0o644)  # mkstemp's 0600 would hide results from the user's group
     os.close(handle)
     tmp = Path(name)
     try:

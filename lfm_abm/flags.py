@@ -64,5 +64,4 @@ def from_flags(cls: type[T], **values: object) -> T:
     except InputError as exc:
         name = (exc.field or "").rpartition(".")[2]
         flag = f"--{name.replace('_', '-')}" if name in values else exc.field
-        raise InputError(exc.message, source="command line", field=flag,
-                         allowed=exc.allowed) from None
+        raise exc.located("command line", flag) from None

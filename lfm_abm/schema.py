@@ -77,8 +77,7 @@ def build(cls: type[T], data: Mapping[str, object], source: str | None,
     try:
         return cls(**{**(base or {}), **data})
     except InputError as exc:
-        raise InputError(exc.message, source=source, field=exc.field,
-                         allowed=exc.allowed) from None
+        raise exc.located(source) from None
 
 
 def field_name(section: str, name: str) -> str:
@@ -93,8 +92,7 @@ def _input_error(cls: type, section: str, exc: pydantic.ValidationError) -> Inpu
     error = exc.errors()[0]
     cause = (error.get("ctx") or {}).get("error")
     if isinstance(cause, InputError):  # a check across fields, already in words
-        return InputError(cause.message, source=cause.source, field=cause.field or section,
-                          allowed=cause.allowed)
+        return cause.located(field=cause.field or section)
     names = [name for name in cls.__pydantic_fields__ if name != "source"]
     loc = [str(part) for part in error["loc"]]
     if error["type"] == "unexpected_keyword_argument":

@@ -206,8 +206,7 @@ def load_study(path: str | Path, rounds: int | None = None, seeds: int | None = 
     try:
         study = replace(study, **overrides)
     except InputError as exc:
-        raise InputError(exc.message, source=f"{source} with {overrides}", field=exc.field,
-                         allowed=exc.allowed) from None
+        raise exc.located(f"{source} with {overrides}") from None
     base = path.parent
     grid = str((base / study.grid).resolve()) if study.grid.endswith(".json") else study.grid
     base_scenario = default_scenario(load_grid(grid))  # fails early, naming known grids

@@ -165,8 +165,7 @@ def _at(source: str, where: str) -> Iterator[None]:
     try:
         yield
     except InputError as exc:
-        raise InputError(exc.message, source=source, field=f"{where}: {exc.field}",
-                         allowed=exc.allowed) from None
+        raise exc.located(source, f"{where}: {exc.field}") from None
 
 
 def _cost(raw: object, source: str, where: str) -> dict[str, float]:

@@ -35,5 +35,4 @@ def make_learner(spec: Mapping[str, object], grid: ActionGrid,
     try:
         return LEARNERS[kind](grid, **params)
     except InputError as exc:
-        raise InputError(exc.message, source=source, field=exc.field,
-                         allowed=exc.allowed) from None
+        raise exc.located(source) from None
