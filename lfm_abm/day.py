@@ -12,7 +12,8 @@ from __future__ import annotations
 import copy
 import functools
 import threading
-from dataclasses import dataclass, replace
+from collections import OrderedDict
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -52,7 +53,9 @@ def shared_case(grid: str, scenario: Scenario, day: str | None, limits: NeedLimi
 @functools.lru_cache(maxsize=16)
 def _build_case(grid: str, scenario: Scenario, day: str | None, limits: NeedLimits,
                 params: MarketParams, ac_reuse: bool) -> MarketCase:
-    return MarketCase.build(load_grid(grid), scenario, day, limits, params, ac_reuse)
+    case = MarketCase.build(load_grid(grid), scenario, day, limits, params, ac_reuse)
+    case.baseline_emergency  # computed once, carried into every private case  # noqa: B018
+    return case
 
 
 def private_case(case: MarketCase, ac_reuse: bool = True) -> MarketCase:
@@ -61,12 +64,16 @@ def private_case(case: MarketCase, ac_reuse: bool = True) -> MarketCase:
     AC validation writes set-points into its net and reruns power flows on it, and the
     sensitivities of a validated state read the net's solver data: runs in threads of
     one process would race on a shared net (wrong records, or a crash). The baseline
-    (operating points, sensitivities, needs) is read-only and stays shared; a copy of
-    the net costs ~15 ms on a 122-bus grid.
+    (operating points, sensitivities, needs, the emergency action without a market) is
+    read-only and stays shared, as does the day's store of batched nets; a copy of the
+    net costs ~15 ms on a 122-bus grid.
     """
     net = copy.deepcopy(case.net)
-    return replace(case, net=net, evaluator=ACEvaluator(net, case.injections, case.points,
-                                                        case.limits, ac_reuse))
+    private = copy.copy(case)  # keeps what the shared case has computed (cached properties)
+    private.net = net
+    private.evaluator = ACEvaluator(net, case.injections, case.points, case.limits, ac_reuse,
+                                    batches=case.evaluator.batches)
+    return private
 
 
 def published_periods(case: MarketCase, design: Design) -> np.ndarray:
@@ -86,6 +93,29 @@ class MarketDay:
     inventory: GridInventory
     book: OfferBook
     periods: np.ndarray
+    benchmarks: dict[str, dict[str, float]] = field(default_factory=dict)  # by pricing
+
+    def benchmark(self, pricing: str) -> dict[str, float]:
+        """Headline numbers of the truthful benchmark (every offer at true cost, in full).
+
+        Cleared and AC-validated once per pricing rule; copies of the day for other runs
+        (`for_run`) share the result.
+        """
+        if pricing not in self.benchmarks:
+            market = Market(self.case, self.design, pricing)
+            result = market.clear(self.book.truthful_bids(), self.book.devices, trusted=True)
+            self.benchmarks[pricing] = result.summary(self.case.params.voll)
+        return self.benchmarks[pricing]
+
+    def for_run(self, ac_reuse: bool = True) -> MarketDay:
+        """The same day for one run: its own case (net, AC evaluator), the rest shared.
+
+        The offer book, the structure, the need markets and the benchmarks computed so
+        far are read-only and shared with every other run of the day.
+        """
+        day = copy.copy(self)
+        day.case = private_case(self.case, ac_reuse)
+        return day
 
     @functools.cached_property
     def structure(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -121,3 +151,33 @@ def market_day(case: MarketCase, population: Population, design: Design,
     book = build_book(population.fsps, inventory, np.asarray(case.scenario.hours), periods,
                       case.scenario.period_hours, design.products)
     return MarketDay(str(name or "synthetic"), case, design, inventory, book, periods)
+
+
+_DAYS: OrderedDict[tuple, MarketDay] = OrderedDict()
+#: Market days kept per process (a study varies grid, day, population and design).
+MAX_SHARED_DAYS = 32
+
+
+def shared_day(grid: str, scenario: Scenario, name: str | None, limits: NeedLimits,
+               params: MarketParams, population: Population, design: Design,
+               ac_reuse: bool = True) -> MarketDay:
+    """The market day built once per process for every run that shares it.
+
+    Start-up of a run is then a copy of the net (`MarketDay.for_run`), not the book,
+    the pivotal test and the need markets again (~2.5 s on simbench-semiurb). Never
+    use its case for AC runs: take `for_run`.
+    """
+    case = shared_case(grid, scenario, name, limits, params, ac_reuse)
+    key = (grid, scenario, name, limits, params, ac_reuse, repr(population), design)
+    with _BUILDING:
+        if key not in _DAYS:
+            # Built on a private copy (sequential designs run AC power flows for the
+            # pivotal test), then pointed at the untouched shared case that runs copy.
+            day = market_day(private_case(case, ac_reuse), population, design, name)
+            day.structure, day.markets  # computed once, before any copy  # noqa: B018
+            day.case = case
+            _DAYS[key] = day
+            while len(_DAYS) > MAX_SHARED_DAYS:
+                _DAYS.popitem(last=False)
+        _DAYS.move_to_end(key)
+        return _DAYS[key]

@@ -24,7 +24,7 @@ import pandas as pd
 from lfm_abm.agents.dso import DSO
 from lfm_abm.agents.fsp import AGENT_CLASSES, FSP
 from lfm_abm.agents.population import Population, load_population
-from lfm_abm.day import MarketDay, market_day, private_case, shared_case
+from lfm_abm.day import MarketDay, shared_day
 from lfm_abm.equilibrium import REGRET_COLUMNS, DayGame, regret_table, small_game_benchmarks
 from lfm_abm.errors import PowerFlowError
 from lfm_abm.learning import ActionGrid, make_learner
@@ -128,9 +128,9 @@ class LFMModel(mesa.Model):
         """The market day `name`, built on first use (with an AC cache of this run's own)."""
         if name not in self._days:
             s = self.settings
-            case = private_case(shared_case(s.grid, self.scenario, name, s.limits, s.market,
-                                            s.ac_reuse), s.ac_reuse)
-            self._days[name] = market_day(case, s.population, self.design, name)
+            self._days[name] = shared_day(s.grid, self.scenario, name, s.limits, s.market,
+                                          s.population, self.design, s.ac_reuse
+                                          ).for_run(s.ac_reuse)
         return self._days[name]
 
     def _next_day(self) -> MarketDay:
@@ -165,7 +165,7 @@ class LFMModel(mesa.Model):
         try:
             result = self.dso.clear(day.name, case, bids, book.devices)
             start = self._tick("clearing", start)
-            benchmark = self.dso.benchmark(day.name, case, book)
+            benchmark = day.benchmark(self.settings.pricing)
             validate = (self.round - 1) % self.settings.ac_every == 0
             if validate:
                 self.dso.validate(day.name, result)

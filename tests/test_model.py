@@ -133,27 +133,27 @@ def test_stochastic_days_draw_from_the_scenario():
 
 
 def test_a_failed_round_is_recorded_and_the_run_goes_on(cigre_population, monkeypatch):
+    from lfm_abm.agents.dso import DSO
     from lfm_abm.errors import PowerFlowError
-    from lfm_abm.market.clearing import Market
     from lfm_abm.market.engines import SolverError
 
-    clear, validate = Market.clear, Market.validate
+    clear, validate = DSO.clear, DSO.validate
     calls = {"clear": 0, "validate": 0}
 
     def flaky_clear(self, *args, **kwargs):
         calls["clear"] += 1
-        if calls["clear"] == 4:  # round 3 (call 2 is the truthful benchmark)
+        if calls["clear"] == 3:  # round 3
             raise SolverError("HiGHS returned Time limit reached")
         return clear(self, *args, **kwargs)
 
-    def flaky_validate(self, result):
+    def flaky_validate(self, *args):
         calls["validate"] += 1
-        if calls["validate"] == 5:
+        if calls["validate"] == 4:  # round 5 (round 3 failed before validation)
             raise PowerFlowError("AC power flow did not converge in period h13")
-        return validate(self, result)
+        return validate(self, *args)
 
-    monkeypatch.setattr(Market, "clear", flaky_clear)
-    monkeypatch.setattr(Market, "validate", flaky_validate)
+    monkeypatch.setattr(DSO, "clear", flaky_clear)
+    monkeypatch.setattr(DSO, "validate", flaky_validate)
     _, records = run(cigre_population, 7, design="CMVC_PQ", ac_every=1)
     rounds = records["rounds"]
     assert list(rounds["round"]) == [1, 2, 3, 4, 5, 6, 7]

@@ -57,3 +57,21 @@ def test_four_runs_in_threads_equal_the_same_runs_one_after_another():
         assert len(alone["rounds"]) == 2 and (alone["rounds"].status == "ok").all(), design
         for name in alone:
             pd.testing.assert_frame_equal(alone[name], together[name], obj=f"{design} {name}")
+
+
+def test_a_run_on_a_day_built_before_equals_a_run_that_builds_it():
+    """The shared day (book, structure, benchmark) and the copied AC batch change nothing."""
+    from lfm_abm import day
+
+    day._DAYS.clear()
+    day._build_case.cache_clear()
+    cold = run_tables("CMVC_PQ")  # builds the case, the day and the batch
+    warm = run_tables("CMVC_PQ")  # copies them
+    model = LFMModel(ModelSettings(grid=GRID, population=load_population(
+        ROOT / "agents" / "simbench_semiurb.toml"), design="CMVC_PQ"), seed=3)
+    shared = next(iter(day._DAYS.values()))
+    first = model.day(model.days[0])
+    assert first.book is shared.book and first.case.net is not shared.case.net
+    assert first.case.evaluator.batches is shared.case.evaluator.batches
+    for name in cold:
+        pd.testing.assert_frame_equal(cold[name], warm[name], obj=name)

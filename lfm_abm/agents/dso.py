@@ -1,11 +1,10 @@
-"""The DSO agent: clears the market, AC-validates, keeps the truthful benchmark."""
+"""The DSO agent: clears the market and AC-validates the awards."""
 
 from __future__ import annotations
 
 import mesa
 import pandas as pd
 
-from lfm_abm.agents.book import OfferBook
 from lfm_abm.market.clearing import ClearingResult, Market, MarketCase
 from lfm_abm.market.designs import Design
 from lfm_abm.market.devices import Devices
@@ -14,9 +13,8 @@ from lfm_abm.market.devices import Devices
 class DSO(mesa.Agent):
     """Buys flexibility for one design and pricing rule on each market day it is given.
 
-    The truthful benchmark (every offer at true cost and full capacity) is cleared once
-    per day with its own market instance, so it never disturbs the warm start of the
-    learning market.
+    The truthful benchmark is the market day's (`MarketDay.benchmark`), cleared with a
+    market instance of its own, so it never disturbs the warm start of this one.
     """
 
     def __init__(self, model: mesa.Model, design: Design, pricing: str,
@@ -26,7 +24,6 @@ class DSO(mesa.Agent):
         self.pricing = pricing
         self.engine = engine
         self._markets: dict[str, Market] = {}
-        self._benchmarks: dict[str, dict] = {}
 
     def market(self, day: str, case: MarketCase) -> Market:
         """The (reused) market for a day."""
@@ -42,11 +39,3 @@ class DSO(mesa.Agent):
     def validate(self, day: str, result: ClearingResult) -> ClearingResult:
         """AC-validate the round's awards."""
         return self._markets[day].validate(result)
-
-    def benchmark(self, day: str, case: MarketCase, book: OfferBook) -> dict:
-        """Clearing of truthful bids on the day: cost and outcome of competitive bidding."""
-        if day not in self._benchmarks:
-            market = Market(case, self.design, self.pricing)
-            result = market.clear(book.truthful_bids(), book.devices, trusted=True)
-            self._benchmarks[day] = result.summary(case.params.voll)
-        return self._benchmarks[day]

@@ -20,7 +20,7 @@ import pandapower as pp
 import pandas as pd
 
 from lfm_abm.errors import PowerFlowError
-from lfm_abm.network.batch import BatchMismatch, PeriodBatch, supports_batching
+from lfm_abm.network.batch import BatchMismatch, BatchStore, PeriodBatch, supports_batching
 from lfm_abm.network.connected import FLEX_TYPE
 from lfm_abm.network.needs import NeedLimits, find_needs
 from lfm_abm.network.operating_points import OperatingPoint, run_power_flow, snapshot
@@ -59,12 +59,14 @@ class ACEvaluator:
     """Re-runs AC power flows for flexibility injections on top of the baseline periods.
 
     reuse=False turns off the cache and the batching (one full pandapower power flow per
-    period and call), the plain reference the benchmark compares against.
+    period and call), the plain reference the benchmark compares against. Evaluators of
+    one market day (one per run) pass the same `batches`, so the day's batch is built once.
     """
 
     def __init__(self, net: pp.pandapowerNet, injections: PeriodInjections,
                  base_points: list[OperatingPoint], limits: NeedLimits,
-                 reuse: bool = True, cache_size: int = 256) -> None:
+                 reuse: bool = True, cache_size: int = 256,
+                 batches: BatchStore | None = None) -> None:
         self.net = net
         self.injections = injections
         self.base_points = base_points
@@ -76,6 +78,7 @@ class ACEvaluator:
         self._cache_size = cache_size if reuse else 0
         self._batching = reuse and supports_batching(net)
         self._batch: PeriodBatch | None = None
+        self.batches = batches or BatchStore()
         self.power_flows = 0  # AC period solutions computed (cache misses)
         self.batch_runs = 0  # batched power-flow runs among them
 
@@ -189,8 +192,8 @@ class ACEvaluator:
         if self._batch is None or not set(periods) <= set(self._batch.periods):
             wanted = sorted(set(periods) | set(self._batch.periods if self._batch else []))
             try:
-                self._batch = PeriodBatch(self.net, self.injections, wanted, self._flex,
-                                          self.base_points[0].hours)
+                self._batch = self.batches.batch(self.net, self.injections, wanted,
+                                                 self._flex, self.base_points[0].hours)
             except BatchMismatch:
                 self._batching = False  # an element type the batch cannot map: go singly
                 return

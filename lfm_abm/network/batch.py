@@ -11,6 +11,8 @@ same as per-period runs (tested to 1e-8).
 
 from __future__ import annotations
 
+import copy
+import threading
 import warnings
 from collections.abc import Sequence
 
@@ -49,7 +51,10 @@ def supports_batching(net: pp.pandapowerNet) -> bool:
 
 
 class PeriodBatch:
-    """A merged net with one copy of the grid per period, for fast repeated AC runs."""
+    """A merged net with one copy of the grid per period, for fast repeated AC runs.
+
+    It does not hold on to the grid it was built from: a copy is a batch of its own.
+    """
 
     def __init__(self, net: pp.pandapowerNet, injections: PeriodInjections,
                  periods: Sequence[int], flex_elements: pd.Series, hours: float) -> None:
@@ -79,17 +84,16 @@ class PeriodBatch:
         self._flex_rows = flex.index  # copy-major, then flex_elements order
         self._layout = [self._copy_layout(k) for k in range(len(self.periods))]
         run_power_flow(merged, "all periods")
-        self.template = net
-        self._voltage_order = [self._internal_order(k) for k in range(len(self.periods))]
+        self._voltage_order = [self._internal_order(net, k) for k in range(len(self.periods))]
 
-    def _internal_order(self, copy_index: int) -> np.ndarray:
+    def _internal_order(self, template: pp.pandapowerNet, copy_index: int) -> np.ndarray:
         """Internal bus of the merged net for each internal bus of the template net.
 
         Every copy has the template's topology, so its internal buses are the
         template's up to a permutation: pandapower buses map through the bus lookups,
         auxiliary buses (open switches) through the branch ends they terminate.
         """
-        template, merged = self.template, self.net
+        merged = self.net
         ours = template._ppc["internal"]
         theirs = merged._ppc["internal"]
         order = np.full(ours["Ybus"].shape[0], -1)
@@ -157,3 +161,25 @@ class PeriodBatch:
                 vm_pu=pd.Series(vm[at["bus"]], index=at["bus_ids"]),
                 branches=BranchState(lines, trafos), voltages=own_voltages))
         return points
+
+
+class BatchStore:
+    """Batches built once per market day and handed to each run as a copy.
+
+    Building a batch merges one net per period (~1.9 s for 12 periods of a 122-bus
+    grid); a deep copy costs ~20 ms. Every run gets a copy of the same unrun batch, so
+    runs in one process compute with identical data and never share a net.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._built: dict[tuple[int, ...], PeriodBatch] = {}
+
+    def batch(self, net: pp.pandapowerNet, injections: PeriodInjections,
+              periods: Sequence[int], flex_elements: pd.Series, hours: float) -> PeriodBatch:
+        """A private copy of the batch for `periods` (built from `net` on first request)."""
+        key = tuple(periods)
+        with self._lock:
+            if key not in self._built:
+                self._built[key] = PeriodBatch(net, injections, key, flex_elements, hours)
+            return copy.deepcopy(self._built[key])
