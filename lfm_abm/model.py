@@ -39,7 +39,7 @@ from lfm_abm.network.scenarios import Scenario
 from lfm_abm.records import TABLES, RecordSink, write_frames
 from lfm_abm.schema import Bool, Field, InstanceOf, Int, Text, settings
 
-STAGES = ("bidding", "clearing", "settlement", "ac_validation", "learning")
+STAGES = ("bidding", "clearing", "settlement", "ac_validation", "learning", "records")
 
 #: An award paid at least this share of the reservation price counts as at the cap.
 AT_CAP = 0.95
@@ -197,11 +197,12 @@ class LFMModel(mesa.Model):
                 "true_cost": cost[i], "profit": margin[i], "reward": reward,
                 "greedy": greedy, "entropy": entropy,
             })
-        self._tick("learning", start)
+        start = self._tick("learning", start)
         self.sink.add_rows("agents", rows)
         self._last_agents = rows
         self._record_round(day, result, benchmark, status)
         self.sink.end_round()
+        self._tick("records", start)
 
     def _record_round(self, day: MarketDay, result: ClearingResult, benchmark: dict,
                       status: str) -> None:

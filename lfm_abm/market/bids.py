@@ -10,6 +10,7 @@ unit through its capability circle and its energy account.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from lfm_abm.errors import InputError
 from lfm_abm.files import atomic_file
 
 PRODUCTS = ("P_up", "P_down", "Q_up", "Q_down")
+#: What places a bid in the LP (its slot); prices and quantities change round to round.
+SLOT_COLUMNS = ("bus", "period", "product", "device_id")
 BID_COLUMNS = ["bid_id", "provider_id", "bus", "period", "product", "quantity", "price",
                "device_id"]
 #: +1 where the product raises net injection, -1 where it lowers it.
@@ -34,13 +37,34 @@ def families(products: pd.Series) -> pd.Series:
     return products.map(FAMILY)
 
 
+def slot_arrays(bids: pd.DataFrame) -> tuple[np.ndarray, ...]:
+    """The bid table's slot columns as arrays (see `same_slots`)."""
+    return tuple(bids[column].to_numpy() for column in SLOT_COLUMNS)
+
+
+def same_slots(bids: pd.DataFrame, slots: tuple[np.ndarray, ...]) -> bool:
+    """True if the bids sit in exactly these slots, in this order.
+
+    Exact, and cheap for the tables an offer book builds round after round: they hold
+    the very same string objects, which compare by identity first (~50 us for 3,000
+    bids, where hashing the strings costs ten times more).
+    """
+    return all(len(array) == len(bids) and np.array_equal(bids[column].to_numpy(), array)
+               for column, array in zip(SLOT_COLUMNS, slots, strict=True))
+
+
+#: Active power products (the others are reactive).
+ACTIVE_PRODUCTS = ("P_up", "P_down")
+
+
 def is_active(products: pd.Series) -> np.ndarray:
     """True where the product is active power (P_up or P_down)."""
-    return products.isin(("P_up", "P_down")).to_numpy()
+    return products.isin(ACTIVE_PRODUCTS).to_numpy()
 
 
+@functools.cache
 def empty_bids() -> pd.DataFrame:
-    """A bid table with no rows and the right columns and dtypes."""
+    """A bid table with no rows and the right columns and dtypes (shared: do not modify)."""
     return validate_bids(pd.DataFrame(columns=BID_COLUMNS))
 
 

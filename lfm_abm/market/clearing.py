@@ -26,16 +26,24 @@ import pandapower as pp
 import pandas as pd
 
 from lfm_abm.errors import InputError
-from lfm_abm.market.bids import PRODUCT_SIGN, PRODUCTS, families, is_active, validate_bids
+from lfm_abm.market.bids import (
+    ACTIVE_PRODUCTS,
+    PRODUCT_SIGN,
+    PRODUCTS,
+    families,
+    same_slots,
+    slot_arrays,
+    validate_bids,
+)
 from lfm_abm.market.designs import Design, parse_design
-from lfm_abm.market.devices import Devices
+from lfm_abm.market.devices import NO_DEVICES, Devices
 from lfm_abm.market.emergency import EmergencyCapacity, emergency_injections
-from lfm_abm.market.energy import bid_states, energy_kpis
+from lfm_abm.market.energy import account_rows, bid_states, energy_kpis
 from lfm_abm.market.params import MarketParams
 from lfm_abm.market.pricing import check_pricing, locational_prices
 from lfm_abm.market.stages import (
-    EMERGENCY_COLUMNS,
-    UNRESOLVED_COLUMNS,
+    NO_EMERGENCY,
+    NO_UNRESOLVED,
     PlannedStage,
     StageResult,
     StageSolver,
@@ -171,7 +179,7 @@ class ClearingResult:
     def cost_at_bid_prices(self) -> float:
         """Sum of price x awarded energy, EUR (equals procurement cost under pay-as-bid)."""
         a = self.awards
-        return float((a.price * a.awarded * a.hours).sum())
+        return float((a.price.to_numpy() * a.awarded.to_numpy() * a.hours.to_numpy()).sum())
 
     def volumes(self) -> dict[str, float]:
         """Awarded energy per product, MWh or MVArh."""
@@ -186,7 +194,7 @@ class ClearingResult:
         units (MVA, p.u.). After-AC figures are NaN when the round was not AC-validated
         (unknown is not zero).
         """
-        unresolved = pd.concat([r.unresolved for r in self.design_stages], ignore_index=True)
+        unresolved = [r.unresolved for r in self.design_stages]
         out = {
             "procurement_cost": self.procurement_cost,
             "cost_at_bid_prices": self.cost_at_bid_prices,
@@ -204,10 +212,10 @@ class ClearingResult:
             "corrective_after_ac": after.corrective_mwh if checked else np.nan,
             "collateral_after_ac": after.collateral_mwh if checked else np.nan,
             "unmet_cost_after_ac": voll * unmet,
-            **_by_service(needs, "violation_{}_after_ac"),
-            **_by_service(None if needs is None else needs[needs.kind == "collateral"],
+            **_by_service(None if needs is None else [needs], "violation_{}_after_ac"),
+            **_by_service(None if needs is None else [needs[needs.kind == "collateral"]],
                           "collateral_{}_after_ac"),
-            **_by_service(after.unresolved if checked else None,
+            **_by_service([after.unresolved] if checked else None,
                           "unresolvable_{}_after_ac"),
         })
         out.update({f"volume_{k}": v for k, v in self.volumes().items()})
@@ -215,13 +223,16 @@ class ClearingResult:
         return out
 
 
-def _by_service(needs: pd.DataFrame | None, name: str) -> dict[str, float]:
-    """Sum of `need` per service: CM in MVA, VC in p.u. (NaN when unknown)."""
+def _by_service(needs: list[pd.DataFrame] | None, name: str) -> dict[str, float]:
+    """Sum of `need` per service over tables of needs: CM in MVA, VC in p.u. (NaN if unknown)."""
+    parts = [table for table in needs or () if len(table)]
+    need = np.concatenate([t.need.to_numpy(dtype=float) for t in parts]) if parts else None
+    service = np.concatenate([t.service.to_numpy() for t in parts]) if parts else None
     out = {}
-    for service, unit in (("CM", "mva"), ("VC", "pu")):
-        key = f"{name.format(service.lower())}_{unit}"
-        out[key] = (float("nan") if needs is None
-                    else float(needs.need[needs.service == service].sum()))
+    for key, unit in (("CM", "mva"), ("VC", "pu")):
+        total = (float("nan") if needs is None else 0.0 if need is None
+                 else float(need[service == key].sum()))
+        out[f"{name.format(key.lower())}_{unit}"] = total
     return out
 
 
@@ -230,14 +241,17 @@ def flex_injections(bids: pd.DataFrame, awarded: np.ndarray) -> pd.DataFrame:
     won = np.flatnonzero(awarded > 0)
     if len(won) == 0:
         return pd.DataFrame(columns=FLEX_COLUMNS)
-    products = bids["product"].iloc[won]
-    signed = awarded[won] * products.map(PRODUCT_SIGN).to_numpy()
-    is_p = is_active(products)
-    key = np.stack([bids.period.to_numpy()[won], bids.bus.to_numpy()[won]], axis=1)
-    slots, group = np.unique(key, axis=0, return_inverse=True)
-    group = group.ravel()
+    # Only the awarded bids (dozens of thousands of offers): plain lookups beat pandas.
+    products = bids["product"].to_numpy()[won]
+    signed = awarded[won] * np.array([PRODUCT_SIGN[p] for p in products])
+    is_p = np.array([p in ACTIVE_PRODUCTS for p in products], dtype=bool)
+    period = bids.period.to_numpy()[won].astype(np.int64)
+    bus = bids.bus.to_numpy()[won].astype(np.int64)
+    slots, group = np.unique(period * (bus.max() + 1) + bus, return_inverse=True)
+    member = np.zeros(len(slots), dtype=np.int64)
+    member[group] = np.arange(len(group))  # a bid of each slot
     return pd.DataFrame({
-        "period": slots[:, 0], "bus": slots[:, 1],
+        "period": period[member], "bus": bus[member],
         "dp_mw": np.bincount(group, np.where(is_p, signed, 0.0), minlength=len(slots)),
         "dq_mvar": np.bincount(group, np.where(is_p, 0.0, signed), minlength=len(slots))})
 
@@ -271,6 +285,8 @@ class Market:
         self._first = StageSolver(engine, keep=warm)
         self._later = StageSolver(engine, keep=warm)  # later stages and re-linearisation
         self._after = StageSolver(engine)  # emergency action after AC validation
+        # energy-account row of each bid, for the slots and devices it was found for
+        self._account_rows: tuple[tuple[np.ndarray, ...], str, np.ndarray] | None = None
 
     def clear(self, bids: pd.DataFrame, devices: Devices | None = None, *,
               ac_validate: bool = True, trusted: bool = False) -> ClearingResult:
@@ -286,7 +302,7 @@ class Market:
             check_device_ids(bids, devices)
             if devices is not None:
                 devices = devices.validated(bids)
-        devices = devices or Devices()
+        devices = devices or NO_DEVICES
         if not bids.index.equals(pd.RangeIndex(len(bids))):  # a copy costs ~0.1 s per 1M bids
             bids = bids.reset_index(drop=True)
         tally = _Tally(bids, case.period_hours)
@@ -337,7 +353,8 @@ class Market:
                                                   last.settled.awarded.to_numpy()),
                                   emergency_injections(last.emergency)])
         awards = tally.frame()
-        for name, values in bid_states(devices.energy, bids, tally.awarded, tally.hours).items():
+        for name, values in bid_states(devices.energy, bids, tally.awarded, tally.hours,
+                                       self._rows_in_accounts(bids, devices)).items():
             awards[name] = values  # in place: `assign` would copy the whole table
         result = ClearingResult(
             design=self.design.name, pricing=self.pricing, awards=awards,
@@ -345,6 +362,15 @@ class Market:
             flex=tally.flex(), validation=None, after_ac=None, stats=stats,
             energy=devices.energy)
         return self.validate(result) if ac_validate else result
+
+    def _rows_in_accounts(self, bids: pd.DataFrame, devices: Devices) -> np.ndarray:
+        """`account_rows` of the bids, kept while rounds bid in the same slots."""
+        kept = self._account_rows
+        if kept is None or kept[1] != devices.key or not same_slots(bids, kept[0]):
+            kept = (tuple(array.copy() for array in slot_arrays(bids)), devices.key,
+                    account_rows(devices.energy, bids))
+            self._account_rows = kept
+        return kept[2]
 
     def validate(self, result: ClearingResult) -> ClearingResult:
         """AC-validate a clearing's awards and measure the unmet need on the AC state."""
@@ -357,7 +383,7 @@ class Market:
         """Least-cost emergency action fixing the AC needs (and the residual ones alone)."""
         case, needs = self.case, report.needs
         if needs.empty:
-            return AfterAC(0.0, 0.0, _NO_EMERGENCY, _NO_UNRESOLVED)
+            return AfterAC(0.0, 0.0, NO_EMERGENCY, NO_UNRESOLVED)
         periods = sorted(int(t) for t in needs.period.unique())
         points = case.evaluator.linearised(flex, report.points, periods)
         subset = [points[t] for t in periods]
@@ -381,16 +407,22 @@ def check_device_ids(bids: pd.DataFrame, devices: Devices | None) -> None:
                          "given; leave device_id empty to couple nothing", field="device_id")
 
 
+#: Awards (MW) equal to this many decimals leave a later stage's LP as it is.
+KEY_DECIMALS = 9
+
+
 def _later_key(index: int, devices: Devices, awarded: np.ndarray, flex: pd.DataFrame,
                periods: list[int]) -> tuple:
     """What fixes a later stage's LP: the awards so far and the emergency action.
 
     They fix its AC point, the remaining quantities and the devices' moved rows; with the
     same key only prices differ, so the LP is re-solved warm (a repeated round, or a
-    deviation that moves no earlier award).
+    deviation that moves no earlier award). Rounded to KEY_DECIMALS: re-solves of one
+    LP may differ in the last bits of the same awards.
     """
-    digest = hashlib.sha1(awarded.tobytes())
-    digest.update(flex[["period", "bus", "dp_mw", "dq_mvar"]].to_numpy(dtype=float).tobytes())
+    digest = hashlib.sha1((np.round(awarded, KEY_DECIMALS) + 0.0).tobytes())  # no -0.0
+    digest.update((np.round(flex[["period", "bus", "dp_mw", "dq_mvar"]].to_numpy(dtype=float),
+                            KEY_DECIMALS) + 0.0).tobytes())
     return ("later", index, devices.key, tuple(periods), digest.hexdigest())
 
 
@@ -447,6 +479,3 @@ class _Tally:
                                     where=energy > 0),
             "uplift": self.uplift, "locational_price": self.price, "stage": self.stage_of})
 
-
-_NO_EMERGENCY = pd.DataFrame(columns=EMERGENCY_COLUMNS)
-_NO_UNRESOLVED = pd.DataFrame(columns=UNRESOLVED_COLUMNS)

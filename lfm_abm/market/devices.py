@@ -123,3 +123,7 @@ def _move_capability(devices: pd.DataFrame, bids: pd.DataFrame,
         if family in moved:
             out[column] = out[column].add(moved[family], fill_value=0.0).reindex(out.index)
     return out.reset_index()[DEVICE_COLUMNS]
+
+
+#: No device table: bids couple nothing (shared: do not modify).
+NO_DEVICES = Devices()

@@ -148,7 +148,7 @@ def _check_bids_inside_windows(table: pd.DataFrame, bids: pd.DataFrame, source: 
                              "energy account's periods", source=source, field="period")
 
 
-def _slots(table: pd.DataFrame, bids: pd.DataFrame) -> np.ndarray:
+def account_rows(table: pd.DataFrame, bids: pd.DataFrame) -> np.ndarray:
     """Row of `table` holding each bid's device and period; -1 where there is none."""
     if table.empty or bids.empty:
         return np.full(len(bids), -1)
@@ -162,9 +162,9 @@ def _bid_coefficients(bids: pd.DataFrame, table: pd.DataFrame, hours: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bids that move an account: (bid positions, row of their period in `table`, MWh/MW).
 
-    `slot` is `_slots(table, bids)` when the caller already has it.
+    `slot` is `account_rows(table, bids)` when the caller already has it.
     """
-    slot = _slots(table, bids) if slot is None else slot
+    slot = account_rows(table, bids) if slot is None else slot
     positions = np.flatnonzero((slot >= 0) & is_active(bids["product"]))
     at = slot[positions]
     down = (bids["product"].to_numpy()[positions] == "P_down")
@@ -259,9 +259,12 @@ def energy_states(table: pd.DataFrame, bids: pd.DataFrame, awarded: np.ndarray,
 
 
 def bid_states(table: pd.DataFrame, bids: pd.DataFrame, awarded: np.ndarray,
-               hours: np.ndarray) -> dict[str, np.ndarray]:
-    """`energy_states` of each bid's device after the bid's period (NaN without one)."""
-    slot = _slots(table, bids)
+               hours: np.ndarray, slot: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """`energy_states` of each bid's device after the bid's period (NaN without one).
+
+    `slot` is `account_rows(table, bids)` when the caller already has it.
+    """
+    slot = account_rows(table, bids) if slot is None else slot
     states = energy_states(table, bids, awarded, hours, slot)
     has = slot >= 0
     at = np.where(has, slot, 0)
@@ -280,9 +283,9 @@ def energy_kpis(table: pd.DataFrame, awards: pd.DataFrame) -> dict[str, float]:
     closes; storage_cycles: equivalent full cycles of the batteries, their awarded
     throughput (charge + discharge, MWh) over twice their energy (NaN without one).
     """
-    storage = awards.soc_mwh.notna().to_numpy()
-    shift = awards.deferred_mwh.notna().to_numpy()
-    energy = (awards.awarded * awards.hours).to_numpy()
+    storage = ~np.isnan(awards.soc_mwh.to_numpy(dtype=float))
+    shift = ~np.isnan(awards.deferred_mwh.to_numpy(dtype=float))
+    energy = awards.awarded.to_numpy() * awards.hours.to_numpy()
     product = awards["product"].to_numpy()
     first = _run_starts(table.device_id.to_numpy())
     capacity = table.capacity_mwh.to_numpy()[first][

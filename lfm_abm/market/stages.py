@@ -159,11 +159,17 @@ def clear_emergency_only(points: list[OperatingPoint], limits: NeedLimits,
                        solver=solver, fix=fix)
 
 
+#: What a stage returns when it takes no emergency action or leaves no need: shared, so
+#: never modify them (a learning round mostly has neither, and a frame costs ~0.2 ms).
+NO_EMERGENCY = pd.DataFrame({c: pd.Series(dtype=float) for c in EMERGENCY_COLUMNS})
+NO_UNRESOLVED = pd.DataFrame({c: pd.Series(dtype=float) for c in UNRESOLVED_COLUMNS})
+
+
 def _emergency_used(lp: LinearProgram, solution: LPSolution) -> pd.DataFrame:
     mw = solution.x[lp.emergency_columns]
     used = mw > 1e-9
     if not used.any():
-        return pd.DataFrame({c: pd.Series(dtype=float) for c in EMERGENCY_COLUMNS})
+        return NO_EMERGENCY
     return lp.emergency[used].assign(mw=mw[used])[EMERGENCY_COLUMNS].reset_index(drop=True)
 
 
@@ -171,6 +177,6 @@ def _unresolved(lp: LinearProgram, solution: LPSolution) -> pd.DataFrame:
     slack = solution.x[lp.slack_columns]
     left = slack > 1e-9
     if not left.any():
-        return pd.DataFrame({c: pd.Series(dtype=float) for c in UNRESOLVED_COLUMNS})
+        return NO_UNRESOLVED
     rows = lp.rows.iloc[lp.slack_row[left]].reset_index(drop=True)
     return rows.assign(need=slack[left])[UNRESOLVED_COLUMNS]
