@@ -138,3 +138,36 @@ def test_settlement_identities_hold(instance, pricing):
         device = bids.device_id.where(bids.device_id != "", bids.bid_id).to_numpy()
         assert (surplus.groupby(device).sum() >= -tolerance).all()
         assert payment.sum() == pytest.approx(float(result.settled.payment.sum()))
+
+
+def test_warm_re_solves_with_rows_left_out_are_optimal_for_the_full_lp(cigre_case):
+    """HiGHS holds only the rows near their bounds; a row a new solution reaches goes
+    back in. Each warm answer must be feasible and optimal for the whole LP (the cvxpy
+    reference solves it whole), with duals that certify it."""
+    from conftest import ample_bids
+
+    from lfm_abm.market.clearing import Market
+
+    bids = ample_bids(cigre_case)
+    market = Market(cigre_case, "CMVC_PQ")
+    market.clear(bids, ac_validate=False)
+    engine = market._first._engine
+    rng = np.random.default_rng(1)
+    grew = 0
+    for _ in range(12):
+        repriced = bids.assign(price=bids.price * rng.uniform(0.2, 4.0, len(bids)),
+                               quantity=bids.quantity * rng.uniform(0.5, 1.0, len(bids)))
+        held = len(engine._active)
+        stage = market.clear(repriced, ac_validate=False).stages[0][1]
+        lp, solution = stage.lp, stage.solution
+        assert not stage.rebuilt and len(engine._active) < lp.matrix.shape[0]
+        grew += len(engine._active) > held
+        reference = Market(cigre_case, "CMVC_PQ", engine="cvxpy").clear(
+            repriced, ac_validate=False).stages[0][1].solution
+        scale = max(1.0, abs(reference.objective))
+        assert solution.objective == pytest.approx(reference.objective, abs=1e-7 * scale)
+        activity = lp.matrix @ solution.x
+        assert (activity <= lp.row_upper + 1e-6).all() and (activity >= lp.row_lower - 1e-6).all()
+        assert dual_objective(lp, solution.row_dual) == pytest.approx(solution.objective,
+                                                                      abs=1e-6 * scale)
+    assert grew > 0  # rows did go back in
