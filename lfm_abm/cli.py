@@ -324,10 +324,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Engine vs naive baseline on the same rounds; optionally the scale table."""
+    """Engine vs naive baseline on the same rounds, the speed targets; or one long run."""
     from lfm_abm.bench import compare, energy_rows_cost, market_power_cost, scale
+    from lfm_abm.learning import LEARNERS
+    from lfm_abm.speed_targets import horizon_run, targets
 
-    table, _ = compare(args.grid, args.rounds, args.ac_every)
+    if args.learner not in LEARNERS:
+        raise InputError(f"invalid value {args.learner!r}", field="--learner",
+                         allowed=sorted(LEARNERS))
+    if args.horizon:
+        print(f"one run of {args.horizon:,} rounds: {args.grid}, CMVC_PQ, learner "
+              f"{args.learner}, AC validation every {args.ac_every} round(s), records "
+              "streamed to disk")
+        horizon_run(args.grid, args.learner, args.horizon, args.ac_every)
+        return 0
+    table, _, _ = compare(args.grid, args.rounds, args.ac_every)
     print(table)
     energy = energy_rows_cost(args.grid, ("CMVC_P", "CMVC_PQ", "CM_P"), args.rounds)
     print("warm re-solves with and without energy rows (same bids, median ms per round):")
@@ -340,6 +351,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         frame = scale(args.scale_rounds, (10, 100, 1000),
                       ("cigre-mv", "simbench-semiurb", "simbench-urban"), args.ac_every)
         print(frame.round(1).to_string(index=False))
+    print(f"speed targets (one core; AC validation every {args.ac_every} round(s); "
+          "baseline: the naive engine on the same rounds, for start-up the first run in "
+          "the process):")
+    frame = targets(args.rounds, args.ac_every, args.target_horizon)
+    print(frame.round(2).to_string(index=False))
     return 0
 
 
@@ -446,6 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--scale", action="store_true",
                        help="also time 10/100/1000 FSPs on three grids")
     bench.add_argument("--scale-rounds", type=int, default=20)
+    bench.add_argument("--target-horizon", type=int, default=5000,
+                       help="rounds of the long cigre-mv Q-learning run of the targets")
+    bench.add_argument("--horizon", type=int,
+                       help="only one run of this many rounds: rounds/s and memory over time")
+    bench.add_argument("--learner", default="q-learning",
+                       help="learner of every FSP in the --horizon run (default q-learning)")
     bench.set_defaults(func=cmd_bench)
 
     validate = sub.add_parser("validate", help="linearisation error of the clearing vs AC")

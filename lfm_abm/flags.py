@@ -31,11 +31,13 @@ class RunFlags:
 
 @settings("--")
 class BenchFlags:
-    """`lfm-abm bench`: timed rounds and AC-validation interval."""
+    """`lfm-abm bench`: timed rounds, AC-validation interval, long-run lengths."""
 
     rounds: Positive
     ac_every: Positive
     scale_rounds: Positive
+    target_horizon: Positive
+    horizon: Positive | None = None
 
 
 @settings("--")

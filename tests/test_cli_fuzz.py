@@ -70,6 +70,7 @@ COMMANDS = {
            "--grid": BAD_GRIDS, "--day": ["x", "2019-01-01"]})),
     "bench": (["bench"], cases(
         **{"--rounds": BAD_COUNTS, "--ac-every": BAD_COUNTS, "--scale-rounds": BAD_COUNTS,
+           "--horizon": BAD_COUNTS, "--target-horizon": BAD_COUNTS, "--learner": ["x", ""],
            "--grid": ["nogrid", "{tmp}/garbage.json"]})),
 }
 
