@@ -361,7 +361,7 @@ def _same_solution_through_highs_lp(lp) -> None:
     from lfm_abm.market.engines import HighsEngine
 
     class HighsLpEngine(HighsEngine):
-        def load(self, lp):  # the way the LP was passed before (field by field)
+        def _pass_model(self, lp):  # the way the LP was passed before (field by field)
             model = highspy.HighsLp()
             model.num_col_, model.num_row_ = lp.n_cols, lp.matrix.shape[0]
             model.col_cost_, model.col_lower_ = lp.cost, np.zeros(lp.n_cols)
@@ -373,8 +373,6 @@ def _same_solution_through_highs_lp(lp) -> None:
             model.a_matrix_.value_ = lp.matrix.data
             self._highs.clearModel()
             self._highs.passModel(model)
-            self._lp = lp
-            self._solved_once = False
 
     solutions = []
     for engine in (HighsEngine(), HighsLpEngine()):

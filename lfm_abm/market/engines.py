@@ -131,7 +131,15 @@ class HighsEngine(_Engine):
         self._solved_once = False
 
     def load(self, lp: LinearProgram) -> None:
-        """Pass a new LP to HiGHS (cold: the next solve starts from scratch)."""
+        """Pass a new LP to HiGHS (cold: the next solve starts from scratch), every row."""
+        self._pass_model(lp)
+        super().load(lp)
+        self._solved_once = False
+        self._active = np.arange(lp.matrix.shape[0])  # rows HiGHS holds, in its order
+        self._prune_above = 0  # prune after the first solve
+        self._rows_csr: sp.csr_matrix | None = None
+
+    def _pass_model(self, lp: LinearProgram) -> None:
         import highspy
 
         # The arrays go in through the buffer protocol: setting the fields of a HighsLp
@@ -146,11 +154,6 @@ class HighsEngine(_Engine):
             np.zeros(n_cols, dtype=np.int32))  # integrality: every column continuous
         if status == highspy.HighsStatus.kError:
             raise SolverError("HiGHS did not accept the LP")
-        super().load(lp)
-        self._solved_once = False
-        self._active = np.arange(matrix.shape[0])  # rows HiGHS holds, in its order
-        self._prune_above = 0  # prune after the first solve
-        self._rows_csr: sp.csr_matrix | None = None
 
     def add_rows(self, new: NewRows) -> None:
         """Append rows to HiGHS too; the next solve starts from the present basis."""
