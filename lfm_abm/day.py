@@ -181,3 +181,10 @@ def shared_day(grid: str, scenario: Scenario, name: str | None, limits: NeedLimi
                 _DAYS.popitem(last=False)
         _DAYS.move_to_end(key)
         return _DAYS[key]
+
+
+def forget_days() -> None:
+    """Empty this process's market cases and days, as a fresh worker process has none."""
+    with _BUILDING:
+        _DAYS.clear()
+        _build_case.cache_clear()

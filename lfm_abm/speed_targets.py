@@ -8,16 +8,18 @@ resident memory at checkpoints, with its records streamed to disk as a study's r
 
 from __future__ import annotations
 
+import functools
 import resource
 import tempfile
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
-from lfm_abm import day as market_days
 from lfm_abm.bench import ROOT, engine_and_naive, population_for, timed_run
+from lfm_abm.day import forget_days
 from lfm_abm.model import LFMModel, ModelSettings
 
 MAIN_STUDY = ROOT / "studies" / "designs.toml"
@@ -35,13 +37,15 @@ def rss_mb() -> float:
 
 
 def horizon_run(grid: str, learner: str, rounds: int, ac_every: int, design: str = "CMVC_PQ",
-                checkpoints: int = 10, seed: int = 0, report=print) -> pd.DataFrame:
+                checkpoints: int = 10, seed: int = 0,
+                report: Callable[[str], None] | None = None) -> pd.DataFrame:
     """`rounds` rounds of one run, records streamed to a temporary folder.
 
     Reports (and returns) at each checkpoint the rounds done, seconds so far, rounds/s
     since the last checkpoint and resident memory: a run whose memory grows with its
     length shows it here.
     """
+    report = report or functools.partial(print, flush=True)  # progress, also when piped
     settings = ModelSettings(grid=grid, population=population_for(grid), design=design,
                              ac_every=ac_every, learner={"kind": learner})
     every = max(1, rounds // checkpoints)
@@ -76,8 +80,7 @@ def start_up(grid: str, design: str = "CMVC_PQ") -> tuple[float, float]:
     The caches of market days are emptied first, so the first run builds the grid's
     day, its offer book, pivotal test and AC batch as a fresh worker process would.
     """
-    market_days._DAYS.clear()
-    market_days._build_case.cache_clear()
+    forget_days()
     population = population_for(grid)
     seconds = []
     for seed in (0, 1):
@@ -88,8 +91,10 @@ def start_up(grid: str, design: str = "CMVC_PQ") -> tuple[float, float]:
     return seconds[0], seconds[1]
 
 
-def targets(rounds: int, ac_every: int, horizon: int, report=print) -> pd.DataFrame:
+def targets(rounds: int, ac_every: int, horizon: int,
+            report: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Every speed target with the engine's figure, the baseline's and the verdict."""
+    report = report or functools.partial(print, flush=True)
     rows = []
 
     def add(target: str, goal: str, engine: float, baseline: float, met: bool,

@@ -63,8 +63,7 @@ def test_a_run_on_a_day_built_before_equals_a_run_that_builds_it():
     """The shared day (book, structure, benchmark) and the copied AC batch change nothing."""
     from lfm_abm import day
 
-    day._DAYS.clear()
-    day._build_case.cache_clear()
+    day.forget_days()
     cold = run_tables("CMVC_PQ")  # builds the case, the day and the batch
     warm = run_tables("CMVC_PQ")  # copies them
     model = LFMModel(ModelSettings(grid=GRID, population=load_population(

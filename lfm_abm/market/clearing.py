@@ -324,9 +324,11 @@ class Market:
                 if planned.relinearisation and not needed:
                     break
                 # Only periods where something can move or something must: the others
-                # would give the LP rows without columns.
+                # would give the LP rows without columns (and cost sensitivities).
                 remaining = tally.remaining()
-                periods = sorted(needed | set(remaining.period[remaining.quantity > 0]))
+                movable = (remaining.quantity > 0) & families(remaining["product"]).isin(
+                    planned.stage.products)
+                periods = sorted(needed | set(remaining.period[movable]))
                 if not periods:
                     continue
                 points = case.evaluator.linearised(flex, states, periods)

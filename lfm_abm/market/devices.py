@@ -111,13 +111,15 @@ def _move_capability(devices: pd.DataFrame, bids: pd.DataFrame,
     """Device operating points moved by their awarded P and Q bids."""
     if devices.empty:
         return devices
-    flex = bids.assign(delta=awarded * bids["product"].map(PRODUCT_SIGN).to_numpy(),
-                       family=families(bids["product"]))
-    flex = flex[flex.device_id.isin(set(devices.device_id)) & (awarded > 0)]
+    won = np.flatnonzero(awarded > 0)  # a few of many bids: select before anything else
+    flex = bids.iloc[won]
+    flex = flex.assign(delta=awarded[won] * flex["product"].map(PRODUCT_SIGN).to_numpy(),
+                       family=families(flex["product"]))
+    flex = flex[flex.device_id.isin(set(devices.device_id))]
     if flex.empty:
         return devices
-    moved = flex.pivot_table(index=["device_id", "period"], columns="family", values="delta",
-                             aggfunc="sum", fill_value=0.0)
+    moved = flex.groupby(["device_id", "period", "family"]).delta.sum().unstack(
+        "family", fill_value=0.0)
     out = devices.set_index(["device_id", "period"])
     for family, column in (("P", "p_mw"), ("Q", "q_mvar")):
         if family in moved:

@@ -70,8 +70,12 @@ class EmergencyCapacity:
         cols = self.generation.columns.get_indexer(flex.bus.to_numpy())
         known = (rows >= 0) & (cols >= 0)
         np.add.at(dp, (rows[known], cols[known]), flex.dp_mw.to_numpy(dtype=float)[known])
-        return EmergencyCapacity((self.generation - np.clip(-dp, 0.0, None)).clip(lower=0.0),
-                                 (self.load - np.clip(dp, 0.0, None)).clip(lower=0.0))
+        # In numpy: the same frames' arithmetic costs ~13 ms per call on 24 x 116.
+        left = (np.maximum(self.generation.to_numpy() - np.clip(-dp, 0.0, None), 0.0),
+                np.maximum(self.load.to_numpy() - np.clip(dp, 0.0, None), 0.0))
+        return EmergencyCapacity(*(pd.DataFrame(values, index=self.generation.index,
+                                                columns=self.generation.columns)
+                                   for values in left))
 
 
 def emergency_injections(used: pd.DataFrame) -> pd.DataFrame:
