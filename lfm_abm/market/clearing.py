@@ -350,17 +350,13 @@ class Market:
         first = stages[0][1]
         stats.update(lp_rows=first.lp.matrix.shape[0], lp_cols=first.lp.matrix.shape[1],
                      warm=first.solution.warm, rebuilt=first.rebuilt)
-        last = stages[-1][1]
-        last_flex = combine_flex([flex_injections(bids.iloc[last.lp.bid_index],
-                                                  last.settled.awarded.to_numpy()),
-                                  emergency_injections(last.emergency)])
         awards = tally.frame()
         for name, values in bid_states(devices.energy, bids, tally.awarded, tally.hours,
                                        self._rows_in_accounts(bids, devices)).items():
             awards[name] = values  # in place: `assign` would copy the whole table
         result = ClearingResult(
             design=self.design.name, pricing=self.pricing, awards=awards,
-            stages=stages, linearised_at=(last_points, last_flex) if len(stages) > 1 else None,
+            stages=stages, linearised_at=_last_linearisation(bids, stages, last_points),
             flex=tally.flex(), validation=None, after_ac=None, stats=stats,
             energy=devices.energy)
         return self.validate(result) if ac_validate else result
@@ -400,6 +396,18 @@ class Market:
                                          self._after, fix=keys).emergency_mwh if keys else 0.0
             collateral = max(total.emergency_mwh - alone, 0.0)
         return AfterAC(total.emergency_mwh, collateral, total.emergency, total.unresolved)
+
+
+def _last_linearisation(bids: pd.DataFrame, stages: list[tuple[PlannedStage, StageResult]],
+                        points: list[OperatingPoint]
+                        ) -> tuple[list[OperatingPoint], pd.DataFrame] | None:
+    """Where the last linear clearing was made, and its own injections, if not at baseline."""
+    if len(stages) < 2:
+        return None
+    last = stages[-1][1]
+    return points, combine_flex([flex_injections(bids.iloc[last.lp.bid_index],
+                                                 last.settled.awarded.to_numpy()),
+                                 emergency_injections(last.emergency)])
 
 
 def check_device_ids(bids: pd.DataFrame, devices: Devices | None) -> None:

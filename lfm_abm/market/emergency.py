@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lfm_abm.network.ac_validation import FLEX_COLUMNS
+
 #: Emergency capacities below this (MW) get no column.
 MIN_EMERGENCY_MW = 1e-6
 ACTIONS = ("curtail", "shed")
@@ -80,6 +82,8 @@ class EmergencyCapacity:
 
 def emergency_injections(used: pd.DataFrame) -> pd.DataFrame:
     """Net injection changes (period, bus, dp_mw, dq_mvar) of emergency action taken."""
+    if not len(used):  # the usual round: no frame arithmetic
+        return pd.DataFrame(columns=FLEX_COLUMNS)
     sign = used.action.map(ACTION_SIGN).to_numpy(dtype=float)
     return pd.DataFrame({"period": used.period.to_numpy(dtype=int),
                          "bus": used.bus.to_numpy(dtype=int),

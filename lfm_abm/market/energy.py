@@ -243,6 +243,16 @@ def shift_accounts(table: pd.DataFrame, bids: pd.DataFrame, awarded: np.ndarray,
     return table.assign(lower_mwh=table.lower_mwh - done, upper_mwh=table.upper_mwh - done)
 
 
+def _levels(table: pd.DataFrame, change: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(soc_mwh, deferred_mwh) of every account row after cumulative changes `change`.
+
+    NaN where the row's kind has no such level (a battery defers nothing).
+    """
+    storage = (table.kind == "storage").to_numpy()
+    return (np.where(storage, table.initial_mwh.to_numpy() + change, np.nan),
+            np.where(storage, np.nan, -change))
+
+
 def energy_states(table: pd.DataFrame, bids: pd.DataFrame, awarded: np.ndarray,
                   hours: np.ndarray, slot: np.ndarray | None = None) -> pd.DataFrame:
     """Per account period after the awards: state of charge or energy still deferred.
@@ -250,12 +260,10 @@ def energy_states(table: pd.DataFrame, bids: pd.DataFrame, awarded: np.ndarray,
     soc_mwh for batteries, deferred_mwh (energy deferred, not yet recovered) for shift
     accounts, MWh.
     """
-    change = account_changes(table, bids, awarded, hours, slot)
-    storage = (table.kind == "storage").to_numpy()
+    soc, deferred = _levels(table, account_changes(table, bids, awarded, hours, slot))
     return pd.DataFrame({"device_id": table.device_id.to_numpy(),
                          "period": table.period.to_numpy(),
-                         "soc_mwh": np.where(storage, table.initial_mwh + change, np.nan),
-                         "deferred_mwh": np.where(storage, np.nan, -change)})
+                         "soc_mwh": soc, "deferred_mwh": deferred})
 
 
 def bid_states(table: pd.DataFrame, bids: pd.DataFrame, awarded: np.ndarray,
@@ -265,11 +273,13 @@ def bid_states(table: pd.DataFrame, bids: pd.DataFrame, awarded: np.ndarray,
     `slot` is `account_rows(table, bids)` when the caller already has it.
     """
     slot = account_rows(table, bids) if slot is None else slot
-    states = energy_states(table, bids, awarded, hours, slot)
+    if not len(table):
+        return {column: np.full(len(bids), np.nan) for column in ("soc_mwh", "deferred_mwh")}
+    levels = _levels(table, account_changes(table, bids, awarded, hours, slot))
     has = slot >= 0
     at = np.where(has, slot, 0)
-    return {column: np.where(has, states[column].to_numpy()[at], np.nan) if len(states)
-            else np.full(len(bids), np.nan) for column in ("soc_mwh", "deferred_mwh")}
+    return {column: np.where(has, level[at], np.nan)
+            for column, level in zip(("soc_mwh", "deferred_mwh"), levels, strict=True)}
 
 
 def energy_kpis(table: pd.DataFrame, awards: pd.DataFrame) -> dict[str, float]:

@@ -13,6 +13,7 @@ what `Market.clear` runs for each planned stage and what the golden tests call d
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Hashable
 from dataclasses import dataclass, replace
 
@@ -72,10 +73,11 @@ class StageResult:
     unresolved: pd.DataFrame
     rebuilt: bool
 
-    @property
+    @functools.cached_property
     def emergency_mwh(self) -> float:
         """Unmet need: MWh of emergency action the stage needed."""
-        return float((self.emergency.mw * self.emergency.hours).sum())
+        used = self.emergency
+        return float((used.mw.to_numpy() * used.hours.to_numpy()).sum()) if len(used) else 0.0
 
 
 class StageSolver:
