@@ -38,8 +38,8 @@ def families(products: pd.Series) -> pd.Series:
 
 
 def slot_arrays(bids: pd.DataFrame) -> tuple[np.ndarray, ...]:
-    """The bid table's slot columns as arrays (see `same_slots`)."""
-    return tuple(bids[column].to_numpy() for column in SLOT_COLUMNS)
+    """A copy of the bid table's slot columns, to compare later tables with (`same_slots`)."""
+    return tuple(bids[column].to_numpy().copy() for column in SLOT_COLUMNS)
 
 
 def same_slots(bids: pd.DataFrame, slots: tuple[np.ndarray, ...]) -> bool:

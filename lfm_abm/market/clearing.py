@@ -241,7 +241,7 @@ def flex_injections(bids: pd.DataFrame, awarded: np.ndarray) -> pd.DataFrame:
     won = np.flatnonzero(awarded > 0)
     if len(won) == 0:
         return pd.DataFrame(columns=FLEX_COLUMNS)
-    # Only the awarded bids (dozens of thousands of offers): plain lookups beat pandas.
+    # Only the awarded bids (dozens among thousands of offers): plain lookups beat pandas.
     products = bids["product"].to_numpy()[won]
     signed = awarded[won] * np.array([PRODUCT_SIGN[p] for p in products])
     is_p = np.array([p in ACTIVE_PRODUCTS for p in products], dtype=bool)
@@ -365,8 +365,7 @@ class Market:
         """`account_rows` of the bids, kept while rounds bid in the same slots."""
         kept = self._account_rows
         if kept is None or kept[1] != devices.key or not same_slots(bids, kept[0]):
-            kept = (tuple(array.copy() for array in slot_arrays(bids)), devices.key,
-                    account_rows(devices.energy, bids))
+            kept = (slot_arrays(bids), devices.key, account_rows(devices.energy, bids))
             self._account_rows = kept
         return kept[2]
 

@@ -287,7 +287,7 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
     matrix = sp.csc_matrix((v, (r, c)), shape=(n_rows, n_cols))
     injection = _injection_map(periods, chosen, emergency_frame, n_cols)
     branch_slack = _branch_slack_columns(rows, slack_row, len(chosen) + n_emergency)
-    slots = tuple(array.copy() for array in slot_arrays(chosen))
+    slots = slot_arrays(chosen)
     return LinearProgram(
         cost=np.concatenate([cost, params.voll * emergency_frame.hours.to_numpy(dtype=float),
                              slack_cost]),
@@ -306,8 +306,7 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
         bid_hours=hours,
         injection=injection,
         branch_slack=branch_slack,
-        table_slots=slots if len(chosen) == len(bids) else tuple(
-            array.copy() for array in slot_arrays(bids)),
+        table_slots=slots if len(chosen) == len(bids) else slot_arrays(bids),
     )
 
 
@@ -448,7 +447,7 @@ def update_bids(lp: LinearProgram, bids: pd.DataFrame, stage: Stage,
         index = admitted(bids, stage, lp.periods[0].buses, [p.period for p in lp.periods])
         if len(index) != lp.n_bids or not same_slots(bids.iloc[index], lp.slots):
             return None
-        lp.table_slots = tuple(array.copy() for array in slot_arrays(bids))
+        lp.table_slots = slot_arrays(bids)
         lp.bid_index = index
     index = lp.bid_index
     quantity = bids.quantity.to_numpy()[index]
