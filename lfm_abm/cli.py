@@ -338,7 +338,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
               "streamed to disk")
         horizon_run(args.grid, args.learner, args.horizon, args.ac_every)
         return 0
-    table, _, _ = compare(args.grid, args.rounds, args.ac_every)
+    table, engine, naive = compare(args.grid, args.rounds, args.ac_every)
     print(table)
     energy = energy_rows_cost(args.grid, ("CMVC_P", "CMVC_PQ", "CM_P"), args.rounds)
     print("warm re-solves with and without energy rows (same bids, median ms per round):")
@@ -354,7 +354,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(f"speed targets (one core; AC validation every {args.ac_every} round(s); "
           "baseline: the naive engine on the same rounds, for start-up the first run in "
           "the process):")
-    frame = targets(args.rounds, args.ac_every, args.target_horizon)
+    frame = targets(args.rounds, args.ac_every, args.target_horizon,
+                    semiurb_joint=(engine, naive) if args.grid == "simbench-semiurb" else None)
     print(frame.round(2).to_string(index=False))
     return 0
 
