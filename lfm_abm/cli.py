@@ -362,7 +362,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Linearisation error of the clearing over the day, with and without re-linearisation."""
-    from lfm_abm.bench import population_for
+    from lfm_abm.agents.defaults import population_for
     from lfm_abm.market.params import MarketParams
     from lfm_abm.validation_report import linearisation_report
 

@@ -18,14 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lfm_abm.bench import (
-    ROOT,
-    Measured,
-    engine_and_naive,
-    naive_settings,
-    population_for,
-    timed_run,
-)
+from lfm_abm.agents.defaults import ROOT, population_for
+from lfm_abm.bench import Measured, engine_and_naive, naive_settings, timed_run
 from lfm_abm.day import forget_days
 from lfm_abm.model import LFMModel, ModelSettings
 
