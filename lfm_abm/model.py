@@ -123,6 +123,7 @@ class LFMModel(mesa.Model):
         self._last_agents: list[dict] = []  # the latest learning round (learned profile)
         # every offer of the first and the latest round, tabled on demand (supply stacks)
         self.offer_rounds: dict[str, tuple[int, MarketDay, pd.DataFrame]] = {}
+        self.latest_result: ClearingResult | None = None  # of the latest cleared round
 
     def day(self, name: str | None) -> MarketDay:
         """The market day `name`, built on first use (with an AC cache of this run's own)."""
@@ -231,16 +232,27 @@ class LFMModel(mesa.Model):
         self.rounds_cleared += 1
         self.offer_rounds.setdefault("first", (self.round, day, awards))
         self.offer_rounds["last"] = (self.round, day, awards)
+        self.latest_result = result
+
+    def offers_of(self, which: str = "last") -> pd.DataFrame:
+        """Every offer of the `which` ("first" or "last") cleared round with its outcome.
+
+        The bid columns and the outcome (awarded, payment, ...) plus the offer's true
+        `cost`, full `capacity` and the FSP's `fsp_type`; empty before the first round.
+        """
+        if which not in self.offer_rounds:
+            return pd.DataFrame()
+        number, day, awards = self.offer_rounds[which]
+        kind = {fsp.fsp_id: fsp.spec.type for fsp in self.fsps}
+        return awards.assign(round=number, cost=day.book.offers["cost"].to_numpy(),
+                             capacity=day.book.offers["capacity"].to_numpy(),
+                             fsp_type=awards.provider_id.map(kind))
 
     def _offers(self) -> pd.DataFrame:
         """Every offer of the first and the latest round with true cost, type and outcome."""
-        kind = {fsp.fsp_id: fsp.spec.type for fsp in self.fsps}
-        rounds = {number: (day, awards) for number, day, awards in self.offer_rounds.values()}
-        return pd.concat([awards.assign(round=number, cost=day.book.offers["cost"].to_numpy(),
-                                        capacity=day.book.offers["capacity"].to_numpy(),
-                                        fsp_type=awards.provider_id.map(kind))
-                          for number, (day, awards) in rounds.items()], ignore_index=True) \
-            if rounds else pd.DataFrame()
+        rounds = {self.offer_rounds[which][0]: which for which in self.offer_rounds}
+        return pd.concat([self.offers_of(which) for which in rounds.values()],
+                         ignore_index=True) if rounds else pd.DataFrame()
 
     def equilibrium(self) -> pd.DataFrame:
         """Regret of the learned profile on the first day, per learner; kept for `records`.

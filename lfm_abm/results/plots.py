@@ -419,7 +419,7 @@ def surplus_split(agents: pd.DataFrame, rounds: pd.DataFrame, per_run: pd.DataFr
 
 # --- 8. supply stack of one need ------------------------------------------------------
 
-def _need_offers(offers: pd.DataFrame, network: NetworkData) -> pd.DataFrame:
+def need_offers(offers: pd.DataFrame, network: NetworkData) -> pd.DataFrame:
     """Offers joined with the needs they relieve: one row per offer and need it helps."""
     relief = network.relief.merge(network.needs[["need_id", "period"]], on="need_id")
     return offers.merge(relief, on=["period", "bus", "product"])
@@ -431,7 +431,7 @@ def choose_need(offers: pd.DataFrame, network: NetworkData) -> pd.Series | None:
     EUR compare CM needs (MVA) and VC needs (p.u.) on one scale; ties (needs of one period
     relieved by the same offers) go to the need that is largest for its unit.
     """
-    joined = _need_offers(offers, network)
+    joined = need_offers(offers, network)
     if not len(joined):
         return None
     needs = network.needs.set_index("need_id")
@@ -442,7 +442,7 @@ def choose_need(offers: pd.DataFrame, network: NetworkData) -> pd.Series | None:
     return network.needs[network.needs.need_id == chosen].iloc[0]
 
 
-def _draw_stack(ax: Axes, market: pd.DataFrame, need: pd.Series) -> tuple[float, float]:
+def draw_stack(ax: Axes, market: pd.DataFrame, need: pd.Series) -> tuple[float, float]:
     """Bid and true-cost merit orders in relief units, accepted bids, need and clearing.
 
     Returns the price range of the part drawn (the x axis stops past the need and the
@@ -493,13 +493,13 @@ def supply_stack(offers: pd.DataFrame, network: NetworkData, ranked: list[str],
     need = choose_need(mine, network)
     if need is None:
         return None
-    joined = _need_offers(mine, network)
+    joined = need_offers(mine, network)
     joined = joined[joined.need_id == need.need_id]
     rounds = sorted(set(mine["round"]))
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
     ranges = []
     for ax, number in zip(axes, (rounds[0], rounds[-1]), strict=True):
-        ranges.append(_draw_stack(ax, joined[joined["round"] == number], need))
+        ranges.append(draw_stack(ax, joined[joined["round"] == number], need))
         ax.set(title=f"round {number}",
                xlabel=f"cumulative relief ({need.unit}; quantity x relief per MW or MVAr)")
         ax.legend(fontsize=7, loc="upper left")
