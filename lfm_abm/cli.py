@@ -1,4 +1,4 @@
-"""Command line: `lfm-abm needs | clear | population | run | report | bench | validate`.
+"""Command line: `lfm-abm needs | clear | population | run | report | bench | validate | app`.
 
 Heavy libraries (pandapower, cvxpy, mesa) are imported inside the commands so that
 `lfm-abm --help` answers at once. Bad input prints one line naming the file and field
@@ -478,11 +478,45 @@ def build_parser() -> argparse.ArgumentParser:
                           help="re-linearisation iterations for the second pass")
     validate.set_defaults(func=cmd_validate)
 
+    app = sub.add_parser("app", help="watch the market learn: an interactive page on localhost "
+                                     '(needs the app extra: pip install -e ".[app]")')
+    app.add_argument("--host", default="127.0.0.1",
+                     help="address to serve on (default 127.0.0.1: this machine only)")
+    app.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    app.add_argument("--open", action=argparse.BooleanOptionalAction, default=True,
+                     help="open the page in the default browser (default: yes)")
+    app.set_defaults(func=cmd_app)
+
     report = sub.add_parser("report", aliases=["plot"],
                             help="rebuild summary, plots and report.md from saved results")
     report.add_argument("dir", help="a study output folder")
     report.set_defaults(func=cmd_report)
     return parser
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    """Serve the interactive page (`lfm_abm/app.py`) with solara on a local port.
+
+    Offline by design: solara's version check and usage telemetry are switched off and
+    its front-end comes from the solara-assets package, so nothing leaves the machine.
+    """
+    import importlib.util
+    import os
+    import subprocess
+    from pathlib import Path
+
+    if importlib.util.find_spec("solara") is None or importlib.util.find_spec(
+            "solara_assets") is None:
+        print('lfm-abm: error: the app needs its extra: python -m pip install -e ".[app]"',
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    page = Path(__file__).with_name("app.py")
+    command = [sys.executable, "-m", "solara", "run", str(page), "--host", args.host,
+               "--port", str(args.port), "--production", "--no-check-version",
+               "--open" if args.open else "--no-open"]
+    env = {**os.environ, "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False"}
+    print(f"lfm-abm app: http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    return subprocess.run(command, env=env, check=False).returncode
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -47,8 +47,15 @@ class SeedFlag:
     seed: Annotated[Int, Field(ge=0)]
 
 
+@settings("--")
+class AppFlags:
+    """`lfm-abm app`: the local port of the page."""
+
+    port: Annotated[Int, Field(ge=1, le=65535)]
+
+
 #: Per command, the class that checks its own numbers and the flags it reads.
-COMMAND_FLAGS = {"run": RunFlags, "bench": BenchFlags, "population": SeedFlag}
+COMMAND_FLAGS = {"run": RunFlags, "bench": BenchFlags, "population": SeedFlag, "app": AppFlags}
 
 
 def check_flags(command: str, args: argparse.Namespace) -> None:
