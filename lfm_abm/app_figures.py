@@ -164,7 +164,7 @@ def cost_figure(rounds: pd.DataFrame) -> Figure:
     cost_ax.plot(cleared["round"], cleared.dso_cost, color="tab:blue", marker=".",
                  label="DSO cost (payments to FSPs)")
     cost_ax.plot(cleared["round"], cleared.truthful_cost, color="black", linestyle="--",
-                 label="truthful benchmark (offers at true cost)")
+                 marker=".", label="truthful benchmark (offers at true cost)")
     positive = cleared[["dso_cost", "truthful_cost"]].to_numpy()
     positive = positive[positive > 0]
     if len(positive) and positive.max() > 10 * positive.min():
@@ -174,7 +174,7 @@ def cost_figure(rounds: pd.DataFrame) -> Figure:
     unmet_ax.plot(cleared["round"], cleared.unmet_need_after_ac, color="tab:red", marker=".",
                   label="unmet need after AC (emergency action)")
     unmet_ax.plot(cleared["round"], cleared.unmet_need_no_market, color="0.5", linestyle=":",
-                  label="without a market")
+                  marker=".", label="without a market")
     unmet_ax.set(xlabel="round", ylabel="MWh per round")
     unmet_ax.set_ylim(bottom=0)
     unmet_ax.legend(fontsize=7)
@@ -190,7 +190,7 @@ def bidding_figure(agents: pd.DataFrame) -> Figure:
     markup_ax, profit_ax = fig.subplots(2, 1, sharex=True)
     markups = accepted_markups(tagged)
     for (kind, family), line in markups.groupby(["fsp_type", "family"]):
-        markup_ax.plot(line["round"], line.markup, color=AGENT_COLOURS[kind],
+        markup_ax.plot(line["round"], line.markup, color=AGENT_COLOURS[kind], marker=".",
                        linestyle="-" if family == "P" else "--", label=f"{kind} {family}")
     markup_ax.set(ylabel="markup of accepted bids\n(price / true cost - 1)")
     if len(markups):
@@ -199,7 +199,8 @@ def bidding_figure(agents: pd.DataFrame) -> Figure:
     for kind in AGENT_TYPES:
         line = profits[profits.fsp_type == kind]
         if len(line):
-            profit_ax.plot(line["round"], line.profit, color=AGENT_COLOURS[kind], label=kind)
+            profit_ax.plot(line["round"], line.profit, color=AGENT_COLOURS[kind], marker=".",
+                           label=kind)
     profit_ax.axhline(0.0, color="0.6", linewidth=0.8)
     profit_ax.set(xlabel=f"round (moving mean over {SMOOTH} rounds)",
                   ylabel="profit per FSP\n(EUR per round)")
