@@ -86,12 +86,14 @@ def Figures(model: AppModel, period: int, need_id: int | None) -> None:
     rounds, agents = solara.use_memo(model.history, key)
     need = (model.needs.set_index("need_id", drop=False).loc[need_id]
             if need_id is not None else None)
+    inputs = {"lfm-map": [*key, period], "lfm-stack": [*key, need_id],
+              "lfm-cost-plot": key, "lfm-bidding": key}
     figures = {
         "lfm-map": solara.use_memo(lambda: grid_map(grid_state(model, period), model.round),
-                                   [*key, period]),
+                                   inputs["lfm-map"]),
         "lfm-stack": solara.use_memo(
             lambda: stack_figure(need_market(model, need_id) if need is not None
-                                 else pd.DataFrame(), need), [*key, need_id]),
+                                 else pd.DataFrame(), need), inputs["lfm-stack"]),
         "lfm-cost-plot": solara.use_memo(lambda: cost_figure(rounds), key),
         "lfm-bidding": solara.use_memo(lambda: bidding_figure(agents), key),
     }
@@ -100,7 +102,7 @@ def Figures(model: AppModel, period: int, need_id: int | None) -> None:
         with solara.Columns([1, 1]):
             for name in pair:
                 with solara.Div(classes=[name]):
-                    solara.FigureMatplotlib(figures[name], dependencies=[*key, period, need_id],
+                    solara.FigureMatplotlib(figures[name], dependencies=inputs[name],
                                             **FIGURE_FORMAT)
 
 
