@@ -9,10 +9,14 @@ markups and profits by agent type, and the round's awards. The numbers come from
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import solara
+import solara.lab
 from mesa.visualization.solara_viz import ModelController, ModelCreator
 from mesa.visualization.utils import force_update, update_counter
+from tqdm import tqdm
 
 from lfm_abm.app_figures import bidding_figure, cost_figure, grid_map, stack_figure
 from lfm_abm.app_model import CHOICES, DEFAULTS, AppModel, grid_state, need_market, round_awards
@@ -24,6 +28,8 @@ MODEL_PARAMS: dict[str, dict] = {
        for name, values in CHOICES.items()},
     "seed": {"type": "SliderInt", "value": 0, "min": 0, "max": 99, "step": 1, "label": "seed"},
 }
+#: What the progress of a background run says (tqdm's meter, as on the command line).
+PROGRESS = "{n_fmt}/{total_fmt} rounds, {rate_fmt}, {remaining} left"
 FIGURE_FORMAT = {"format": "png", "dpi": 90}
 #: Awards table columns rounded for reading (EUR and MW to cents and kW).
 ROUNDING = {"awarded": 3, "price": 2, "cost": 2, "price_paid": 2, "payment": 2, "profit": 2}
@@ -45,17 +51,34 @@ def _default_need(model: AppModel) -> int | None:
 
 @solara.component
 def RunRounds(model: solara.Reactive[AppModel]) -> None:
-    """A number of rounds and a button that runs them, redrawing once at the end."""
+    """Run N rounds in the background: a progress bar with rounds/s and time left, a Stop.
+
+    The page redraws once at the end (or on Stop), not every round: drawing takes ~1 s.
+    """
     rounds = solara.use_reactive(10)
+    status = solara.use_reactive("")
 
     def run() -> None:
-        for _ in range(rounds.value):
+        total, start = rounds.value, time.perf_counter()
+        for done in range(1, total + 1):
+            if not task.is_current():  # Stop pressed
+                break
             model.value.step()
+            task.progress = 100.0 * done / total
+            status.set(tqdm.format_meter(done, total, time.perf_counter() - start,
+                                         unit="round", bar_format=PROGRESS))
         force_update()
 
+    task = solara.lab.use_task(run, dependencies=None)
     with solara.Row():
         solara.InputInt("rounds", value=rounds, style={"max-width": "6em"})
-        solara.Button(f"Run {rounds.value} rounds", color="primary", on_click=run)
+        if task.pending:
+            solara.Button("Stop", color="primary", on_click=task.cancel)
+        else:
+            solara.Button(f"Run {rounds.value} rounds", color="primary", on_click=task)
+    if task.pending:
+        solara.ProgressLinear(task.progress or True)
+        solara.Text(status.value)
 
 
 @solara.component

@@ -8,6 +8,7 @@ the round's awards with their settlement.
 
 from __future__ import annotations
 
+import threading
 from typing import NamedTuple
 
 import pandas as pd
@@ -80,6 +81,12 @@ class AppModel(LFMModel):
         case = self.day(self.days[0]).case
         self.network = network_data(case.net, case)
         self.branch_ends = _branch_ends(case.net)
+        self._stepping = threading.Lock()
+
+    def step(self) -> None:
+        """One round; rounds of one model never overlap (Step, Play and Run N share it)."""
+        with self._stepping:
+            super().step()
 
     def history(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The rounds and agents records so far (not `records`: no end-of-run tables)."""

@@ -185,7 +185,7 @@ def served_app(tmp_path):
 
 
 @pytest.mark.slow
-def test_page_steps_a_round_in_headless_chromium(served_app, tmp_path):
+def test_page_steps_and_runs_rounds_in_headless_chromium(served_app, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     executable = _chromium()
     url, log_path = served_app
@@ -213,6 +213,11 @@ def test_page_steps_a_round_in_headless_chromium(served_app, tmp_path):
             playwright.expect(counter).to_have_text("Round 1", timeout=120_000)
             playwright.expect(plot).not_to_have_attribute("src", before, timeout=60_000)
             playwright.expect(page.get_by_text("DSO cost", exact=False).first).to_be_visible()
+            field = page.get_by_label("rounds")  # Run N rounds: in the background
+            field.fill("2")
+            field.press("Enter")
+            page.get_by_role("button", name="Run 2 rounds").click()
+            playwright.expect(counter).to_have_text("Round 3", timeout=120_000)
             shot = tmp_path / "app_after_one_round.png"
             page.screenshot(path=str(shot), full_page=True)
         finally:
