@@ -30,6 +30,7 @@ MODEL_PARAMS: dict[str, dict] = {
 }
 #: What the progress of a background run says (tqdm's meter, as on the command line).
 PROGRESS = "{n_fmt}/{total_fmt} rounds, {rate_fmt}, {remaining} left"
+PROGRESS_EVERY = 0.5  # seconds between progress updates
 FIGURE_FORMAT = {"format": "png", "dpi": 90}
 #: Awards table columns rounded for reading (EUR and MW to cents and kW).
 ROUNDING = {"awarded": 3, "price": 2, "cost": 2, "price_paid": 2, "payment": 2, "profit": 2}
@@ -60,13 +61,17 @@ def RunRounds(model: solara.Reactive[AppModel]) -> None:
 
     def run() -> None:
         total, start = rounds.value, time.perf_counter()
+        shown = start
         for done in range(1, total + 1):
             if not task.is_current():  # Stop pressed
                 break
             model.value.step()
-            task.progress = 100.0 * done / total
-            status.set(tqdm.format_meter(done, total, time.perf_counter() - start,
-                                         unit="round", bar_format=PROGRESS))
+            now = time.perf_counter()
+            if now - shown >= PROGRESS_EVERY:  # each update is a message to the browser
+                shown = now
+                task.progress = 100.0 * done / total
+                status.set(tqdm.format_meter(done, total, now - start, unit="round",
+                                             bar_format=PROGRESS))
         force_update()
 
     task = solara.lab.use_task(run, dependencies=None)
