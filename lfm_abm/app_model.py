@@ -21,7 +21,7 @@ from lfm_abm.market.pricing import PRICING_RULES
 from lfm_abm.model import LFMModel, ModelSettings
 from lfm_abm.network.grids import BUILT_IN
 from lfm_abm.network.operating_points import OperatingPoint
-from lfm_abm.results.network_data import network_data
+from lfm_abm.results.network_data import branch_ends, network_data
 from lfm_abm.results.plots import need_offers
 
 OWN_POPULATION = "grid's own"  # the shipped file where there is one, else generated
@@ -80,7 +80,7 @@ class AppModel(LFMModel):
         self.choices = {**chosen, "seed": int(seed)}
         case = self.day(self.days[0]).case
         self.network = network_data(case.net, case)
-        self.branch_ends = _branch_ends(case.net)
+        self.branch_ends = branch_ends(case.net)
         self._stepping = threading.Lock()
 
     def step(self) -> None:
@@ -98,18 +98,6 @@ class AppModel(LFMModel):
         """The needs the design buys (baseline of the first day), one row per need."""
         needs = self.network.needs
         return needs[needs.service.isin(self.design.services)]
-
-
-def _branch_ends(net) -> pd.DataFrame:
-    """Element (line or trafo), element_id, from_bus, to_bus of every in-service branch."""
-    lines = net.line[net.line.in_service]
-    trafos = net.trafo[net.trafo.in_service]
-    return pd.concat([
-        pd.DataFrame({"element": "line", "element_id": lines.index,
-                      "from_bus": lines.from_bus.to_numpy(), "to_bus": lines.to_bus.to_numpy()}),
-        pd.DataFrame({"element": "trafo", "element_id": trafos.index,
-                      "from_bus": trafos.hv_bus.to_numpy(), "to_bus": trafos.lv_bus.to_numpy()}),
-    ], ignore_index=True)
 
 
 class GridState(NamedTuple):

@@ -26,27 +26,32 @@ def _coordinates(net) -> pd.DataFrame:
                          "x": [p[0] for p in points], "y": [p[1] for p in points]})
 
 
-def _branch_ends(net, needs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def branch_ends(net) -> pd.DataFrame:
+    """Element (line or trafo), element_id, from_bus, to_bus of every branch (trafo: HV, LV)."""
+    return pd.concat([
+        pd.DataFrame({"element": "line", "element_id": net.line.index,
+                      "from_bus": net.line.from_bus.to_numpy(),
+                      "to_bus": net.line.to_bus.to_numpy()}),
+        pd.DataFrame({"element": "trafo", "element_id": net.trafo.index,
+                      "from_bus": net.trafo.hv_bus.to_numpy(),
+                      "to_bus": net.trafo.lv_bus.to_numpy()}),
+    ], ignore_index=True)
+
+
+def _need_ends(net, needs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """From and to bus of every need's element (a bus need: the bus twice)."""
-    ends = {"line": net.line[["from_bus", "to_bus"]].to_numpy(),
-            "trafo": net.trafo[["hv_bus", "lv_bus"]].to_numpy()}
-    start, end = [], []
-    for need in needs.itertuples(index=False):
-        if need.element == "bus":
-            start.append(need.element_id)
-            end.append(need.element_id)
-        else:
-            table = net.line if need.element == "line" else net.trafo
-            a, b = ends[need.element][table.index.get_loc(need.element_id)]
-            start.append(a)
-            end.append(b)
-    return np.asarray(start, dtype=int), np.asarray(end, dtype=int)
+    ends = needs[["element", "element_id"]].merge(branch_ends(net), how="left",
+                                                  on=["element", "element_id"])
+    bus = (needs.element == "bus").to_numpy()
+    element = needs.element_id.to_numpy()
+    return (np.where(bus, element, ends.from_bus.to_numpy()).astype(int),
+            np.where(bus, element, ends.to_bus.to_numpy()).astype(int))
 
 
 def network_data(net, case: MarketCase) -> NetworkData:
     """Buses, lines, the baseline needs of `case` and each need's relief per bus and product."""
     needs = case.baseline_needs.reset_index(drop=True)
-    start, end = _branch_ends(net, needs)
+    start, end = _need_ends(net, needs)
     table = pd.DataFrame({"need_id": np.arange(len(needs)), "period": needs.period,
                           "service": needs.service, "element": needs.element,
                           "element_id": needs.element_id, "from_bus": start, "to_bus": end,
