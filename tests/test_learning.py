@@ -16,7 +16,7 @@ from lfm_abm.learning import LEARNERS, ActionGrid, Learner, make_learner
 #: Success probabilities of a stationary Bernoulli bandit; arm 3 is clearly best.
 ARMS = np.array([0.2, 0.3, 0.4, 0.8, 0.35])
 BEST = 3
-BANDIT_GRID = ActionGrid(markups=(0.0, 0.1, 0.25, 0.5, 1.0))
+BANDIT_GRID = ActionGrid(markups=(0.0, 0.1, 0.25, 0.5, 1.0), cap_action=False)
 #: Over 100 seeds every learner below had found arm 3 by round 800, and played it in at
 #: least 79 % of the last 160 rounds; at 500 rounds epsilon-greedy still switched late for one.
 ROUNDS = 800
@@ -43,7 +43,7 @@ BANDIT_SPECS = [
 def all_specs(grid: ActionGrid) -> list[dict[str, object]]:
     """One spec of every kind, valid on `grid`."""
     return [{"kind": "truthful"}, {"kind": "fixed-markup", "markup": grid.markups[-1]},
-            *BANDIT_SPECS]
+            {"kind": "random"}, *BANDIT_SPECS]
 
 
 def play(learner: Learner, rng: np.random.Generator, rounds: int) -> list[int]:
@@ -58,15 +58,15 @@ def play(learner: Learner, rng: np.random.Generator, rounds: int) -> list[int]:
 
 def grid_of(n_actions: int) -> ActionGrid:
     """A grid with `n_actions` markups and no withholding."""
-    return ActionGrid(markups=tuple(float(m) for m in range(n_actions)))
+    return ActionGrid(markups=tuple(float(m) for m in range(n_actions)), cap_action=False)
 
 
 # --- learning ---------------------------------------------------------------------------
 
 
 def test_every_kind_is_registered():
-    assert set(LEARNERS) == {"truthful", "fixed-markup", "epsilon-greedy", "ucb1", "exp3",
-                             "roth-erev", "q-learning"}
+    assert set(LEARNERS) == {"truthful", "fixed-markup", "random", "epsilon-greedy", "ucb1",
+                             "exp3", "roth-erev", "q-learning"}
     assert {spec["kind"] for spec in all_specs(BANDIT_GRID)} == set(LEARNERS)
 
 
@@ -76,7 +76,7 @@ def test_learner_finds_best_arm(spec, seed):
     learner = make_learner(spec, BANDIT_GRID)
     actions = play(learner, np.random.default_rng(seed), ROUNDS)
     tail = np.array(actions[int(0.8 * ROUNDS):])
-    assert learner.greedy() == BEST
+    assert learner.greedy(np.random.default_rng(0)) == BEST
     assert np.mean(tail == BEST) > TAIL_SHARE
 
 
@@ -101,7 +101,7 @@ def test_q_learning_best_action_depends_on_state(seed):
         hits[state].append(action == best[state])
         state = next_state
     for name in ("low", "high"):
-        assert learner.greedy(name) == best[name]
+        assert learner.greedy(rng, name) == best[name]
         tail = hits[name][int(0.8 * len(hits[name])):]
         assert np.mean(tail) > TAIL_SHARE
 
@@ -136,8 +136,44 @@ def test_truthful_and_fixed_markup_pick_their_action():
             action = learner.choose(rng)
             assert (grid.markup(action), grid.withheld(action)) == (markup, withheld)
             learner.update((action + 1) % len(grid), 1.0)
-        assert learner.greedy() == action
+        assert learner.greedy(rng) == action
         assert learner.probabilities()[action] == 1.0
+
+
+def test_fixed_markup_can_bid_the_reservation_price():
+    grid = ActionGrid(withhold=(0.0, 0.5))
+    capped = make_learner({"kind": "fixed-markup", "markup": "cap", "withhold": 0.5}, grid)
+    assert capped.action == len(grid) - 1 and grid.markup(capped.action) == math.inf
+    with pytest.raises(InputError) as err:
+        make_learner({"kind": "fixed-markup", "markup": "cap"}, ActionGrid(cap_action=False))
+    assert err.value.field == "learner.markup" and "cap" not in err.value.allowed
+
+
+def test_random_play_is_uniform_and_learns_nothing():
+    learner = make_learner({"kind": "random"}, ActionGrid())
+    rng = np.random.default_rng(0)
+    draws = np.array([learner.choose(rng) for _ in range(11_000)])
+    learner.update(3, 100.0)
+    assert np.allclose(learner.probabilities(), 1 / 11)
+    assert np.abs(np.bincount(draws, minlength=11) / 11_000 - 1 / 11).max() < 0.01
+
+
+def test_q_learning_initial_values_per_action_and_profile_states():
+    # Calvano et al. start Q at each action's discounted payoff against uniform rivals,
+    # and take the last round's profile of every player's action as the state.
+    learner = make_learner({"kind": "q-learning", "initial_value": [1.0, 2.0],
+                            "observe": "profile", "alpha": 0.5}, grid_of(2))
+    assert learner.observe == "profile"
+    assert learner.values((0, 1)).tolist() == [1.0, 2.0]
+    learner.update(0, 3.0, (0, 1), (1, 1))
+    assert learner.values((0, 1)).tolist() == [2.0, 2.0]
+    assert learner.values((1, 1)).tolist() == [1.0, 2.0]  # unseen: the initial values
+    with pytest.raises(InputError) as err:
+        make_learner({"kind": "q-learning", "initial_value": [1.0, 2.0, 3.0]}, grid_of(2))
+    assert err.value.field == "learner.initial_value"
+    with pytest.raises(InputError) as err:
+        make_learner({"kind": "q-learning", "observe": "prices"}, grid_of(2))
+    assert err.value.field == "learner.observe"
 
 
 def test_fixed_markup_must_be_on_the_grid():
@@ -222,18 +258,31 @@ def test_any_updates_keep_probabilities_a_distribution(data):
         for seen in (None, "a", "b"):
             assert_distribution(learner.probabilities(seen), n_actions)
             assert 0 <= learner.choose(rng, seen) < n_actions
-            assert 0 <= learner.greedy(seen) < n_actions
+            assert 0 <= learner.greedy(rng, seen) < n_actions
 
 
-def test_rewards_are_clipped_and_checked():
+def test_rewards_are_floored_at_zero_and_checked():
+    # Rewards are profits in units of the provider's reward scale: a profit of several
+    # scale units is a reward above 1, a loss teaches as nothing earned.
     learner = make_learner({"kind": "epsilon-greedy"}, BANDIT_GRID)
     learner.update(0, 5.0)
     learner.update(1, -3.0)
-    assert learner.estimates[:2].tolist() == [1.0, 0.0]
+    assert learner.estimates[:2].tolist() == [5.0, 0.0]
     with pytest.raises(IndexError):
         learner.update(5, 0.5)
-    with pytest.raises(ValueError, match="NaN"):
-        learner.update(0, math.nan)
+    for bad in (math.nan, math.inf):
+        with pytest.raises(ValueError, match="reward is"):
+            learner.update(0, bad)
+
+
+@pytest.mark.parametrize("kind", ["epsilon-greedy", "ucb1", "exp3", "roth-erev", "q-learning",
+                                  "random"])
+def test_greedy_breaks_ties_at_random(kind):
+    # Before any reward every action is equally good: a greedy action by index would
+    # always be action 0, the truthful bid, and make an untaught learner look competitive.
+    learner = make_learner({"kind": kind}, BANDIT_GRID)
+    rng = np.random.default_rng(0)
+    assert {learner.greedy(rng) for _ in range(200)} == set(range(len(BANDIT_GRID)))
 
 
 def test_ties_are_broken_at_random():
@@ -265,7 +314,7 @@ def test_ucb1_tries_every_action_first_in_random_order():
     assert len(orders) > 1
     # Every action now has one play; action 0 has the best mean and the same bonus.
     assert learner.choose(rng) == 0
-    assert learner.greedy() == 0
+    assert learner.greedy(rng) == 0
 
 
 def test_exp3_weights_are_importance_weighted():
@@ -277,7 +326,7 @@ def test_exp3_weights_are_importance_weighted():
     learner.update(2, 0.5)
     weights[2] *= np.exp(0.1 * 0.5 / (p[2] * 5))
     assert np.allclose(learner.probabilities(), 0.9 * weights / weights.sum() + 0.02)
-    assert learner.greedy() == 2
+    assert learner.greedy(np.random.default_rng(0)) == 2
 
 
 # --- Roth-Erev --------------------------------------------------------------------------
@@ -376,8 +425,9 @@ def test_allowed_range_is_shown():
      "a number"),
     ({"kind": "roth-erev", "temperature": math.nan}, "learner.temperature", "a number > 0"),
     ({"kind": "ucb1", "exploration": -1}, "learner.exploration", "a number > 0"),
-    ({"kind": "fixed-markup", "markup": "1"}, "learner.markup", "a number >= 0"),
-    ({"kind": "fixed-markup"}, "learner.markup", "a number >= 0"),
+    ({"kind": "fixed-markup", "markup": "1"}, "learner.markup",
+     "a number >= 0 or one of 'cap'"),
+    ({"kind": "fixed-markup"}, "learner.markup", "a number >= 0 or one of 'cap'"),
     ({"kind": "roth-erev", "choice": 1}, "learner.choice", "one of 'proportional', 'gibbs'"),
 ])
 def test_bad_parameter_is_one_line_naming_field_value_and_range(spec, field, allowed):
@@ -399,18 +449,23 @@ def test_parameters_are_plain_floats_on_the_instance():
 
 def test_grid_decodes_actions_markup_major():
     grid = ActionGrid(markups=(0.0, 0.5, 2.0), withhold=(0.0, 0.25))
-    assert len(grid) == 6
-    assert [(grid.markup(a), grid.withheld(a)) for a in range(6)] == [
-        (0.0, 0.0), (0.0, 0.25), (0.5, 0.0), (0.5, 0.25), (2.0, 0.0), (2.0, 0.25)]
+    assert len(grid) == 8
+    assert [(grid.markup(a), grid.withheld(a)) for a in range(8)] == [
+        (0.0, 0.0), (0.0, 0.25), (0.5, 0.0), (0.5, 0.25), (2.0, 0.0), (2.0, 0.25),
+        (math.inf, 0.0), (math.inf, 0.25)]
+    assert [grid.at_top(a) for a in range(8)] == [False] * 6 + [True] * 2
     assert grid.truthful_index == 0
-    assert len(ActionGrid()) == 10
+    assert len(ActionGrid()) == 11  # ten markups and the reservation price
+    assert len(ActionGrid(cap_action=False)) == 10
+    assert ActionGrid(cap_action=False).at_top(9)
     with pytest.raises(IndexError):
-        grid.markup(6)
+        grid.markup(8)
 
 
 def test_grid_from_dict():
-    grid = ActionGrid.from_dict({"markups": [0, 1, 3], "withhold": [0.0, 0.5]})
-    assert grid == ActionGrid(markups=(0.0, 1.0, 3.0), withhold=(0.0, 0.5))
+    grid = ActionGrid.from_dict({"markups": [0, 1, 3], "withhold": [0.0, 0.5],
+                                 "cap_action": False})
+    assert grid == ActionGrid(markups=(0.0, 1.0, 3.0), withhold=(0.0, 0.5), cap_action=False)
     assert grid.markup(5) == 3.0
     hash(grid)
 

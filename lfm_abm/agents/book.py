@@ -34,15 +34,21 @@ class OfferBook:
     group: np.ndarray  # group index of every offer
     hours: np.ndarray  # period length of every offer
 
-    def bids(self, markup: np.ndarray, withheld: np.ndarray) -> pd.DataFrame:
+    def bids(self, markup: np.ndarray, withheld: np.ndarray,
+             reservation: float = np.inf) -> pd.DataFrame:
         """Bid table for per-group markups and withheld shares (arrays over groups).
 
-        Price = true cost x (1 + markup); quantity = capacity x (1 - withheld share).
+        Price = true cost x (1 + markup), or the `reservation` price for a markup of
+        `inf` (the action grid's cap action); quantity = capacity x (1 - withheld share).
         A price above the DSO's reservation price is offered all the same and simply
         not admitted: the FSP learns that from winning nothing.
         """
         slots = self._slots
-        price = slots["cost"] * (1.0 + markup[self.group])
+        markup = markup[self.group]
+        at_cap = np.isinf(markup)
+        if at_cap.any() and not np.isfinite(reservation):
+            raise ValueError("a bid at the reservation price needs a finite reservation price")
+        price = np.where(at_cap, reservation, slots["cost"] * (1.0 + np.where(at_cap, 0.0, markup)))
         quantity = slots["capacity"] * (1.0 - withheld[self.group])
         return pd.DataFrame({"bid_id": slots["bid_id"], "provider_id": slots["provider_id"],
                              "bus": slots["bus"], "period": slots["period"],
@@ -60,6 +66,19 @@ class OfferBook:
         """Every offer at its true cost and full capacity: the competitive benchmark."""
         zero = np.zeros(len(self.groups))
         return self.bids(zero, zero)
+
+    def effective_markups(self, bids: pd.DataFrame) -> np.ndarray:
+        """Each group's markup of price over true cost, weighted by offered cost (MWh x cost).
+
+        The markup a group's action means when some of its prices are not cost x (1 + m),
+        as at the reservation-price action: there each offer's markup is cap / cost - 1.
+        """
+        energy = bids.quantity.to_numpy() * self.hours
+        cost = self._slots["cost"]
+        total = self.by_group(cost * energy)
+        above = (bids.price.to_numpy() - cost) * energy
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, self.by_group(above) / total, 0.0)
 
     def by_group(self, values: np.ndarray) -> np.ndarray:
         """Sum a per-offer array within each (FSP, family) group."""

@@ -5,15 +5,18 @@ markets differ in competition, so their markups are learnt apart). Each round it
 family (markup over true cost, share of capacity withheld) from the shared action grid,
 and afterwards learns from that family's profit = payment - true activation cost.
 
-The reward is profit divided by a scale fixed for the run, the most the family could
-earn in one round (all its offers of the first market day accepted in full at the
-reservation price), clipped to [0, 1]: bounded, as EXP3 and UCB1 need, and stationary,
-as UCB1's confidence bounds and Roth-Erev's propensities assume. The Q-learning state is
-the family's award share last round: 0 nothing, 1 part, 2 all of its offered energy.
-`learning.feedback` defines both, for FSPs and validation games alike.
+The reward is profit divided by a scale fixed for the run, the true cost of one period
+of the family's full offer on the first market day, floored at 0: stationary, as UCB1's
+confidence bounds and Roth-Erev's propensities assume, of order 1 for ordinary profits,
+and independent of VOLL and the reservation price. The Q-learning state is the family's
+award share last round (0 nothing, 1 part, 2 all of its offered energy) or every
+group's action last round. `learning.feedback` defines both, for FSPs and validation
+games alike.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import mesa
 import numpy as np
@@ -55,31 +58,41 @@ class FSP(mesa.Agent):
                         for family, learner in self.learners.items()}
         return self.actions
 
-    def set_reward_scales(self, book: OfferBook, reservation: float) -> None:
-        """Fix each family's reward scale: the most its offers in `book` earn in a round."""
+    def set_reward_scales(self, book: OfferBook) -> None:
+        """Fix each family's reward scale: the true cost of one period of its full offer."""
         offers = book.offers
         for family in self.learners:
             mine = ((offers.provider_id == self.fsp_id) & (offers.family == family)).to_numpy()
             self.scales[family] = reward_scale(offers.cost.to_numpy()[mine],
                                                offers.capacity.to_numpy()[mine],
-                                               book.hours[mine], reservation)
+                                               book.hours[mine], offers.period.to_numpy()[mine])
 
-    def learn(self, family: str, profit: float, share: float) -> tuple[float, int, float]:
+    def greedy(self, family: str) -> int:
+        """The family's greedy action in its current state (ties at random)."""
+        return int(self.learners[family].greedy(self.model.rng, self.state[family]))
+
+    def learn(self, family: str, profit: float, share: float,
+              profile: Sequence[int]) -> tuple[float, int, float]:
         """Update the family's learner with this round's profit and award share.
 
-        `share` is the awarded part of the family's offered energy (0 if it offered none).
-        Returns the reward used, the learner's greedy action afterwards and the
-        normalised entropy of its choice distribution (1 = uniform, 0 = decided).
+        `share` is the awarded part of the family's offered energy (0 if it offered none),
+        `profile` every group's action this round (the state of learners that observe it).
+        Returns the reward used, the learner's greedy action afterwards (ties at random)
+        and the normalised entropy of its choice distribution (1 = uniform, 0 = decided).
         """
         learner = self.learners[family]
         reward, state = learn_round(learner, self.actions[family], self.state[family], profit,
-                                    self.scales[family], share)
+                                    self.scales[family], share, profile)
         self.state[family] = state
-        p = learner.probabilities(state)
-        p = p[p > 0]
-        entropy = float(-(p * np.log(p)).sum() / np.log(len(self.grid))) if len(self.grid) > 1 \
-            else 0.0
-        return reward, int(learner.greedy(state)), entropy
+        return reward, self.greedy(family), normalised_entropy(learner.probabilities(state))
+
+
+def normalised_entropy(p: np.ndarray) -> float:
+    """Entropy of a choice distribution over its maximum: 1 uniform, 0 one action."""
+    if len(p) < 2:
+        return 0.0
+    positive = p[p > 0]
+    return float(-(positive * np.log(positive)).sum() / np.log(len(p)))
 
 
 class PVInverter(FSP):

@@ -66,9 +66,9 @@ class EpsilonGreedy(Learner):
         """Epsilon spread uniformly, the rest over the best actions."""
         return epsilon_greedy_probabilities(self.estimates, self.epsilon)
 
-    def greedy(self, state: Hashable | None = None) -> int:
-        """The action with the highest mean reward (lowest index among ties)."""
-        return int(np.argmax(self.estimates))
+    def preferences(self, state: Hashable | None = None) -> np.ndarray:
+        """Mean rewards: the greedy action has the highest."""
+        return self.estimates
 
 
 class UCB1(Learner):
@@ -111,12 +111,12 @@ class UCB1(Learner):
         candidates = untried if untried.any() else self._index() == self._index().max()
         return candidates / candidates.sum()
 
-    def greedy(self, state: Hashable | None = None) -> int:
-        """The tried action with the highest mean reward (action 0 if none is tried)."""
+    def preferences(self, state: Hashable | None = None) -> np.ndarray:
+        """Mean rewards of tried actions (untried: -inf; none tried: all equal)."""
         means = np.full(self.n_actions, -np.inf)
         tried = self.counts > 0
         means[tried] = self.sums[tried] / self.counts[tried]
-        return int(np.argmax(means))
+        return means
 
     def _index(self) -> np.ndarray:
         """Upper confidence bounds; only called once every action is tried."""
@@ -159,6 +159,6 @@ class EXP3(Learner):
         weights = np.exp(self.log_weights)
         return (1.0 - self.gamma) * weights / weights.sum() + self.gamma / self.n_actions
 
-    def greedy(self, state: Hashable | None = None) -> int:
-        """The action of largest weight."""
-        return int(np.argmax(self.log_weights))
+    def preferences(self, state: Hashable | None = None) -> np.ndarray:
+        """Log-weights: the greedy action has the largest."""
+        return self.log_weights

@@ -42,6 +42,11 @@ class Learner(ABC):
         for name, value in asdict(self.Params(**params)).items():
             setattr(self, name, value)
 
+    #: What the learner's state is (`learning.feedback.next_state`): "award", the
+    #: bucketed award share of its own last round, or "profile", every player's action
+    #: in the last round (one-period memory). Learners without states ignore it.
+    observe: str = "award"
+
     def choose(self, rng: np.random.Generator, state: Hashable | None = None) -> int:
         """Pick an action index by sampling the current choice distribution."""
         return sample(self.probabilities(state), rng)
@@ -49,23 +54,31 @@ class Learner(ABC):
     @abstractmethod
     def update(self, action: int, reward: float, state: Hashable | None = None,
                next_state: Hashable | None = None) -> None:
-        """Learn from the reward in [0, 1] that `action` earned in `state`."""
+        """Learn from the reward (>= 0, in units of the reward scale) `action` earned."""
 
     @abstractmethod
     def probabilities(self, state: Hashable | None = None) -> np.ndarray:
         """The distribution `choose` samples from (the action-entropy KPI reads it)."""
 
+    def greedy(self, rng: np.random.Generator, state: Hashable | None = None) -> int:
+        """The action currently believed best; ties broken uniformly at random.
+
+        A tie resolved by index would favour action 0, the truthful bid, and make a
+        learner that has learnt nothing look competitive.
+        """
+        return random_argmax(self.preferences(state), rng)
+
     @abstractmethod
-    def greedy(self, state: Hashable | None = None) -> int:
-        """The action currently believed best."""
+    def preferences(self, state: Hashable | None = None) -> np.ndarray:
+        """What `greedy` maximises (propensities, value estimates, weights)."""
 
     def _reward(self, action: int, reward: float) -> float:
-        """Check the action and clip the reward to [0, 1]: callers normalise profits."""
+        """Check the action and floor the reward at 0 (a loss teaches as nothing earned)."""
         if not 0 <= action < self.n_actions:
             raise IndexError(f"action {action} outside 0..{self.n_actions - 1}")
-        if math.isnan(reward):
-            raise ValueError("reward is NaN")
-        return min(max(float(reward), 0.0), 1.0)
+        if not math.isfinite(reward):
+            raise ValueError(f"reward is {reward}")
+        return max(float(reward), 0.0)
 
 
 def sample(probabilities: np.ndarray, rng: np.random.Generator) -> int:

@@ -1,19 +1,24 @@
 """What a learner is told after a round: a stationary reward and the market state it saw.
 
-Reward. A provider's profit is divided by a scale fixed for the whole run, the most it
-could earn in one round (every offer accepted in full at the reservation price c_max):
+Reward. A provider's profit is measured in a unit of its own, fixed for the run: the
+true cost of one period of its full offer (every offer of the first market day at full
+capacity, summed, divided by the number of periods it offers in):
 
-    scale = sum over its offers of (c_max - cost) x quantity x hours      (EUR)
-    reward = clip(profit / scale, 0, 1)
+    scale = sum over its offers of cost x quantity x hours / periods offered   (EUR)
+    reward = max(profit / scale, 0)
 
-A fixed scale keeps the reward of an action the same from round to round, as UCB1's
-confidence bounds and Roth-Erev's propensities assume; dividing by the best profit so
-far instead rescaled every later reward whenever a new best appeared. Losses clip to 0;
-locational prices are capped at c_max, so only a make-whole uplift could reach 1.
+A provider that sells its whole offer in k periods at markup m earns reward m x k: an
+ordinary competitive profit (markup 0.1-0.5 in a period or two) is a reward of 0.1-1,
+on the order of the learners' initial values, so learning starts in the first rounds.
+The scale reads only the provider's own costs and capacities, never the reservation
+price or VOLL, so the same profit is the same reward whatever the cap or VOLL: a VOLL
+sweep does not change how fast agents learn. It is fixed (not the best profit so far),
+so an action earns the same reward in every round of a repeated day, as UCB1's
+confidence bounds and Roth-Erev's propensities assume. Losses floor at 0.
 
 State. Q-learning conditions on the share of its offered energy the market accepted last
-round, in three buckets: 0 nothing, 1 part of it, 2 all of it (at least 99 %). It is the
-one market observation a provider has besides its profit; it starts in state 0.
+round, in three buckets: 0 nothing, 1 part of it, 2 all of it (at least 99 %); or, with
+`observe = "profile"`, on every player's action last round. It starts in state 0.
 
 FSP agents and the game harness (`learning.games`) both learn through `learn_round`, so
 a validation game trains learners exactly as the model does.
@@ -22,7 +27,7 @@ a validation game trains learners exactly as the model does.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -38,27 +43,28 @@ ALL = 0.99
 
 
 def reward_scale(cost: ArrayLike, quantity: ArrayLike, hours: ArrayLike,
-                 reservation: float) -> float:
-    """The most a set of offers can earn in one round (EUR): all accepted at `reservation`.
+                 periods: ArrayLike) -> float:
+    """The true cost of one period of a provider's full offer (EUR): the reward unit.
 
-    Arrays are per offer: true cost (EUR/MWh or EUR/MVArh), quantity (MW or MVAr) and
-    period length (h). Offers dearer than the reservation price earn nothing.
+    Arrays are per offer: true cost (EUR/MWh or EUR/MVArh), quantity (MW or MVAr),
+    period length (h) and the period the offer is for. 0 for a provider without offers.
     """
     cost, quantity, hours = (np.asarray(a, dtype=float) for a in (cost, quantity, hours))
-    return float(np.sum(np.maximum(reservation - cost, 0.0) * quantity * hours))
+    n_periods = len(np.unique(np.asarray(periods)))
+    return float(np.sum(cost * quantity * hours) / n_periods) if n_periods else 0.0
 
 
 def stationary_reward(profit: float, scale: float) -> float:
-    """Profit as a share of the fixed `scale`, clipped to [0, 1]; 0 if the scale is 0.
+    """Profit in units of the fixed `scale`, floored at 0; 0 if the scale is 0.
 
-    A scale of 0 means the provider has nothing it could sell at a profit, so it never
-    earns and every action is worth the same.
+    A scale of 0 means the provider offers nothing at a cost (or nothing at all), so
+    every action is worth the same to it.
     """
     if not (math.isfinite(scale) and scale >= 0.0):
         raise ValueError(f"reward scale must be a finite number >= 0, got {scale!r}")
     if scale == 0.0:
         return 0.0
-    return min(max(float(profit) / scale, 0.0), 1.0)
+    return max(float(profit) / scale, 0.0)
 
 
 def award_state(share: float) -> int:
@@ -68,10 +74,18 @@ def award_state(share: float) -> int:
     return 2 if share >= ALL else 1
 
 
+def next_state(learner: Learner, share: float, profile: Sequence[int]) -> Hashable:
+    """The state `learner` observes after a round: its award bucket, or the whole profile."""
+    return tuple(int(a) for a in profile) if learner.observe == "profile" else award_state(share)
+
+
 def learn_round(learner: Learner, action: int, state: Hashable, profit: float, scale: float,
-                share: float) -> tuple[float, int]:
-    """Update `learner` with one round's outcome; returns the reward and the next state."""
+                share: float, profile: Sequence[int] = ()) -> tuple[float, Hashable]:
+    """Update `learner` with one round's outcome; returns the reward and the next state.
+
+    `profile` is every player's action this round (for learners that observe it).
+    """
     reward = stationary_reward(profit, scale)
-    next_state = award_state(share)
-    learner.update(action, reward, state, next_state)
-    return reward, next_state
+    following = next_state(learner, share, profile)
+    learner.update(action, reward, state, following)
+    return reward, following

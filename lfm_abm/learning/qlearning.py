@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 
+from lfm_abm.errors import InputError
 from lfm_abm.learning.actions import ActionGrid
 from lfm_abm.learning.base import Learner, epsilon_greedy, epsilon_greedy_probabilities
 from lfm_abm.schema import Field, Float, settings
@@ -17,8 +18,9 @@ class QLearning(Learner):
 
     Watkins & Dayan (1992), Q-learning, Machine Learning 8. After action a in state s
     earned r and led to s': Q[s, a] += alpha (r + discount max_a' Q[s', a'] - Q[s, a]).
-    States never seen start with all values 0. FSPs pass their award share last round as
-    the state (`learning.feedback.award_state`).
+    States never seen start at `initial_value`. What a state is (`observe`): the
+    learner's own award share last round (`learning.feedback.award_state`), or every
+    player's action last round, the one-period memory of Calvano et al. (2020).
     """
 
     KIND = "q-learning"
@@ -34,22 +36,38 @@ class QLearning(Learner):
             so it is valued by its own reward in the state it was made in. A discount > 0
             also credits a bid with the value of the state it leads to (e.g. a full award).
         epsilon: probability of a uniformly random action instead of a best one.
-        decay: epsilon is multiplied by this after every update (1 = constant exploration).
+        decay: epsilon is multiplied by this after every update (1 = constant exploration;
+            exp(-beta) gives Calvano et al.'s epsilon_t = exp(-beta t)).
+        initial_value: Q of every action in an unseen state, in reward units; or one
+            value per action (e.g. the discounted payoff against uniform rivals).
+        observe: "award" (own award share last round: nothing, part, all) or "profile"
+            (every player's action last round; only for small games, the table grows
+            with the number of players' joint actions).
         """
 
         alpha: Annotated[Float, Field(gt=0, le=1)] = 0.1
         discount: Annotated[Float, Field(ge=0, lt=1)] = 0.0
         epsilon: Annotated[Float, Field(ge=0, le=1)] = 0.1
         decay: Annotated[Float, Field(gt=0, le=1)] = 1.0
+        initial_value: Float | tuple[Float, ...] = 0.0
+        observe: Literal["award", "profile"] = "award"
 
     def __init__(self, grid: ActionGrid, /, **params: object) -> None:
         super().__init__(grid, **params)
+        initial = np.asarray(self.initial_value, dtype=float)
+        if initial.ndim == 0:
+            initial = np.full(self.n_actions, float(initial))
+        elif len(initial) != self.n_actions:
+            raise InputError(f"{len(initial)} initial values for {self.n_actions} actions",
+                             field="learner.initial_value",
+                             allowed=[f"a number, or {self.n_actions} numbers (one per action)"])
+        self.initial = initial
         self.table: dict[Hashable, np.ndarray] = {}
 
     def values(self, state: Hashable | None = None) -> np.ndarray:
-        """Q-values of `state` (zeros if never updated there)."""
+        """Q-values of `state` (the initial values if never updated there)."""
         values = self.table.get(state)
-        return np.zeros(self.n_actions) if values is None else values
+        return self.initial if values is None else values
 
     def choose(self, rng: np.random.Generator, state: Hashable | None = None) -> int:
         """Explore with probability epsilon, else a best action in `state`."""
@@ -61,7 +79,9 @@ class QLearning(Learner):
         reward = self._reward(action, reward)
         following = state if next_state is None else next_state
         target = reward + self.discount * float(self.values(following).max())
-        values = self.table.setdefault(state, np.zeros(self.n_actions))
+        values = self.table.get(state)
+        if values is None:
+            values = self.table[state] = self.initial.copy()
         values[action] += self.alpha * (target - values[action])
         self.epsilon *= self.decay
 
@@ -69,6 +89,6 @@ class QLearning(Learner):
         """Epsilon spread uniformly, the rest over the best actions in `state`."""
         return epsilon_greedy_probabilities(self.values(state), self.epsilon)
 
-    def greedy(self, state: Hashable | None = None) -> int:
-        """The action of highest Q-value in `state` (lowest index among ties)."""
-        return int(np.argmax(self.values(state)))
+    def preferences(self, state: Hashable | None = None) -> np.ndarray:
+        """Q-values in `state`: the greedy action has the highest."""
+        return self.values(state)

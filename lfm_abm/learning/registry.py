@@ -10,11 +10,12 @@ from lfm_abm.learning.bandits import EXP3, UCB1, EpsilonGreedy
 from lfm_abm.learning.base import Learner
 from lfm_abm.learning.qlearning import QLearning
 from lfm_abm.learning.roth_erev import RothErev
-from lfm_abm.learning.simple import FixedMarkup, Truthful
+from lfm_abm.learning.simple import FixedMarkup, Truthful, UniformRandom
 
 LEARNERS: dict[str, type[Learner]] = {
     cls.KIND: cls
-    for cls in (Truthful, FixedMarkup, EpsilonGreedy, UCB1, EXP3, RothErev, QLearning)
+    for cls in (Truthful, FixedMarkup, UniformRandom, EpsilonGreedy, UCB1, EXP3, RothErev,
+                QLearning)
 }
 
 

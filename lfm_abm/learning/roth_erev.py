@@ -42,8 +42,11 @@ class RothErev(Learner):
             reinforcement r / N, so choice never learns from reward; the variant keeps
             that restriction, as Nicolaisen, Petrov & Tesfatsion do. With a single action
             there is nothing to spill to and any value is accepted.
-        initial_propensity: q0 of every action; larger values make early rewards count
-            less.
+        initial_propensity: q0 of every action, in reward units; larger values make early
+            rewards count less. Erev & Roth (1998) set q0 = s(1) X / N with strength
+            s(1) = 9 and X the player's mean payoff: 20 is that for the sellers whose
+            learning moves costs most, pivotal ones (X of about 25 units with N = 11); a
+            much smaller q0 lets their first large reward lock them in early.
         choice: "proportional" (p_j = q_j / sum q) or "gibbs" (p_j proportional to
             exp(q_j / temperature)).
         temperature: Gibbs temperature; lower values concentrate choice on the best action.
@@ -51,7 +54,7 @@ class RothErev(Learner):
 
         recency: Annotated[Float, Field(ge=0, lt=1)] = 0.1
         experimentation: Annotated[Float, Field(ge=0, lt=1)] = 0.2
-        initial_propensity: Annotated[Float, Field(gt=0)] = 1.0
+        initial_propensity: Annotated[Float, Field(gt=0)] = 20.0
         choice: Literal["proportional", "gibbs"] = "proportional"
         temperature: Annotated[Float, Field(gt=0)] = 1.0
 
@@ -88,6 +91,6 @@ class RothErev(Learner):
             weights = np.exp((q - q.max()) / self.temperature)
         return weights / weights.sum()
 
-    def greedy(self, state: Hashable | None = None) -> int:
-        """The action of highest propensity."""
-        return int(np.argmax(self.propensities))
+    def preferences(self, state: Hashable | None = None) -> np.ndarray:
+        """Propensities: the greedy action has the highest."""
+        return self.propensities

@@ -1,10 +1,10 @@
-"""Non-learning benchmarks: truthful bidding and a fixed markup."""
+"""Non-learning benchmarks: truthful bidding, a fixed markup and uniform random play."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Hashable
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 
@@ -33,9 +33,9 @@ class Fixed(Learner):
         p[self.action] = 1.0
         return p
 
-    def greedy(self, state: Hashable | None = None) -> int:
-        """The fixed action."""
-        return self.action
+    def preferences(self, state: Hashable | None = None) -> np.ndarray:
+        """The fixed action alone is preferred."""
+        return self.probabilities(state)
 
 
 class Truthful(Fixed):
@@ -61,16 +61,18 @@ class FixedMarkup(Fixed):
     class Params:
         """The action, as values on the grid (the learner checks they are on it).
 
-        markup: relative markup over true cost; must be one of the grid's markups.
+        markup: relative markup over true cost, one of the grid's markups; or "cap" for
+            the grid's reservation-price action.
         withhold: share of capacity withheld; must be one of the grid's withhold values.
         """
 
-        markup: Annotated[Float, Field(ge=0)]
+        markup: Annotated[Float, Field(ge=0)] | Literal["cap"]
         withhold: Annotated[Float, Field(ge=0, lt=1)] = 0.0
 
     def __init__(self, grid: ActionGrid, /, **params: object) -> None:
         super().__init__(grid, **params)
-        markup = _position("markup", self.markup, grid.markups)
+        markup = _position("markup", math.inf if self.markup == "cap" else self.markup,
+                           grid.levels)
         withhold = _position("withhold", self.withhold, grid.withhold)
         self.action = markup * len(grid.withhold) + withhold
 
@@ -81,4 +83,30 @@ def _position(name: str, value: float, values: tuple[float, ...]) -> int:
         if math.isclose(value, candidate, rel_tol=1e-9, abs_tol=1e-12):
             return index
     raise InputError(f"{value:g} is not on the action grid", field=f"learner.{name}",
-                     allowed=[f"{v:g}" for v in values])
+                     allowed=[f"{v:g}" if math.isfinite(v) else "cap" for v in values])
+
+
+class UniformRandom(Learner):
+    """Every action with the same probability, every round: the no-learning reference.
+
+    What a study's learned outcome is compared with: play that ignores rewards but
+    covers the same actions. Learned minus random is what learning did.
+    """
+
+    KIND = "random"
+
+    def choose(self, rng: np.random.Generator, state: Hashable | None = None) -> int:
+        """A uniform draw from the grid."""
+        return int(rng.integers(self.n_actions))
+
+    def update(self, action: int, reward: float, state: Hashable | None = None,
+               next_state: Hashable | None = None) -> None:
+        """Nothing to learn."""
+
+    def probabilities(self, state: Hashable | None = None) -> np.ndarray:
+        """Uniform."""
+        return np.full(self.n_actions, 1.0 / self.n_actions)
+
+    def preferences(self, state: Hashable | None = None) -> np.ndarray:
+        """No action is preferred: `greedy` is a uniform draw too."""
+        return np.zeros(self.n_actions)
