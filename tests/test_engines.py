@@ -13,6 +13,7 @@ from toy import assert_accounts_kept, bids_frame, emergency_at, make_point
 from lfm_abm.market.bids import PRODUCTS
 from lfm_abm.market.devices import Devices
 from lfm_abm.market.energy import shift_account, storage_account
+from lfm_abm.market.formulation import MARKET_FIRST
 from lfm_abm.market.params import MarketParams
 
 
@@ -124,7 +125,8 @@ def test_settlement_identities_hold(instance, pricing):
     slack_cost = float(lp.cost[lp.slack_columns] @ sol.x[lp.slack_columns])
     assert bid_cost + emergency_cost + slack_cost == pytest.approx(sol.objective, rel=1e-7,
                                                                    abs=1e-7)
-    assert emergency_cost == pytest.approx(MarketParams().voll * result.emergency_mwh)
+    assert emergency_cost == pytest.approx(MarketParams().voll * (1 + MARKET_FIRST)
+                                           * result.emergency_mwh)
     assert_accounts_kept(bids.assign(awarded=awarded.to_numpy(), hours=hours),
                          devices.energy)
     if pricing == "pay-as-bid":

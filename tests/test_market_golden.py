@@ -10,12 +10,15 @@ from toy import bids_frame, emergency_at, make_point, toy_point
 from lfm_abm.market.bids import validate_bids
 from lfm_abm.market.designs import parse_design
 from lfm_abm.market.devices import Devices
+from lfm_abm.market.formulation import MARKET_FIRST
 from lfm_abm.market.params import MarketParams
 from lfm_abm.market.pricing import locational_prices
 from lfm_abm.market.stages import StageSolver, clear_emergency_only, clear_stage
 from lfm_abm.network.needs import NeedLimits
 
 ENGINES = ["highs", "cvxpy"]
+#: Emergency action's objective cost per MWh over VOLL: a bid at VOLL wins the tie.
+TIE = 1.0 + MARKET_FIRST
 
 
 def clear(points, bids, design, pricing="pay-as-bid", devices=None, engine="highs",
@@ -147,7 +150,7 @@ def test_what_the_market_cannot_buy_is_bought_as_emergency_action(engine):
                                         emergency=emergency_at({1: 1.0}))
     assert awarded.sum() == pytest.approx(0.0, abs=1e-9)
     assert payment.sum() == pytest.approx(0.0, abs=1e-9)
-    assert result.solution.objective == pytest.approx(600.0)
+    assert result.solution.objective == pytest.approx(600.0 * TIE)
     assert result.emergency_mwh == pytest.approx(0.6)
     assert result.emergency.action.tolist() == ["curtail"]
     assert result.unresolved.empty
@@ -188,7 +191,7 @@ def test_least_curtailment_on_one_feeder():
     used = result.emergency.set_index("bus").mw
     assert used.to_dict() == pytest.approx({1: 1.0, 2: 1.0, 3: 1.0}, abs=1e-7)
     assert result.emergency_mwh == pytest.approx(3.0)
-    assert result.solution.objective == pytest.approx(3000.0)
+    assert result.solution.objective == pytest.approx(3000.0 * TIE)
     assert result.solution.row_dual[row_of(result.lp, "VC", 3)] == pytest.approx(1000 / 0.002)
 
 
@@ -201,7 +204,7 @@ def test_one_mw_fixing_two_buses_counts_once():
     points, emergency = feeder([1.055, 1.06], 0.005, {2: 3.0})
     result = clear_emergency_only(points, NeedLimits(), MarketParams(), emergency)
     assert result.emergency_mwh == pytest.approx(1.0)
-    assert result.solution.objective == pytest.approx(1000.0)
+    assert result.solution.objective == pytest.approx(1000.0 * TIE)
 
 
 def q_line_case(line_mva):
@@ -249,7 +252,7 @@ def test_bids_above_the_reservation_price_are_not_admitted():
                                   emergency=emergency_at({1: 5.0}))
     assert awarded.to_dict() == pytest.approx({"A": 0.8, "B": 0.0}, abs=1e-7)
     assert result.emergency_mwh == pytest.approx(1.2)
-    assert result.solution.objective == pytest.approx(40.0 + 1200.0)
+    assert result.solution.objective == pytest.approx(40.0 + 1200.0 * TIE)
 
 
 def test_period_length_scales_cost_not_awards():
@@ -259,3 +262,17 @@ def test_period_length_scales_cost_not_awards():
     assert awarded.to_dict() == pytest.approx({"A": 0.8, "B": 1.2})
     assert result.solution.objective == pytest.approx(136.0 / 4)
     assert price_at(prices, 1, "P_down") == pytest.approx(80.0)  # still EUR/MWh
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_bid_at_exactly_voll_wins_against_emergency_action(engine):
+    """A 2 MW need at bus 1 and one bid there priced at the reservation price = VOLL =
+    1000: the DSO is indifferent in cost, and buys the bid (market-based procurement
+    before involuntary curtailment), paying 2 MWh x 1000 = 2000 EUR with no unmet need."""
+    points = [toy_point(line_mva=11.0, dline_dp=(0.5, 0.0))]
+    bids = bids_frame([("A", 1, 0, "P_down", 3.0, 1000.0)])
+    result, awarded, payment, _ = clear(points, bids, "CM_P", engine=engine,
+                                        emergency=emergency_at({1: 5.0}))
+    assert awarded["A"] == pytest.approx(2.0)
+    assert payment["A"] == pytest.approx(2000.0)
+    assert result.emergency_mwh == pytest.approx(0.0, abs=1e-9)

@@ -219,6 +219,12 @@ class HighsEngine(_Engine):
         while True:
             self._highs.run()
             status = self._highs.getModelStatus()
+            if status != highspy.HighsModelStatus.kOptimal and warm:
+                # A warm start can stall on a basis that went numerically bad (HiGHS then
+                # reports "Unknown"): solve once more from scratch before giving up.
+                self._highs.clearSolver()
+                self._highs.run()
+                status = self._highs.getModelStatus()
             if status != highspy.HighsModelStatus.kOptimal:
                 self._solved_once = False
                 raise SolverError(f"HiGHS returned {self._highs.modelStatusToString(status)}")

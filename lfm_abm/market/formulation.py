@@ -7,12 +7,16 @@ u of the rows the stage must fix. With injection changes
 dP_n = sum(P_up) - sum(P_down) + shed_n - curtail_n (same for Q without emergency) and
 sensitivities S from the stage's AC point:
 
-    min  sum_b price_b h_t x_b + VOLL sum_e h_t e + sum_r M_r h_t u_r
+    min  sum_b price_b h_t x_b + VOLL (1 + MARKET_FIRST) sum_e h_t e + sum_r M_r h_t u_r
     network rows (`network_rows.py`): bought limits, and no-harm rows for the rest
     capability rows (`capability.py`): each device's P-Q circle as a polygon
     energy rows (`energy.py`): state of charge and deferred energy of each device
 
-h_t is the period length in hours. M_r is UNRESOLVABLE_PER_UNIT x VOLL per MVA (CM) or
+h_t is the period length in hours. Emergency action is priced a hair above VOLL in the
+objective (MARKET_FIRST) so that a bid at exactly VOLL, the default reservation price,
+wins against involuntary action of the same effect: market-based procurement before
+non-market-based action (EU Directive 2019/944, Art. 32 and 40(5)); every reported cost
+uses VOLL itself. M_r is UNRESOLVABLE_PER_UNIT x VOLL per MVA (CM) or
 per p.u. (VC): large enough that the LP uses every helpful MW of emergency action before
 it leaves need unresolved. The LP is engine-agnostic: rows are row_lower <= A x <=
 row_upper, columns 0 <= x <= col_upper. Periods are independent blocks but for the
@@ -51,6 +55,9 @@ from lfm_abm.market.params import MarketParams
 from lfm_abm.network.needs import NeedLimits
 from lfm_abm.network.operating_points import OperatingPoint
 
+#: Emergency action costs VOLL x (1 + MARKET_FIRST) in the objective: a bid at VOLL wins
+#: the tie (a pivotal seller can be paid the DSO's outside option, not just below it).
+MARKET_FIRST = 1e-6
 #: Cost of need left after full emergency action, x VOLL per MVA (CM) or per p.u. (VC).
 #: The LP prefers emergency action whose effect exceeds 1e-3 MVA or 1e-5 p.u. per MW.
 UNRESOLVABLE_PER_UNIT = {"CM": 1e3, "VC": 1e5}
@@ -289,7 +296,8 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
     branch_slack = _branch_slack_columns(rows, slack_row, len(chosen) + n_emergency)
     slots = slot_arrays(chosen)
     return LinearProgram(
-        cost=np.concatenate([cost, params.voll * emergency_frame.hours.to_numpy(dtype=float),
+        cost=np.concatenate([cost, params.voll * (1.0 + MARKET_FIRST)
+                             * emergency_frame.hours.to_numpy(dtype=float),
                              slack_cost]),
         col_upper=np.concatenate([upper_bound, *emergency_upper,
                                   np.full(len(slack_row), np.inf)]),
