@@ -189,8 +189,12 @@ class ACEvaluator:
         return out
 
     def _run_batch(self, periods: list[int], dp: np.ndarray, dq: np.ndarray) -> None:
-        if self._batch is None or not set(periods) <= set(self._batch.periods):
-            wanted = sorted(set(periods) | set(self._batch.periods if self._batch else []))
+        if self._batch is None:
+            # Every period of the day in one batch, built once: a batch grown period by
+            # period as bids reach new hours (batteries recharging, EVs shifting) is rebuilt
+            # each time (~2-4 s), and its power flows converge jointly, so a period's
+            # result would depend on which others the batch happened to hold.
+            wanted = list(range(len(self.base_points)))
             try:
                 self._batch = self.batches.batch(self.net, self.injections, wanted,
                                                  self._flex, self.base_points[0].hours)
