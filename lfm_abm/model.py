@@ -12,6 +12,7 @@ generator, so a seed reproduces a run exactly.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import field
 from pathlib import Path
@@ -25,14 +26,22 @@ from lfm_abm.agents.dso import DSO
 from lfm_abm.agents.fsp import AGENT_CLASSES, FSP
 from lfm_abm.agents.population import Population, load_population
 from lfm_abm.day import MarketDay, shared_day
-from lfm_abm.equilibrium import REGRET_COLUMNS, DayGame, regret_table, small_game_benchmarks
+from lfm_abm.equilibrium import (
+    REGRET_COLUMNS,
+    DayGame,
+    modal_actions,
+    played_regret_table,
+    regret_table,
+    small_game_benchmarks,
+)
 from lfm_abm.errors import PowerFlowError
 from lfm_abm.learning import ActionGrid, make_learner
-from lfm_abm.market.clearing import ClearingResult
+from lfm_abm.market.clearing import ClearingResult, Market
 from lfm_abm.market.designs import parse_design
 from lfm_abm.market.engines import ENGINES, SolverError
 from lfm_abm.market.params import MarketParams
 from lfm_abm.market.pricing import check_pricing
+from lfm_abm.market.structure import pivotal_suppliers
 from lfm_abm.network.grids import default_scenario, load_grid
 from lfm_abm.network.needs import NeedLimits
 from lfm_abm.network.scenarios import Scenario
@@ -43,6 +52,9 @@ STAGES = ("bidding", "clearing", "settlement", "ac_validation", "learning", "rec
 
 #: An award paid at least this share of the reservation price counts as at the cap.
 AT_CAP = 0.95
+#: Rounds of played profiles a run keeps for its window's played regret and learned
+#: offers (a longer window uses its last PROFILE_MEMORY rounds): flat memory in long runs.
+PROFILE_MEMORY = 1000
 
 
 def _empty_tables() -> dict[str, pd.DataFrame]:
@@ -110,7 +122,7 @@ class LFMModel(mesa.Model):
         self._days: dict[str | None, MarketDay] = {}
         first = self.day(self.days[0])
         for fsp in self.fsps:
-            fsp.set_reward_scales(first.book, first.case.params.max_bid_price)
+            fsp.set_reward_scales(first.book)
         self.groups = first.book.groups
         self._group_index = {key: i for i, key in enumerate(
             zip(self.groups.fsp_id, self.groups.family, strict=True))}
@@ -121,6 +133,10 @@ class LFMModel(mesa.Model):
         # rounds, agents, awards and regret records, streamed to `spool` if given
         self.sink = RecordSink(spool)
         self._last_agents: list[dict] = []  # the latest learning round (learned profile)
+        # (market day, every group's action) of the latest rounds: what was played
+        self._played: deque[tuple[MarketDay, np.ndarray]] = deque(maxlen=PROFILE_MEMORY)
+        self._games: dict[str, DayGame] = {}  # re-clearing oracles by day (regret)
+        self._learned_structure: tuple[pd.DataFrame, pd.DataFrame] | None = None
         # every offer of the first and the latest round, tabled on demand (supply stacks)
         self.offer_rounds: dict[str, tuple[int, MarketDay, pd.DataFrame]] = {}
         self.latest_result: ClearingResult | None = None  # of the latest cleared round
@@ -159,7 +175,10 @@ class LFMModel(mesa.Model):
                 actions[i] = action
                 markup[i] = self.settings.actions.markup(action)
                 withheld[i] = self.settings.actions.withheld(action)
-        bids = book.bids(markup, withheld)
+        bids = book.bids(markup, withheld, case.params.max_bid_price)
+        capped = np.isinf(markup)
+        if capped.any():  # the reservation-price action: record the markup it means
+            markup[capped] = book.effective_markups(bids)[capped]
         start = self._tick("bidding", start)
 
         status = "ok"
@@ -189,7 +208,8 @@ class LFMModel(mesa.Model):
         for i, (fsp_id, family) in enumerate(zip(self.groups.fsp_id, self.groups.family,
                                                  strict=True)):
             share = awarded[i] / offered[i] if offered[i] > 0 else 0.0
-            reward, greedy, entropy = self._agent_of[fsp_id].learn(family, margin[i], share)
+            reward, greedy, entropy = self._agent_of[fsp_id].learn(family, margin[i], share,
+                                                                   actions)
             rows.append({
                 "round": self.round, "fsp_id": fsp_id,
                 "fsp_type": self._agent_of[fsp_id].spec.type, "family": family,
@@ -201,6 +221,7 @@ class LFMModel(mesa.Model):
         start = self._tick("learning", start)
         self.sink.add_rows("agents", rows)
         self._last_agents = rows
+        self._played.append((day, actions))
         self._record_round(day, result, benchmark, status)
         self.sink.end_round()
         self._tick("records", start)
@@ -254,27 +275,69 @@ class LFMModel(mesa.Model):
         return pd.concat([self.offers_of(which) for which in rounds.values()],
                          ignore_index=True) if rounds else pd.DataFrame()
 
-    def equilibrium(self) -> pd.DataFrame:
-        """Regret of the learned profile on the first day, per learner; kept for `records`.
+    def _game(self, day: MarketDay) -> DayGame:
+        """The re-clearing oracle of `day` (one LP per day, warm across calls)."""
+        if day.name not in self._games:
+            self._games[day.name] = DayGame(day, self.settings.pricing, self.settings.actions,
+                                            self.settings.engine)
+        return self._games[day.name]
 
-        The learned profile is each learner's greedy action after the latest round
-        (`equilibrium.regret_table`, with a `round` column); Calvano's profit gain is
-        added as columns when the game is small enough to enumerate. Call it at the end
-        of a run, or every k rounds to follow the distance to equilibrium.
+    def _recent(self, window: int | None) -> list[tuple[MarketDay, np.ndarray]]:
+        """(day, profile) of the last `window` rounds played (all kept, if None)."""
+        played = list(self._played)
+        return played[-window:] if window else played
+
+    def equilibrium(self, window: int | None = None, sample: int = 0) -> pd.DataFrame:
+        """Regret of the learned profile and of the played strategies; kept for `records`.
+
+        The learned profile is each learner's greedy action after the latest round, on
+        the first day (`equilibrium.regret_table`, rows with profile "greedy"); Calvano's
+        profit gain is added as columns when the game is small enough to enumerate. With
+        `sample` > 0, also the regret of the empirical mixed strategies played in the last
+        `window` rounds, from `sample` of them evenly spaced (`played_regret_table`, rows
+        "played"). Call it at the end of a run, or every k rounds for a curve.
         """
-        first = self.day(self.days[0])
-        game = DayGame(first, self.settings.pricing, self.settings.actions,
-                       self.settings.engine)
+        game = self._game(self.day(self.days[0]))
         profile = ([record["greedy"] for record in self._last_agents] if self._last_agents
                    else [self.settings.actions.truthful_index] * len(self.groups))
-        table = regret_table(game, profile).assign(round=self.round,
-                                                   **small_game_benchmarks(game, profile))
+        tables = [regret_table(game, profile).assign(**small_game_benchmarks(game, profile))]
+        recent = self._recent(window)
+        if sample and recent:
+            picks = np.unique(np.linspace(0, len(recent) - 1, min(sample, len(recent)))
+                              .round().astype(int))
+            tables.append(played_regret_table([self._game(recent[i][0]) for i in picks],
+                                              np.array([recent[i][1] for i in picks]),
+                                              self.rng))
+        table = pd.concat(tables, ignore_index=True).assign(round=self.round)
         self.sink.add_frame("regret", table)
         return table
 
+    def learned_structure(self, window: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Pivotal suppliers at the offers learners played most in the last `window` rounds.
+
+        The same test as the day's truthful structure (`market.structure`, pay-as-bid, so
+        a supplier's absence is priced at the other offers' bids) on the first day, with
+        every learner bidding its modal action (ties at random); rows get offers =
+        "learned" in the structure and suppliers tables.
+        """
+        recent = self._recent(window)
+        if not recent:
+            raise RuntimeError("no round played yet: nothing learned to test")
+        first = self.day(self.days[0])
+        bids = self._game(first).bids(modal_actions(np.array([p for _, p in recent]),
+                                                    self.rng))
+        periods, suppliers = pivotal_suppliers(Market(first.case, first.design), bids,
+                                               first.book.devices, first.periods)
+        self._learned_structure = (periods.assign(day=first.name, offers="learned"),
+                                   suppliers.assign(day=first.name, offers="learned"))
+        return self._learned_structure
+
     def _tables_at_end(self) -> dict[str, pd.DataFrame]:
         """The tables not streamed: known only at the end, and small."""
-        structure = [day.structure for day in self._days.values()]
+        structure = [(periods.assign(offers="truthful"), suppliers.assign(offers="truthful"))
+                     for periods, suppliers in (day.structure for day in self._days.values())]
+        if self._learned_structure is not None:
+            structure.append(self._learned_structure)
         return {"offers": self._offers(),
                 "structure": pd.concat([s[0] for s in structure], ignore_index=True),
                 "suppliers": pd.concat([s[1] for s in structure], ignore_index=True)}

@@ -8,6 +8,9 @@ changed. The functions here measure a profile against the game's benchmarks:
 * regret: player i's best gain from a unilateral deviation,
   g_i = max_a pi_i(a, s_-i) - pi_i(s) >= 0; the profile s is an eps-Nash equilibrium
   with eps = max_i g_i (a Nash equilibrium when eps = 0);
+* played regret: the same for the strategies actually played, each player's best
+  fixed action against the others' recorded play over sampled rounds (`played_regret`);
+  the play is an eps coarse correlated equilibrium with eps = max_i g_i;
 * the pure Nash equilibria and the joint optimum (collusive benchmark), by enumeration;
 * Calvano, Calzolari, Denicolo & Pastorello (2020), Artificial intelligence, algorithmic
   pricing, and collusion, AER 110(10): profit gain Delta = (pi - pi_N) / (pi_M - pi_N),
@@ -47,17 +50,49 @@ def deviation_gains(profile: Sequence[int], n_actions: Sequence[int], profits: O
     split exactly tied bids differently, and the difference would show as a gain.
     The largest gain is the eps of the eps-Nash equilibrium `profile` is.
     """
+    base, table = deviation_table(profile, n_actions, profits, current)
+    return np.maximum(np.nanmax(table, axis=1) - base, 0.0)
+
+
+def deviation_table(profile: Sequence[int], n_actions: Sequence[int], profits: Oracle,
+                    current: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Profits at `profile`, and of each player for each action of its own (others fixed).
+
+    Returns (profit per player, array players x max actions; NaN where a player has
+    fewer actions). One oracle call per (player, alternative action), plus one at
+    `profile` unless its profits are given as `current`.
+    """
     sizes = _check_sizes(n_actions)
     profile = _check_profile(profile, sizes)
     base = np.asarray(profits(profile) if current is None else current, dtype=float)
-    gains = np.zeros(len(profile))
+    table = np.full((len(profile), max(sizes)), np.nan)
     for player, own in enumerate(profile):
         for action in range(sizes[player]):
-            if action != own:
-                deviated = (*profile[:player], action, *profile[player + 1:])
-                gain = float(np.asarray(profits(deviated))[player]) - base[player]
-                gains[player] = max(gains[player], gain)
-    return gains
+            deviated = (*profile[:player], action, *profile[player + 1:])
+            table[player, action] = base[player] if action == own else \
+                float(np.asarray(profits(deviated))[player])
+    return base, table
+
+
+def played_regret(bases: np.ndarray, tables: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Regret of empirical mixed strategies from sampled rounds' deviation tables.
+
+    `bases` (rounds x players): each player's profit in round t; `tables` (rounds x
+    players x actions): its profit had it played each action in round t, the others as
+    recorded. Returns per player the mean profit, the regret g_i = max(0, max_a mean_t
+    [table - base]) (the best fixed action's gain against what the others played) and
+    the standard error of that mean over the rounds (NaN for one round).
+    """
+    bases, tables = np.asarray(bases, dtype=float), np.asarray(tables, dtype=float)
+    gain = tables - bases[:, :, None]
+    mean_gain = np.nanmean(gain, axis=0)  # players x actions
+    best = np.nanargmax(mean_gain, axis=1)
+    players = np.arange(bases.shape[1])
+    chosen = gain[:, players, best]
+    se = (chosen.std(axis=0, ddof=1) / np.sqrt(len(bases)) if len(bases) > 1
+          else np.full(len(players), np.nan))
+    return bases.mean(axis=0), np.maximum(mean_gain[players, best], 0.0), se
 
 
 def payoff_table(n_actions: Sequence[int], profits: Oracle) -> np.ndarray:
@@ -115,8 +150,9 @@ def play(learners: Sequence[Learner], profits: Oracle, shares: Oracle, scales: A
     """Actions of `learners` over `rounds` of the repeated game: array (rounds, players).
 
     Each round every learner chooses (in order, from `rng`), then learns from its
-    profit over its reward scale (EUR) and from its award share `shares(profile)` (the
-    Q-learning state), as FSPs do in the model. Oracle results are cached per profile.
+    profit over its reward scale (EUR) and from its award share `shares(profile)` or the
+    profile (the Q-learning state), as FSPs do in the model. Oracle results are cached
+    per profile.
     """
     scales = np.asarray(scales, dtype=float)
     if scales.shape != (len(learners),) or not np.all(np.isfinite(scales) & (scales >= 0)):
@@ -137,7 +173,7 @@ def play(learners: Sequence[Learner], profits: Oracle, shares: Oracle, scales: A
         profit, share = outcomes[profile]
         for i, learner in enumerate(learners):
             _, states[i] = learn_round(learner, profile[i], states[i], profit[i], scales[i],
-                                       share[i])
+                                       share[i], profile)
         history[t] = profile
     return history
 
