@@ -26,6 +26,8 @@ the working directory.
     resample_days = false
     regret = true                     # regret of each run's learned profile (re-clears)
     regret_every = 0                  # also every k rounds (0: only at the end)
+    regret_rounds = 4                 # window rounds sampled for the played regret
+    references = true                 # random and truthful runs on the same seeds
     out = "../out/designs"
 
     [learners]                        # labelled settings; default: the population's own
@@ -40,6 +42,13 @@ the working directory.
 
 A result that moves with an assumption (VOLL, a limit, a growth factor) is a sweep over
 it, reported per value, not one number.
+
+References. A learning result means something only against play that learns nothing:
+every study also runs, per design x pricing x variant x seed, uniform random play over
+the action grid (learner label "random") and truthful bids ("truthful"). They play
+`window` rounds (their play is the same in every round, so the window is all there is
+to average) and skip the regret and learned-offer tests. Learned minus random, on the
+same seed, is what learning did (`results.kpis.reference_kpis`).
 """
 
 from __future__ import annotations
@@ -72,6 +81,7 @@ from lfm_abm.market.pricing import check_pricing
 from lfm_abm.network.grids import default_scenario, load_grid
 from lfm_abm.network.needs import NeedLimits
 from lfm_abm.network.scenarios import Scenario
+from lfm_abm.results.kpis import REFERENCES
 from lfm_abm.schema import MAX_COUNT, Bool, Field, Int, Text, build, settings
 from lfm_abm.workers import interrupts_raise, process_pool, sigint_blocked, stop_pool
 
@@ -123,6 +133,8 @@ class StudySpec:
     actions: ActionGrid
     regret: bool = True  # measure each run's learned profile against equilibrium
     regret_every: int = 0  # also every k rounds (0: only at the end)
+    regret_rounds: int = 4  # window rounds sampled for the regret of the played strategies
+    references: bool = True  # random and truthful runs on the same seeds
 
     def describe(self) -> dict:
         """JSON-friendly description for the manifest and report."""
@@ -134,6 +146,7 @@ class StudySpec:
                 "rounds": self.rounds, "seeds": list(self.seeds), "window": self.window,
                 "ac_every": self.ac_every, "resample_days": self.resample_days,
                 "regret": self.regret, "regret_every": self.regret_every,
+                "regret_rounds": self.regret_rounds, "references": self.references,
                 **self.variants[0].describe(),
                 "sweep": {k: dict(v) for k, v in self.sweep.items()},
                 "variants": {v.label: v.describe() for v in self.variants},
@@ -158,6 +171,8 @@ class StudyTable:
     resample_days: Bool = False
     regret: Bool = True
     regret_every: Annotated[Int, Field(ge=0)] = 0
+    regret_rounds: Annotated[Int, Field(ge=0, le=1000)] = 4
+    references: Bool = True
     out: Text | None = None
 
     def __post_init__(self) -> None:
@@ -228,7 +243,8 @@ def load_study(path: str | Path, rounds: int | None = None, seeds: int | None = 
         seeds=study.seed_list, window=study.window or max(1, study.rounds // 4),
         ac_every=study.ac_every, resample_days=study.resample_days, out=out_dir,
         variants=variants, sweep=sweep, actions=actions, regret=study.regret,
-        regret_every=study.regret_every)
+        regret_every=study.regret_every, regret_rounds=study.regret_rounds,
+        references=study.references)
 
 
 def _sweep(raw: object, source: str) -> dict[str, dict[str, list]]:
@@ -307,6 +323,12 @@ def _learners(raw: object, actions: ActionGrid, source: str) -> dict:
         if not isinstance(spec, dict):
             raise InputError("must be a table such as { kind = \"ucb1\" }", source=source,
                              field=f"learners.{label}")
+        if label in REFERENCES and dict(spec) != REFERENCES[label]:
+            raise InputError(f"the label {label!r} is the study's reference run, "
+                             f"{REFERENCES[label]}; name other settings differently",
+                             source=source, field=f"learners.{label}",
+                             allowed=[f'{name} = {{ kind = "{spec["kind"]}" }}'
+                                      for name, spec in REFERENCES.items()])
         if spec.get("kind") == POPULATION_LEARNER:
             out[label] = None
             continue
@@ -331,10 +353,17 @@ class RunSpec:
     regret: bool = True
     regret_every: int = 0
     swept: Mapping[str, object] = field(default_factory=dict)  # the variant's swept values
+    window: int = 1  # the KPI window: the played regret and learned offers look at it
+    regret_rounds: int = 0  # window rounds sampled for the played regret
+    reference: bool = False  # a reference run (random or truthful): no regret, no tests
 
 
 def expand(spec: StudySpec) -> list[RunSpec]:
-    """All runs of a study, in a stable order (design, pricing, learner, seed)."""
+    """All runs of a study, in a stable order (design, pricing, learner, variant, seed).
+
+    Learned settings play `rounds` rounds; the reference runs (`REFERENCES`, unless the
+    study turns them off) play the window and follow each design's learned settings.
+    """
     from lfm_abm.agents.population import load_population
     from lfm_abm.model import ModelSettings
 
@@ -343,30 +372,39 @@ def expand(spec: StudySpec) -> list[RunSpec]:
     grid_file = Path(spec.grid)
     grid_text = grid_file.read_text() if grid_file.is_file() else spec.grid
     code = code_identity()
+    learned = {k: v for k, v in spec.learners.items() if k not in REFERENCES}
+    references = REFERENCES if spec.references else {
+        k: v for k, v in spec.learners.items() if k in REFERENCES}
+    settings_sets = [(label, learner, False) for label, learner in learned.items()] + [
+        (label, learner, True) for label, learner in references.items()]
     runs = []
-    for design, pricing, (label, learner), variant in itertools.product(
-            spec.designs, spec.pricing, spec.learners.items(), spec.variants):
+    for design, pricing, (label, learner, reference), variant in itertools.product(
+            spec.designs, spec.pricing, settings_sets, spec.variants):
         settings = ModelSettings(
             grid=spec.grid, population=variant.fsp_costs.apply(population), design=design,
             pricing=pricing,
             scenario=variant.scenario, limits=variant.limits, market=variant.market,
             actions=spec.actions, learner=learner, resample_days=spec.resample_days,
             ac_every=spec.ac_every)
+        rounds = spec.window if reference else spec.rounds
+        regret = spec.regret and not reference
         for seed in spec.seeds:
             identity = json.dumps({
                 "design": design, "pricing": pricing, "learner": learner, "seed": seed,
-                "rounds": spec.rounds, "population": population_text, "grid_file": grid_text,
+                "rounds": rounds, "population": population_text, "grid_file": grid_text,
                 "code": code, "grid": spec.grid, "actions": asdict(spec.actions),
                 "ac_every": spec.ac_every, "resample_days": spec.resample_days,
-                "regret": spec.regret, "regret_every": spec.regret_every,
-                **variant.describe()}, sort_keys=True, default=str)
+                "regret": regret, "regret_every": spec.regret_every,
+                "regret_rounds": spec.regret_rounds, "window": spec.window,
+                "reference": reference, **variant.describe()}, sort_keys=True, default=str)
             fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:16]
             slug = design.replace(">", "-then-")
             swept = f"__{variant.label}" if variant.label else ""
             runs.append(RunSpec(f"{slug}__{pricing}__{label}{swept}__s{seed}", design,
-                                pricing, label, variant.label, seed, spec.rounds, settings,
-                                fingerprint, spec.regret, spec.regret_every,
-                                dict(variant.values)))
+                                pricing, label, variant.label, seed, rounds, settings,
+                                fingerprint, regret, 0 if reference else spec.regret_every,
+                                dict(variant.values), spec.window, spec.regret_rounds,
+                                reference))
     return runs
 
 
@@ -398,7 +436,9 @@ def _simulate(run: RunSpec, folder: Path) -> dict:
         raise RunFailed(f"none of its {model.round} rounds cleared (rounds.parquet holds "
                         "each round's status)")
     if run.regret:
-        model.equilibrium()
+        model.equilibrium(run.window, run.regret_rounds)
+    if not run.reference:
+        model.learned_structure(run.window)
     model.save_records()
     return {"run_id": run.run_id, "design": run.design, "pricing": run.pricing,
             "learner": run.learner, "variant": run.variant, "seed": run.seed,
@@ -629,7 +669,8 @@ def summarise_study(out: Path) -> pd.DataFrame:
             getattr(results, name).to_csv(tmp, index=False)
     figures = make_plots(results.tables, results.runs, out / "plots", results.study["window"],
                          results.network, order=list(setting_labels(results.summary)),
-                         swept=results.swept)
+                         swept=results.swept,
+                         n_actions=len(ActionGrid.from_dict(results.study["actions"])))
     needs = results.network.needs if results.network is not None else None
     write_report(results, figures, diagnose(results.summary, results.study, needs))
     return results.summary

@@ -123,6 +123,6 @@ def test_regret_every_k_rounds_keeps_each_profile_and_the_kpi_reads_the_last():
     assert sorted(regret["round"].unique()) == [2, 4]
     last = regret[regret["round"] == 4]
     assert len(last) == len(model.groups)
-    kpis = run_kpis(tables, window=2)
+    kpis = run_kpis(tables, window=2, grid=ActionGrid())
     assert kpis["regret_max"] == pytest.approx(last.regret.max())
     assert kpis["regret_mean"] == pytest.approx(last.regret.mean())

@@ -58,24 +58,52 @@ def test_settlement_identities_every_round(cigre_population, pricing):
         np.testing.assert_allclose(rounds.dso_cost, rounds.cost_at_bid_prices)
 
 
-def test_monopolist_learns_the_highest_admitted_markup():
+def test_monopolist_learns_the_highest_price_the_dso_accepts():
     """Only the PV at the feeder end can relieve the midday overload: under pay-as-bid a
     learning monopolist's markup climbs to the largest one whose price the DSO still
-    admits (reservation price = VOLL = 1000): 60 x (1 + 8) = 540, while 60 x 17 = 1020
-    is rejected and earns nothing."""
+    prefers to its own emergency action: 60 x (1 + 8) = 540. Markups 16 and 32 (1020,
+    1980) exceed the reservation price (VOLL = 1000) and are not admitted; the cap action
+    (1000) is admitted but loses to curtailment at VOLL elsewhere on the feeder, which
+    relieves the line more per MW: both earn nothing."""
     population = {"fsp": [{"id": "pv_11", "type": "pv_inverter", "bus": 11,
                            "cost": {"P_down": 60.0}, "learner": {"kind": "roth-erev"}}]}
     model, records = run(population, 250)
     agents, rounds = records["agents"], records["rounds"]
-    reservation = model.settings.market.max_bid_price
-    highest = max(m for m in model.settings.actions.markups if 60.0 * (1 + m) <= reservation)
-    assert highest == 8.0
+    grid = model.settings.actions
     assert agents.reward.head(50).mean() < agents.reward.tail(50).mean()
-    assert agents.markup.tail(50).median() == highest
-    assert rounds.cost_ratio.tail(50).mean() > 0.9 * (1.0 + highest)
-    rejected = agents[agents.markup > highest]
+    assert agents.markup.tail(50).median() == 8.0
+    assert rounds.cost_ratio.tail(50).mean() > 0.9 * (1.0 + 8.0)
+    rejected = agents[agents.markup.isin([16.0, 32.0])]
     assert len(rejected) and (rejected.awarded == 0).all()
     assert (rounds.offers_above_reservation > 0).sum() == len(rejected)
+    capped = dict(population["fsp"][0], learner={"kind": "fixed-markup", "markup": "cap"})
+    _, at_cap = run({"fsp": [capped]}, 2)
+    assert (at_cap["agents"].action == len(grid) - 1).all()
+    assert (at_cap["agents"].awarded == 0).all()
+    assert at_cap["agents"].markup.to_numpy() == pytest.approx(1000.0 / 60 - 1)
+
+
+def test_the_reward_of_a_profit_does_not_depend_on_voll_or_the_cap(cigre_population):
+    """The reward unit is the true cost of one period of a group's full offer: it reads
+    the group's own costs and capacities only, so a VOLL sweep does not change how fast
+    agents learn."""
+    from lfm_abm.learning.feedback import stationary_reward
+    from lfm_abm.market.params import MarketParams
+
+    scales = []
+    for market in (MarketParams(voll=300.0), MarketParams(voll=3000.0),
+                   MarketParams(voll=3000.0, reservation_price=500.0)):
+        model = LFMModel(ModelSettings("cigre-mv", cigre_population, "CMVC_PQ", market=market,
+                                       scenario=MIDDAY), seed=0)
+        scales.append({(fsp.fsp_id, family): scale for fsp in model.fsps
+                       for family, scale in fsp.scales.items()})
+    assert scales[0] == scales[1] == scales[2]
+    assert sum(scale > 0 for scale in scales[0].values()) >= 5
+    rewards = [[stationary_reward(25.0, scale) for scale in found.values()] for found in scales]
+    assert rewards[0] == rewards[1] == rewards[2]
+    # One period of a PV inverter's full P offer at cost: a profit of that size is reward 1.
+    model_fsp = next(f for f in model.fsps if "P" in f.scales)
+    assert stationary_reward(model_fsp.scales["P"], model_fsp.scales["P"]) == 1.0
 
 
 def test_competition_keeps_markups_near_cost():

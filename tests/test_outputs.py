@@ -11,11 +11,13 @@ import pandas as pd
 import pytest
 
 from lfm_abm.cli import main
+from lfm_abm.learning import ActionGrid
 from lfm_abm.results.diagnostics import diagnose
 from lfm_abm.results.kpis import headline, headline_columns, paired, run_kpis, summarise
 from lfm_abm.results.registry import HEADLINE, KPIS
 
 ROOT = Path(__file__).resolve().parents[1]
+GRID = ActionGrid()
 
 
 def tiny_run(rounds: int = 4) -> dict[str, pd.DataFrame]:
@@ -24,7 +26,10 @@ def tiny_run(rounds: int = 4) -> dict[str, pd.DataFrame]:
     a: 2 MWh at 30 EUR/MWh, cost 20 (markup 0.5): payment 60, profit 20;
     b: 1 MWh at 40 EUR/MWh, cost 10 (markup 3): payment 40, profit 30.
     Lerner = 50 / 100 (an unweighted mean of 1/3 and 3/4 would be 0.54); markup weighted
-    by energy = (2 x 0.5 + 1 x 3) / 3 = 4/3 (unweighted 1.75).
+    by energy = (2 x 0.5 + 1 x 3) / 3 = 4/3 (unweighted 1.75). Both always play their
+    greedy action. Truthful offers: a pivotal in one of two periods; learned offers: a
+    and b pivotal in both. Regret of the greedy profile 3 EUR; of the played strategies
+    a gains 6 (± 1) of 26, b nothing of 30.
     """
     frame = pd.DataFrame({"round": range(1, rounds + 1), "status": "ok",
                           "dso_cost": 100.0, "truthful_cost": 40.0, "ac_validated": True,
@@ -36,15 +41,22 @@ def tiny_run(rounds: int = 4) -> dict[str, pd.DataFrame]:
           "profit": 20.0, "action": 3, "greedy": 3, **one} for r in range(1, rounds + 1)]
         + [{"round": r, "fsp_id": "b", "markup": 3.0, "awarded": 1.0, "payment": 40.0,
             "profit": 30.0, "action": 5, "greedy": 5, **one} for r in range(1, rounds + 1)])
-    structure = pd.DataFrame({"pivotal": [True, False], "scarce": [False, False]})
-    suppliers = pd.DataFrame({"provider_id": ["a", "a"], "pivotal": [True, False]})
-    regret = pd.DataFrame({"round": [rounds], "regret": [3.0], "regret_share": [0.1]})
+    structure = pd.DataFrame({"pivotal": [True, False, True, True],
+                              "scarce": [False, False, False, False],
+                              "offers": ["truthful"] * 2 + ["learned"] * 2})
+    suppliers = pd.DataFrame({"provider_id": ["a", "a", "a", "b"],
+                              "pivotal": [True, False, True, True],
+                              "offers": ["truthful"] * 2 + ["learned"] * 2})
+    regret = pd.DataFrame({"round": rounds, "profile": ["greedy", "played", "played"],
+                           "profit": [20.0, 20.0, 30.0], "regret": [3.0, 6.0, 0.0],
+                           "regret_share": [0.1, 6 / 26, 0.0],
+                           "regret_se": [0.0, 1.0, 0.0]})
     return {"rounds": frame, "agents": agents, "structure": structure,
             "suppliers": suppliers, "regret": regret}
 
 
 def test_run_kpis_returns_exactly_the_registry_with_hand_values():
-    kpis = run_kpis(tiny_run(), window=2)
+    kpis = run_kpis(tiny_run(), window=2, grid=GRID)
     assert list(kpis) == list(KPIS)
     assert kpis["dso_cost"] == 100.0 and kpis["cost_ratio"] == pytest.approx(2.5)
     assert kpis["total_cost"] == 600.0
@@ -52,7 +64,15 @@ def test_run_kpis_returns_exactly_the_registry_with_hand_values():
     assert kpis["markup_pv_inverter_P"] == pytest.approx(4 / 3) and kpis["psi"] == 0.5
     assert kpis["markup_all_pv_inverter"] == pytest.approx(1.75)
     assert kpis["pivotal_fsps"] == 1 and kpis["regret_max"] == 3.0
+    assert kpis["psi_learned"] == 1.0 and kpis["pivotal_fsps_learned"] == 2
+    assert kpis["regret_played_max"] == 6.0 and kpis["regret_played_se"] == 1.0
+    assert kpis["regret_played_mean"] == 3.0
+    assert kpis["regret_played_share"] == pytest.approx((6 / 26 + 0.0) / 2)
+    assert kpis["greedy_share"] == 1.0 and kpis["all_greedy_share"] == 1.0
+    assert kpis["earners"] == 2 and kpis["entropy_earners"] == 0.0
+    assert kpis["share_at_top"] == 0.0
     assert np.isnan(kpis["converged"])  # 4 rounds: too few blocks to judge
+    assert np.isnan(kpis["dso_cost_vs_random"])  # needs the random run: reference_kpis
 
 
 def test_a_kpi_missing_from_the_registry_cannot_vanish(monkeypatch):
@@ -60,7 +80,7 @@ def test_a_kpi_missing_from_the_registry_cannot_vanish(monkeypatch):
 
     monkeypatch.setattr(kpis, "KPIS", {k: v for k, v in KPIS.items() if k != "lerner"})
     with pytest.raises(RuntimeError, match="lerner"):
-        kpis.run_kpis(tiny_run(), window=2)
+        kpis.run_kpis(tiny_run(), window=2, grid=GRID)
 
 
 def test_every_kpi_has_a_unit_meaning_and_docs_entry():
@@ -88,12 +108,13 @@ def test_paired_difference_is_per_seed_with_a_t_interval():
 
 def test_headline_has_the_registry_columns_and_counts_converged_seeds():
     runs = pd.DataFrame([{"design": d, "pricing": "pay-as-bid", "learner": "x",
-                          "variant": "", "seed": s, **run_kpis(tiny_run(60), window=10)}
+                          "variant": "", "seed": s,
+                          **run_kpis(tiny_run(60), window=10, grid=GRID)}
                          for d in ("A", "B") for s in (0, 1)])
     runs.loc[0, "converged"] = 0.0
     table = headline(summarise(runs))
     assert list(table.columns) == ["design", *headline_columns().values()]
-    assert len(HEADLINE) == 9
+    assert len(HEADLINE) == 11
     assert list(table[headline_columns()["converged"]]) == ["1/2", "2/2"]
 
 
@@ -101,7 +122,9 @@ def summary_row(**values) -> pd.DataFrame:
     base = {"design": "CMVC_PQ", "pricing": "pay-as-bid", "learner": "x", "variant": "",
             "seeds": 2, "converged_mean": 1.0, "truthful_unmet_need_after_ac_mean": 0.0,
             "unmet_need_no_market_mean": 10.0, "scarcity_mean": 0.0,
-            "share_at_cap_mean": 0.0, "converged_seeds": 2}
+            "share_at_cap_mean": 0.0, "share_at_top_mean": 0.0, "converged_seeds": 2,
+            "dso_cost_vs_random_mean": -50.0, "dso_cost_vs_random_ci": 10.0,
+            "lerner_vs_random_mean": 0.1, "lerner_vs_random_ci": 0.3}
     return pd.DataFrame([{**base, **values}])
 
 
@@ -120,6 +143,12 @@ NEEDS = pd.DataFrame({"service": ["CM", "VC"]})
     ({"truthful_unmet_need_after_ac_mean": 5.0, "scarcity_mean": 0.2}, STUDY,
      "unmet under truthful bids", "more supply"),
     ({"share_at_cap_mean": 0.4}, STUDY, "price cap", "market.reservation_price"),
+    ({"share_at_top_mean": 0.06}, STUDY, "grid top", "market.reservation_price"),
+    ({"share_at_top_mean": 0.06}, {**STUDY, "actions": {"cap_action": False}}, "grid top",
+     "cap_action = true"),
+    # learned - random: DSO cost -50 ± 10 tells them apart even if the Lerner CI does not
+    ({"dso_cost_vs_random_ci": 60.0}, STUDY, "like random play", "more seeds"),
+    ({"dso_cost_vs_random_ci": float("nan")}, STUDY, "like random play", "--seeds 4"),
 ])
 def test_each_warning_fires_on_its_case_with_its_fix(values, study, kind, fix):
     found = diagnose(summary_row(**values), study, NEEDS)
@@ -133,6 +162,13 @@ def test_a_warning_names_the_setting_that_tells_rows_apart():
                       summary_row(pricing="locational", share_at_cap_mean=0.5)])
     (found,) = diagnose(rows, STUDY, NEEDS)
     assert "CMVC_PQ / locational (50%)" in found.found and "pay-as-bid" not in found.found
+
+
+def test_warnings_are_about_the_learned_settings():
+    # The reference runs (random play never converges) are the yardstick, not a finding.
+    rows = pd.concat([summary_row(), summary_row(learner="random", converged_mean=0.0,
+                                                 dso_cost_vs_random_mean=float("nan"))])
+    assert diagnose(rows, STUDY, NEEDS) == []
 
 
 def test_unjudged_convergence_is_not_a_warning():
@@ -180,10 +216,11 @@ def test_simulate_shows_its_real_signature():
 def test_converged_means_stable_from_the_windows_first_round(monkeypatch, stable_from,
                                                              converged):
     """60 rounds, window 10: the window is rounds 51-60."""
+    from lfm_abm.learning import convergence
     from lfm_abm.results import kpis
 
-    monkeypatch.setattr(kpis, "rounds_to_stable", lambda agents: stable_from)
-    assert kpis.run_kpis(tiny_run(60), window=10)["converged"] == converged
+    monkeypatch.setattr(convergence, "rounds_to_stable", lambda agents, n: stable_from)
+    assert kpis.run_kpis(tiny_run(60), window=10, grid=GRID)["converged"] == converged
 
 
 def test_offers_carry_their_true_cost_and_the_new_round_columns():
@@ -200,10 +237,14 @@ def test_offers_carry_their_true_cost_and_the_new_round_columns():
     tables = model.records()
     offers, agents = tables["offers"], tables["agents"]
     assert sorted(set(offers["round"])) == [1, 3]
-    markup = agents.set_index(["round", "fsp_id", "family"]).markup
+    by_group = agents.set_index(["round", "fsp_id", "family"])
     key = list(zip(offers["round"], offers.provider_id, offers["product"].str[0], strict=True))
-    assert offers.price.to_numpy() == pytest.approx(offers.cost.to_numpy()
-                                                    * (1 + markup.loc[key].to_numpy()))
+    capped = by_group.action.loc[key].to_numpy() == len(model.settings.actions) - 1
+    assert capped.any() and not capped.all()  # seed 3 plays the cap action somewhere
+    markup = by_group.markup.loc[key].to_numpy()
+    assert offers.price.to_numpy()[~capped] == pytest.approx(
+        offers.cost.to_numpy()[~capped] * (1 + markup[~capped]))
+    assert (offers.price.to_numpy()[capped] == model.settings.market.max_bid_price).all()
     assert (offers.quantity <= offers.capacity + 1e-12).all()
     rounds = tables["rounds"]
     day = model.day(model.days[0])

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lfm_abm.learning import ActionGrid
 from lfm_abm.results.plots import cost_components, make_plots, order_by_total_cost
 from lfm_abm.results.store import NetworkData
 
@@ -18,7 +19,7 @@ FSPS = (("pv_1", "pv_inverter", 1), ("ev_1", "ev_fleet", 2), ("agg_1", "der_aggr
 ALL_FIGURES = {"design_comparison.png", "markups_accepted.png", "learning_profits.png",
                "cost_curves.png", "market_power.png", "profits.png", "surplus_split.png",
                "supply_stack.png", "locational_prices.png", "awards_map.png",
-               "sweep_voll.png"}
+               "sweep_voll.png", "learning.png"}
 
 
 def _runs() -> list[dict]:
@@ -41,14 +42,15 @@ def _tables() -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
                            "unmet_cost_after_ac": run["voll"] if expensive else 0.0,
                            "ac_validated": True})
             for (fsp, kind, bus), family in itertools.product(FSPS, "PQ"):
-                markup = rng.choice([0.0, 0.25, 0.5, 1.0])
+                action = int(rng.integers(4))
+                markup = (0.0, 0.25, 0.5, 1.0)[action]
                 awarded = rng.uniform(0.1, 1.0)
                 true_cost = 40.0 * awarded
                 agents.append({**run, "round": number, "fsp_id": fsp, "fsp_type": kind,
                                "family": family, "markup": markup, "offered": 1.0,
                                "awarded": awarded, "payment": true_cost * (1 + markup),
                                "true_cost": true_cost, "profit": true_cost * markup,
-                               "entropy": 0.5})
+                               "entropy": 0.5, "action": action, "greedy": 1})
                 product = f"{family}_down"
                 price = 40.0 * (1 + markup)
                 row = {**run, "round": number, "bid_id": f"{fsp}/{family}/{number}",
@@ -125,7 +127,7 @@ def test_surplus_split_adds_up_to_the_total_cost():
     from lfm_abm.results.kpis import run_kpis
 
     tables = tiny_run(4)
-    kpis = run_kpis(tables, window=2)
+    kpis = run_kpis(tables, window=2, grid=ActionGrid())
     per_run = pd.DataFrame([{"run_id": "r", "market": "m", **kpis}])
     agents = tables["agents"].assign(run_id="r", market="m", true_cost=lambda a:
                                      a.payment - a.profit)

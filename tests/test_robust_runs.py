@@ -36,6 +36,7 @@ def spec_file(tmp_path: Path, designs: str = '["CMVC_PQ"]', rounds: int = 2) -> 
     path = tmp_path / "spec.toml"
     path.write_text(f'[study]\ngrid = "cigre-mv"\npopulation = "{POPULATION}"\n'
                     f"designs = {designs}\nrounds = {rounds}\nregret = false\n"
+                    "references = false\n"
                     "[scenario]\nhours = [12, 13, 19, 20]\n")
     return path
 

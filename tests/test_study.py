@@ -25,10 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "studies" / "quick.toml"
 
 
-def small(tmp_path, name="out", rounds=6, seeds=2, regret=False):
-    """The quick study, small; without the regret re-clearings unless they are tested."""
+def small(tmp_path, name="out", rounds=6, seeds=2, regret=False, references=False):
+    """The quick study, small; without the regret re-clearings and the reference runs
+    unless they are tested."""
     spec = load_study(QUICK, rounds=rounds, seeds=seeds, out=str(tmp_path / name))
-    return replace(spec, regret=regret)
+    return replace(spec, regret=regret, references=references)
 
 
 def tables_of(out: Path) -> dict[str, pd.DataFrame]:
@@ -39,50 +40,69 @@ def tables_of(out: Path) -> dict[str, pd.DataFrame]:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """The quick study, small, run once without interruption."""
-    out = run_study(small(tmp_path_factory.mktemp("study"), regret=True), workers=1,
-                    progress=False)
+    out = run_study(small(tmp_path_factory.mktemp("study"), regret=True, references=True),
+                    workers=1, progress=False)
     return out
 
 
 def test_study_writes_every_output(finished):
     manifest = store.read_manifest(finished)
-    assert len(manifest["current_runs"]) == 8
+    assert len(manifest["current_runs"]) == 8 * 3  # learned, random and truthful
     assert all(v["status"] == "finished" for v in manifest["runs"].values())
     assert {"python", "pandapower", "highspy", "mesa"} <= set(manifest["versions"])
     summary = pd.read_csv(finished / "summary.csv")
-    assert list(summary.design) == ["CM_P", "VC_Q", "CMVC_PQ", "CM_P>VC_Q"]
+    designs = ["CM_P", "VC_Q", "CMVC_PQ", "CM_P>VC_Q"]
+    assert list(summary.design) == [d for d in designs for _ in range(3)]
+    assert list(summary.learner[:3]) == ["roth-erev", "random", "truthful"]
     for column in ("dso_cost_mean", "dso_cost_ci", "cost_ratio_mean", "unmet_need_after_ac_mean",
                    "lerner_pv_inverter_P_mean", "lerner_mean", "hhi_mean", "psi_mean",
                    "scarcity_mean", "regret_max_mean", "regret_max_ci",
-                   "rounds_to_stable_mean", "volume_Q_down_mean"):
+                   "rounds_to_stable_mean", "volume_Q_down_mean", "dso_cost_vs_random_mean",
+                   "regret_played_max_mean", "psi_learned_mean", "greedy_share_mean"):
         assert column in summary
     assert (summary.seeds == 2).all()
+    learned = summary[summary.learner == "roth-erev"]
+    assert learned.dso_cost_vs_random_mean.notna().all()
+    assert learned.regret_played_max_mean.notna().all() and learned.psi_learned_mean.notna().all()
+    references = summary[summary.learner != "roth-erev"]
+    assert references.dso_cost_vs_random_mean.isna().all()
+    assert references.regret_max_mean.isna().all()  # references skip the regret tests
+    runs = pd.read_csv(finished / "runs.csv")
+    random = runs[runs.learner == "random"].set_index(["design", "seed"])
+    mine = runs[runs.learner == "roth-erev"].set_index(["design", "seed"])
+    assert (mine.dso_cost - random.dso_cost.loc[mine.index]).to_numpy() == pytest.approx(
+        mine.dso_cost_vs_random.to_numpy())
     for figure in ("markups_accepted", "learning_profits", "cost_curves", "design_comparison",
                    "market_power", "profits", "surplus_split", "supply_stack",
                    "locational_prices", "awards_map"):
         assert (finished / "plots" / f"{figure}.png").stat().st_size > 10_000
     report = (finished / "report.md").read_text()
     assert "plots/cost_curves.png" in report and "CMVC_PQ" in report
-    for section in ("## Headline", "## Warnings", "## Each design against CM_P (paired"):
+    for section in ("## Headline", "## Did the agents learn?", "## Warnings",
+                    "## Each design against CM_P (paired"):
         assert section in report
+    assert "DSO cost random" in report and "learned - random Lerner" in report
     paired = pd.read_csv(finished / "paired.csv")
     assert set(paired.design) == {"VC_Q", "CMVC_PQ", "CM_P>VC_Q"} and (paired.seeds == 2).all()
     rounds = tables_of(finished)["rounds"]
-    assert len(rounds) == 8 * 6 and not rounds.duplicated(["run_id", "round"]).any()
+    assert len(rounds) == 24 * 6 and not rounds.duplicated(["run_id", "round"]).any()
 
 
 def test_load_results_and_three_lines_reproduce_the_summary(finished):
     from lfm_abm import load_results
 
     results = load_results(finished)
-    means = results.runs.groupby("design", sort=False)[["dso_cost", "total_cost", "lerner"]]
+    learned = results.runs[results.runs.learner == "roth-erev"]
+    means = learned.groupby("design", sort=False)[["dso_cost", "total_cost", "lerner"]]
     table = means.mean()
-    summary = pd.read_csv(finished / "summary.csv").set_index("design")
+    summary = pd.read_csv(finished / "summary.csv").query("learner == 'roth-erev'")
+    summary = summary.set_index("design")
     for name in ("dso_cost", "total_cost", "lerner"):
         assert table[name].to_numpy() == pytest.approx(
             summary.loc[table.index, f"{name}_mean"].to_numpy(), nan_ok=True)
     # and from the raw records: the window (10 rounds) covers the 6 rounds of each run
-    raw = results.rounds.groupby("design", sort=False).dso_cost.mean()
+    raw = results.rounds.query("learner == 'roth-erev'").groupby("design", sort=False
+                                                                  ).dso_cost.mean()
     assert raw.to_numpy() == pytest.approx(summary.loc[raw.index, "dso_cost_mean"].to_numpy())
     paid = results.agents[results.agents.awarded > 0].groupby("run_id")[
         ["profit", "payment"]].sum()
@@ -106,7 +126,7 @@ def test_changed_settings_recompute_only_what_changed(finished, tmp_path):
     spec = load_study(QUICK, rounds=6, seeds=3, out=str(finished))
     runs = study_module.expand(spec)
     todo = [r for r in runs if not store.is_finished(finished, r.run_id, r.fingerprint)]
-    assert {r.seed for r in todo} == {2} and len(todo) == 4
+    assert {r.seed for r in todo} == {2} and len(todo) == 4 * 3
     longer = study_module.expand(load_study(QUICK, rounds=7, seeds=2, out=str(finished)))
     assert not any(store.is_finished(finished, r.run_id, r.fingerprint) for r in longer)
 
@@ -149,6 +169,7 @@ def test_dask_local_cluster_gives_the_same_results(finished, tmp_path):
         out = run_study(small(tmp_path, "dask"), scheduler=cluster.scheduler_address,
                         progress=False)
     left, right = tables_of(out)["rounds"], tables_of(finished)["rounds"]
+    right = right[right.learner == "roth-erev"].reset_index(drop=True)
     pd.testing.assert_frame_equal(left.drop(columns="solve_seconds"),
                                   right.drop(columns="solve_seconds"))
 
@@ -158,7 +179,7 @@ def test_runs_in_worker_processes_equal_the_same_runs_in_this_process(finished, 
     out = run_study(small(tmp_path, "pool", seeds=1), workers=2, progress=False)
     pooled = tables_of(out)["rounds"]
     serial = tables_of(finished)["rounds"]
-    serial = serial[serial.seed == 0].reset_index(drop=True)
+    serial = serial[(serial.seed == 0) & (serial.learner == "roth-erev")].reset_index(drop=True)
     pd.testing.assert_frame_equal(pooled.drop(columns="solve_seconds"),
                                   serial.drop(columns="solve_seconds"))
 
@@ -192,7 +213,7 @@ def write_spec(tmp_path, study: str, extra: str = "") -> Path:
 
 
 BASE = (f'grid = "cigre-mv"\npopulation = "{ROOT / "agents" / "cigre_mv.toml"}"\n'
-        'designs = ["CMVC_PQ"]\nrounds = 3\n')
+        'designs = ["CMVC_PQ"]\nrounds = 3\nreferences = false\n')
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,11 @@
 """Warnings about a study's results, each with what to do about it.
 
 A number is only as good as the regime it averages: learning that has not settled, a
-KPI window that includes the first rounds, unmet need that truthful bidding leaves too
-(so it is not strategic), or prices pinned at the DSO's cap (so they measure the cap,
-not the market) are said next to the table, not left for the reader to find.
+learned outcome that cannot be told from random play, a KPI window that includes the
+first rounds, unmet need that truthful bidding leaves too (so it is not strategic), or
+prices pinned at the DSO's cap or at the action grid's top (so they measure the cap or
+the grid, not the market) are said next to the table, not left for the reader to find.
+Warnings are about the learned settings; the reference runs are their yardstick.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import pandas as pd
 
 from lfm_abm.learning.convergence import BLOCK
 from lfm_abm.market.designs import parse_design
-from lfm_abm.results.kpis import setting_labels
+from lfm_abm.results.kpis import learned_rows, setting_labels
 
 #: Truthful unmet need above this share of the no-market emergency action is flagged.
 TRUTHFUL_UNMET_SHARE = 0.10
 #: Accepted energy paid the reservation price above this share is flagged.
 AT_CAP_SHARE = 0.10
+#: Accepted energy bid at the action grid's top level above this share is flagged.
+AT_TOP_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -98,13 +102,17 @@ def _truthful_unmet(summary: pd.DataFrame, need_services: set[str], grid: str
         for cause, settings in by_cause.items()]
 
 
+def _shares_above(summary: pd.DataFrame, column: str, threshold: float) -> list[str]:
+    """'setting (share)' of every row whose `column` exceeds `threshold`."""
+    flagged = summary[column] > threshold
+    return [f"{label} ({share:.0%})" for label, share in
+            zip(setting_labels(summary)[flagged], summary[column][flagged], strict=True)]
+
+
 def _at_cap(summary: pd.DataFrame) -> list[Diagnostic]:
-    flagged = summary.share_at_cap_mean > AT_CAP_SHARE
-    if not flagged.any():
+    parts = _shares_above(summary, "share_at_cap_mean", AT_CAP_SHARE)
+    if not parts:
         return []
-    parts = [f"{label} ({share:.0%})" for label, share in
-             zip(setting_labels(summary)[flagged], summary.share_at_cap_mean[flagged],
-                 strict=True)]
     return [Diagnostic(
         "price cap", f"a large share of accepted energy is paid within 5 % of the "
         f"reservation price in "
@@ -113,10 +121,67 @@ def _at_cap(summary: pd.DataFrame) -> list[Diagnostic]:
         "follows by default) under [sweep]")]
 
 
+def _like_random(summary: pd.DataFrame) -> list[Diagnostic]:
+    """Settings whose learned DSO cost and Lerner index both stay within random play's CI."""
+    if "dso_cost_vs_random_mean" not in summary or summary.dso_cost_vs_random_mean.isna().all():
+        return []
+    flagged, single = [], []
+    for label, row in zip(setting_labels(summary), summary.itertuples(index=False),
+                          strict=True):
+        if pd.isna(row.dso_cost_vs_random_mean):
+            continue
+        if pd.isna(row.dso_cost_vs_random_ci):
+            single.append(label)
+            continue
+        if all(abs(getattr(row, f"{name}_mean")) <= getattr(row, f"{name}_ci")
+               or pd.isna(getattr(row, f"{name}_mean"))
+               for name in ("dso_cost_vs_random", "lerner_vs_random")):
+            flagged.append(f"{label} (DSO cost {row.dso_cost_vs_random_mean:+.1f} ± "
+                           f"{row.dso_cost_vs_random_ci:.1f} EUR/round)")
+    out = []
+    if flagged:
+        out.append(Diagnostic(
+            "like random play", f"learned outcome cannot be told from uniform random play "
+            f"on the same seeds in {', '.join(flagged)}: the 95 % CIs of learned - random "
+            "DSO cost and Lerner index both contain 0",
+            "more seeds narrow the CIs; if it persists, the learners did not learn what pays "
+            "here (plots/learning.png: entropy and greedy play of the earners)"))
+    if single:
+        out.append(Diagnostic(
+            "like random play", f"one seed only in {', '.join(single)}: learned - random "
+            "has no CI, so learning cannot be told from chance",
+            "run more seeds, e.g. `lfm-abm run STUDY --seeds 4`"))
+    return out
+
+
+def _at_top(summary: pd.DataFrame, cap_action: bool) -> list[Diagnostic]:
+    parts = _shares_above(summary, "share_at_top_mean", AT_TOP_SHARE)
+    if not parts:
+        return []
+    if cap_action:
+        found = ("bid at the reservation price (the grid's cap action) in "
+                 f"{', '.join(parts)}: these prices are set by the DSO's cap, not by rivals")
+        fix = ("sweep the reservation price (`\"market.reservation_price\" = [...]` under "
+               "[sweep]) to see how the results move with it")
+    else:
+        found = (f"bid at the grid's top markup in {', '.join(parts)}: learners there would "
+                 "bid higher if the grid let them, so these prices are the grid's")
+        fix = ("add the cap action (`cap_action = true` under [actions]) or higher markups, "
+               "so bids can reach the reservation price")
+    return [Diagnostic("grid top", f"more than {AT_TOP_SHARE:.0%} of accepted energy is "
+                       f"{found}", fix)]
+
+
 def diagnose(summary: pd.DataFrame, study: dict, needs: pd.DataFrame | None
              ) -> list[Diagnostic]:
-    """Every warning about a study's summary (`needs`: the day's baseline needs, if saved)."""
+    """Every warning about a study's summary (`needs`: the day's baseline needs, if saved).
+
+    Only learned settings are judged: the reference runs are what they are compared with.
+    """
     rounds, window = int(study["rounds"]), int(study["window"])
     services = set(needs.service) if needs is not None and len(needs) else set()
-    return [*_not_converged(summary, rounds, window), *_window(rounds, window),
-            *_truthful_unmet(summary, services, study["grid"]), *_at_cap(summary)]
+    summary = learned_rows(summary)
+    cap_action = study.get("actions", {}).get("cap_action", True)
+    return [*_not_converged(summary, rounds, window), *_like_random(summary),
+            *_window(rounds, window), *_truthful_unmet(summary, services, study["grid"]),
+            *_at_cap(summary), *_at_top(summary, cap_action)]

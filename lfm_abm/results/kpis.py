@@ -17,8 +17,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lfm_abm.learning.convergence import judgeable, rounds_to_stable
-from lfm_abm.results.registry import AGENT_TYPES, FAMILIES, HEADLINE, KPIS
+from lfm_abm.equilibrium import REGRET_COLUMNS
+from lfm_abm.learning import ActionGrid
+from lfm_abm.learning.convergence import converged, learning_diagnostics, rounds_to_stable
+from lfm_abm.results.registry import AGENT_TYPES, FAMILIES, HEADLINE, KPIS, REFERENCE_KPIS
+
+#: The reference runs every study adds on the same seeds (learner labels): uniform
+#: random play over the action grid and truthful bids.
+REFERENCES = {"random": {"kind": "random"}, "truthful": {"kind": "truthful"}}
 
 GROUP = ["design", "pricing", "learner", "variant"]
 SETTINGS = ("pricing", "learner", "variant")  # enter a setting's label when they vary
@@ -36,10 +42,14 @@ def _lerner(rows: pd.DataFrame) -> float:
     return float(rows.profit.sum() / paid) if paid > 0 else float("nan")
 
 
-def _market_power(agents: pd.DataFrame) -> dict[str, float]:
+def _market_power(agents: pd.DataFrame, grid: ActionGrid) -> dict[str, float]:
     """Lerner indices and markups of accepted bids per agent type and product family."""
     out: dict[str, float] = {}
     won = agents[agents.awarded > 0] if len(agents) else agents
+    top = np.array([grid.at_top(a) for a in range(len(grid))])
+    energy = won.awarded.sum() if len(won) else 0.0
+    out["share_at_top"] = (float(won.awarded[top[won.action.to_numpy(dtype=int)]].sum() / energy)
+                           if energy > 0 else float("nan"))
     for kind in AGENT_TYPES:
         mine = agents[agents.fsp_type == kind] if len(agents) else agents
         out[f"markup_all_{kind}"] = _mean(mine, "markup")
@@ -54,22 +64,46 @@ def _market_power(agents: pd.DataFrame) -> dict[str, float]:
     return out
 
 
+def _of_offers(frame: pd.DataFrame, offers: str) -> pd.DataFrame:
+    """Rows of a structure or suppliers table for `offers` ("truthful" or "learned")."""
+    if "offers" not in frame:  # an empty table: no period with needs
+        return frame
+    return frame[frame.offers == offers]
+
+
 def _structure(structure: pd.DataFrame, suppliers: pd.DataFrame) -> dict[str, float]:
-    """Pivotal-supplier indicators of the run's market days (truthful offers)."""
-    return {"psi": _mean(structure, "pivotal"), "scarcity": _mean(structure, "scarce"),
-            "pivotal_fsps": (float(suppliers.provider_id[suppliers.pivotal].nunique())
-                             if len(suppliers) else float("nan"))}
+    """Pivotal-supplier indicators of the run's market days: truthful and learned offers."""
+    out = {}
+    for offers, suffix in (("truthful", ""), ("learned", "_learned")):
+        periods, who = _of_offers(structure, offers), _of_offers(suppliers, offers)
+        out[f"psi{suffix}"] = _mean(periods, "pivotal")
+        out[f"pivotal_fsps{suffix}"] = (float(who.provider_id[who.pivotal].nunique())
+                                        if len(who) else float("nan"))
+    out["scarcity"] = _mean(_of_offers(structure, "truthful"), "scarce")
+    return out
 
 
 def _regret(regret: pd.DataFrame) -> dict[str, float]:
-    """Regret of the learned profile at the end; earlier measured rounds are for curves."""
-    if len(regret):
-        regret = regret[regret["round"] == regret["round"].max()]
-    return {"regret_max": float(regret.regret.max()) if len(regret) else float("nan"),
-            "regret_mean": _mean(regret, "regret"),
-            "regret_share": _mean(regret, "regret_share"),
-            "profit_gain": (float(regret.profit_gain.iloc[0]) if "profit_gain" in regret
-                            and len(regret) else float("nan"))}
+    """Regret of the greedy profile and of the played strategies at the end of the run.
+
+    Earlier measured rounds (`regret_every`) are for curves. The played regret's
+    standard error is that of the learner with the largest regret.
+    """
+    if not len(regret):  # not measured (regret = false, a reference run)
+        regret = pd.DataFrame(columns=REGRET_COLUMNS)
+    regret = regret[regret["round"] == regret["round"].max()] if len(regret) else regret
+    greedy, played = regret[regret.profile == "greedy"], regret[regret.profile == "played"]
+    worst = played.loc[played.regret.idxmax()] if len(played) else None
+    return {"regret_max": float(greedy.regret.max()) if len(greedy) else float("nan"),
+            "regret_mean": _mean(greedy, "regret"),
+            "regret_share": _mean(greedy, "regret_share"),
+            "profit_gain": (float(greedy.profit_gain.iloc[0]) if "profit_gain" in greedy
+                            and len(greedy) else float("nan")),
+            "regret_played_max": float(worst.regret) if worst is not None else float("nan"),
+            "regret_played_se": float(worst.regret_se) if worst is not None else float("nan"),
+            "regret_played_mean": _mean(played, "regret"),
+            "regret_played_share": _mean(played[played.profit + played.regret > 0],
+                                         "regret_share")}
 
 
 def varying_settings(frame: pd.DataFrame) -> tuple[str, ...]:
@@ -86,8 +120,14 @@ def setting_labels(frame: pd.DataFrame, columns: Sequence[str] | None = None) ->
     return label
 
 
-def run_kpis(tables: dict[str, pd.DataFrame], window: int) -> dict[str, float]:
-    """The registry's KPIs of one run, over its last `window` successful rounds."""
+def run_kpis(tables: dict[str, pd.DataFrame], window: int, grid: ActionGrid
+             ) -> dict[str, float]:
+    """The registry's KPIs of one run, over its last `window` successful rounds.
+
+    `grid` is the run's action grid (uniform play's support, its top level). The
+    reference KPIs (learned minus random play) need the other runs: `reference_kpis`
+    adds them; here they are NaN.
+    """
     rounds = tables["rounds"]
     ok = rounds[rounds.status == "ok"] if "status" in rounds else rounds
     last = ok[ok["round"] > ok["round"].max() - window] if len(ok) else ok
@@ -103,17 +143,35 @@ def run_kpis(tables: dict[str, pd.DataFrame], window: int) -> dict[str, float]:
                          else float("nan"))
     agents = tables["agents"]
     recent = agents[agents["round"].isin(set(last["round"]))] if len(agents) else agents
-    out.update(_market_power(recent))
+    out.update(_market_power(recent, grid))
     out.update(_structure(tables["structure"], tables["suppliers"]))
     out.update(_regret(tables["regret"]))
-    out["rounds_to_stable"] = rounds_to_stable(agents)
-    first_in_window = n_rounds - window + 1
-    out["converged"] = (float(out["rounds_to_stable"] <= first_in_window)  # NaN: never
-                        if judgeable(agents) else float("nan"))
+    out.update(learning_diagnostics(agents, set(last["round"])))
+    out["rounds_to_stable"] = rounds_to_stable(agents, len(grid))
+    out["converged"] = converged(agents, len(grid), n_rounds - window + 1,
+                                 out["regret_played_share"])
+    out.update(dict.fromkeys(REFERENCE_KPIS, float("nan")))
     if set(out) != set(KPIS):
         raise RuntimeError(f"run_kpis and the KPI registry disagree: "
                            f"{sorted(set(out) ^ set(KPIS))}")
     return {name: out[name] for name in KPIS}
+
+
+def reference_kpis(per_run: pd.DataFrame) -> pd.DataFrame:
+    """`per_run` with each learned run's KPIs minus those of random play on the same seed.
+
+    Pairs share design, pricing, variant and seed; runs of the references themselves,
+    and learned runs without a random run, keep NaN.
+    """
+    keys = ["design", "pricing", "variant", "seed"]
+    random = per_run[per_run.learner == "random"].set_index(keys)
+    out = per_run.copy()
+    learned = ~out.learner.isin(list(REFERENCES))
+    index = pd.MultiIndex.from_frame(out.loc[learned, keys])
+    for name, base in REFERENCE_KPIS.items():
+        reference = random[base].reindex(index).to_numpy(dtype=float)
+        out.loc[learned, name] = out.loc[learned, base].to_numpy(dtype=float) - reference
+    return out
 
 
 def ci_half_width(std: np.ndarray | float, count: np.ndarray | float) -> np.ndarray:
@@ -185,13 +243,28 @@ def _formatted(mean: float, ci: float, digits: int) -> str:
     return f"{mean:.{digits}f}" if np.isnan(ci) else f"{mean:.{digits}f} ± {ci:.{digits}f}"
 
 
+def signed(mean: float, ci: float, digits: int) -> str:
+    """A difference as '+mean ± ci' ('-' if undefined, no CI with one pair)."""
+    if pd.isna(mean):
+        return "-"
+    return f"{mean:+.{digits}f}" + ("" if pd.isna(ci) else f" ± {ci:.{digits}f}")
+
+
+def learned_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of learned settings, without the reference runs (all rows if only references)."""
+    learned = ~frame.learner.isin(list(REFERENCES))
+    return frame[learned] if learned.any() else frame
+
+
 def headline(summary: pd.DataFrame) -> pd.DataFrame:
     """The columns that answer the design question, formatted as 'mean ± ci'.
 
-    `converged` is shown as the number of seeds whose learning was stable from the KPI
-    window's first round on, of those where it can be judged ('-': none); group columns
-    that take a single value are left out.
+    One row per learned setting (the references are in `learning_table`). `converged`
+    is shown as the number of seeds whose play settled from the KPI window's first round
+    on, of those where it can be judged ('-': none); group columns that take a single
+    value are left out.
     """
+    summary = learned_rows(summary)
     keep = [c for c in GROUP if summary[c].fillna("").astype(str).nunique() > 1
             or c == "design"]
     out = summary[keep].copy()
@@ -203,6 +276,40 @@ def headline(summary: pd.DataFrame) -> pd.DataFrame:
             continue
         out[title] = [_formatted(m, c, KPIS[name].digits) for m, c in
                       zip(summary[f"{name}_mean"], summary[f"{name}_ci"], strict=True)]
+    return out
+
+
+def learning_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Learned vs random vs truthful play, per learned setting: did the agents learn?
+
+    DSO cost and Lerner index of the learned setting and of the two references on the
+    same design, pricing and variant (means over seeds), the paired learned - random
+    differences with their 95 % CI, and the earners' entropy and greedy-play share in
+    the window. Empty without reference runs.
+    """
+    keys = ["design", "pricing", "variant"]
+    refs = {label: summary[summary.learner == label].set_index(keys)
+            for label in REFERENCES}
+    learned = summary[~summary.learner.isin(list(REFERENCES))]
+    if learned.empty or all(frame.empty for frame in refs.values()):
+        return pd.DataFrame()
+    index = pd.MultiIndex.from_frame(learned[keys])
+    out = pd.DataFrame({"setting": setting_labels(learned).to_numpy()})
+    for name, difference in (("dso_cost", "dso_cost_vs_random"), ("lerner", "lerner_vs_random")):
+        digits = KPIS[name].digits
+        out[f"{KPIS[name].label} learned"] = [
+            _formatted(m, c, digits) for m, c in zip(learned[f"{name}_mean"],
+                                                     learned[f"{name}_ci"], strict=True)]
+        for label, frame in refs.items():
+            values = frame[f"{name}_mean"].reindex(index).to_numpy(dtype=float)
+            out[f"{KPIS[name].label} {label}"] = [_formatted(v, np.nan, digits)
+                                                   for v in values]
+        out[f"learned - random {KPIS[name].label}"] = [
+            signed(m, c, digits) for m, c in zip(learned[f"{difference}_mean"],
+                                                 learned[f"{difference}_ci"], strict=True)]
+    for name in ("entropy_earners", "greedy_share"):
+        out[KPIS[name].label] = [_formatted(m, c, 2) for m, c in zip(
+            learned[f"{name}_mean"], learned[f"{name}_ci"], strict=True)]
     return out
 
 

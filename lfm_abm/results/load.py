@@ -16,8 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 from lfm_abm.errors import InputError
+from lfm_abm.learning import ActionGrid
 from lfm_abm.results import store
-from lfm_abm.results.kpis import GROUP, paired, run_kpis, summarise
+from lfm_abm.results.kpis import GROUP, paired, reference_kpis, run_kpis, summarise
 
 
 def reference_design(study: dict) -> str:
@@ -107,12 +108,13 @@ def load_results(out: str | Path) -> StudyResults:
     tags = ["run_id", *GROUP, "seed", *swept_fields(study)]
     by_run = {name: dict(tuple(frame.groupby("run_id"))) if len(frame) else {}
               for name, frame in tables.items()}
+    grid = ActionGrid.from_dict(study["actions"], f"{out}/manifest.json: study")
     rows = []
     for run_id in run_ids:
         mine = {name: parts.get(run_id, pd.DataFrame()) for name, parts in by_run.items()}
         rows.append({**mine["rounds"].iloc[0][tags].to_dict(),
-                     **run_kpis(mine, study["window"])})
-    runs = pd.DataFrame(rows)
+                     **run_kpis(mine, study["window"], grid)})
+    runs = reference_kpis(pd.DataFrame(rows))
     summary = summarise(runs)
     return StudyResults(out, manifest, **tables, runs=runs, summary=summary,
                         paired=paired(runs, reference_design(study)),

@@ -28,6 +28,11 @@ of each run (the learnt regime the KPIs describe).
   the grid with the needs (needs bus coordinates).
 * sweep_<column>.png: how do the results move with a swept parameter? Total cost, DSO
   cost and Lerner index vs its value, one line per design.
+* learning.png: did they learn? Choice entropy and greedy-play share of the learners
+  that earn in the window vs round, per design, against uniform random play.
+
+Figures show the learned settings; the reference runs (random, truthful play) appear as
+the yardstick where a figure compares with them.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from lfm_abm.files import atomic_file
 from lfm_abm.market.bids import PRODUCTS
 from lfm_abm.results.kpis import (
     ci_half_width,
+    learned_rows,
     mean_and_ci,
     setting_labels,
     varying_settings,
@@ -307,6 +313,46 @@ def cost_curves(rounds: pd.DataFrame, markets: list[str], colours: dict, path: P
               title="Cost relative to truthful bidding (dashed = competitive)")
     fig.suptitle(f"Cost curves by design (mean and 95 % CI over seeds, {SMOOTH}-round moving "
                  "average)")
+    fig.tight_layout()
+    _legend_below(fig, left, "design")
+    return _save(fig, path)
+
+
+def learning_per_round(agents: pd.DataFrame, rounds: pd.DataFrame, window: int
+                       ) -> pd.DataFrame:
+    """Per run and round: mean entropy and greedy-play share of the window's earners.
+
+    Greedy play: the action chosen is the one the learner believed best when choosing
+    (its greedy action recorded after the round before). The earners are the learners
+    with a profit in the run's window: those whose learning decides the KPIs.
+    """
+    agents = agents.sort_values("round")
+    believed = agents.groupby(["run_id", "fsp_id", "family"]).greedy.shift(1)
+    agents = agents.assign(played_greedy=(agents.action == believed).astype(float))
+    earns = _in_window(agents, rounds, window).groupby(["run_id", "fsp_id", "family"]
+                                                       ).profit.max() > 0
+    keys = pd.MultiIndex.from_frame(agents[["run_id", "fsp_id", "family"]])
+    earners = agents[earns.reindex(keys, fill_value=False).to_numpy()]
+    earners = earners[believed.loc[earners.index].notna()]
+    return earners.groupby(["market", "run_id", "round"], as_index=False)[
+        ["entropy", "played_greedy"]].mean()
+
+
+def learning(agents: pd.DataFrame, rounds: pd.DataFrame, window: int, markets: list[str],
+             colours: dict, n_actions: int, path: Path) -> Path:
+    """Did they learn: earners' choice entropy and greedy play vs round, vs random play."""
+    data = learning_per_round(agents, rounds, window)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5), sharex=True)
+    _market_lines(left, data, "entropy", markets, colours)
+    left.axhline(1.0, color="black", linestyle="--", linewidth=1)
+    left.set(ylim=(-0.02, 1.05), ylabel="normalised choice entropy (1 = uniform)",
+             title="How spread is their choice? (dashed: random play)")
+    _market_lines(right, data, "played_greedy", markets, colours)
+    right.axhline(1.0 / n_actions, color="black", linestyle="--", linewidth=1)
+    right.set(ylim=(-0.02, 1.05), ylabel="share playing the action believed best",
+              title="Do they play what they learned? (dashed: random play, 1/N)")
+    fig.suptitle(f"Did they learn? Learners that earn in the last {window} rounds (mean and "
+                 f"95 % CI over seeds, {SMOOTH}-round moving average)")
     fig.tight_layout()
     _legend_below(fig, left, "design")
     return _save(fig, path)
@@ -667,9 +713,17 @@ def _present(tables: dict[str, pd.DataFrame], *names: str) -> bool:
 
 def make_plots(tables: dict[str, pd.DataFrame], per_run: pd.DataFrame, folder: Path,
                window: int, network: NetworkData | None = None,
-               order: Sequence[str] | None = None, swept: Sequence[str] = ()) -> list[Path]:
-    """All figures of a study into `folder`; a figure whose data are absent is skipped."""
+               order: Sequence[str] | None = None, swept: Sequence[str] = (),
+               n_actions: int = 11) -> list[Path]:
+    """All figures of a study's learned settings into `folder` (absent data: skipped).
+
+    `n_actions`: the action grid's size (random play's greedy share is 1 / n_actions).
+    """
     folder.mkdir(parents=True, exist_ok=True)
+    learned = set(learned_rows(per_run).run_id)
+    per_run = per_run[per_run.run_id.isin(learned)]
+    tables = {name: frame[frame.run_id.isin(learned)] for name, frame in tables.items()
+              if frame is not None and "run_id" in frame}
     sns.set_theme(style="whitegrid", context="paper")
     settings = varying_settings(per_run)
     per_run = per_run.assign(market=setting_labels(per_run, settings))
@@ -695,7 +749,9 @@ def make_plots(tables: dict[str, pd.DataFrame], per_run: pd.DataFrame, folder: P
             market_power(agents, rounds, markets, colours, folder / "market_power.png"),
             profits(agents, rounds, window, markets, folder / "profits.png"),
             surplus_split(agents, rounds, per_run, window, ranked,
-                          folder / "surplus_split.png")]
+                          folder / "surplus_split.png"),
+            learning(agents, rounds, window, markets, colours, n_actions,
+                     folder / "learning.png")]
     if _present(tables, "rounds"):
         figures.append(cost_curves(rounds, markets, colours, folder / "cost_curves.png"))
     if network is not None and _present(tables, "offers"):

@@ -15,8 +15,10 @@ Aggregation within a run (over seeds every KPI is summarised as mean and 95 % CI
 * `all bids`: over every agent record in the window, won or not;
 * `derived`: computed from other KPIs of the run;
 * `day`: from the market day's structure under truthful offers (same for every round);
-* `profile`: the learned profile after the last round (`equilibrium`);
-* `run`: over the whole run.
+* `profile`: the learned profile after the last round, or the strategies played in
+  the window (`equilibrium`, `LFMModel.learned_structure`);
+* `run`: over the whole run;
+* `reference`: learned minus random play on the same seed (`kpis.reference_kpis`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ from lfm_abm.market.bids import PRODUCTS
 AGENT_TYPES = ("pv_inverter", "ev_fleet", "der_aggregator")
 FAMILIES = ("P", "Q")
 AGGREGATIONS = ("window", "validated", "accepted", "all bids", "derived", "day", "profile",
-                "run")
+                "run", "reference")
+#: Learning effects: KPI name -> the KPI whose learned-minus-random difference it is.
+REFERENCE_KPIS = {"dso_cost_vs_random": "dso_cost", "total_cost_vs_random": "total_cost",
+                  "lerner_vs_random": "lerner"}
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,10 @@ def _kpis() -> list[KPI]:
         KPI("share_at_cap", "awards at cap", "", "share of accepted energy (MWh and MVArh) "
             "paid at least 95 % of the reservation price (results then depend on the cap)",
             "rounds", "window"),
+        KPI("share_at_top", "awards at grid top", "", "share of accepted energy bid at the "
+            "action grid's highest price level (the reservation price when the grid has the "
+            "cap action, else the top markup): where large, the grid's or the cap's top "
+            "binds", "agents", "accepted"),
         KPI("unmet_need_no_market", "unmet need, no market", "MWh per round", "emergency "
             "action the day needs without any market", "rounds", "window", 3),
         KPI("unmet_need_before", "unmet need in LP", "MWh per round", "emergency action "
@@ -113,6 +122,15 @@ def _kpis() -> list[KPI]:
         KPI("lerner", "Lerner", "", "(payment - true cost) / payment over accepted bids: "
             "the aggregate Lerner index, bids weighted by payment (Lerner 1934)", "agents",
             "accepted", 2, True),
+        KPI("dso_cost_vs_random", "learned - random DSO cost", "EUR per round", "what "
+            "learning did to the DSO cost: dso_cost of the learned run minus that of uniform "
+            "random play on the same seed (negative: learners bid lower than chance)",
+            "rounds", "reference", 1, True),
+        KPI("total_cost_vs_random", "learned - random total cost", "EUR per round",
+            "total_cost of the learned run minus that of random play on the same seed",
+            "rounds", "reference", 0),
+        KPI("lerner_vs_random", "learned - random Lerner", "", "lerner of the learned run "
+            "minus that of random play on the same seed", "agents", "reference", 2, True),
         *[KPI(f"lerner_{t}_{f}", f"Lerner {kinds[t]} {f}", "", f"the Lerner index of "
               f"accepted {f} bids of {t} FSPs", "agents", "accepted")
           for t in AGENT_TYPES for f in FAMILIES],
@@ -124,7 +142,7 @@ def _kpis() -> list[KPI]:
               "all bids") for t in AGENT_TYPES],
         KPI("hhi", "HHI per need", "", "Herfindahl-Hirschman index (0-10 000) of the relief "
             "each need receives, by FSP, relief-weighted over needs (10 000 = one FSP)",
-            "rounds", "window", 0, True),
+            "rounds", "window", 0),
         KPI("psi", "PSI", "", "share of periods with needs where some FSP is pivotal: "
             "without it the market leaves more unmet need or costs 10 % more (truthful "
             "offers, network-aware re-clearing)", "structure", "day", 2, True),
@@ -132,9 +150,15 @@ def _kpis() -> list[KPI]:
             "truthful offer leaves unmet need", "structure", "day"),
         KPI("pivotal_fsps", "pivotal FSPs", "FSPs", "FSPs pivotal in at least one period",
             "suppliers", "day", 0),
-        KPI("regret_max", "regret eps", "EUR per round", "largest gain one learner gets by "
-            "changing only its own bid from the learned profile (eps of an eps-Nash "
-            "equilibrium)", "regret", "profile", 1, True),
+        KPI("psi_learned", "PSI learned", "", "PSI at the offers learners played most in "
+            "the window (their modal actions, first day) instead of truthful offers",
+            "structure", "profile", 2, True),
+        KPI("pivotal_fsps_learned", "pivotal FSPs learned", "FSPs", "FSPs pivotal in at "
+            "least one period at the learned offers", "suppliers", "profile", 0),
+        KPI("regret_max", "regret eps greedy", "EUR per round", "largest gain one learner "
+            "gets by changing only its own bid from the learned profile, every learner's "
+            "greedy action (eps of an eps-Nash equilibrium; distance to equilibrium, not "
+            "market power)", "regret", "profile", 1),
         KPI("regret_mean", "regret mean", "EUR per round", "mean of that gain over "
             "learners", "regret", "profile", 1),
         KPI("regret_share", "regret share", "", "mean share of its best-response profit a "
@@ -142,19 +166,40 @@ def _kpis() -> list[KPI]:
         KPI("profit_gain", "profit gain", "", "Calvano et al.'s Delta: 0 = competitive "
             "Nash, 1 = joint optimum (games of at most 1 000 profiles)", "regret",
             "profile"),
+        KPI("regret_played_max", "regret eps played", "EUR per round", "largest gain one "
+            "learner gets by one fixed bid against the others' recorded play in the window "
+            "(sampled rounds): eps of the played strategies as a coarse correlated "
+            "equilibrium", "regret", "profile", 1, True),
+        KPI("regret_played_se", "regret eps played SE", "EUR per round", "standard error "
+            "of regret_played_max over the sampled window rounds", "regret", "profile", 1),
+        KPI("regret_played_mean", "regret played mean", "EUR per round", "mean over "
+            "learners of that gain", "regret", "profile", 1),
+        KPI("regret_played_share", "regret played share", "", "mean over learners that "
+            "earn or could of the share of its best fixed response's profit a learner "
+            "forgoes", "regret", "profile"),
         KPI("rounds", "rounds", "rounds", "rounds the run played", "rounds", "run", 0),
         KPI("failed_rounds", "failed rounds", "rounds", "rounds whose clearing or AC "
             "validation failed (left out of every other KPI)", "rounds", "run", 0),
-        KPI("rounds_to_stable", "stable after", "round", "first round from which the choice "
-            "distributions of the learners that earn stop moving (NaN: never)", "agents",
-            "run", 0),
-        KPI("converged", "converged", "", "1 if learning was stable from the "
-            "KPI window's first round on (rounds_to_stable <= rounds - window + 1), else 0; "
-            "NaN where it cannot be judged (under two blocks, or no learner earns); the "
-            "headline shows seeds converged / seeds judged",
-            "agents", "derived", 2, True),
+        KPI("rounds_to_stable", "settled after", "round", "first round from which the play "
+            "of the learners that earn is settled: it stopped moving and is far from "
+            "uniform random play (blocks of 25 rounds; NaN: never)", "agents", "run", 0),
+        KPI("converged", "converged", "", "1 if earners' play was settled from the KPI "
+            "window's first round on (rounds_to_stable <= rounds - window + 1) and, where "
+            "measured, near best responses (regret_played_share <= 0.2), else 0; NaN where "
+            "it cannot be judged (under two blocks, or no learner earns); the headline "
+            "shows seeds converged / seeds judged", "agents", "derived", 2, True),
         KPI("entropy", "choice entropy", "", "mean normalised entropy of the learners' "
             "choice distributions (1 = uniform, 0 = decided)", "agents", "all bids"),
+        KPI("earners", "earners", "learners", "learners (FSP x product family) with a "
+            "profit in some window round", "agents", "window", 0),
+        KPI("entropy_earners", "earners' entropy", "", "mean normalised choice entropy of "
+            "the learners that earn in the window (1 = uniform, 0 = decided)", "agents",
+            "window"),
+        KPI("greedy_share", "greedy play", "", "share of the earners' window rounds in "
+            "which they played the action they believed best (uniform play: 1/N)",
+            "agents", "window"),
+        KPI("all_greedy_share", "all greedy", "", "share of window rounds in which every "
+            "earner played its greedy action", "agents", "window"),
     ]
 
 

@@ -8,7 +8,15 @@ import pandas as pd
 
 from lfm_abm.files import write_text_atomic
 from lfm_abm.results.diagnostics import Diagnostic
-from lfm_abm.results.kpis import GROUP, glossary, headline, setting_labels
+from lfm_abm.results.kpis import (
+    GROUP,
+    glossary,
+    headline,
+    learned_rows,
+    learning_table,
+    setting_labels,
+    signed,
+)
 from lfm_abm.results.load import StudyResults, failed_runs
 from lfm_abm.results.registry import KPIS
 
@@ -23,6 +31,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 def paired_table(paired: pd.DataFrame) -> pd.DataFrame:
     """Paired differences to the reference design, one column per KPI, 'mean ± ci'."""
+    paired = learned_rows(paired) if len(paired) else paired
     if not len(paired):
         return pd.DataFrame()
     paired = paired.assign(setting=setting_labels(paired))
@@ -30,10 +39,24 @@ def paired_table(paired: pd.DataFrame) -> pd.DataFrame:
     for name, rows in paired.groupby("kpi", sort=False):
         kpi = KPIS[name]
         digits = kpi.digits
-        out[f"Δ {kpi.title}"] = [
-            "-" if pd.isna(m) else f"{m:+.{digits}f}" + ("" if pd.isna(c) else f" ± {c:.{digits}f}")
-            for m, c in zip(rows.difference, rows.ci, strict=True)]
+        out[f"Δ {kpi.title}"] = [signed(m, c, digits)
+                                 for m, c in zip(rows.difference, rows.ci, strict=True)]
     return out
+
+
+def _learning_section(summary: pd.DataFrame) -> list[str]:
+    """The learned-vs-references table with what its columns mean, or a note without."""
+    table = learning_table(summary)
+    if table.empty:
+        return ["- no reference runs (`references = false`): what learning did is not "
+                "measured.", ""]
+    return [markdown_table(table), "",
+            "Same seeds for all three; random = every FSP bids a uniformly random action "
+            "of the grid every round, truthful = every FSP bids its true cost. learned - "
+            "random is the mean ± 95 % CI of the paired differences per seed. Earners' "
+            "entropy (1 = uniform, 0 = decided) and greedy play (share of the window's "
+            "rounds in which a learner that earns played the action it believed best) say "
+            "how settled the learners are; `plots/learning.png` draws both over rounds.", ""]
 
 
 def write_report(results: StudyResults, figures: list[Path],
@@ -59,6 +82,9 @@ def write_report(results: StudyResults, figures: list[Path],
         "",
         "```", glossary(), "```",
         "",
+        "## Did the agents learn? Learned against random and truthful play",
+        "",
+        *_learning_section(results.summary),
         "## Warnings",
         "",
         *([f"- **{d.kind}**: {d.found}. *Fix:* {d.fix}." for d in diagnostics]
