@@ -51,8 +51,8 @@ def _default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--grid", required=True,
+def _add_grid_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--grid", required=required,
                         help="built-in grid (cigre-mv, simbench-semiurb, simbench-rural, "
                              "simbench-urban) or a pandapower JSON file")
     parser.add_argument("--day", help="ISO date of the SimBench profile year (default: the "
@@ -286,7 +286,7 @@ def _print_summary(out) -> None:
 
     from lfm_abm.results import store
     from lfm_abm.results.diagnostics import diagnose
-    from lfm_abm.results.kpis import headline
+    from lfm_abm.results.kpis import headline, learning_table
     from lfm_abm.results.load import failed_runs, reference_design
     from lfm_abm.results.report import paired_table
 
@@ -297,6 +297,11 @@ def _print_summary(out) -> None:
     print(f"headline: mean ± 95 % CI over seeds, last {study['window']} of {study['rounds']} "
           "rounds (`lfm-abm run --explain` says what each column means)")
     print(headline(summary).to_string(index=False))
+    learning = learning_table(summary)
+    if len(learning):
+        print("did they learn? learned vs random and truthful play on the same seeds "
+              "(learned - random: mean ± 95 % CI of paired differences):")
+        print(learning.to_string(index=False))
     pairs = paired_table(pd.read_csv(out / "paired.csv", keep_default_na=False,
                                      na_values=[""]))
     if len(pairs):
@@ -361,7 +366,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Linearisation error of the clearing over the day, with and without re-linearisation."""
+    """Linearisation error of the clearing over the day, with and without re-linearisation.
+
+    With --learning instead: the registry's Q-learner in Calvano et al.'s (2020) baseline.
+    """
+    learning_flags = {"sessions": args.sessions, "workers": args.workers,
+                      "max_periods": args.max_periods}
+    if args.learning:
+        from lfm_abm.learning.calvano import Study, profit_gain_study
+
+        given = {k: v for k, v in learning_flags.items() if v is not None}
+        study = from_flags(Study, **{"workers": _default_workers(), **given})
+        print(f"Calvano et al. (2020) baseline: {study.sessions} sessions of two registry "
+              f"Q-learners (alpha {study.alpha}, delta {study.delta}, beta {study.beta:g}), "
+              f"at most {study.max_periods:,} periods each, on {study.workers} worker(s)",
+              flush=True)
+        _, summary = profit_gain_study(study.sessions, study.workers, progress=True,
+                                       max_periods=study.max_periods)
+        print(summary.table())
+        return 0
+    if args.grid is None:  # required unless --learning, in argparse's own words
+        args.parser.error("the following arguments are required: --grid")
+    if given := [f"--{k.replace('_', '-')}" for k, v in learning_flags.items() if v is not None]:
+        args.parser.error(f"unrecognized arguments: {' '.join(given)} (only with --learning)")
     from lfm_abm.agents.defaults import population_for
     from lfm_abm.market.params import MarketParams
     from lfm_abm.validation_report import linearisation_report
@@ -471,12 +498,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="learner of every FSP in the --horizon run (default q-learning)")
     bench.set_defaults(func=cmd_bench)
 
-    validate = sub.add_parser("validate", help="linearisation error of the clearing vs AC")
-    _add_grid_arguments(validate)
+    validate = sub.add_parser("validate", help="linearisation error of the clearing vs AC; "
+                              "--learning: the Q-learner against Calvano et al. (2020)")
+    _add_grid_arguments(validate, required=False)  # required unless --learning
     validate.add_argument("--design", default="CMVC_PQ")
     validate.add_argument("--relinearise", type=int, default=3,
                           help="re-linearisation iterations for the second pass")
-    validate.set_defaults(func=cmd_validate)
+    validate.add_argument("--learning", action="store_true",
+                          help="instead: replay Calvano et al.'s (2020) logit duopoly with "
+                               "the registry's Q-learner; its profit gain beside the paper's "
+                               "0.85 (no --grid)")
+    validate.add_argument("--sessions", type=int,
+                          help="--learning: independent sessions (default 100)")
+    validate.add_argument("--workers", type=int,
+                          help="--learning: worker processes (default: CPU count)")
+    validate.add_argument("--max-periods", type=int,
+                          help="--learning: periods after which a session stops unconverged "
+                               "(default 10,000,000; the paper: 10^9)")
+    validate.set_defaults(func=cmd_validate, parser=validate)
 
     app = sub.add_parser("app", help="watch the market learn: an interactive page on localhost "
                                      '(needs the app extra: pip install -e ".[app]")')
