@@ -67,7 +67,7 @@ def test_run_kpis_returns_exactly_the_registry_with_hand_values():
     assert kpis["psi_learned"] == 1.0 and kpis["pivotal_fsps_learned"] == 2
     assert kpis["regret_played_max"] == 6.0 and kpis["regret_played_se"] == 1.0
     assert kpis["regret_played_mean"] == 3.0
-    assert kpis["regret_played_share"] == pytest.approx((6 / 26 + 0.0) / 2)
+    assert kpis["regret_played_share"] == pytest.approx(6 / (26 + 30))
     assert kpis["greedy_share"] == 1.0 and kpis["all_greedy_share"] == 1.0
     assert kpis["earners"] == 2 and kpis["entropy_earners"] == 0.0
     assert kpis["share_at_top"] == 0.0

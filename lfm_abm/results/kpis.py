@@ -102,8 +102,17 @@ def _regret(regret: pd.DataFrame) -> dict[str, float]:
             "regret_played_max": float(worst.regret) if worst is not None else float("nan"),
             "regret_played_se": float(worst.regret_se) if worst is not None else float("nan"),
             "regret_played_mean": _mean(played, "regret"),
-            "regret_played_share": _mean(played[played.profit + played.regret > 0],
-                                         "regret_share")}
+            "regret_played_share": _forgone_share(played)}
+
+
+def _forgone_share(played: pd.DataFrame) -> float:
+    """Share of their best fixed responses' profit the learners forgo, all together.
+
+    sum of regret / sum of (profit + regret): a learner that earns cents and could earn a
+    few more weighs what it could earn, not as much as a seller of thousands.
+    """
+    best = float((played.profit + played.regret).sum())
+    return float(played.regret.sum()) / best if best > 0 else float("nan")
 
 
 def varying_settings(frame: pd.DataFrame) -> tuple[str, ...]:
@@ -274,7 +283,8 @@ def headline(summary: pd.DataFrame) -> pd.DataFrame:
                           for m, n in zip(summary[f"{name}_mean"],
                                           summary[f"{name}_seeds"], strict=True)]
             continue
-        out[title] = [_formatted(m, c, KPIS[name].digits) for m, c in
+        show = signed if name in REFERENCE_KPIS else _formatted  # differences carry a sign
+        out[title] = [show(m, c, KPIS[name].digits) for m, c in
                       zip(summary[f"{name}_mean"], summary[f"{name}_ci"], strict=True)]
     return out
 

@@ -174,9 +174,9 @@ def _kpis() -> list[KPI]:
             "of regret_played_max over the sampled window rounds", "regret", "profile", 1),
         KPI("regret_played_mean", "regret played mean", "EUR per round", "mean over "
             "learners of that gain", "regret", "profile", 1),
-        KPI("regret_played_share", "regret played share", "", "mean over learners that "
-            "earn or could of the share of its best fixed response's profit a learner "
-            "forgoes", "regret", "profile"),
+        KPI("regret_played_share", "regret played share", "", "share of their best fixed "
+            "responses' profit the learners forgo: sum of played regret over sum of (mean "
+            "profit + played regret)", "regret", "profile"),
         KPI("rounds", "rounds", "rounds", "rounds the run played", "rounds", "run", 0),
         KPI("failed_rounds", "failed rounds", "rounds", "rounds whose clearing or AC "
             "validation failed (left out of every other KPI)", "rounds", "run", 0),
