@@ -200,6 +200,20 @@ def test_a_run_does_not_depend_on_what_ran_before_it(cigre_population):
                                   after["rounds"].drop(columns="solve_seconds"))
 
 
+def test_a_finished_model_is_freed(cigre_population):
+    """Nothing keeps a run's model alive once the caller lets go of it (Mesa 3.3 kept
+    every model in `Agent._ids`: a study's worker grew by ~75 MB a run)."""
+    import gc
+    import weakref
+
+    model, _ = run(cigre_population, 2, design="CMVC_PQ")
+    assert len({agent.unique_id for agent in model.agents}) == len(model.agents)
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None
+
+
 def test_paid_at_cost_is_zero_profit_not_noise(cigre_population):
     _, records = run(cigre_population, 3, design="CMVC_PQ", learner={"kind": "truthful"})
     agents = records["agents"]

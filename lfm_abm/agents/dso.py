@@ -5,12 +5,13 @@ from __future__ import annotations
 import mesa
 import pandas as pd
 
+from lfm_abm.agents.base import Agent
 from lfm_abm.market.clearing import ClearingResult, Market, MarketCase
 from lfm_abm.market.designs import Design
 from lfm_abm.market.devices import Devices
 
 
-class DSO(mesa.Agent):
+class DSO(Agent):
     """Buys flexibility for one design and pricing rule on each market day it is given.
 
     The truthful benchmark is the market day's (`MarketDay.benchmark`), cleared with a

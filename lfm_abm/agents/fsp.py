@@ -21,13 +21,14 @@ from collections.abc import Sequence
 import mesa
 import numpy as np
 
+from lfm_abm.agents.base import Agent
 from lfm_abm.agents.book import OfferBook
 from lfm_abm.agents.population import FSPSpec
 from lfm_abm.learning import ActionGrid, Learner, make_learner
 from lfm_abm.learning.feedback import INITIAL_STATE, learn_round, reward_scale
 
 
-class FSP(mesa.Agent):
+class FSP(Agent):
     """A flexibility service provider with assets at one or more buses."""
 
     def __init__(self, model: mesa.Model, spec: FSPSpec, grid: ActionGrid,

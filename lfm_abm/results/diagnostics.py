@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from lfm_abm.learning.convergence import BLOCK
+from lfm_abm.learning.convergence import BLOCK, NEAR_BEST
 from lfm_abm.market.designs import parse_design
 from lfm_abm.results.kpis import learned_rows, setting_labels
 
@@ -49,12 +49,14 @@ def _not_converged(summary: pd.DataFrame, rounds: int, window: int) -> list[Diag
                  rows.converged_seeds, strict=True)]
     return [Diagnostic(
         "not converged",
-        f"learning was not stable from the KPI window's first round on (last {window} of "
-        f"{rounds} rounds) "
-        f"in {', '.join(parts)}; their KPIs describe learning in progress, not a steady "
-        f"state (stability is judged on blocks of {BLOCK} rounds)",
-        f"run more rounds, e.g. `lfm-abm run STUDY --rounds {2 * rounds}`, or read these "
-        "rows as a transient")]
+        f"the earners' play was not settled from the KPI window's first round on (last "
+        f"{window} of {rounds} rounds; blocks of {BLOCK} rounds), or its played strategies "
+        f"forgo more than {NEAR_BEST:.0%} of their best responses' profit, in "
+        f"{', '.join(parts)}: their KPIs describe learning in progress or a lock-in, not "
+        "an equilibrium (runs.csv: rounds_to_stable, regret_played_share)",
+        f"run more rounds, e.g. `lfm-abm run STUDY --rounds {2 * rounds}`; if the regret "
+        "stays, the learners locked in early (a larger initial propensity, docs/model.md "
+        "8.3), so read these rows as where learning stopped")]
 
 
 def _window(rounds: int, window: int) -> list[Diagnostic]:
