@@ -10,6 +10,7 @@ import pytest
 from lfm_abm.agents.population import population_from_dict
 from lfm_abm.learning import ActionGrid, make_learner
 from lfm_abm.learning.feedback import award_state, learn_round, reward_scale, stationary_reward
+from lfm_abm.market.params import MarketParams
 from lfm_abm.model import LFMModel, ModelSettings
 from lfm_abm.network.scenarios import Scenario
 
@@ -76,3 +77,20 @@ def test_fsps_learn_from_a_fixed_scale_and_their_award_share():
     # Ordinary profits are rewards of order 1, not 1e-4 of a scale set by the cap.
     assert agents.reward[agents.reward > 0].median() > 0.05
     assert all(fsp.scales["P"] > 0 for fsp in model.fsps)
+
+
+def test_the_same_profit_is_the_same_reward_at_any_voll():
+    """The scale is a true cost, so a VOLL sweep does not change how fast agents learn."""
+    population = population_from_dict({"fsp": [
+        {"id": "pv_10", "type": "pv_inverter", "bus": 10, "cost": {"P_down": 60.0},
+         "learner": {"kind": "roth-erev"}}]}, "test population")
+    scales = []
+    for voll in (300.0, 3000.0):
+        settings = ModelSettings("cigre-mv", population, "CM_P",
+                                 scenario=Scenario(ev_peak_mw=1.5, hours=(12, 13)),
+                                 market=MarketParams(voll=voll), ac_every=10**6)
+        model = LFMModel(settings, 0)
+        model.step()
+        scales.append(model.fsps[0].scales)
+    assert scales[0] == scales[1]
+    assert scales[0]["P"] > 0

@@ -149,8 +149,13 @@ def load_tables(out: Path, run_ids: Iterable[str]) -> dict[str, pd.DataFrame]:
                 frame = pd.read_parquet(path)
                 frames[name].append(frame.assign(**tags, **{
                     key: value for key, value in swept.items() if key not in frame}))
-    return {name: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-            for name, parts in frames.items()}
+    return {name: _concat(parts) for name, parts in frames.items()}
+
+
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """One table of the runs' parts; empty parts (a reference run's regret) add no rows."""
+    filled = [part for part in parts if len(part)] or parts[:1]
+    return pd.concat(filled, ignore_index=True) if filled else pd.DataFrame()
 
 
 class NetworkData(NamedTuple):
