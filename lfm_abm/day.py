@@ -94,6 +94,8 @@ class MarketDay:
     book: OfferBook
     periods: np.ndarray
     benchmarks: dict[str, dict[str, float]] = field(default_factory=dict)  # by pricing
+    #: The untouched case every run's private case is copied from (`for_run`).
+    template: MarketCase | None = field(default=None, repr=False)
 
     def benchmark(self, pricing: str) -> dict[str, float]:
         """Headline numbers of the truthful benchmark (every offer at true cost, in full).
@@ -102,7 +104,10 @@ class MarketDay:
         (`for_run`) share the result.
         """
         if pricing not in self.benchmarks:
-            market = Market(self.case, self.design, pricing)
+            # On a fresh copy of the untouched case, not the run's own: whichever run
+            # computes it first would otherwise start its AC work from other states
+            # (warm power flows, cached points) than the runs after it.
+            market = Market(private_case(self.template or self.case), self.design, pricing)
             result = market.clear(self.book.truthful_bids(), self.book.devices, trusted=True)
             self.benchmarks[pricing] = result.summary(self.case.params.voll)
         return self.benchmarks[pricing]
@@ -114,7 +119,8 @@ class MarketDay:
         far are read-only and shared with every other run of the day.
         """
         day = copy.copy(self)
-        day.case = private_case(self.case, ac_reuse)
+        day.template = self.template or self.case
+        day.case = private_case(day.template, ac_reuse)
         return day
 
     @functools.cached_property

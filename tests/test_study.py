@@ -176,12 +176,15 @@ def test_dask_local_cluster_gives_the_same_results(finished, tmp_path):
 
 @pytest.mark.slow
 def test_runs_in_worker_processes_equal_the_same_runs_in_this_process(finished, tmp_path):
+    # Exactly: the serial runs each followed others (references too) in one process.
     out = run_study(small(tmp_path, "pool", seeds=1), workers=2, progress=False)
-    pooled = tables_of(out)["rounds"]
-    serial = tables_of(finished)["rounds"]
-    serial = serial[(serial.seed == 0) & (serial.learner == "roth-erev")].reset_index(drop=True)
-    pd.testing.assert_frame_equal(pooled.drop(columns="solve_seconds"),
-                                  serial.drop(columns="solve_seconds"))
+    pooled, serial = tables_of(out), tables_of(finished)
+    for name in ("rounds", "agents", "awards"):
+        mine = serial[name][(serial[name].seed == 0) & (serial[name].learner == "roth-erev")]
+        pd.testing.assert_frame_equal(
+            pooled[name].drop(columns="solve_seconds", errors="ignore"),
+            mine.reset_index(drop=True).drop(columns="solve_seconds", errors="ignore"),
+            check_exact=True, obj=name)
 
 
 def test_a_failing_run_is_recorded_and_the_others_go_on(tmp_path, monkeypatch):
