@@ -104,13 +104,22 @@ class MarketDay:
         (`for_run`) share the result.
         """
         if pricing not in self.benchmarks:
-            # On a fresh copy of the untouched case, not the run's own: whichever run
-            # computes it first would otherwise start its AC work from other states
-            # (warm power flows, cached points) than the runs after it.
-            market = Market(private_case(self.template or self.case), self.design, pricing)
+            # Not on the run's own case: whichever run computes it first would otherwise
+            # start its AC work from other states than the runs after it.
+            market = Market(self.scratch_case(), self.design, pricing)
             result = market.clear(self.book.truthful_bids(), self.book.devices, trusted=True)
             self.benchmarks[pricing] = result.summary(self.case.params.voll)
         return self.benchmarks[pricing]
+
+    def scratch_case(self) -> MarketCase:
+        """A fresh copy of the day's untouched case, for clearings outside the run's rounds.
+
+        The truthful benchmark, regret and pivotal tests clear the day again; on the run's
+        own case their power flows (between a sequential design's stages) would leave
+        warm states and cached AC points behind, and the rounds after them would differ
+        by 1e-10, enough to change a tie and a learning path.
+        """
+        return private_case(self.template or self.case)
 
     def for_run(self, ac_reuse: bool = True) -> MarketDay:
         """The same day for one run: its own case (net, AC evaluator), the rest shared.

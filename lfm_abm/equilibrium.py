@@ -55,7 +55,7 @@ class DayGame:
                  engine: str = "highs") -> None:
         self.day = day
         self.grid = grid
-        self.market = Market(day.case, day.design, pricing, engine)
+        self.market = Market(day.scratch_case(), day.design, pricing, engine)
         self.markups = np.array([grid.markup(a) for a in range(len(grid))])
         self.withheld = np.array([grid.withheld(a) for a in range(len(grid))])
 

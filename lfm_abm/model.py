@@ -326,7 +326,7 @@ class LFMModel(mesa.Model):
         first = self.day(self.days[0])
         bids = self._game(first).bids(modal_actions(np.array([p for _, p in recent]),
                                                     self.rng))
-        periods, suppliers = pivotal_suppliers(Market(first.case, first.design), bids,
+        periods, suppliers = pivotal_suppliers(Market(first.scratch_case(), first.design), bids,
                                                first.book.devices, first.periods)
         self._learned_structure = (periods.assign(day=first.name, offers="learned"),
                                    suppliers.assign(day=first.name, offers="learned"))

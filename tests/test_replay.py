@@ -49,3 +49,18 @@ def test_a_run_after_another_equals_the_run_in_a_fresh_process(design, tmp_path)
     for name in TABLES:
         fresh = pd.read_parquet(tmp_path / f"{name}.parquet")
         pd.testing.assert_frame_equal(after[name], fresh, check_exact=True, obj=name)
+
+
+def test_measuring_regret_during_a_run_leaves_its_records_unchanged():
+    """Re-clearings for regret (AC between a sequential design's stages) use their own net."""
+    settings = ModelSettings(grid="cigre-mv", population=load_population(POPULATION),
+                             design="CM_P>VC_Q", ac_every=1)
+    plain, measured = LFMModel(settings, 3), LFMModel(settings, 3)
+    for round_ in range(1, 9):
+        plain.step()
+        measured.step()
+        if round_ % 3 == 0:
+            measured.equilibrium()
+    pd.testing.assert_frame_equal(measured.records()["rounds"].drop(columns="solve_seconds"),
+                                  plain.records()["rounds"].drop(columns="solve_seconds"),
+                                  check_exact=True)
