@@ -191,15 +191,6 @@ def test_a_failed_round_is_recorded_and_the_run_goes_on(cigre_population, monkey
     assert set(records["agents"]["round"]) == {1, 2, 4, 6, 7}  # no learning from failures
 
 
-def test_a_run_does_not_depend_on_what_ran_before_it(cigre_population):
-    _, alone = run(cigre_population, 8, seed=1, design="CM_P>VC_Q", ac_every=1)
-    run(cigre_population, 8, seed=0, design="CMVC_PQ", ac_every=1)
-    _, after = run(cigre_population, 8, seed=1, design="CM_P>VC_Q", ac_every=1)
-    pd.testing.assert_frame_equal(alone["agents"], after["agents"])
-    pd.testing.assert_frame_equal(alone["rounds"].drop(columns="solve_seconds"),
-                                  after["rounds"].drop(columns="solve_seconds"))
-
-
 def test_a_finished_model_is_freed(cigre_population):
     """Nothing keeps a run's model alive once the caller lets go of it (Mesa 3.3 kept
     every model in `Agent._ids`: a study's worker grew by ~75 MB a run)."""

@@ -19,12 +19,12 @@ TABLES = ("rounds", "agents", "awards")
 ROUNDS = 15
 
 
-def records(design: str, seed: int) -> dict[str, pd.DataFrame]:
+def records(design: str, seed: int, rounds: int = ROUNDS) -> dict[str, pd.DataFrame]:
     """Every record table of one cigre-mv run, timing columns aside."""
     settings = ModelSettings(grid="cigre-mv", population=load_population(POPULATION),
                              design=design, ac_every=1)
     model = LFMModel(settings, seed)
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         model.step()
     tables = model.records()
     tables["rounds"] = tables["rounds"].drop(columns="solve_seconds")
@@ -49,6 +49,15 @@ def test_a_run_after_another_equals_the_run_in_a_fresh_process(design, tmp_path)
     for name in TABLES:
         fresh = pd.read_parquet(tmp_path / f"{name}.parquet")
         pd.testing.assert_frame_equal(after[name], fresh, check_exact=True, obj=name)
+
+
+def test_a_run_after_another_design_equals_the_run_alone():
+    forget_days()
+    alone = records("CM_P>VC_Q", 1, rounds=8)
+    records("CMVC_PQ", 0, rounds=8)
+    after = records("CM_P>VC_Q", 1, rounds=8)
+    for name in TABLES:
+        pd.testing.assert_frame_equal(after[name], alone[name], check_exact=True, obj=name)
 
 
 def test_measuring_regret_during_a_run_leaves_its_records_unchanged():
