@@ -23,14 +23,15 @@ from matplotlib.lines import Line2D
 
 from lfm_abm.app_model import GridState
 from lfm_abm.market.bids import PRODUCTS
+from lfm_abm.results.lazy import StudyTables
 from lfm_abm.results.plots import (
     AGENT_COLOURS,
     NEED_COLOUR,
     PRODUCT_COLOURS,
     SMOOTH,
-    accepted_markups,
     draw_stack,
-    profit_per_fsp,
+    smoothed_markups,
+    smoothed_profits,
 )
 from lfm_abm.results.registry import AGENT_TYPES
 
@@ -186,16 +187,17 @@ def bidding_figure(agents: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(7.6, 4.6), layout="constrained")
     if not len(agents):
         return _message(fig, "step a round to see the bids")
-    tagged = agents.assign(market="app", run_id="app")
+    tables = StudyTables.in_memory({"agents": agents.assign(run_id="app")},
+                                   pd.DataFrame({"run_id": ["app"], "market": ["app"]}))
     markup_ax, profit_ax = fig.subplots(2, 1, sharex=True)
-    markups = accepted_markups(tagged)
+    markups = smoothed_markups(tables)
     for (kind, family), line in markups.groupby(["fsp_type", "family"]):
         markup_ax.plot(line["round"], line.markup, color=AGENT_COLOURS[kind], marker=".",
                        linestyle="-" if family == "P" else "--", label=f"{kind} {family}")
     markup_ax.set(ylabel="markup of accepted bids\n(price / true cost - 1)")
     if len(markups):
         markup_ax.legend(fontsize=7, ncols=2)
-    profits = profit_per_fsp(tagged)
+    profits = smoothed_profits(tables)
     for kind in AGENT_TYPES:
         line = profits[profits.fsp_type == kind]
         if len(line):

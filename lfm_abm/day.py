@@ -47,15 +47,26 @@ def shared_case(grid: str, scenario: Scenario, day: str | None, limits: NeedLimi
     Never mutate the result or its net: take a `private_case` of it.
     """
     with _BUILDING:
-        return _build_case(grid, scenario, day, limits, params, ac_reuse)
+        return _priced_case(grid, scenario, day, limits, params, ac_reuse)
+
+
+@functools.lru_cache(maxsize=64)
+def _priced_case(grid: str, scenario: Scenario, day: str | None, limits: NeedLimits,
+                 params: MarketParams, ac_reuse: bool) -> MarketCase:
+    """The day's case under these market parameters (VOLL, prices, ...).
+
+    The baseline power flows and sensitivities do not depend on them: every parameter
+    set shares the network's case (a sweep of VOLL builds the day once, not per value).
+    """
+    case = _network_case(grid, scenario, day, limits, ac_reuse).with_params(params)
+    case.baseline_emergency  # computed once, carried into every private case  # noqa: B018
+    return case
 
 
 @functools.lru_cache(maxsize=16)
-def _build_case(grid: str, scenario: Scenario, day: str | None, limits: NeedLimits,
-                params: MarketParams, ac_reuse: bool) -> MarketCase:
-    case = MarketCase.build(load_grid(grid), scenario, day, limits, params, ac_reuse)
-    case.baseline_emergency  # computed once, carried into every private case  # noqa: B018
-    return case
+def _network_case(grid: str, scenario: Scenario, day: str | None, limits: NeedLimits,
+                  ac_reuse: bool) -> MarketCase:
+    return MarketCase.build(load_grid(grid), scenario, day, limits, MarketParams(), ac_reuse)
 
 
 def private_case(case: MarketCase, ac_reuse: bool = True) -> MarketCase:
@@ -202,4 +213,5 @@ def forget_days() -> None:
     """Empty this process's market cases and days, as a fresh worker process has none."""
     with _BUILDING:
         _DAYS.clear()
-        _build_case.cache_clear()
+        _priced_case.cache_clear()
+        _network_case.cache_clear()

@@ -534,6 +534,20 @@ def _executor(workers: int, scheduler: str | None, out: Path):
             lambda abort: stop_pool(pool) if abort else pool.shutdown())
 
 
+def by_market_day(runs: list[RunSpec]) -> list[RunSpec]:
+    """The runs in the order to execute them: those sharing a market day together.
+
+    A worker builds a market day (offer book, pivotal test) once and keeps a few: the
+    learned and reference runs of one design and variant, seed after seed, then reuse
+    it, where the study's order (design, learner, variant, seed) would cycle through
+    every variant between them. Results do not depend on the order (exact replay).
+    """
+    first: dict[tuple[str, str, str], int] = {}
+    for index, run in enumerate(runs):
+        first.setdefault((run.design, run.pricing, run.variant), index)
+    return sorted(runs, key=lambda run: first[(run.design, run.pricing, run.variant)])
+
+
 def check_study(spec: StudySpec) -> list[RunSpec]:
     """Expand the study and check its population against the grid, before any output.
 
@@ -577,7 +591,8 @@ def run_study(spec: StudySpec, workers: int = 1, scheduler: str | None = None,
             announce()
         store.clean_partial(out)
         store.write_network(out, _network_data(spec))
-        todo = [r for r in runs if not store.is_finished(out, r.run_id, r.fingerprint)]
+        todo = by_market_day([r for r in runs
+                              if not store.is_finished(out, r.run_id, r.fingerprint)])
         manifest = store.read_manifest(out)
         manifest.update({"study": spec.describe(), "versions": versions(),
                          "started": time.strftime("%Y-%m-%d %H:%M:%S")})
@@ -667,7 +682,7 @@ def summarise_study(out: Path) -> pd.DataFrame:
     for name in ("runs", "summary", "paired"):
         with atomic_file(out / f"{name}.csv") as tmp:
             getattr(results, name).to_csv(tmp, index=False)
-    figures = make_plots(results.tables, results.runs, out / "plots", results.study["window"],
+    figures = make_plots(results.store, results.runs, out / "plots", results.study["window"],
                          results.network, order=list(setting_labels(results.summary)),
                          swept=results.swept,
                          n_actions=len(ActionGrid.from_dict(results.study["actions"])))

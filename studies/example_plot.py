@@ -1,9 +1,11 @@
 """Example: load a study's results with `load_results` and draw a plot lfm-abm does not.
 
 The plot: the aggregate Lerner index of accepted bids, (payment - true cost) / payment,
-round by round, one line per seed and a panel per design. `plots/market_power.png`
-shows its mean over seeds; this shows whether the seeds agree. If the study folder has
-no results yet, the quick study (studies/quick.toml) is run first.
+round by round, one line per seed and a panel per design, for the learned runs.
+`plots/market_power.png` shows its mean over seeds; this shows whether the seeds agree.
+The records stay on disk: one SQL query (DuckDB, over every run's agents table) returns
+only the points drawn. If the study folder has no results yet, the quick study
+(studies/quick.toml) is run first.
 
     python studies/example_plot.py [OUT_DIR] [--rounds N]
 """
@@ -19,7 +21,7 @@ matplotlib.use("Agg")
 import seaborn as sns
 
 from lfm_abm import load_results
-from lfm_abm.results.plots import lerner_per_round
+from lfm_abm.results.kpis import REFERENCES
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,9 +43,12 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     ensure_results(out, args.rounds)
-    agents = load_results(out).agents
-    lerner = lerner_per_round(agents.assign(market=agents.design))
-    lerner["seed"] = lerner.run_id.map(agents.drop_duplicates("run_id").set_index("run_id").seed)
+    references = ", ".join(f"'{name}'" for name in REFERENCES)
+    lerner = load_results(out).query(f"""
+        SELECT design AS market, seed, round,
+               sum(profit) / nullif(sum(payment), 0) AS lerner
+        FROM agents WHERE awarded > 0 AND learner NOT IN ({references})
+        GROUP BY ALL ORDER BY market, seed, round""")
     grid = sns.relplot(data=lerner, x="round", y="lerner", hue="seed", col="market",
                        col_wrap=min(4, lerner.market.nunique()), kind="line", height=2.8,
                        palette="tab10", linewidth=1)

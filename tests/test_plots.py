@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 
 from lfm_abm.learning import ActionGrid
+from lfm_abm.results.lazy import StudyTables
+from lfm_abm.results.plot_data import add_windows, window_costs
 from lfm_abm.results.plots import cost_components, make_plots, order_by_total_cost
 from lfm_abm.results.store import NetworkData
 
@@ -129,9 +131,10 @@ def test_surplus_split_adds_up_to_the_total_cost():
     tables = tiny_run(4)
     kpis = run_kpis(tables, window=2, grid=ActionGrid())
     per_run = pd.DataFrame([{"run_id": "r", "market": "m", **kpis}])
-    agents = tables["agents"].assign(run_id="r", market="m", true_cost=lambda a:
-                                     a.payment - a.profit)
-    rounds = tables["rounds"].assign(run_id="r")
-    parts = cost_components(agents, rounds, per_run, window=2).loc["m"]
+    agents = tables["agents"].assign(run_id="r", true_cost=lambda a: a.payment - a.profit)
+    stored = StudyTables.in_memory({"agents": agents, "rounds": tables["rounds"].assign(
+        run_id="r")}, pd.DataFrame({"run_id": ["r"], "market": ["m"]}))
+    add_windows(stored, window=2)
+    parts = cost_components(window_costs(stored), per_run).loc["m"]
     assert parts.sum() == pytest.approx(kpis["total_cost"])
     assert parts.rent == pytest.approx(50.0) and parts.unmet_cost == 500.0

@@ -18,7 +18,9 @@ from lfm_abm import study as study_module
 from lfm_abm.cli import main
 from lfm_abm.errors import InputError
 from lfm_abm.files import TMP_PREFIX
+from lfm_abm.records import TABLES
 from lfm_abm.results import store
+from lfm_abm.results.lazy import StudyTables
 from lfm_abm.study import load_study, run_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,8 +35,9 @@ def small(tmp_path, name="out", rounds=6, seeds=2, regret=False, references=Fals
 
 
 def tables_of(out: Path) -> dict[str, pd.DataFrame]:
-    manifest = store.read_manifest(out)
-    return store.load_tables(out, sorted(manifest["current_runs"]))
+    runs = sorted(store.read_manifest(out)["current_runs"])
+    stored = StudyTables.on_disk(out, store.run_tags(out, runs))
+    return {name: stored.frame(name) for name in TABLES}
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,8 @@ round's update), and the share of rounds in which all of them did.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -52,20 +54,78 @@ NEAR_BEST = 0.2
 KEYS = ["fsp_id", "family"]
 
 
-def judgeable(agents: pd.DataFrame, block: int = BLOCK) -> bool:
+@dataclass(frozen=True)
+class BlockCounts:
+    """What settling is judged on: each learner's action counts per block of rounds.
+
+    first_rounds[k]: the first round of block k; counts[k, i, a]: how often learner i
+    played action a in block k; earns[k, i]: learner i had a profit in block k;
+    n_rounds: distinct rounds recorded; any_earner: some learner ever had a profit (also
+    in the rounds after the last full block). Built from a whole agents table
+    (`block_counts`) or aggregated where the table is stored (`results.lazy`), so a run
+    of any length is judged without its table in memory.
+    """
+
+    first_rounds: np.ndarray
+    counts: np.ndarray
+    earns: np.ndarray
+    n_rounds: int
+    any_earner: bool
+
+
+def block_counts(agents: pd.DataFrame, n_actions: int, block: int = BLOCK) -> BlockCounts:
+    """The blocks of an agents table (columns round, fsp_id, family, action, profit)."""
+    _check_block(block)
+    if agents.empty:
+        return BlockCounts(np.zeros(0), np.zeros((0, 0, n_actions)), np.zeros((0, 0), bool),
+                           0, False)
+    rounds = np.sort(agents["round"].unique())
+    n_blocks = len(rounds) // block
+    position = np.searchsorted(rounds, agents["round"].to_numpy()) // block
+    kept = position < n_blocks
+    learner = agents.groupby(KEYS, sort=False).ngroup().to_numpy()
+    action = agents.action.to_numpy().astype(int)
+    check_actions(int(action.max(initial=0)), n_actions)
+    counts = np.zeros((n_blocks, learner.max() + 1, n_actions))
+    np.add.at(counts, (position[kept], learner[kept], action[kept]), 1.0)
+    earns = np.zeros((n_blocks, learner.max() + 1), dtype=bool)
+    profit = agents.profit.to_numpy()
+    np.logical_or.at(earns, (position[kept], learner[kept]), profit[kept] > 0)
+    return BlockCounts(rounds[: n_blocks * block: block], counts, earns, len(rounds),
+                       bool((profit > 0).any()))
+
+
+def check_actions(largest: int, n_actions: int) -> None:
+    """An action index must lie on the grid of `n_actions` actions."""
+    if largest >= n_actions:
+        raise InputError(f"action {largest} outside a grid of {n_actions} actions",
+                         field="n_actions", allowed=[f"an integer > {largest}"])
+
+
+def _blocks(agents: pd.DataFrame | BlockCounts, n_actions: int, block: int) -> BlockCounts:
+    return agents if isinstance(agents, BlockCounts) else block_counts(agents, n_actions, block)
+
+
+def judgeable(agents: pd.DataFrame | BlockCounts, block: int = BLOCK) -> bool:
     """True if settling can be judged: two full blocks and a learner that earns.
 
     Otherwise `rounds_to_stable` is NaN for want of evidence, not because learning
     never settles (truthful learners under pay-as-bid earn nothing and never move).
     """
+    if isinstance(agents, BlockCounts):
+        return agents.n_rounds >= 2 * block and agents.any_earner
     return (not agents.empty and agents["round"].nunique() >= 2 * block
             and bool((agents.groupby(KEYS).profit.max() > 0).any()))
 
 
-def _check(block: object, threshold: object, decided: object) -> None:
+def _check_block(block: object) -> None:
     if isinstance(block, bool) or not isinstance(block, int) or block < 1:
         raise InputError(f"invalid value {block!r}", field="block",
                          allowed=["an integer >= 1 (rounds)"])
+
+
+def _check(block: object, threshold: object, decided: object) -> None:
+    _check_block(block)
     for name, value in (("threshold", threshold), ("decided", decided)):
         if isinstance(value, bool) or not isinstance(value, int | float) \
                 or not 0.0 <= value <= 1.0:
@@ -73,53 +133,40 @@ def _check(block: object, threshold: object, decided: object) -> None:
                              allowed=["a number in [0, 1]"])
 
 
-def settled_pairs(agents: pd.DataFrame, n_actions: int, block: int = BLOCK,
+def settled_pairs(agents: pd.DataFrame | BlockCounts, n_actions: int, block: int = BLOCK,
                   threshold: float = STABLE_TV, decided: float = DECIDED_TV
                   ) -> pd.DataFrame:
     """Per pair of consecutive blocks: first round, moving TV, TV from uniform, settled.
 
     `agents` has one row per round and learner (columns round, fsp_id, family, action,
-    profit); `n_actions` is the size of the action grid (uniform play's support).
-    Columns: round (first round of the pair's first block), earners, tv, tv_uniform
-    (the smaller of the two blocks'), settled.
+    profit), or is its `BlockCounts`; `n_actions` is the size of the action grid
+    (uniform play's support). Columns: round (first round of the pair's first block),
+    earners, tv, tv_uniform (the smaller of the two blocks'), settled.
     """
     _check(block, threshold, decided)
     columns = ["round", "earners", "tv", "tv_uniform", "settled"]
-    if agents.empty:
-        return pd.DataFrame(columns=columns)
-    rounds = np.sort(agents["round"].unique())
-    n_blocks = len(rounds) // block
+    blocks = _blocks(agents, n_actions, block)
+    n_blocks = len(blocks.first_rounds)
     if n_blocks < 2:
         return pd.DataFrame(columns=columns)
-    position = np.searchsorted(rounds, agents["round"].to_numpy()) // block
-    kept = position < n_blocks
-    learner = agents.groupby(KEYS, sort=False).ngroup().to_numpy()
-    action = agents.action.to_numpy().astype(int)
-    if action.max(initial=0) >= n_actions:
-        raise InputError(f"action {action.max()} outside a grid of {n_actions} actions",
-                         field="n_actions", allowed=[f"an integer > {action.max()}"])
-    counts = np.zeros((n_blocks, learner.max() + 1, n_actions))
-    np.add.at(counts, (position[kept], learner[kept], action[kept]), 1.0)
+    counts, earns = blocks.counts, blocks.earns
     frequencies = counts / np.maximum(counts.sum(axis=2, keepdims=True), 1.0)
-    earns = np.zeros((n_blocks, learner.max() + 1), dtype=bool)
-    np.logical_or.at(earns, (position[kept], learner[kept]),
-                     agents.profit.to_numpy()[kept] > 0)
     moving = 0.5 * np.abs(np.diff(frequencies, axis=0)).sum(axis=2)
     from_uniform = 0.5 * np.abs(frequencies - 1.0 / n_actions).sum(axis=2)
     rows = []
     for k in range(n_blocks - 1):
         counted = earns[k] | earns[k + 1]
         if not counted.any():
-            rows.append((rounds[k * block], 0, np.nan, np.nan, True))
+            rows.append((blocks.first_rounds[k], 0, np.nan, np.nan, True))
             continue
         tv = float(moving[k, counted].mean())
         spread = float(min(from_uniform[k, counted].mean(), from_uniform[k + 1, counted].mean()))
-        rows.append((rounds[k * block], int(counted.sum()), tv, spread,
+        rows.append((blocks.first_rounds[k], int(counted.sum()), tv, spread,
                      tv <= threshold and spread >= decided))
     return pd.DataFrame(rows, columns=columns)
 
 
-def rounds_to_stable(agents: pd.DataFrame, n_actions: int, block: int = BLOCK,
+def rounds_to_stable(agents: pd.DataFrame | BlockCounts, n_actions: int, block: int = BLOCK,
                      threshold: float = STABLE_TV, decided: float = DECIDED_TV) -> float:
     """The first round from which earners' play is settled (see the module docstring).
 
@@ -127,8 +174,10 @@ def rounds_to_stable(agents: pd.DataFrame, n_actions: int, block: int = BLOCK,
     is settled. NaN with fewer than two blocks, if no learner ever earns, or if the last
     pair of blocks is not settled (never settled).
     """
-    pairs = settled_pairs(agents, n_actions, block, threshold, decided)
-    if pairs.empty or not (agents.profit > 0).any():
+    _check(block, threshold, decided)
+    blocks = _blocks(agents, n_actions, block)
+    pairs = settled_pairs(blocks, n_actions, block, threshold, decided)
+    if pairs.empty or not blocks.any_earner:
         return float("nan")
     unsettled = np.flatnonzero(~pairs.settled.to_numpy(dtype=bool))
     if len(unsettled) == 0:
@@ -139,16 +188,17 @@ def rounds_to_stable(agents: pd.DataFrame, n_actions: int, block: int = BLOCK,
     return float(pairs["round"].iloc[first])
 
 
-def converged(agents: pd.DataFrame, n_actions: int, first_in_window: float,
+def converged(agents: pd.DataFrame | BlockCounts, n_actions: int, first_in_window: float,
               regret_share: float = float("nan")) -> float:
     """1 if earners' play settled by `first_in_window` and is near best responses, else 0.
 
     `regret_share`: the played strategies' mean regret share (`played_regret`); NaN
     (not measured) does not count against. NaN where settling cannot be judged.
     """
-    if not judgeable(agents):
+    blocks = _blocks(agents, n_actions, BLOCK)
+    if not judgeable(blocks):
         return float("nan")
-    settled = rounds_to_stable(agents, n_actions) <= first_in_window  # NaN: never
+    settled = rounds_to_stable(blocks, n_actions) <= first_in_window  # NaN: never
     return float(settled and not regret_share > NEAR_BEST)
 
 
@@ -156,13 +206,16 @@ def learning_diagnostics(agents: pd.DataFrame, window_rounds: set[int]) -> dict[
     """Entropy and greedy play of the learners that earn in the window.
 
     `agents` covers the whole run (the greedy action a round's choice is compared with
-    is the one recorded after the round before). NaN where no learner earns.
+    is the one recorded after the round before), or only the window with that action
+    in a column `believed` (a long run's table need not be read whole). NaN where no
+    learner earns.
     """
     nan = {"entropy_earners": np.nan, "greedy_share": np.nan, "all_greedy_share": np.nan,
            "earners": 0.0}
     if agents.empty:
         return nan
-    believed = agents.groupby(KEYS, sort=False).greedy.shift(1)
+    believed = (agents.believed if "believed" in agents
+                else agents.groupby(KEYS, sort=False).greedy.shift(1))
     window = agents.assign(played_greedy=agents.action == believed)
     window = window[window["round"].isin(window_rounds) & believed.notna()]
     earning = window.groupby(KEYS, sort=False).profit.transform("max") > 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandapower as pp
@@ -90,6 +90,14 @@ class MarketCase:
         evaluator = ACEvaluator(net, injections, points, limits, reuse=ac_reuse)
         return cls(net, scenario, injections, points, limits, params or MarketParams(),
                    evaluator, EmergencyCapacity(generation, load))
+
+    def with_params(self, params: MarketParams) -> MarketCase:
+        """The same day under other market parameters: net, points and AC evaluator shared.
+
+        What depends on the parameters (the emergency action without a market) is
+        recomputed for the new case, never carried over.
+        """
+        return self if params == self.params else replace(self, params=params)
 
     @property
     def buses(self) -> pd.Index:

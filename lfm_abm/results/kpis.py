@@ -11,7 +11,7 @@ numbers in part: the same seed gives the same population, days and initial state
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,7 @@ from scipy import stats
 from lfm_abm.equilibrium import REGRET_COLUMNS
 from lfm_abm.learning import ActionGrid
 from lfm_abm.learning.convergence import converged, learning_diagnostics, rounds_to_stable
+from lfm_abm.results.lazy import RunRecords
 from lfm_abm.results.registry import AGENT_TYPES, FAMILIES, HEADLINE, KPIS, REFERENCE_KPIS
 
 #: The reference runs every study adds on the same seeds (learner labels): uniform
@@ -129,15 +130,18 @@ def setting_labels(frame: pd.DataFrame, columns: Sequence[str] | None = None) ->
     return label
 
 
-def run_kpis(tables: dict[str, pd.DataFrame], window: int, grid: ActionGrid
+def run_kpis(tables: Mapping[str, pd.DataFrame] | RunRecords, window: int, grid: ActionGrid
              ) -> dict[str, float]:
     """The registry's KPIs of one run, over its last `window` successful rounds.
 
-    `grid` is the run's action grid (uniform play's support, its top level). The
-    reference KPIs (learned minus random play) need the other runs: `reference_kpis`
-    adds them; here they are NaN.
+    `tables`: the run's whole tables, or its `RunRecords` (aggregated where stored, for
+    runs too long to read whole). `grid` is the run's action grid (uniform play's
+    support, its top level). The reference KPIs (learned minus random play) need the
+    other runs: `reference_kpis` adds them; here they are NaN.
     """
-    rounds = tables["rounds"]
+    records = tables if isinstance(tables, RunRecords) else RunRecords.of_frames(tables,
+                                                                                 len(grid))
+    rounds = records.rounds
     ok = rounds[rounds.status == "ok"] if "status" in rounds else rounds
     last = ok[ok["round"] > ok["round"].max() - window] if len(ok) else ok
     by_aggregation = {"window": last,
@@ -150,14 +154,14 @@ def run_kpis(tables: dict[str, pd.DataFrame], window: int, grid: ActionGrid
     out["total_cost"] = out["dso_cost"] + out["unmet_cost_after_ac"]
     out["cost_ratio"] = (out["dso_cost"] / out["truthful_cost"] if out["truthful_cost"] > 0
                          else float("nan"))
-    agents = tables["agents"]
+    agents = records.agents
     recent = agents[agents["round"].isin(set(last["round"]))] if len(agents) else agents
     out.update(_market_power(recent, grid))
-    out.update(_structure(tables["structure"], tables["suppliers"]))
-    out.update(_regret(tables["regret"]))
+    out.update(_structure(records.structure, records.suppliers))
+    out.update(_regret(records.regret))
     out.update(learning_diagnostics(agents, set(last["round"])))
-    out["rounds_to_stable"] = rounds_to_stable(agents, len(grid))
-    out["converged"] = converged(agents, len(grid), n_rounds - window + 1,
+    out["rounds_to_stable"] = rounds_to_stable(records.blocks, len(grid))
+    out["converged"] = converged(records.blocks, len(grid), n_rounds - window + 1,
                                  out["regret_played_share"])
     out.update(dict.fromkeys(REFERENCE_KPIS, float("nan")))
     if set(out) != set(KPIS):

@@ -10,15 +10,15 @@ recomputed from them with the same code as `summary.csv`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from lfm_abm.errors import InputError
 from lfm_abm.learning import ActionGrid
-from lfm_abm.results import store
-from lfm_abm.results.kpis import GROUP, paired, reference_kpis, run_kpis, summarise
+from lfm_abm.results import store as store_module
+from lfm_abm.results.kpis import paired, reference_kpis, run_kpis, summarise
+from lfm_abm.results.lazy import StudyTables
 
 
 def reference_design(study: dict) -> str:
@@ -31,28 +31,29 @@ def swept_fields(study: dict) -> list[str]:
     return [name for table in study.get("sweep", {}).values() for name in table]
 
 
-@dataclass(frozen=True)
 class StudyResults:
-    """Every table of a study's finished runs, tagged with run id, settings and seed.
+    """A study's finished runs: KPIs per run, their summary, and the tables on demand.
 
-    rounds, agents, awards, offers, structure, suppliers, regret: the per-run tables
-    (docs/results.md) concatenated; runs: the KPIs of each run; summary: mean and 95 % CI
-    over seeds; paired: each design minus the reference design on common seeds.
+    runs: the KPIs of each run; summary: mean and 95 % CI over seeds; paired: each design
+    minus the reference design on common seeds. The per-run tables (docs/results.md)
+    stay on disk: `store` queries them with SQL (DuckDB views `rounds`, `agents`, ...,
+    tagged with run id and settings; memory bounded however many runs and rounds), and
+    `rounds`, `agents`, `awards`, `offers`, `structure`, `suppliers`, `regret` read one
+    whole table of every run into a frame, on first use (for a study that fits in memory).
     """
 
-    out: Path
-    manifest: dict
-    rounds: pd.DataFrame
-    agents: pd.DataFrame
-    awards: pd.DataFrame
-    offers: pd.DataFrame
-    structure: pd.DataFrame
-    suppliers: pd.DataFrame
-    regret: pd.DataFrame
-    runs: pd.DataFrame
-    summary: pd.DataFrame
-    paired: pd.DataFrame
-    network: store.NetworkData | None
+    def __init__(self, out: Path, manifest: dict, store: StudyTables, runs: pd.DataFrame,
+                 summary: pd.DataFrame, paired: pd.DataFrame,
+                 network: store_module.NetworkData | None) -> None:
+        self.out, self.manifest, self.store = out, manifest, store
+        self.runs, self.summary, self.paired, self.network = runs, summary, paired, network
+
+    def __getattr__(self, name: str) -> pd.DataFrame:
+        if name not in store_module.TABLES:
+            raise AttributeError(name)
+        frame = self.store.frame(name)
+        setattr(self, name, frame)  # read once
+        return frame
 
     @property
     def study(self) -> dict:
@@ -69,10 +70,9 @@ class StudyResults:
         """The design the paired differences are taken to."""
         return reference_design(self.study)
 
-    @property
-    def tables(self) -> dict[str, pd.DataFrame]:
-        """The per-run tables by name."""
-        return {name: getattr(self, name) for name in store.TABLES}
+    def query(self, sql: str, parameters: list | None = None) -> pd.DataFrame:
+        """SQL over the study's tables (views rounds, agents, ..., and runs); a frame."""
+        return self.store.query(sql, parameters)
 
 
 def finished_runs(out: Path, manifest: dict) -> list[str]:
@@ -83,7 +83,7 @@ def finished_runs(out: Path, manifest: dict) -> list[str]:
     runs = manifest.get("runs", {})
     return [r for r in manifest.get("current_runs", [])
             if runs.get(r, {}).get("status") == "finished"
-            and store.is_finished(out, r, runs[r].get("fingerprint", ""))]
+            and store_module.is_finished(out, r, runs[r].get("fingerprint", ""))]
 
 
 def failed_runs(manifest: dict) -> dict[str, dict]:
@@ -94,28 +94,27 @@ def failed_runs(manifest: dict) -> dict[str, dict]:
 
 
 def load_results(out: str | Path) -> StudyResults:
-    """Load a study output folder (written by `lfm-abm run`) as tidy pandas frames."""
+    """Load a study output folder (written by `lfm-abm run`): KPIs now, tables on demand.
+
+    The KPIs are computed one run at a time from what DuckDB aggregates in its files,
+    so memory does not grow with the number of runs or their length.
+    """
     out = Path(out)
-    manifest = store.read_manifest(out)
+    manifest = store_module.read_manifest(out)
     if not manifest:
         raise InputError("no manifest.json: not a study output folder", source=str(out),
                          field="DIR")
     run_ids = finished_runs(out, manifest)
     if not run_ids:
         raise InputError("no finished runs", source=str(out), field="runs")
-    tables = store.load_tables(out, run_ids)
+    tags = store_module.run_tags(out, run_ids)
+    tables = StudyTables.on_disk(out, tags)
     study = manifest["study"]
-    tags = ["run_id", *GROUP, "seed", *swept_fields(study)]
-    by_run = {name: dict(tuple(frame.groupby("run_id"))) if len(frame) else {}
-              for name, frame in tables.items()}
     grid = ActionGrid.from_dict(study["actions"], f"{out}/manifest.json: study")
-    rows = []
-    for run_id in run_ids:
-        mine = {name: parts.get(run_id, pd.DataFrame()) for name, parts in by_run.items()}
-        rows.append({**mine["rounds"].iloc[0][tags].to_dict(),
-                     **run_kpis(mine, study["window"], grid)})
+    rows = [{**tag, **run_kpis(tables.run_records(tag["run_id"], study["window"], len(grid)),
+                               study["window"], grid)}
+            for tag in tags.to_dict("records")]
     runs = reference_kpis(pd.DataFrame(rows))
-    summary = summarise(runs)
-    return StudyResults(out, manifest, **tables, runs=runs, summary=summary,
+    return StudyResults(out, manifest, tables, runs=runs, summary=summarise(runs),
                         paired=paired(runs, reference_design(study)),
-                        network=store.read_network(out))
+                        network=store_module.read_network(out))

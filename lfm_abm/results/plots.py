@@ -37,7 +37,7 @@ the yardstick where a figure compares with them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -52,9 +52,11 @@ from matplotlib import ticker
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from lfm_abm.files import atomic_file
 from lfm_abm.market.bids import PRODUCTS
+from lfm_abm.results import plot_data
 from lfm_abm.results.kpis import (
     ci_half_width,
     learned_rows,
@@ -62,6 +64,7 @@ from lfm_abm.results.kpis import (
     setting_labels,
     varying_settings,
 )
+from lfm_abm.results.lazy import StudyTables
 from lfm_abm.results.registry import AGENT_TYPES, KPIS
 from lfm_abm.results.store import NetworkData
 
@@ -75,6 +78,9 @@ NEED_COLOUR = "tab:red"
 SWEPT_AXES = {"voll": "VOLL (EUR/MWh)", "reservation_price": "reservation price (EUR/MWh)",
               "P_scale": "P cost factor (x true P costs)",
               "Q_scale": "Q cost factor (x true Q costs)"}
+#: Panels of a one-panel-per-setting figure at most (the first settings in the study's
+#: order; runs.csv and summary.csv hold them all): a thousand-run sweep stays readable.
+MAX_PANELS = 16
 SMOOTH = 5  # rounds in the moving average of the curves vs round (exploration is noisy)
 COMPONENTS = {"true_cost": ("true cost of accepted bids", "#9ecae1"),
               "rent": ("FSP rent (profit)", "#de2d26"),
@@ -105,6 +111,12 @@ def order_by_total_cost(per_run: pd.DataFrame, order: Sequence[str] | None = Non
     return cost.sort_values(kind="stable", na_position="last").index.tolist()
 
 
+def _panels_note(settings: int) -> str:
+    """What a capped one-panel-per-setting figure leaves out ('' when nothing)."""
+    return (f"; the first {MAX_PANELS} of {settings} settings (all in runs.csv)"
+            if settings > MAX_PANELS else "")
+
+
 def _fmt(value: float) -> str:
     """A number as an economist reads it: thousands separated, few decimals."""
     if not np.isfinite(value):
@@ -125,17 +137,6 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 # --- window and summaries --------------------------------------------------------------
-
-def _in_window(frame: pd.DataFrame, rounds: pd.DataFrame, window: int) -> pd.DataFrame:
-    """Rows of the last `window` rounds of each run (the learnt regime)."""
-    last = rounds.groupby("run_id")["round"].max()
-    return frame[frame["round"] > frame.run_id.map(last) - window]
-
-
-def _window_rounds(rounds: pd.DataFrame, window: int) -> pd.Series:
-    """Rounds per run in the window, with or without awards: the divisor of per-round means."""
-    return _in_window(rounds, rounds, window).groupby("run_id")["round"].nunique()
-
 
 def _mean_ci(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     """Mean and 95 % CI half-width over seeds of `column`, per market (as the summary)."""
@@ -199,35 +200,29 @@ def design_comparison(per_run: pd.DataFrame, ranked: list[str], colours: dict, w
 
 # --- 2./3. learning curves by agent type -------------------------------------------
 
-def _smooth(frame: pd.DataFrame, y: str, keys: Sequence[str]) -> pd.DataFrame:
-    """Trailing moving average of `y` over SMOOTH rounds per curve: trends over noise."""
+def smooth(frame: pd.DataFrame, y: str, keys: Sequence[str]) -> pd.DataFrame:
+    """Trailing moving average of `y` over SMOOTH points per curve: trends over noise."""
     frame = frame.sort_values("round")
     moving = frame.groupby(list(keys))[y].transform(
         lambda s: s.rolling(SMOOTH, min_periods=1).mean())
     return frame.assign(**{y: moving})
 
 
-def accepted_markups(agents: pd.DataFrame) -> pd.DataFrame:
-    """Volume-weighted markup of accepted bids per run, round, agent type and family.
-
-    P (MWh) and Q (MVArh) are kept apart, as in the `markup_<type>_<family>` KPIs: their
-    volumes do not add.
-    """
-    won = agents[agents.awarded > 0].assign(weighted=lambda a: a.markup * a.awarded)
-    sums = won.groupby(["market", "run_id", "round", "fsp_type", "family"], as_index=False)[
-        ["weighted", "awarded"]].sum()
-    markups = sums.assign(markup=sums.weighted / sums.awarded,
-                          curve=sums.fsp_type + " " + sums.family)
-    return _smooth(markups, "markup", ["run_id", "curve"])
+def smoothed_markups(tables: StudyTables) -> pd.DataFrame:
+    """Accepted bids' volume-weighted markup per run, round, type and family, smoothed."""
+    return smooth(plot_data.accepted_markups(tables), "markup", ["run_id", "curve"])
 
 
-def profit_per_fsp(agents: pd.DataFrame) -> pd.DataFrame:
-    """Mean profit per FSP (summed over its product families) per run, round and type."""
-    per_fsp = agents.groupby(["market", "run_id", "round", "fsp_type", "fsp_id"],
-                             as_index=False).profit.sum()
-    means = per_fsp.groupby(["market", "run_id", "round", "fsp_type"], as_index=False
-                            ).profit.mean()
-    return _smooth(means, "profit", ["run_id", "fsp_type"])
+def smoothed_profits(tables: StudyTables) -> pd.DataFrame:
+    """Mean profit per FSP and round per run and agent type, smoothed."""
+    return smooth(plot_data.profit_per_fsp(tables), "profit", ["run_id", "fsp_type"])
+
+
+def smoothing(tables: StudyTables) -> str:
+    """How the curves vs round are smoothed (and binned, in long runs), for titles."""
+    width = plot_data.bin_width(tables)
+    return (f"{SMOOTH}-round moving average" if width == 1
+            else f"moving average of {SMOOTH} means of {width} rounds")
 
 
 def _over_seeds(data: pd.DataFrame, y: str, key: str, x: str = "round") -> pd.DataFrame:
@@ -257,13 +252,14 @@ def _curves(ax: Axes, data: pd.DataFrame, y: str, key: str, order: Sequence[str]
 
 
 def _type_curves(data: pd.DataFrame, y: str, markets: list[str], ylabel: str, title: str,
-                 path: Path) -> Path:
+                 note: str, path: Path) -> Path:
     """One panel per market, one line per agent type (mean and CI over seeds) vs round."""
     key = "curve" if "curve" in data else "fsp_type"  # type, or type and family
     curves = [c for t in AGENT_TYPES for c in (t, f"{t} P", f"{t} Q") if c in set(data[key])]
     colours = {c: AGENT_COLOURS[c.split()[0]] for c in curves}
     styles = {c: "--" if c.endswith(" Q") else "-" for c in curves}
-    shown = [m for m in markets if m in set(data.market)]
+    present = [m for m in markets if m in set(data.market)]
+    shown = present[:MAX_PANELS]
     columns = min(4, len(shown))
     rows = -(-len(shown) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.8 * rows),
@@ -277,7 +273,8 @@ def _type_curves(data: pd.DataFrame, y: str, markets: list[str], ylabel: str, ti
     for ax in axes.ravel()[len(shown):]:
         ax.axis("off")
     fig.supylabel(ylabel)
-    fig.suptitle(f"{title}\n(mean and 95 % CI over seeds, {SMOOTH}-round moving average)")
+    fig.suptitle(f"{title}\n(mean and 95 % CI over seeds, {note}"
+                 f"{_panels_note(len(present))})")
     fig.tight_layout()
     handles = [Line2D([], [], color=colours[c], linestyle=styles[c], label=c) for c in curves]
     fig.legend(handles=handles, title="agent type (and product family)", loc="upper center",
@@ -290,7 +287,7 @@ def _type_curves(data: pd.DataFrame, y: str, markets: list[str], ylabel: str, ti
 def _market_lines(ax: Axes, data: pd.DataFrame, y: str, markets: list[str],
                   colours: dict) -> None:
     """One line per market (mean and 95 % CI over seeds, moving average) vs round."""
-    _curves(ax, _smooth(data, y, ["run_id"]), y, "market", markets, colours)
+    _curves(ax, smooth(data, y, ["run_id"]), y, "market", markets, colours)
     ax.set_xlabel("round")
 
 
@@ -301,9 +298,12 @@ def _legend_below(fig: Figure, ax: Axes, title: str) -> None:
                ncols=min(len(labels), 8), fontsize=8)
 
 
-def cost_curves(rounds: pd.DataFrame, markets: list[str], colours: dict, path: Path) -> Path:
-    """Does the cost settle, and how far above competitive: DSO cost and cost / truthful."""
-    data = rounds[rounds.status == "ok"]
+def cost_curves(data: pd.DataFrame, markets: list[str], colours: dict, note: str,
+                path: Path) -> Path:
+    """Does the cost settle, and how far above competitive: DSO cost and cost / truthful.
+
+    `data`: per market, run and round the mean dso_cost and cost_ratio of ok rounds.
+    """
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5), sharex=True)
     _market_lines(left, data, "dso_cost", markets, colours)
     left.set(yscale="log", ylabel=KPIS["dso_cost"].axis_label, title="DSO cost per round (log)")
@@ -311,37 +311,18 @@ def cost_curves(rounds: pd.DataFrame, markets: list[str], colours: dict, path: P
     right.axhline(1.0, color="black", linestyle="--", linewidth=1)
     right.set(ylabel=KPIS["cost_ratio"].axis_label,
               title="Cost relative to truthful bidding (dashed = competitive)")
-    fig.suptitle(f"Cost curves by design (mean and 95 % CI over seeds, {SMOOTH}-round moving "
-                 "average)")
+    fig.suptitle(f"Cost curves by design (mean and 95 % CI over seeds, {note})")
     fig.tight_layout()
     _legend_below(fig, left, "design")
     return _save(fig, path)
 
 
-def learning_per_round(agents: pd.DataFrame, rounds: pd.DataFrame, window: int
-                       ) -> pd.DataFrame:
-    """Per run and round: mean entropy and greedy-play share of the window's earners.
+def learning(data: pd.DataFrame, window: int, markets: list[str], colours: dict,
+             n_actions: int, note: str, path: Path) -> Path:
+    """Did they learn: earners' choice entropy and greedy play vs round, vs random play.
 
-    Greedy play: the action chosen is the one the learner believed best when choosing
-    (its greedy action recorded after the round before). The earners are the learners
-    with a profit in the run's window: those whose learning decides the KPIs.
+    `data`: `plot_data.learning_per_round`.
     """
-    agents = agents.sort_values("round")
-    believed = agents.groupby(["run_id", "fsp_id", "family"]).greedy.shift(1)
-    agents = agents.assign(played_greedy=(agents.action == believed).astype(float))
-    earns = _in_window(agents, rounds, window).groupby(["run_id", "fsp_id", "family"]
-                                                       ).profit.max() > 0
-    keys = pd.MultiIndex.from_frame(agents[["run_id", "fsp_id", "family"]])
-    earners = agents[earns.reindex(keys, fill_value=False).to_numpy()]
-    earners = earners[believed.loc[earners.index].notna()]
-    return earners.groupby(["market", "run_id", "round"], as_index=False)[
-        ["entropy", "played_greedy"]].mean()
-
-
-def learning(agents: pd.DataFrame, rounds: pd.DataFrame, window: int, markets: list[str],
-             colours: dict, n_actions: int, path: Path) -> Path:
-    """Did they learn: earners' choice entropy and greedy play vs round, vs random play."""
-    data = learning_per_round(agents, rounds, window)
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5), sharex=True)
     _market_lines(left, data, "entropy", markets, colours)
     left.axhline(1.0, color="black", linestyle="--", linewidth=1)
@@ -352,33 +333,24 @@ def learning(agents: pd.DataFrame, rounds: pd.DataFrame, window: int, markets: l
     right.set(ylim=(-0.02, 1.05), ylabel="share playing the action believed best",
               title="Do they play what they learned? (dashed: random play, 1/N)")
     fig.suptitle(f"Did they learn? Learners that earn in the last {window} rounds (mean and "
-                 f"95 % CI over seeds, {SMOOTH}-round moving average)")
+                 f"95 % CI over seeds, {note})")
     fig.tight_layout()
     _legend_below(fig, left, "design")
     return _save(fig, path)
 
 
-def lerner_per_round(agents: pd.DataFrame) -> pd.DataFrame:
-    """Lerner index of accepted bids per run and round: sum profit / sum payment."""
-    won = agents[agents.awarded > 0]
-    sums = won.groupby(["market", "run_id", "round"], as_index=False)[
-        ["profit", "payment"]].sum()
-    return sums.assign(lerner=sums.profit / sums.payment.where(sums.payment > 0))
-
-
-def market_power(agents: pd.DataFrame, rounds: pd.DataFrame, markets: list[str],
-                 colours: dict, path: Path) -> Path:
+def market_power(lerner: pd.DataFrame, hhi: pd.DataFrame, markets: list[str],
+                 colours: dict, note: str, path: Path) -> Path:
     """Is there market power: Lerner index of accepted bids and HHI per need vs round."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5), sharex=True)
-    _market_lines(left, lerner_per_round(agents), "lerner", markets, colours)
+    _market_lines(left, lerner, "lerner", markets, colours)
     left.set(ylabel=f"{KPIS['lerner'].label} of accepted bids ((price - cost) / price)",
              title="Margin over true cost (0 = competitive, 1 = all rent)")
-    _market_lines(right, rounds[rounds.status == "ok"], "hhi", markets, colours)
+    _market_lines(right, hhi, "hhi", markets, colours)
     right.axhline(10_000, color="black", linestyle=":", linewidth=1)
     right.set(ylabel=KPIS["hhi"].axis_label,
               title="Concentration of each need's relief (10 000 = one FSP)")
-    fig.suptitle(f"Market power by design (mean and 95 % CI over seeds, {SMOOTH}-round "
-                 "moving average)")
+    fig.suptitle(f"Market power by design (mean and 95 % CI over seeds, {note})")
     fig.tight_layout()
     _legend_below(fig, left, "design")
     return _save(fig, path)
@@ -386,19 +358,11 @@ def market_power(agents: pd.DataFrame, rounds: pd.DataFrame, markets: list[str],
 
 # --- 6./7. rent over the window ----------------------------------------------------
 
-def window_profits(agents: pd.DataFrame, rounds: pd.DataFrame, window: int) -> pd.DataFrame:
-    """Mean profit per FSP and round over the window, per run and FSP."""
-    recent = _in_window(agents, rounds, window)
-    per_fsp = recent.groupby(["market", "run_id", "fsp_id", "fsp_type"], as_index=False
-                             ).profit.sum()
-    return per_fsp.assign(profit=per_fsp.profit
-                          / per_fsp.run_id.map(_window_rounds(rounds, window)))
+def profits(data: pd.DataFrame, window: int, markets: list[str], path: Path) -> Path:
+    """How the rent is shared: distribution of FSP profits per design and agent type.
 
-
-def profits(agents: pd.DataFrame, rounds: pd.DataFrame, window: int, markets: list[str],
-            path: Path) -> Path:
-    """How the rent is shared: distribution of FSP profits per design and agent type."""
-    data = window_profits(agents, rounds, window)
+    `data`: `plot_data.window_profits`.
+    """
     types = [t for t in AGENT_TYPES if t in set(data.fsp_type)]
     order = [m for m in markets if m in set(data.market)]
     fig, ax = plt.subplots(figsize=(11, 0.6 * len(order) + 2))
@@ -416,23 +380,23 @@ def profits(agents: pd.DataFrame, rounds: pd.DataFrame, window: int, markets: li
     return _save(fig, path)
 
 
-def cost_components(agents: pd.DataFrame, rounds: pd.DataFrame, per_run: pd.DataFrame,
-                    window: int) -> pd.DataFrame:
-    """Per market, the mean over seeds of true cost, FSP rent and VOLL x unmet per round."""
-    recent = _in_window(agents, rounds, window)
-    sums = recent.groupby("run_id")[["true_cost", "profit"]].sum()
-    sums = sums.div(_window_rounds(rounds, window), axis=0).reindex(per_run.run_id)
+def cost_components(costs: pd.DataFrame, per_run: pd.DataFrame) -> pd.DataFrame:
+    """Per market, the mean over seeds of true cost, FSP rent and VOLL x unmet per round.
+
+    `costs`: per run, true cost and rent per round of the window (`plot_data.window_costs`).
+    """
+    sums = costs.set_index("run_id").reindex(per_run.run_id)
     runs = pd.DataFrame({"market": per_run.market.to_numpy(),
                          "true_cost": sums.true_cost.fillna(0.0).to_numpy(),
-                         "rent": sums.profit.fillna(0.0).to_numpy(),
+                         "rent": sums.rent.fillna(0.0).to_numpy(),
                          "unmet_cost": per_run.unmet_cost_after_ac.fillna(0.0).to_numpy()})
     return runs.groupby("market")[list(COMPONENTS)].mean()
 
 
-def surplus_split(agents: pd.DataFrame, rounds: pd.DataFrame, per_run: pd.DataFrame,
-                  window: int, ranked: list[str], path: Path) -> Path:
+def surplus_split(costs: pd.DataFrame, per_run: pd.DataFrame, window: int, ranked: list[str],
+                  path: Path) -> Path:
     """What the DSO's total cost consists of: absolute (EUR per round) and shares."""
-    parts = cost_components(agents, rounds, per_run, window).reindex(ranked)
+    parts = cost_components(costs, per_run).reindex(ranked)
     total = parts.sum(axis=1)
     shares = parts.div(total.where(total > 0), axis=0) * 100
     y = np.arange(len(ranked))
@@ -527,15 +491,14 @@ def draw_stack(ax: Axes, market: pd.DataFrame, need: pd.Series) -> tuple[float, 
     return float(min(shown.unit_price.min(), costs.unit_cost.min())), float(top)
 
 
-def supply_stack(offers: pd.DataFrame, network: NetworkData, ranked: list[str],
-                 path: Path) -> Path | None:
-    """How one need's local market clears: bids vs true costs, first and last round."""
-    market = next((m for m in ranked if m in set(offers.market)), None)
-    if market is None:
+def supply_stack(mine: pd.DataFrame, network: NetworkData, path: Path) -> Path | None:
+    """How one need's local market clears: bids vs true costs, first and last round.
+
+    `mine`: the offers of one run (`plot_data.stack_offers`: the best design's first seed).
+    """
+    if not len(mine):
         return None
-    mine = offers[offers.market == market]
-    run_id = mine.sort_values("seed").run_id.iloc[0]
-    mine = mine[mine.run_id == run_id]
+    market = mine.market.iloc[0]
     need = choose_need(mine, network)
     if need is None:
         return None
@@ -561,26 +524,42 @@ def supply_stack(offers: pd.DataFrame, network: NetworkData, ranked: list[str],
 
 # --- 9. locational prices -----------------------------------------------------------
 
-def locational_prices(awards: pd.DataFrame, rounds: pd.DataFrame, window: int,
-                      markets: list[str], path: Path) -> Path:
-    """What accepted bids earn at their location, per design and product (P and Q apart)."""
-    data = _in_window(awards, rounds, window)
-    order = [m for m in markets if m in set(data.market)]
-    families = [f for f in FAMILY_COLOURS if f in set(data["product"].str[0])]
+def locational_prices(boxes: pd.DataFrame, window: int, markets: list[str],
+                      path: Path) -> Path:
+    """What accepted bids earn at their location, per design and product (P and Q apart).
+
+    `boxes`: quartiles, whiskers and mean per market and product (`plot_data.price_boxes`),
+    drawn as seaborn would draw the boxes of the prices themselves.
+    """
+    order = [m for m in markets if m in set(boxes.market)]
+    families = [f for f in FAMILY_COLOURS if f in set(boxes["product"].str[0])]
     fig, axes = plt.subplots(1, len(families), figsize=(7 * len(families), 0.6 * len(order) + 2),
                              sharey=True, squeeze=False)
     units = {"P": "EUR/MWh", "Q": "EUR/MVArh"}
     for ax, family in zip(axes[0], families, strict=True):
-        mine = data[data["product"].str[0] == family]
+        mine = boxes[boxes["product"].str[0] == family]
         products = [p for p in PRODUCTS if p in set(mine["product"])]
-        sns.boxplot(data=mine, x="locational_price", y="market", hue="product", order=order,
-                    hue_order=products, palette=PRODUCT_COLOURS, showfliers=False,
-                    showmeans=True, linewidth=0.8, ax=ax,
-                    meanprops={"marker": "D", "markerfacecolor": "white",
-                               "markeredgecolor": "black", "markersize": 4})
+        width = 0.8 / len(products)
+        for k, product in enumerate(products):
+            rows = mine[mine["product"] == product].set_index("market").reindex(order)
+            shown = rows.q1.notna().to_numpy()
+            stats = [{"q1": r.q1, "med": r.med, "q3": r.q3, "mean": r.mean,
+                      "whislo": r.whislo, "whishi": r.whishi, "fliers": []}
+                     for r in rows[shown].itertuples()]
+            positions = np.arange(len(order))[shown] - 0.4 + width * (k + 0.5)
+            ax.bxp(stats, positions=positions, widths=0.9 * width, orientation="horizontal",
+                   showmeans=True, patch_artist=True, manage_ticks=False,
+                   boxprops={"facecolor": PRODUCT_COLOURS[product], "linewidth": 0.8},
+                   medianprops={"color": "black", "linewidth": 0.8},
+                   meanprops={"marker": "D", "markerfacecolor": "white",
+                              "markeredgecolor": "black", "markersize": 4})
+        ax.set_yticks(np.arange(len(order)), order)
+        ax.grid(axis="y", visible=False)
         ax.set(xlabel=f"locational price of accepted {family} bids ({units[family]})",
                ylabel="", title=f"{family} products")
-        ax.legend(title="product", fontsize=8, loc="lower right")
+        ax.legend(handles=[Patch(color=PRODUCT_COLOURS[p], label=p) for p in products],
+                  title="product", fontsize=8, loc="lower right")
+    axes[0][0].invert_yaxis()
     fig.suptitle(f"What accepted bids are worth where they are: locational prices, last "
                  f"{window} rounds, all seeds (box = quartiles, diamond = mean)")
     fig.tight_layout()
@@ -588,17 +567,6 @@ def locational_prices(awards: pd.DataFrame, rounds: pd.DataFrame, window: int,
 
 
 # --- 10. awards map --------------------------------------------------------------------
-
-def awards_per_bus(awards: pd.DataFrame, rounds: pd.DataFrame, window: int) -> pd.DataFrame:
-    """Mean awarded energy per market, bus and family per round of the window."""
-    recent = _in_window(awards, rounds, window)
-    recent = recent.assign(energy=recent.awarded * recent.hours,
-                           family=recent["product"].str[0])
-    runs = rounds.drop_duplicates("run_id")
-    per_market = runs.run_id.map(_window_rounds(rounds, window)).groupby(runs.market).sum()
-    per_bus = recent.groupby(["market", "bus", "family"], as_index=False).energy.sum()
-    return per_bus.assign(energy=per_bus.energy / per_bus.market.map(per_market))
-
 
 def _draw_grid(ax: Axes, network: NetworkData) -> None:
     """Lines grey, buses small dots, needs red: CM element as a thick line, VC as a ring."""
@@ -635,11 +603,15 @@ def _map_legend(fig: Figure, largest: float, scale: float) -> None:
                ncols=len(labels), fontsize=8, borderpad=1.0, columnspacing=1.5)
 
 
-def awards_map(awards: pd.DataFrame, rounds: pd.DataFrame, network: NetworkData,
-               window: int, markets: list[str], path: Path) -> Path:
-    """Where flexibility is bought: mean awarded energy per bus and round, per design."""
-    per_bus = awards_per_bus(awards, rounds, window).merge(network.buses[["bus", "x", "y"]],
-                                                           on="bus")
+def awards_map(per_bus: pd.DataFrame, network: NetworkData, window: int, markets: list[str],
+               path: Path) -> Path:
+    """Where flexibility is bought: mean awarded energy per bus and round, per design.
+
+    `per_bus`: `plot_data.awards_per_bus`.
+    """
+    per_bus = per_bus.merge(network.buses[["bus", "x", "y"]], on="bus")
+    capped = _panels_note(len(markets))
+    markets = markets[:MAX_PANELS]
     columns = min(4, len(markets))
     rows = -(-len(markets) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 4.2 * rows), squeeze=False)
@@ -659,7 +631,7 @@ def awards_map(awards: pd.DataFrame, rounds: pd.DataFrame, network: NetworkData,
     for ax in axes.ravel()[len(markets):]:
         ax.axis("off")
     fig.suptitle(f"Where flexibility is bought: mean awarded energy per bus and round "
-                 f"(area; last {window} rounds, all seeds), bus ids labelled")
+                 f"(area; last {window} rounds, all seeds), bus ids labelled{capped}")
     fig.tight_layout()
     _map_legend(fig, largest, scale)
     return _save(fig, path)
@@ -706,63 +678,72 @@ def sweep(per_run: pd.DataFrame, column: str, order: Sequence[str] | None,
 
 # --- entry point ------------------------------------------------------------------------
 
-def _present(tables: dict[str, pd.DataFrame], *names: str) -> bool:
-    """True if every named table exists and has rows (else its figures are skipped)."""
-    return all(tables.get(name) is not None and len(tables[name]) for name in names)
-
-
-def make_plots(tables: dict[str, pd.DataFrame], per_run: pd.DataFrame, folder: Path,
-               window: int, network: NetworkData | None = None,
+def make_plots(tables: StudyTables | Mapping[str, pd.DataFrame], per_run: pd.DataFrame,
+               folder: Path, window: int, network: NetworkData | None = None,
                order: Sequence[str] | None = None, swept: Sequence[str] = (),
                n_actions: int = 11) -> list[Path]:
     """All figures of a study's learned settings into `folder` (absent data: skipped).
 
-    `n_actions`: the action grid's size (random play's greedy share is 1 / n_actions).
+    `tables`: the study's tables where they are stored (`StudyResults.store`), or frames
+    (each with a run_id column). `n_actions`: the action grid's size (random play's
+    greedy share is 1 / n_actions).
     """
     folder.mkdir(parents=True, exist_ok=True)
-    learned = set(learned_rows(per_run).run_id)
-    per_run = per_run[per_run.run_id.isin(learned)]
-    tables = {name: frame[frame.run_id.isin(learned)] for name, frame in tables.items()
-              if frame is not None and "run_id" in frame}
+    per_run = learned_rows(per_run)
+    per_run = per_run.assign(market=setting_labels(per_run, varying_settings(per_run)))
+    tags = per_run[[c for c in ("run_id", "market", "design", "pricing", "learner",
+                                "variant", "seed", *swept) if c in per_run]]
+    if isinstance(tables, Mapping):
+        tables = StudyTables.in_memory(tables, tags)
+    seen = tables.tags.drop(columns="run_order")
+    try:
+        tables.set_runs(tags)
+        return _figures(tables, per_run, folder, window, network, order, swept, n_actions)
+    finally:
+        tables.set_runs(seen)
+
+
+def _figures(tables: StudyTables, per_run: pd.DataFrame, folder: Path, window: int,
+             network: NetworkData | None, order: Sequence[str] | None, swept: Sequence[str],
+             n_actions: int) -> list[Path]:
     sns.set_theme(style="whitegrid", context="paper")
-    settings = varying_settings(per_run)
-    per_run = per_run.assign(market=setting_labels(per_run, settings))
-    tables = {name: frame.assign(market=setting_labels(frame, settings))
-              for name, frame in tables.items() if frame is not None and "design" in frame}
     markets = market_order(per_run.market, order)
     ranked = order_by_total_cost(per_run, markets)
     colours = palette(markets)
     figures = [design_comparison(per_run, ranked, colours, window,
                                  folder / "design_comparison.png")]
-    rounds = tables.get("rounds")
-    if _present(tables, "agents", "rounds"):
-        agents = tables["agents"]
+    if tables.has("rounds"):
+        plot_data.add_windows(tables, window)
+        note = smoothing(tables)
+        rounds = plot_data.round_means(tables, ["dso_cost", "cost_ratio", "hhi"])
+        figures.append(cost_curves(rounds, markets, colours, note, folder / "cost_curves.png"))
+    if tables.has("agents", "rounds"):
         figures += [
-            _type_curves(accepted_markups(agents), "markup", markets,
+            _type_curves(smoothed_markups(tables), "markup", markets,
                          "markup of accepted bids (price / true cost - 1)",
                          "Do FSPs learn to bid above cost? Volume-weighted markup of accepted "
-                         "bids", folder / "markups_accepted.png"),
-            _type_curves(profit_per_fsp(agents), "profit", markets,
+                         "bids", note, folder / "markups_accepted.png"),
+            _type_curves(smoothed_profits(tables), "profit", markets,
                          "profit per FSP and round (EUR)",
-                         "Who earns while learning? Profit per FSP and round",
+                         "Who earns while learning? Profit per FSP and round", note,
                          folder / "learning_profits.png"),
-            market_power(agents, rounds, markets, colours, folder / "market_power.png"),
-            profits(agents, rounds, window, markets, folder / "profits.png"),
-            surplus_split(agents, rounds, per_run, window, ranked,
+            market_power(plot_data.lerner_per_round(tables), rounds, markets, colours, note,
+                         folder / "market_power.png"),
+            profits(plot_data.window_profits(tables), window, markets,
+                    folder / "profits.png"),
+            surplus_split(plot_data.window_costs(tables), per_run, window, ranked,
                           folder / "surplus_split.png"),
-            learning(agents, rounds, window, markets, colours, n_actions,
-                     folder / "learning.png")]
-    if _present(tables, "rounds"):
-        figures.append(cost_curves(rounds, markets, colours, folder / "cost_curves.png"))
-    if network is not None and _present(tables, "offers"):
-        figures.append(supply_stack(tables["offers"], network, ranked,
+            learning(plot_data.learning_per_round(tables), window, markets, colours, n_actions,
+                     note, folder / "learning.png")]
+    if network is not None and tables.has("offers"):
+        figures.append(supply_stack(plot_data.stack_offers(tables, ranked), network,
                                     folder / "supply_stack.png"))
-    if _present(tables, "awards", "rounds"):
-        figures.append(locational_prices(tables["awards"], rounds, window, markets,
+    if tables.has("awards", "rounds"):
+        figures.append(locational_prices(plot_data.price_boxes(tables), window, markets,
                                          folder / "locational_prices.png"))
         if network is not None and network.has_coordinates:
-            figures.append(awards_map(tables["awards"], rounds, network, window, markets,
-                                      folder / "awards_map.png"))
+            figures.append(awards_map(plot_data.awards_per_bus(tables), network, window,
+                                      markets, folder / "awards_map.png"))
     figures += [sweep(per_run, column, markets, folder / f"sweep_{column}.png", swept)
                 for column in swept if column in per_run and per_run[column].nunique() > 1]
     return [path for path in figures if path is not None]

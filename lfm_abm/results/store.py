@@ -125,37 +125,23 @@ def is_finished(out: Path, run_id: str, fingerprint: str) -> bool:
                for name, record in files.items())
 
 
-def load_tables(out: Path, run_ids: Iterable[str]) -> dict[str, pd.DataFrame]:
-    """Concatenate every table over the given runs, tagged with run id and settings.
+def run_tags(out: Path, run_ids: Iterable[str]) -> pd.DataFrame:
+    """One row per run: run id, design, pricing, learner, variant, seed, swept fields.
 
-    The tags are the run's design, pricing, learner, variant label, seed and one column
-    per swept field (e.g. `voll`; a list value as text; a field named like one of the
-    table's own columns, such as `hours`, keeps the column and is read from `variant`),
-    so a table is ready to group without a join.
+    What every table of the run is tagged with when read (`results.lazy`): the runs'
+    files hold records only. A swept field's list value is shown as text.
     """
-    frames: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLES}
+    rows = []
     for run_id in run_ids:
         meta = run_meta(out, run_id)
         if meta is None:
             continue
-        tags = {"run_id": run_id, "design": meta["design"], "pricing": meta["pricing"],
-                "learner": meta["learner"], "variant": meta.get("variant", ""),
-                "seed": meta["seed"]}
         swept = {key: value if isinstance(value, int | float | str) else str(value)
                  for key, value in meta.get("swept", {}).items()}
-        for name in TABLES:
-            path = out / RUNS / run_id / f"{name}.parquet"
-            if path.is_file():  # results written before a table existed lack it
-                frame = pd.read_parquet(path)
-                frames[name].append(frame.assign(**tags, **{
-                    key: value for key, value in swept.items() if key not in frame}))
-    return {name: _concat(parts) for name, parts in frames.items()}
-
-
-def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """One table of the runs' parts; empty parts (a reference run's regret) add no rows."""
-    filled = [part for part in parts if len(part)] or parts[:1]
-    return pd.concat(filled, ignore_index=True) if filled else pd.DataFrame()
+        rows.append({"run_id": run_id, "design": meta["design"], "pricing": meta["pricing"],
+                     "learner": meta["learner"], "variant": meta.get("variant", ""),
+                     "seed": meta["seed"], **swept})
+    return pd.DataFrame(rows)
 
 
 class NetworkData(NamedTuple):
