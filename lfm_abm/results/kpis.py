@@ -148,9 +148,9 @@ def run_kpis(tables: Mapping[str, pd.DataFrame] | RunRecords, window: int, grid:
                       "validated": last[last.ac_validated.astype(bool)] if len(last) else last}
     out = {kpi.name: _mean(by_aggregation[kpi.aggregation], kpi.name)
            for kpi in KPIS.values() if kpi.aggregation in by_aggregation}
-    n_rounds = float(rounds["round"].max()) if len(rounds) else 0.0
+    n_rounds = records.n_rounds
     out["rounds"] = n_rounds
-    out["failed_rounds"] = float((rounds.status != "ok").sum()) if "status" in rounds else 0.0
+    out["failed_rounds"] = records.failed_rounds
     out["total_cost"] = out["dso_cost"] + out["unmet_cost_after_ac"]
     out["cost_ratio"] = (out["dso_cost"] / out["truthful_cost"] if out["truthful_cost"] > 0
                          else float("nan"))

@@ -34,7 +34,7 @@ from lfm_abm.learning.convergence import (
 from lfm_abm.records import TABLES
 
 #: DuckDB's memory for one summary; beyond it, sorts and aggregations spill to disk.
-MEMORY_LIMIT = "1GB"
+MEMORY_LIMIT = "256MB"
 #: Points per curve at most: longer runs are averaged over bins of consecutive rounds.
 MAX_POINTS = 2000
 
@@ -51,13 +51,16 @@ def _literal(text: str) -> str:
 class RunRecords:
     """What one run's KPIs are computed from, without its whole tables.
 
-    rounds: every round (one row each: small); agents: the rows of the KPI window's
-    rounds with `believed` (the greedy action recorded the round before); blocks: the
-    learners' action counts per block (`convergence.BlockCounts`); structure, suppliers;
-    regret: the rows of the last round it was measured in.
+    rounds: the rounds of the KPI window (at least; a whole run's table also does);
+    n_rounds: the run's last round; failed_rounds: how many did not clear; agents: the
+    rows of the window's rounds with `believed` (the greedy action recorded the round
+    before); blocks: the learners' action counts per block (`convergence.BlockCounts`);
+    structure, suppliers; regret: the rows of the last round it was measured in.
     """
 
     rounds: pd.DataFrame
+    n_rounds: float
+    failed_rounds: float
     agents: pd.DataFrame
     blocks: BlockCounts
     structure: pd.DataFrame
@@ -67,8 +70,10 @@ class RunRecords:
     @classmethod
     def of_frames(cls, tables: Mapping[str, pd.DataFrame], n_actions: int) -> RunRecords:
         """From one run's whole tables (a short run in memory): agents whole, no `believed`."""
-        agents = tables["agents"]
-        return cls(tables["rounds"], agents, block_counts(agents, n_actions),
+        rounds, agents = tables["rounds"], tables["agents"]
+        failed = float((rounds.status != "ok").sum()) if "status" in rounds else 0.0
+        return cls(rounds, float(rounds["round"].max()) if len(rounds) else 0.0, failed,
+                   agents, block_counts(agents, n_actions),
                    tables["structure"], tables["suppliers"], tables["regret"])
 
 
@@ -190,17 +195,30 @@ class StudyTables:
     def run_records(self, run_id: str, window: int, n_actions: int,
                     block: int = BLOCK) -> RunRecords:
         """One run's KPI inputs, aggregated where stored: memory independent of rounds."""
-        rounds = self._run_frame("rounds", run_id, "SELECT * FROM t ORDER BY round")
-        ok = rounds[rounds.status == "ok"] if "status" in rounds else rounds
-        first = float(ok["round"].max()) - window if len(ok) else 0.0
+        ok = "status = 'ok'" if "status" in self.columns("rounds") else "true"
+        span = self._run_frame("rounds", run_id, f"""
+            SELECT coalesce(max(round), 0) AS last, max(round) FILTER (WHERE {ok}) AS last_ok,
+                   count(*) FILTER (WHERE NOT {ok}) AS failed FROM t""")
+        last_ok = span.last_ok.iloc[0] if len(span) else None
+        first = float(last_ok) - window if pd.notna(last_ok) else 0.0
+        rounds = self._run_frame("rounds", run_id,
+                                 f"SELECT * FROM t WHERE round > {first} ORDER BY round")
         keys = ", ".join(KEYS)
+        # believed: the greedy action of the learner's row before; for its first row in
+        # the window, that of its last row before the window (aggregated, not windowed:
+        # a window function over a long run's whole table would hold it in memory)
         agents = self._run_frame("agents", run_id, f"""
-            SELECT * FROM (SELECT *, lag(greedy) OVER (PARTITION BY {keys} ORDER BY round)
-                           AS believed FROM t)
-            WHERE round > {first} ORDER BY round, {keys}""")
+            , before AS (SELECT {keys}, arg_max(greedy, round) AS last_greedy FROM t
+                         WHERE round <= {first} GROUP BY {keys})
+            SELECT w.*, coalesce(lag(w.greedy) OVER (PARTITION BY {keys} ORDER BY round),
+                                 before.last_greedy) AS believed
+            FROM (SELECT * FROM t WHERE round > {first}) AS w LEFT JOIN before USING ({keys})
+            ORDER BY round, {keys}""")
         regret = self._run_frame("regret", run_id, """
             SELECT * FROM t WHERE round = (SELECT max(round) FROM t)""")
-        return RunRecords(rounds, agents, self._block_counts(run_id, n_actions, block),
+        return RunRecords(rounds, float(span["last"].iloc[0]) if len(span) else 0.0,
+                          float(span.failed.iloc[0]) if len(span) else 0.0, agents,
+                          self._block_counts(run_id, n_actions, block),
                           self._run_frame("structure", run_id),
                           self._run_frame("suppliers", run_id), regret)
 
