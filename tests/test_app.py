@@ -17,9 +17,10 @@ import pandas as pd
 import pytest
 from matplotlib.collections import LineCollection
 
-from lfm_abm.app_figures import cost_figure, grid_map, stack_figure
+from lfm_abm.app_figures import bidding_figure, cost_figure, grid_map, stack_figure
 from lfm_abm.app_model import AppModel, grid_state, need_market, round_awards
 from lfm_abm.errors import InputError
+from lfm_abm.results.plots import SMOOTH
 
 PERIOD = 12  # cigre-mv's default day: line 0 and 1 overloaded, feeder 1 above 1.05 p.u.
 ROUNDS = 3
@@ -116,9 +117,15 @@ def test_figures_draw_the_numbers_of_the_state(stepped):
     coloured = next(c for c in ax.collections
                     if isinstance(c, LineCollection) and c.get_array() is not None)
     assert np.allclose(coloured.get_array(), state.branches.loading_percent)
-    rounds, _ = model.history()
+    rounds, agents = model.history()
     cost_ax = cost_figure(rounds).axes[0]
     assert np.allclose(cost_ax.lines[0].get_ydata(), rounds.dso_cost)
+    profit_ax = bidding_figure(agents).axes[1]
+    kind = profit_ax.lines[0].get_label()
+    mine = agents[agents.fsp_type == kind]
+    per_fsp = mine.groupby("round").profit.sum() / mine.groupby("round").fsp_id.nunique()
+    assert np.allclose(profit_ax.lines[0].get_ydata(),
+                       per_fsp.rolling(SMOOTH, min_periods=1).mean())
     need = model.needs[model.needs.period == PERIOD].iloc[0]
     stack_ax = stack_figure(need_market(model, need.need_id), need).axes[0]
     assert any(np.allclose(line.get_xdata(), need.need) for line in stack_ax.lines)
