@@ -168,9 +168,8 @@ class StudyTables:
             return pd.DataFrame()
         tags = [c for c in self.tags.columns if c != "run_order"]
         shown = [*self._columns[name], *(c for c in tags if c not in self._columns[name])]
-        frame = self.query(f"SELECT {', '.join(map(_quoted, shown))} FROM {name} "
-                           f"ORDER BY run_order, file_row_number")
-        return frame
+        return self.query(f"SELECT {', '.join(map(_quoted, shown))} FROM {name} "
+                          f"ORDER BY run_order, file_row_number")
 
     # --- one run's KPI inputs ------------------------------------------------------
 
