@@ -22,7 +22,7 @@ def learning_run(rounds: int, seed: int, failed: tuple[int, ...] = ()) -> dict[s
     """One run's tables: three learners settling on an action, noisy before; rounds in
     `failed` have a rounds row with status 'failed' and no agent rows."""
     rng = np.random.default_rng(seed)
-    numbers = [r for r in range(1, rounds + 1)]
+    numbers = list(range(1, rounds + 1))
     status = ["failed" if r in failed else "ok" for r in numbers]
     frame = pd.DataFrame({"round": numbers, "status": status,
                           "dso_cost": rng.uniform(50, 150, rounds), "truthful_cost": 40.0,

@@ -72,13 +72,17 @@ class BlockCounts:
     n_rounds: int
     any_earner: bool
 
+    @classmethod
+    def empty(cls, n_actions: int) -> BlockCounts:
+        """The blocks of a run without agent records: nothing to judge."""
+        return cls(np.zeros(0), np.zeros((0, 0, n_actions)), np.zeros((0, 0), bool), 0, False)
+
 
 def block_counts(agents: pd.DataFrame, n_actions: int, block: int = BLOCK) -> BlockCounts:
     """The blocks of an agents table (columns round, fsp_id, family, action, profit)."""
     _check_block(block)
     if agents.empty:
-        return BlockCounts(np.zeros(0), np.zeros((0, 0, n_actions)), np.zeros((0, 0), bool),
-                           0, False)
+        return BlockCounts.empty(n_actions)
     rounds = np.sort(agents["round"].unique())
     n_blocks = len(rounds) // block
     position = np.searchsorted(rounds, agents["round"].to_numpy()) // block
@@ -174,7 +178,6 @@ def rounds_to_stable(agents: pd.DataFrame | BlockCounts, n_actions: int, block: 
     is settled. NaN with fewer than two blocks, if no learner ever earns, or if the last
     pair of blocks is not settled (never settled).
     """
-    _check(block, threshold, decided)
     blocks = _blocks(agents, n_actions, block)
     pairs = settled_pairs(blocks, n_actions, block, threshold, decided)
     if pairs.empty or not blocks.any_earner:

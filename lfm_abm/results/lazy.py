@@ -236,8 +236,7 @@ class StudyTables:
             FROM t JOIN numbered USING (round) JOIN learners USING ({keys})
             GROUP BY block, learner, action""")
         if counts.empty:
-            return BlockCounts(np.zeros(0), np.zeros((0, 0, n_actions)),
-                               np.zeros((0, 0), bool), 0, False)
+            return BlockCounts.empty(n_actions)
         check_actions(int(counts.action.max()), n_actions)
         n_rounds, n_learners = int(counts.n_rounds.iloc[0]), int(counts.n_learners.iloc[0])
         n_blocks = n_rounds // block

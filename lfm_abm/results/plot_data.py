@@ -19,15 +19,14 @@ from lfm_abm.results.lazy import MAX_POINTS, StudyTables
 def add_windows(tables: StudyTables, window: int) -> None:
     """Add each run's `window_start` and `window_rounds` to the runs seen."""
     spans = tables.query(f"""
-        SELECT run_id, max(round) - {int(window)} AS window_start FROM rounds GROUP BY run_id""")
-    counted = tables.query(f"""
         WITH last AS (SELECT run_id, max(round) AS last FROM rounds GROUP BY run_id)
-        SELECT run_id, count(DISTINCT round) AS window_rounds FROM rounds JOIN last
-        USING (run_id) WHERE round > last - {int(window)} GROUP BY run_id""")
+        SELECT run_id, any_value(last) - {int(window)} AS window_start,
+               count(DISTINCT round) FILTER (WHERE round > last - {int(window)})
+               AS window_rounds
+        FROM rounds JOIN last USING (run_id) GROUP BY run_id""")
     tags = tables.tags.drop(columns=["run_order", "window_start", "window_rounds"],
                             errors="ignore")
-    tables.set_runs(tags.merge(spans, on="run_id", how="left")
-                    .merge(counted, on="run_id", how="left"))
+    tables.set_runs(tags.merge(spans, on="run_id", how="left"))
 
 
 def bin_width(tables: StudyTables, table: str = "rounds") -> int:
