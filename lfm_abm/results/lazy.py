@@ -16,6 +16,7 @@ narrowing `runs` (`set_runs`) narrows every table.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,9 @@ class StudyTables:
         self._sources = dict(sources)  # table -> SQL of its raw rows (with run_id)
         self._columns = dict(columns)  # table -> its own columns
         self._db = connection
+        # Closed when this object goes, and at the latest at exit: a connection left to
+        # interpreter shutdown can abort the process ("terminate called"), exit code 134.
+        weakref.finalize(self, connection.close)
         self._out = out  # where each run's files are (None: frames in memory)
         self.set_runs(tags)
 
