@@ -249,7 +249,10 @@ class LFMModel(mesa.Model):
                   "unmet_need_no_market": day.case.baseline_emergency.emergency_mwh}
         record.update({k: v for k, v in summary.items() if k != "procurement_cost"})
         self.sink.add_rows("rounds", [record])
-        self.sink.add_frame("awards", awards[awards.awarded > 0].assign(round=self.round))
+        won = np.flatnonzero(awards.awarded.to_numpy() > 0)  # dozens of the offers
+        self.sink.add_columns("awards", {
+            **{column: awards[column].to_numpy()[won] for column in awards.columns},
+            "round": np.full(len(won), self.round)})
         self.rounds_cleared += 1
         self.offer_rounds.setdefault("first", (self.round, day, awards))
         self.offer_rounds["last"] = (self.round, day, awards)

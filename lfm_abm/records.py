@@ -21,6 +21,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -49,7 +50,8 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 class RecordSink:
     """Per-table record buffers of one run, streamed to `folder` (or kept, without one).
 
-    Tables take either rows (dicts, `add_rows`) or frames (`add_frame`); `end_round`
+    Tables take rows (dicts, `add_rows`), frames (`add_frame`) or columns (arrays of
+    equal length, `add_columns`: a frame is built per flush, not per round); `end_round`
     marks a round boundary, where a full buffer is flushed. `frames` gives every table
     so far (read back from the parts when streaming); `close` writes the final files.
     """
@@ -59,6 +61,7 @@ class RecordSink:
         self.max_rows = max_rows
         self._rows: dict[str, list[dict]] = {}
         self._frames: dict[str, list[pd.DataFrame]] = {}
+        self._columns: dict[str, list[Mapping[str, np.ndarray]]] = {}
         self._buffered = 0
         self._parts: dict[str, list[Path]] = {}
         self._written: dict[str, Path] = {}  # by `close`
@@ -73,6 +76,14 @@ class RecordSink:
         self._frames.setdefault(table, []).append(frame)
         self._buffered += len(frame)
 
+    def add_columns(self, table: str, columns: Mapping[str, np.ndarray]) -> None:
+        """Append rows given column by column (the same columns every time) to `table`."""
+        parts = self._columns.setdefault(table, [])
+        if parts and list(columns) != list(parts[0]):
+            raise ValueError(f"{table}: columns {list(columns)} differ from {list(parts[0])}")
+        parts.append(columns)
+        self._buffered += len(next(iter(columns.values()), ()))
+
     def end_round(self) -> None:
         """A round is complete: flush if streaming and the buffers are full."""
         if self.folder is not None and self._buffered >= self.max_rows:
@@ -82,6 +93,9 @@ class RecordSink:
         frames = {name: pd.DataFrame(rows) for name, rows in self._rows.items()}
         frames.update({name: pd.concat(parts, ignore_index=True)
                        for name, parts in self._frames.items()})
+        frames.update({name: pd.DataFrame({column: np.concatenate([p[column] for p in parts])
+                                           for column in parts[0]})
+                       for name, parts in self._columns.items()})
         return frames
 
     def flush(self) -> None:
@@ -95,7 +109,7 @@ class RecordSink:
             path = parts / f"{name}-{len(paths):06d}.parquet"
             pq.write_table(_arrow(frame), path)
             paths.append(path)
-        self._rows, self._frames, self._buffered = {}, {}, 0
+        self._rows, self._frames, self._columns, self._buffered = {}, {}, {}, 0
 
     def _schema(self, name: str) -> pa.Schema:
         return pa.unify_schemas([pq.read_schema(p) for p in self._parts[name]],

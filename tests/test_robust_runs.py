@@ -69,6 +69,28 @@ def test_streamed_chunks_keep_the_types_pandas_gives_the_whole_table(tmp_path):
     assert not (tmp_path / ".parts").exists()
 
 
+def test_rows_added_column_by_column_make_the_table_built_at_once(tmp_path):
+    """Awards are buffered as arrays (a frame per flush, not per round); a round with
+    no rows and a flush in between change nothing; other columns are refused."""
+    rounds = [{"bid_id": np.array(["a", "b"], dtype=object), "awarded": np.array([1.0, 2.5]),
+               "round": np.array([1, 1])},
+              {"bid_id": np.array([], dtype=object), "awarded": np.array([]),
+               "round": np.array([], dtype=int)},
+              {"bid_id": np.array(["c"], dtype=object), "awarded": np.array([0.5]),
+               "round": np.array([3])}]
+    sink = RecordSink(tmp_path, max_rows=2)
+    for columns in rounds:
+        sink.add_columns("awards", columns)
+        sink.end_round()
+    expected = pd.DataFrame({"bid_id": ["a", "b", "c"], "awarded": [1.0, 2.5, 0.5],
+                             "round": [1, 1, 3]})
+    pd.testing.assert_frame_equal(sink.frames()["awards"], expected)
+    assert len(list((tmp_path / ".parts").iterdir())) == 2
+    with pytest.raises(ValueError, match="differ"):
+        sink.add_columns("awards", {"bid_id": np.array(["d"], dtype=object)})
+        sink.add_columns("awards", {"awarded": np.array([1.0])})
+
+
 @pytest.fixture(scope="module")
 def settings():
     scenario = replace(default_scenario(load_grid("cigre-mv")), hours=(12, 19))

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from lfm_abm.speed_targets import horizon_run, rss_mb, sequential_designs
+import tomllib
+
+from lfm_abm.speed_targets import (
+    LONG_STUDY,
+    horizon_run,
+    long_run_ac_every,
+    rss_mb,
+    sequential_designs,
+)
 
 
 def test_the_sequential_targets_are_the_main_studys_sequential_designs():
     assert sequential_designs() == ["CM_P>VC_Q"]
+
+
+def test_the_long_run_target_is_timed_at_the_long_run_studys_validation_rate():
+    assert long_run_ac_every() == tomllib.loads(LONG_STUDY.read_text())["study"]["ac_every"]
+    assert long_run_ac_every() > 1  # the study validates a sample of its 100,000 rounds
 
 
 def test_a_horizon_run_reports_rate_and_memory_at_each_checkpoint():

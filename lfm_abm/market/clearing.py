@@ -293,8 +293,7 @@ class Market:
         self._first = StageSolver(engine, keep=warm)
         self._later = StageSolver(engine, keep=warm)  # later stages and re-linearisation
         self._after = StageSolver(engine)  # emergency action after AC validation
-        # energy-account row of each bid, for the slots and devices it was found for
-        self._account_rows: tuple[tuple[np.ndarray, ...], str, np.ndarray] | None = None
+        self._facts: _SlotFacts | None = None  # of the latest bid slots
 
     def clear(self, bids: pd.DataFrame, devices: Devices | None = None, *,
               ac_validate: bool = True, trusted: bool = False) -> ClearingResult:
@@ -315,10 +314,10 @@ class Market:
             bids = bids.reset_index(drop=True)
         tally = _Tally(bids, case.period_hours)
         stages: list[tuple[PlannedStage, StageResult]] = []
+        facts = self._slot_facts(bids, devices)
         stats = {"iterations": 0, "solve_seconds": 0.0, "stages": 0,
-                 "above_reservation": int(((bids.price > case.params.max_bid_price)
-                                           & families(bids["product"]).isin(
-                                               self.design.products)).sum())}
+                 "above_reservation": int((facts.admitted & (bids.price.to_numpy()
+                                                             > case.params.max_bid_price)).sum())}
         last_points = case.points
         for index, planned in enumerate(self.plan):
             if planned.at_baseline:
@@ -358,10 +357,8 @@ class Market:
         first = stages[0][1]
         stats.update(lp_rows=first.lp.matrix.shape[0], lp_cols=first.lp.matrix.shape[1],
                      warm=first.solution.warm, rebuilt=first.rebuilt)
-        awards = tally.frame()
-        for name, values in bid_states(devices.energy, bids, tally.awarded, tally.hours,
-                                       self._rows_in_accounts(bids, devices)).items():
-            awards[name] = values  # in place: `assign` would copy the whole table
+        awards = tally.frame(bid_states(devices.energy, bids, tally.awarded, tally.hours,
+                                        facts.account_rows))
         result = ClearingResult(
             design=self.design.name, pricing=self.pricing, awards=awards,
             stages=stages, linearised_at=_last_linearisation(bids, stages, last_points),
@@ -369,13 +366,15 @@ class Market:
             energy=devices.energy)
         return self.validate(result) if ac_validate else result
 
-    def _rows_in_accounts(self, bids: pd.DataFrame, devices: Devices) -> np.ndarray:
-        """`account_rows` of the bids, kept while rounds bid in the same slots."""
-        kept = self._account_rows
-        if kept is None or kept[1] != devices.key or not same_slots(bids, kept[0]):
-            kept = (slot_arrays(bids), devices.key, account_rows(devices.energy, bids))
-            self._account_rows = kept
-        return kept[2]
+    def _slot_facts(self, bids: pd.DataFrame, devices: Devices) -> _SlotFacts:
+        """What the bids' slots alone fix, kept while rounds bid in the same slots."""
+        kept = self._facts
+        if kept is None or kept.devices != devices.key or not same_slots(bids, kept.slots):
+            kept = _SlotFacts(slot_arrays(bids), devices.key,
+                              families(bids["product"]).isin(self.design.products).to_numpy(),
+                              account_rows(devices.energy, bids))
+            self._facts = kept
+        return kept
 
     def validate(self, result: ClearingResult) -> ClearingResult:
         """AC-validate a clearing's awards and measure the unmet need on the AC state."""
@@ -443,6 +442,16 @@ def _later_key(index: int, devices: Devices, awarded: np.ndarray, flex: pd.DataF
     return ("later", index, devices.key, tuple(periods), digest.hexdigest())
 
 
+@dataclass(frozen=True)
+class _SlotFacts:
+    """Per bid, what its slot fixes: the design admits its family; its energy-account row."""
+
+    slots: tuple[np.ndarray, ...]
+    devices: str  # the key of the devices the account rows were found for
+    admitted: np.ndarray
+    account_rows: np.ndarray
+
+
 class _Tally:
     """Awards and payments of a clearing, accumulated over its stages, per bid."""
 
@@ -486,13 +495,14 @@ class _Tally:
             return awards
         return combine_flex([awards, *(emergency_injections(e) for e in self.emergency)])
 
-    def frame(self) -> pd.DataFrame:
-        """Bid columns plus hours, awarded, payment, price paid, uplift, price and stage."""
+    def frame(self, more: dict[str, np.ndarray]) -> pd.DataFrame:
+        """Bid columns plus hours, awarded, payment, price paid, uplift, price, stage, `more`."""
         energy = self.awarded * self.hours
         return pd.DataFrame({
             **{column: self.bids[column].to_numpy() for column in self.bids.columns},
             "hours": self.hours, "awarded": self.awarded, "payment": self.payment,
             "price_paid": np.divide(self.payment, energy, out=np.full(len(energy), np.nan),
                                     where=energy > 0),
-            "uplift": self.uplift, "locational_price": self.price, "stage": self.stage_of})
+            "uplift": self.uplift, "locational_price": self.price, "stage": self.stage_of,
+            **more})
 

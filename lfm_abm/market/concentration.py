@@ -50,8 +50,8 @@ def relief_per_unit(case: MarketCase, need: NamedTuple, offers: pd.DataFrame) ->
 class NeedMarkets:
     """The locational markets of a day's needs over a fixed table of offers.
 
-    Built once per day (the offer book keeps its order), so each round's HHI is two
-    sparse products.
+    Built once per day (the offer book keeps its order): each round's HHI sums the
+    relief of the awarded offers per need and provider (one bincount).
     """
 
     def __init__(self, case: MarketCase, needs: pd.DataFrame, offers: pd.DataFrame) -> None:
@@ -69,15 +69,20 @@ class NeedMarkets:
                                                                 np.concatenate(cols))), shape=shape)
                        if rows else sp.csr_matrix(shape))
         codes, providers = pd.factorize(offers.provider_id)
-        self.owner = sp.csr_matrix((np.ones(len(offers)), (np.arange(len(offers)), codes)),
-                                   shape=(len(offers), len(providers)))
+        self.n_providers = len(providers)
+        # per relief entry: its need, and the (need, provider) cell it adds to
+        need_of = np.repeat(np.arange(shape[0]), np.diff(self.relief.indptr))
+        self._cell = need_of * self.n_providers + codes[self.relief.indices]
 
     def hhi(self, awarded: np.ndarray) -> float:
         """Mean HHI (0-10 000) over needs, weighted by the share of each need relieved.
 
         `awarded` is MW per offer; NaN if no need was relieved.
         """
-        by_provider = (self.relief @ sp.diags(awarded) @ self.owner).toarray()
+        n_needs = self.relief.shape[0]
+        by_provider = np.bincount(self._cell, self.relief.data * awarded[self.relief.indices],
+                                  minlength=n_needs * self.n_providers
+                                  ).reshape(n_needs, self.n_providers)
         total = by_provider.sum(axis=1)
         relieved = total > 0
         if not relieved.any():
