@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NoReturn
 from lfm_abm.errors import InputError, PowerFlowError
 from lfm_abm.files import WriteError, check_output_dir
 from lfm_abm.flags import check_flags, from_flags
+from lfm_abm.workers import die_with_parent, interrupts_raise
 
 if TYPE_CHECKING:  # heavy imports stay inside the commands
     import pandas as pd
@@ -128,7 +129,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
     given = {"voll": args.voll, "reservation_price": args.reservation_price}
     params = from_flags(MarketParams, relinearise=args.relinearise,
                         **{name: value for name, value in given.items() if value is not None})
-    parse_design(args.design)
+    parse_design(args.design, "--design")
     check_pricing(args.pricing)
     started = time.perf_counter()
     bids = read_bids(args.bids)  # a broken file fails before the grid is built
@@ -549,13 +550,41 @@ def cmd_app(args: argparse.Namespace) -> int:
         print('lfm-abm: error: the app needs its extra: python -m pip install -e ".[app]"',
               file=sys.stderr)
         return EXIT_BAD_INPUT
+    check_port_free(args.host, args.port)
     page = Path(__file__).with_name("app.py")
     command = [sys.executable, "-m", "solara", "run", str(page), "--host", args.host,
                "--port", str(args.port), "--production", "--no-check-version",
                "--open" if args.open else "--no-open"]
     env = {**os.environ, "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False"}
     print(f"lfm-abm app: http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
-    return subprocess.run(command, env=env, check=False).returncode
+    # The server dies with this process, also on SIGTERM or kill -9: a server left
+    # behind would hold the port and the next start would fail.
+    server = subprocess.Popen(command, env=env, preexec_fn=die_with_parent)
+    with interrupts_raise():
+        try:
+            return server.wait()
+        finally:
+            if server.poll() is None:
+                server.terminate()
+                try:
+                    server.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+                    server.wait()
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse, in one line, a port something already listens on (before starting solara)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise InputError(f"cannot listen on {host}:{port} ({exc.strerror}): another "
+                             "server (or an earlier app) holds it", field="--port",
+                             allowed=["a free port, e.g. --port 8766"]) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

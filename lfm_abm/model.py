@@ -90,7 +90,7 @@ class ModelSettings:
     ac_reuse: Bool = True
 
     def __post_init__(self) -> None:
-        parse_design(self.design, "settings")
+        parse_design(self.design, "settings.design")
         check_pricing(self.pricing, "settings")
         if self.learner is not None:
             make_learner(self.learner, self.actions, source="learner override")

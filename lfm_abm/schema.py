@@ -89,7 +89,9 @@ def field_name(section: str, name: str) -> str:
 
 def _input_error(cls: type, section: str, exc: pydantic.ValidationError) -> InputError:
     """The first error of a validation, as one InputError naming field, value and range."""
-    error = exc.errors()[0]
+    errors = exc.errors()
+    # An unknown field first: a misspelt required field is also reported missing.
+    error = next((e for e in errors if e["type"] == "unexpected_keyword_argument"), errors[0])
     cause = (error.get("ctx") or {}).get("error")
     if isinstance(cause, InputError):  # a check across fields, already in words
         return cause.located(field=cause.field or section)

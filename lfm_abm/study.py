@@ -75,7 +75,7 @@ from lfm_abm.errors import InputError
 from lfm_abm.files import atomic_file
 from lfm_abm.folder_lock import folder_lock
 from lfm_abm.learning import ActionGrid, make_learner
-from lfm_abm.market.designs import parse_design
+from lfm_abm.market.designs import canonical_design, parse_design
 from lfm_abm.market.params import MarketParams
 from lfm_abm.market.pricing import check_pricing
 from lfm_abm.network.grids import default_scenario, load_grid
@@ -176,11 +176,14 @@ class StudyTable:
     out: Text | None = None
 
     def __post_init__(self) -> None:
-        for design in self.designs:
-            parse_design(design)
-        if self.reference is not None and self.reference not in self.designs:
+        designs = self.design_names
+        repeated = sorted({design for design in designs if designs.count(design) > 1})
+        if repeated:
+            raise InputError(f"designs repeat: {repeated} (names ignore case and spaces)",
+                             field="study.designs")
+        if self.reference is not None and self.reference_name not in designs:
             raise InputError(f"invalid value {self.reference!r}", field="study.reference",
-                             allowed=self.designs)
+                             allowed=designs)
         for rule in self.pricing:
             check_pricing(rule)
         if isinstance(self.seeds, tuple) and len(set(self.seeds)) != len(self.seeds):
@@ -189,6 +192,19 @@ class StudyTable:
             raise InputError(f"window {self.window} is more than the {self.rounds} rounds: the "
                              "KPIs would average rounds that do not exist", field="study.window",
                              allowed=[f"an integer in [1, {self.rounds}]"])
+
+    @property
+    def design_names(self) -> tuple[str, ...]:
+        """The designs in their canonical spelling (`cm_p>vc_q` is `CM_P>VC_Q`)."""
+        return tuple(canonical_design(design, f"study.designs[{i}]")
+                     for i, design in enumerate(self.designs))
+
+    @property
+    def reference_name(self) -> str:
+        """The reference design, canonical; the first design if none is given."""
+        if self.reference is None:
+            return self.design_names[0]
+        return canonical_design(self.reference, "study.reference")
 
     @property
     def seed_list(self) -> tuple[int, ...]:
@@ -238,7 +254,7 @@ def load_study(path: str | Path, rounds: int | None = None, seeds: int | None = 
                      for label, overrides in _combinations(sweep))
     return StudySpec(
         name=name, source=source, grid=grid, population=str(population_path),
-        designs=study.designs, reference=study.reference or study.designs[0],
+        designs=study.design_names, reference=study.reference_name,
         pricing=study.pricing, learners=learners, rounds=study.rounds,
         seeds=study.seed_list, window=study.window or max(1, study.rounds // 4),
         ac_every=study.ac_every, resample_days=study.resample_days, out=out_dir,

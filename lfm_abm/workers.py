@@ -79,8 +79,12 @@ def sigint_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
-def _exit_with_parent_linux() -> bool:
-    """Ask the kernel to kill this process when its parent dies; False if not possible."""
+def die_with_parent() -> bool:
+    """Ask the kernel to kill this process when its parent dies; False if not possible.
+
+    Linux only; it survives `exec`, so a subprocess can call it before it starts
+    (`preexec_fn`), as the app's server does.
+    """
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -100,7 +104,7 @@ def _init_worker(parent: int) -> None:
     """Set up a worker: ignore Ctrl-C, and die with the parent (if already gone, now)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # inherited blocked
-    if not _exit_with_parent_linux():
+    if not die_with_parent():
         threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     if os.getppid() != parent:  # the parent died before the above took effect
         os._exit(1)

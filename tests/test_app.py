@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ from matplotlib.collections import LineCollection
 
 from lfm_abm.app_figures import bidding_figure, cost_figure, grid_map, stack_figure
 from lfm_abm.app_model import AppModel, grid_state, need_market, round_awards
+from lfm_abm.cli import main
 from lfm_abm.errors import InputError
 from lfm_abm.results.plots import SMOOTH
 
@@ -189,6 +191,44 @@ def served_app(tmp_path):
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
+
+
+def _refused(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.slow
+def test_the_apps_server_goes_with_it_on_sigterm(tmp_path):
+    """SIGTERM to `lfm-abm app` alone (not its process group) also stops the solara
+    server, so the port is free again for the next start."""
+    port = _free_port()
+    with (tmp_path / "server.log").open("w+") as log:
+        app = subprocess.Popen(
+            [sys.executable, "-m", "lfm_abm.cli", "app", "--port", str(port), "--no-open"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            _wait_until_served(f"http://127.0.0.1:{port}/", app, log)
+            app.send_signal(signal.SIGTERM)
+            assert app.wait(timeout=10) == 128 + signal.SIGTERM
+            deadline = time.monotonic() + 5
+            while not _refused(port) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert _refused(port), "the solara server still holds the port 5 s after SIGTERM"
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(app.pid, signal.SIGKILL)
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(capsys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["app", "--port", str(port), "--no-open"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"lfm-abm: error: --port: cannot listen on 127.0.0.1:{port}")
+    assert err.count("\n") == 1
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from lfm_abm.files import TMP_PREFIX
 from lfm_abm.records import TABLES
 from lfm_abm.results import store
 from lfm_abm.results.lazy import StudyTables
-from lfm_abm.study import load_study, run_study
+from lfm_abm.study import expand, load_study, run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "studies" / "quick.toml"
@@ -225,7 +225,10 @@ BASE = (f'grid = "cigre-mv"\npopulation = "{ROOT / "agents" / "cigre_mv.toml"}"\
 @pytest.mark.parametrize(
     ("study", "extra", "field"),
     [
-        (BASE.replace("CMVC_PQ", "CMVC_QP"), "", "design"),
+        (BASE.replace("CMVC_PQ", "CMVC_QP"), "", "study.designs[0]"),
+        (BASE.replace('["CMVC_PQ"]', '["CM_P", "CM_X>VC_Q"]'), "", "study.designs[1]"),
+        (BASE.replace('["CMVC_PQ"]', '["CM_P", "cm_p "]'), "", "study.designs"),
+        (BASE.replace("rounds = 3", "rouns = 3"), "", "study.rouns"),
         (BASE.replace("cigre_mv.toml", "nobody.toml"), "", "study.population"),
         (BASE + "seeds = -2\n", "", "study.seeds"),
         (BASE + "colour = 1\n", "", "study.colour"),
@@ -253,6 +256,19 @@ def test_bad_specs_name_the_field(tmp_path, study, extra, field):
         load_study(path)
     assert err.value.field == field
     assert str(path) in str(err.value)
+
+
+def test_design_names_have_one_spelling_whatever_the_case(tmp_path):
+    spec = load_study(write_spec(tmp_path, BASE.replace(
+        '["CMVC_PQ"]', '["cm_p > vc_q", "Cmvc_pq"]') + 'reference = "cmvc_pq"\n'))
+    assert spec.designs == ("CM_P>VC_Q", "CMVC_PQ") and spec.reference == "CMVC_PQ"
+    assert {run.run_id.split("__")[0] for run in expand(spec)} == {"CM_P-then-VC_Q", "CMVC_PQ"}
+
+
+def test_a_bad_design_flag_names_the_flag_once(capsys):
+    assert main(["clear", "--grid", "cigre-mv", "--design", "CMVC_QP", "--bids", "x.csv"]) == 2
+    err = capsys.readouterr().err
+    assert "--design: unknown design 'CMVC_QP'" in err and "design: design" not in err
 
 
 def test_bad_spec_exits_2_without_creating_output(tmp_path, capsys):

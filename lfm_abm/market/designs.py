@@ -60,14 +60,24 @@ class Design:
         return frozenset().union(*(stage.products for stage in self.stages))
 
 
-def parse_design(text: str, source: str = "design") -> Design:
-    """Parse `CMVC_PQ` or `CM_P>VC_Q`; a typo raises InputError listing valid names."""
+def parse_design(text: str, field: str = "design") -> Design:
+    """Parse `CMVC_PQ` or `CM_P>VC_Q` in any case; a typo raises InputError at `field`.
+
+    Spellings that differ in case or spaces are the same design: its `name` is the one
+    canonical spelling (upper case) that studies, run ids and tables use.
+    """
     stages = []
     for part in str(text).split(">"):
         service, _, products = part.strip().upper().partition("_")
         if service not in SERVICES or products not in PRODUCT_SETS:
-            raise InputError(f"unknown design {part.strip()!r} in {text!r} (sequential designs "
-                             "join stages with '>', e.g. CM_P>VC_Q)", source=source,
-                             field="design", allowed=SINGLE_DESIGNS)
+            where = f" in {text!r}" if ">" in str(text) else ""
+            raise InputError(f"unknown design {part.strip()!r}{where} (sequential designs "
+                             "join stages with '>', e.g. CM_P>VC_Q)", field=field,
+                             allowed=SINGLE_DESIGNS)
         stages.append(Stage(SERVICES[service], PRODUCT_SETS[products]))
     return Design(tuple(stages))
+
+
+def canonical_design(text: str, field: str = "design") -> str:
+    """The canonical spelling of a design name (`cm_p > vc_q` -> `CM_P>VC_Q`)."""
+    return parse_design(text, field).name
