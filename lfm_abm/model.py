@@ -101,11 +101,13 @@ class LFMModel(mesa.Model):
 
     spool: a folder to stream the records to while the run goes (`records.RecordSink`),
     so a long run keeps flat memory; `save_records` completes the tables there. Without
-    it the records stay in memory, as for a short run.
+    it the records stay in memory, as for a short run. tags: constant columns every file
+    of the run gets (a study's run id, design, seed, ...), so the files describe themselves.
     """
 
     def __init__(self, settings: ModelSettings, seed: int = 0,
-                 spool: str | Path | None = None) -> None:
+                 spool: str | Path | None = None,
+                 tags: Mapping[str, object] | None = None) -> None:
         super().__init__(seed=seed)
         self.settings = settings
         self.population_source = settings.population.source
@@ -131,7 +133,7 @@ class LFMModel(mesa.Model):
         self.rounds_cleared = 0  # rounds whose clearing succeeded (a run needs at least one)
         self.timings = dict.fromkeys(STAGES, 0.0)
         # rounds, agents, awards and regret records, streamed to `spool` if given
-        self.sink = RecordSink(spool)
+        self.sink = RecordSink(spool, tags=tags)
         self._last_agents: list[dict] = []  # the latest learning round (learned profile)
         # (market day, every group's action) of the latest rounds: what was played
         self._played: deque[tuple[MarketDay, np.ndarray]] = deque(maxlen=PROFILE_MEMORY)
@@ -367,7 +369,8 @@ class LFMModel(mesa.Model):
         files = self.sink.close()
         rest = {**_empty_tables(), **self._tables_at_end()}
         files.update(write_frames(self.sink.folder,
-                                  {name: rest[name] for name in TABLES if name not in files}))
+                                  {name: rest[name] for name in TABLES if name not in files},
+                                  self.sink.tags))
         return {name: files[name] for name in TABLES}
 
 

@@ -40,6 +40,18 @@ def _arrow(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
 
 
+def tagged(frame: pd.DataFrame, tags: Mapping[str, object]) -> pd.DataFrame:
+    """`frame` with the run's tags as constant columns (almost free in Parquet).
+
+    So that a file describes itself: a query over many runs' files needs no folder
+    names. A tag named like one of the table's columns would hide it: refused.
+    """
+    clash = sorted(set(tags) & set(frame.columns))
+    if clash:
+        raise ValueError(f"run tags {clash} are also columns of the table")
+    return frame.assign(**tags) if tags else frame
+
+
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """`table` with `schema`'s columns in its order: missing ones null, others cast."""
     columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
@@ -56,8 +68,10 @@ class RecordSink:
     so far (read back from the parts when streaming); `close` writes the final files.
     """
 
-    def __init__(self, folder: str | Path | None = None, max_rows: int = MAX_ROWS) -> None:
+    def __init__(self, folder: str | Path | None = None, max_rows: int = MAX_ROWS,
+                 tags: Mapping[str, object] | None = None) -> None:
         self.folder = None if folder is None else Path(folder)
+        self.tags = dict(tags or {})  # constant columns of every file written (`tagged`)
         self.max_rows = max_rows
         self._rows: dict[str, list[dict]] = {}
         self._frames: dict[str, list[pd.DataFrame]] = {}
@@ -107,7 +121,7 @@ class RecordSink:
         for name, frame in self._buffered_frames().items():
             paths = self._parts.setdefault(name, [])
             path = parts / f"{name}-{len(paths):06d}.parquet"
-            pq.write_table(_arrow(frame), path)
+            pq.write_table(_arrow(tagged(frame, self.tags)), path)
             paths.append(path)
         self._rows, self._frames, self._columns, self._buffered = {}, {}, {}, 0
 
@@ -116,7 +130,10 @@ class RecordSink:
                                 promote_options="permissive")
 
     def frames(self) -> dict[str, pd.DataFrame]:
-        """Every table that received rows, whole (read back from disk when streaming)."""
+        """Every table that received rows, whole (read back from disk when streaming).
+
+        The records only: the run's tags, constant columns of its files, are left out.
+        """
         if self.folder is None:
             return self._buffered_frames()
         self.flush()
@@ -125,7 +142,7 @@ class RecordSink:
             schema = self._schema(name)
             out[name] = pa.concat_tables(
                 [_conform(pq.read_table(p), schema) for p in paths]).to_pandas()
-        return out
+        return {name: frame.drop(columns=list(self.tags)) for name, frame in out.items()}
 
     def close(self) -> dict[str, Path]:
         """Merge each table's parts into `<folder>/<table>.parquet`; returns the files.
@@ -147,11 +164,12 @@ class RecordSink:
         return dict(self._written)
 
 
-def write_frames(folder: Path, frames: Mapping[str, pd.DataFrame]) -> dict[str, Path]:
-    """Write whole tables into `folder` as `<name>.parquet`, atomically; returns the files."""
+def write_frames(folder: Path, frames: Mapping[str, pd.DataFrame],
+                 tags: Mapping[str, object] | None = None) -> dict[str, Path]:
+    """Write whole tables into `folder` as `<name>.parquet` (with `tags` as columns)."""
     written = {}
     for name, frame in frames.items():
         with atomic_file(folder / f"{name}.parquet") as tmp:
-            frame.to_parquet(tmp, index=False)
+            tagged(frame, tags or {}).to_parquet(tmp, index=False)
         written[name] = folder / f"{name}.parquet"
     return written

@@ -436,12 +436,21 @@ class RunFailed(RuntimeError):
     """A run that produced nothing to keep (no round cleared)."""
 
 
+def run_tags(run: RunSpec) -> dict[str, object]:
+    """What every file of a run carries as columns (and `store.run_tags` reads back)."""
+    from lfm_abm.results import store
+
+    return store.tags_of({"run_id": run.run_id, "design": run.design, "pricing": run.pricing,
+                          "learner": run.learner, "variant": run.variant, "seed": run.seed,
+                          "swept": run.swept})
+
+
 def _simulate(run: RunSpec, folder: Path) -> dict:
     """Run one simulation, streaming its tables into `folder`; returns its metadata."""
     from lfm_abm.model import LFMModel
 
     start = time.perf_counter()
-    model = LFMModel(run.settings, seed=run.seed, spool=folder)
+    model = LFMModel(run.settings, seed=run.seed, spool=folder, tags=run_tags(run))
     setup = time.perf_counter() - start
     for _ in range(run.rounds):
         model.step()

@@ -91,6 +91,22 @@ def test_rows_added_column_by_column_make_the_table_built_at_once(tmp_path):
         sink.add_columns("awards", {"awarded": np.array([1.0])})
 
 
+def test_every_file_of_a_run_carries_its_tags_and_the_records_do_not(tmp_path):
+    tags = {"run_id": "CM_P__pay-as-bid__population__s3", "design": "CM_P", "seed": 3}
+    sink = RecordSink(tmp_path, max_rows=1, tags=tags)
+    sink.add_rows("rounds", [{"round": 1, "dso_cost": 2.0}])
+    sink.end_round()
+    sink.add_rows("rounds", [{"round": 2, "dso_cost": 3.0}])
+    assert list(sink.frames()["rounds"].columns) == ["round", "dso_cost"]
+    on_disk = pd.read_parquet(sink.close()["rounds"])
+    assert (on_disk.design == "CM_P").all() and (on_disk.seed == 3).all()
+    assert list(on_disk.run_id.unique()) == [tags["run_id"]] and len(on_disk) == 2
+    clashing = RecordSink(tmp_path / "x", tags={"round": 1})
+    clashing.add_rows("rounds", [{"round": 1}])
+    with pytest.raises(ValueError, match="also columns"):
+        clashing.flush()
+
+
 @pytest.fixture(scope="module")
 def settings():
     scenario = replace(default_scenario(load_grid("cigre-mv")), hours=(12, 19))

@@ -258,6 +258,30 @@ def test_bad_specs_name_the_field(tmp_path, study, extra, field):
     assert str(path) in str(err.value)
 
 
+def test_the_documented_duckdb_query_reads_tags_from_the_files(finished):
+    """docs/results.md's query, on the finished study: per-setting means from the files'
+    own tag columns equal the same means over the runs' tables read by run id."""
+    import duckdb
+
+    text = (ROOT / "docs" / "results.md").read_text()
+    sql = text.split("```sql\n")[1].split("```")[0]
+    sql = sql.replace("out/designs", str(finished)).replace("round > 150", "round > 3")
+    documented = duckdb.sql(sql).df().set_index(["design", "pricing", "variant"]).dso_cost
+    runs = sorted(store.read_manifest(finished)["current_runs"])
+    tags = store.run_tags(finished, runs).set_index("run_id")
+    expected = {}
+    for run_id in runs:
+        if tags.learner[run_id] in ("random", "truthful"):
+            continue
+        rounds = pd.read_parquet(finished / "runs" / run_id / "rounds.parquet")
+        assert (rounds.run_id == run_id).all() and (rounds.design == tags.design[run_id]).all()
+        expected.setdefault((tags.design[run_id], tags.pricing[run_id], tags.variant[run_id]),
+                            []).append(rounds.dso_cost[rounds["round"] > 3])
+    assert len(documented) == len(expected) == 4
+    for key, parts in expected.items():
+        assert documented[key] == pytest.approx(pd.concat(parts).mean(), rel=1e-12)
+
+
 def test_design_names_have_one_spelling_whatever_the_case(tmp_path):
     spec = load_study(write_spec(tmp_path, BASE.replace(
         '["CMVC_PQ"]', '["cm_p > vc_q", "Cmvc_pq"]') + 'reference = "cmvc_pq"\n'))

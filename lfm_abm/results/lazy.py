@@ -10,8 +10,9 @@ frames in memory (`in_memory`) serve tests and notebooks with the same queries.
 Each view `<table>` has the table's own columns plus the run's tags from the view
 `runs` (one row per run: run_id, design, pricing, learner, variant, seed, the swept
 fields, and what a caller adds, e.g. a figure's market label): the tags are joined at
-query time, never stored in the files. Only runs listed in `runs` are seen, so
-narrowing `runs` (`set_runs`) narrows every table.
+query time from the runs' run.json (the files carry the same tags as columns, for
+readers without lfm-abm; older files do not, and here they are not read). Only runs
+listed in `runs` are seen, so narrowing `runs` (`set_runs`) narrows every table.
 """
 
 from __future__ import annotations
@@ -111,11 +112,18 @@ class StudyTables:
             if not files:
                 continue
             listed = ", ".join(_literal(f) for f in files)
+            scan = (f"read_parquet([{listed}], union_by_name = true, filename = true, "
+                    f"file_row_number = true)")
+            stored = [row[0] for row in connection.execute(f"DESCRIBE SELECT * FROM {scan}")
+                      .fetchall()]
+            # Files carry their run's tags as columns (older ones do not): the tags come
+            # from the `runs` view either way, the run id from the run's folder.
+            dropped = ", ".join(_quoted(c) for c in ["filename", *(
+                c for c in stored if c in set(tags.columns) | {"run_id"})])
             sources[name] = (
-                f"SELECT * EXCLUDE (filename), "
+                f"SELECT * EXCLUDE ({dropped}), "
                 f"regexp_extract(filename, '([^/\\\\]+)[/\\\\][^/\\\\]+$', 1) AS run_id "
-                f"FROM read_parquet([{listed}], union_by_name = true, filename = true, "
-                f"file_row_number = true)")
+                f"FROM {scan}")
             described = connection.execute(f"DESCRIBE {sources[name]}").fetchall()
             columns[name] = [row[0] for row in described
                              if row[0] not in ("run_id", "file_row_number")]
@@ -184,8 +192,13 @@ class StudyTables:
         if self._out is None:
             return f"(SELECT * FROM raw_{name} WHERE run_id = {_literal(run_id)})"
         path = self._out / "runs" / run_id / f"{name}.parquet"
-        return f"(SELECT * FROM read_parquet({_literal(str(path))}))" if path.is_file() \
-            else None
+        if not path.is_file():
+            return None
+        scan = f"read_parquet({_literal(str(path))})"
+        stored = [row[0] for row in self._db.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
+        tags = [c for c in stored if c not in self._columns[name]]  # the file's tag columns
+        dropped = f" EXCLUDE ({', '.join(map(_quoted, tags))})" if tags else ""
+        return f"(SELECT *{dropped} FROM {scan})"
 
     def _run_frame(self, name: str, run_id: str, sql: str = "SELECT * FROM t") -> pd.DataFrame:
         """`sql` over one run's rows of a table, named t (more CTEs may follow: ', x AS')."""

@@ -128,20 +128,22 @@ def is_finished(out: Path, run_id: str, fingerprint: str) -> bool:
 def run_tags(out: Path, run_ids: Iterable[str]) -> pd.DataFrame:
     """One row per run: run id, design, pricing, learner, variant, seed, swept fields.
 
-    What every table of the run is tagged with when read (`results.lazy`): the runs'
-    files hold records only. A swept field's list value is shown as text.
+    What every table of the run is tagged with when read (`results.lazy`), the same
+    values its files carry as columns (older files hold records only). A swept field's
+    list value is shown as text.
     """
-    rows = []
-    for run_id in run_ids:
-        meta = run_meta(out, run_id)
-        if meta is None:
-            continue
-        swept = {key: value if isinstance(value, int | float | str) else str(value)
-                 for key, value in meta.get("swept", {}).items()}
-        rows.append({"run_id": run_id, "design": meta["design"], "pricing": meta["pricing"],
-                     "learner": meta["learner"], "variant": meta.get("variant", ""),
-                     "seed": meta["seed"], **swept})
-    return pd.DataFrame(rows)
+    metas = ((run_id, run_meta(out, run_id)) for run_id in run_ids)
+    return pd.DataFrame([tags_of({**meta, "run_id": run_id})
+                         for run_id, meta in metas if meta is not None])
+
+
+def tags_of(meta: Mapping[str, object]) -> dict[str, object]:
+    """A run's tags from its metadata (run.json): also the constant columns of its files."""
+    swept = {key: value if isinstance(value, int | float | str) else str(value)
+             for key, value in dict(meta.get("swept") or {}).items()}
+    return {"run_id": meta["run_id"], "design": meta["design"], "pricing": meta["pricing"],
+            "learner": meta["learner"], "variant": meta.get("variant", ""),
+            "seed": meta["seed"], **swept}
 
 
 class NetworkData(NamedTuple):
