@@ -58,6 +58,8 @@ import itertools
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 import tomllib
 import traceback
@@ -620,7 +622,11 @@ def run_study(spec: StudySpec, workers: int = 1, scheduler: str | None = None,
                               if not store.is_finished(out, r.run_id, r.fingerprint)])
         manifest = store.read_manifest(out)
         manifest.update({"study": spec.describe(), "versions": versions(),
-                         "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+                         "provenance": provenance()})
+        manifest.pop("started", None)  # per session now (older manifests had one)
+        session = {"started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                   "command": " ".join(sys.argv), "runs_to_do": len(todo)}
+        manifest.setdefault("sessions", []).append(session)
         status = manifest.setdefault("runs", {})
         for run in runs:  # the status of every current run, as found on disk now
             previous = status.get(run.run_id, {})
@@ -628,14 +634,48 @@ def run_study(spec: StudySpec, workers: int = 1, scheduler: str | None = None,
                                   "status": "pending" if run in todo else "finished"}
         manifest["current_runs"] = [r.run_id for r in runs]
         store.write_manifest(out, manifest)
+        if not todo:
+            print(f"{spec.name}: nothing to do: {len(runs)} runs already finished "
+                  "(summary rebuilt)", flush=True)
         start = time.perf_counter()
-        _execute(todo, len(runs), manifest, out, workers, scheduler,
-                 spec.name if progress else None)
-        manifest["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-        manifest["wall_seconds"] = time.perf_counter() - start
+        try:
+            _execute(todo, len(runs), manifest, out, workers, scheduler,
+                     spec.name if progress else None)
+        finally:  # an interrupted session's time counts too: it is resumed, not redone
+            session.update(ended=time.strftime("%Y-%m-%d %H:%M:%S"),
+                           wall_seconds=time.perf_counter() - start,
+                           completed=bool(all(status[r.run_id]["status"] != "pending"
+                                              for r in runs)))
+            manifest["wall_seconds"] = sum(s.get("wall_seconds", 0.0)
+                                           for s in manifest["sessions"])
+            store.write_manifest(out, manifest)
+        manifest["finished"] = session["ended"]
         store.write_manifest(out, manifest)
         summarise_study(out)
     return out
+
+
+def provenance() -> dict[str, object]:
+    """Which code on which machine: git commit (and uncommitted changes), code hash, platform.
+
+    The commit is that of the package's own checkout, None when it is not one (an
+    installed wheel: `versions` then names the package version).
+    """
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(here), *args], capture_output=True,
+                                  text=True, timeout=10, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    changes = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"git_commit": commit, "git_dirty": None if changes is None else bool(changes),
+            "code_hash": code_identity(), "platform": platform.platform(),
+            "machine": platform.machine(), "cpus": os.cpu_count()}
 
 
 def _execute(todo: list[RunSpec], n_runs: int, manifest: dict, out: Path, workers: int,

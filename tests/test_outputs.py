@@ -124,7 +124,9 @@ def summary_row(**values) -> pd.DataFrame:
             "unmet_need_no_market_mean": 10.0, "scarcity_mean": 0.0,
             "share_at_cap_mean": 0.0, "share_at_top_mean": 0.0, "converged_seeds": 2,
             "dso_cost_vs_random_mean": -50.0, "dso_cost_vs_random_ci": 10.0,
-            "lerner_vs_random_mean": 0.1, "lerner_vs_random_ci": 0.3}
+            "lerner_vs_random_mean": 0.1, "lerner_vs_random_ci": 0.3,
+            "regret_played_worst_share_mean": 0.05, "regret_played_max_mean": 5.0,
+            "dso_cost_mean": 300.0}
     return pd.DataFrame([{**base, **values}])
 
 
@@ -149,6 +151,11 @@ NEEDS = pd.DataFrame({"service": ["CM", "VC"]})
     # learned - random: DSO cost -50 ± 10 tells them apart even if the Lerner CI does not
     ({"dso_cost_vs_random_ci": 60.0}, STUDY, "like random play", "more seeds"),
     ({"dso_cost_vs_random_ci": float("nan")}, STUDY, "like random play", "--seeds 4"),
+    # converged (choices settled) and still far from a best response: said, not hidden
+    ({"regret_played_worst_share_mean": 0.45}, STUDY, "large regret", "more rounds"),
+    ({"regret_played_max_mean": 60.0}, STUDY, "large regret", "regret_played_max"),
+    ({"regret_played_worst_share_mean": float("nan"),
+      "regret_played_max_mean": float("nan")}, STUDY, None, None),
 ])
 def test_each_warning_fires_on_its_case_with_its_fix(values, study, kind, fix):
     found = diagnose(summary_row(**values), study, NEEDS)

@@ -282,6 +282,26 @@ def test_the_documented_duckdb_query_reads_tags_from_the_files(finished):
         assert documented[key] == pytest.approx(pd.concat(parts).mean(), rel=1e-12)
 
 
+def test_a_rerun_says_it_has_nothing_to_do_and_the_manifest_adds_up_its_sessions(
+        tmp_path, capsys):
+    spec = small(tmp_path, rounds=2, seeds=1)
+    out = run_study(spec, workers=1, progress=False)
+    first = store.read_manifest(out)
+    capsys.readouterr()
+    run_study(spec, workers=1, progress=False)
+    assert capsys.readouterr().out.startswith(
+        f"{spec.name}: nothing to do: {len(first['current_runs'])} runs already finished")
+    manifest = store.read_manifest(out)
+    sessions = manifest["sessions"]
+    assert [s["runs_to_do"] for s in sessions] == [len(first["current_runs"]), 0]
+    assert all(s["completed"] for s in sessions)
+    assert manifest["wall_seconds"] == pytest.approx(sum(s["wall_seconds"] for s in sessions))
+    assert manifest["wall_seconds"] >= first["wall_seconds"] > 1.0
+    provenance = manifest["provenance"]
+    assert provenance["code_hash"] == study_module.code_identity() and provenance["cpus"] >= 1
+    assert provenance["git_commit"] is None or len(provenance["git_commit"]) == 40
+
+
 def test_design_names_have_one_spelling_whatever_the_case(tmp_path):
     spec = load_study(write_spec(tmp_path, BASE.replace(
         '["CMVC_PQ"]', '["cm_p > vc_q", "Cmvc_pq"]') + 'reference = "cmvc_pq"\n'))

@@ -24,6 +24,8 @@ TRUTHFUL_UNMET_SHARE = 0.10
 AT_CAP_SHARE = 0.10
 #: Accepted energy bid at the action grid's top level above this share is flagged.
 AT_TOP_SHARE = 0.05
+#: Played regret (eps, EUR per round) above this share of the DSO cost is flagged.
+REGRET_OF_COST = 0.10
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,35 @@ def _not_converged(summary: pd.DataFrame, rounds: int, window: int) -> list[Diag
         f"run more rounds, e.g. `lfm-abm run STUDY --rounds {2 * rounds}`; if the regret "
         "stays, the learners locked in early (a larger initial propensity, docs/model.md "
         "8.3), so read these rows as where learning stopped")]
+
+
+def _large_regret(summary: pd.DataFrame) -> list[Diagnostic]:
+    """Settings where one learner could still gain much by one fixed bid, converged or not.
+
+    The "converged" test weighs every learner's regret together; a single learner that
+    forgoes more than NEAR_BEST of its best response's profit, or an eps above
+    REGRET_OF_COST of the DSO cost, is said here.
+    """
+    needed = {"regret_played_worst_share_mean", "regret_played_max_mean", "dso_cost_mean"}
+    if not needed <= set(summary.columns):
+        return []
+    worst = summary.regret_played_worst_share_mean
+    of_cost = summary.regret_played_max_mean / summary.dso_cost_mean
+    flagged = (worst > NEAR_BEST) | (of_cost > REGRET_OF_COST)  # NaN: not measured
+    if not flagged.any():
+        return []
+    parts = [f"{label} (eps {eps:.1f} EUR/round: {share:.0%} of that learner's best "
+             f"response, {cost:.0%} of the DSO cost)" for label, eps, share, cost in zip(
+                 setting_labels(summary)[flagged], summary.regret_played_max_mean[flagged],
+                 worst[flagged], of_cost[flagged], strict=True)]
+    return [Diagnostic(
+        "large regret",
+        f"a learner could still gain much by one fixed bid against the others' play in "
+        f"{', '.join(parts)} (thresholds: {NEAR_BEST:.0%} of its best response's profit, "
+        f"{REGRET_OF_COST:.0%} of the DSO cost): the played strategies are not near an "
+        "equilibrium, whatever 'converged' says (that is about choices that stopped moving)",
+        "run more rounds or more seeds; runs.csv (regret_played_max, "
+        "regret_played_worst_share) and the regret table name the learner and its better bid")]
 
 
 def _window(rounds: int, window: int) -> list[Diagnostic]:
@@ -184,6 +215,7 @@ def diagnose(summary: pd.DataFrame, study: dict, needs: pd.DataFrame | None
     services = set(needs.service) if needs is not None and len(needs) else set()
     summary = learned_rows(summary)
     cap_action = study.get("actions", {}).get("cap_action", True)
-    return [*_not_converged(summary, rounds, window), *_like_random(summary),
+    return [*_not_converged(summary, rounds, window), *_large_regret(summary),
+            *_like_random(summary),
             *_window(rounds, window), *_truthful_unmet(summary, services, study["grid"]),
             *_at_cap(summary), *_at_top(summary, cap_action)]

@@ -103,7 +103,10 @@ def _regret(regret: pd.DataFrame) -> dict[str, float]:
             "regret_played_max": float(worst.regret) if worst is not None else float("nan"),
             "regret_played_se": float(worst.regret_se) if worst is not None else float("nan"),
             "regret_played_mean": _mean(played, "regret"),
-            "regret_played_share": _forgone_share(played)}
+            "regret_played_share": _forgone_share(played),
+            "regret_played_worst_share": (float(worst.regret / (worst.profit + worst.regret))
+                                          if worst is not None and worst.profit + worst.regret
+                                          > 0 else float("nan"))}
 
 
 def _forgone_share(played: pd.DataFrame) -> float:

@@ -177,6 +177,10 @@ def _kpis() -> list[KPI]:
         KPI("regret_played_share", "regret played share", "", "share of their best fixed "
             "responses' profit the learners forgo: sum of played regret over sum of (mean "
             "profit + played regret)", "regret", "profile"),
+        KPI("regret_played_worst_share", "worst learner's regret share", "", "the share of "
+            "its best fixed response's profit forgone by the learner with the largest played "
+            "regret: regret_played_max over (its mean profit + regret_played_max)", "regret",
+            "profile"),
         KPI("rounds", "rounds", "rounds", "rounds the run played", "rounds", "run", 0),
         KPI("failed_rounds", "failed rounds", "rounds", "rounds whose clearing or AC "
             "validation failed (left out of every other KPI)", "rounds", "run", 0),
@@ -187,7 +191,9 @@ def _kpis() -> list[KPI]:
             "window's first round on (rounds_to_stable <= rounds - window + 1) and, where "
             "measured, near best responses (regret_played_share <= 0.2), else 0; NaN where "
             "it cannot be judged (under two blocks, or no learner earns); the headline "
-            "shows seeds converged / seeds judged", "agents", "derived", 2, True),
+            "shows seeds converged / seeds judged. Converged means the choices stopped "
+            "moving, not an equilibrium: one learner can still forgo much (warning 'large "
+            "regret')", "agents", "derived", 2, True),
         KPI("entropy", "choice entropy", "", "mean normalised entropy of the learners' "
             "choice distributions (1 = uniform, 0 = decided)", "agents", "all bids"),
         KPI("earners", "earners", "learners", "learners (FSP x product family) with a "
