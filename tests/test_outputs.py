@@ -118,9 +118,29 @@ def test_headline_has_the_registry_columns_and_counts_converged_seeds():
     assert list(table[headline_columns()["converged"]]) == ["1/2", "2/2"]
 
 
+def test_intervals_stay_inside_what_the_quantity_can_be():
+    """Two seeds: Lerner 0.9 and 1.0 (t interval 0.95 ± 0.635 would pass 1), DSO cost 10
+    and 400 (205 ± 2478 would go below 0): cut at the bounds, shown as [low, high]."""
+    runs = pd.DataFrame([{"design": "A", "pricing": "pay-as-bid", "learner": "x",
+                          "variant": "", "seed": s,
+                          **run_kpis(tiny_run(60), window=10, grid=GRID)} for s in (0, 1)])
+    runs["lerner"], runs["dso_cost"] = [0.9, 1.0], [10.0, 400.0]
+    summary = summarise(runs)
+    half = 12.7062047 * np.std([0.9, 1.0], ddof=1) / np.sqrt(2)
+    assert summary.lerner_ci.iloc[0] == pytest.approx(half)
+    assert summary.lerner_hi.iloc[0] == 1.0
+    assert summary.lerner_lo.iloc[0] == pytest.approx(0.95 - half)
+    assert summary.dso_cost_lo.iloc[0] == 0.0 and summary.dso_cost_hi.iloc[0] > 2000
+    shown = headline(summary).iloc[0]
+    assert shown[headline_columns()["lerner"]] == f"0.95 [{0.95 - half:.2f}, 1.00]"
+    assert shown[headline_columns()["dso_cost"]].startswith("205.0 [0.0, ")
+    inside = summarise(runs.assign(lerner=[0.3, 0.4]))  # not cut: the usual form
+    assert headline(inside).iloc[0][headline_columns()["lerner"]] == "0.35 ± 0.64"
+
+
 def summary_row(**values) -> pd.DataFrame:
     base = {"design": "CMVC_PQ", "pricing": "pay-as-bid", "learner": "x", "variant": "",
-            "seeds": 2, "converged_mean": 1.0, "truthful_unmet_need_after_ac_mean": 0.0,
+            "seeds": 4, "converged_mean": 1.0, "truthful_unmet_need_after_ac_mean": 0.0,
             "unmet_need_no_market_mean": 10.0, "scarcity_mean": 0.0,
             "share_at_cap_mean": 0.0, "share_at_top_mean": 0.0, "converged_seeds": 2,
             "dso_cost_vs_random_mean": -50.0, "dso_cost_vs_random_ci": 10.0,
@@ -151,6 +171,7 @@ NEEDS = pd.DataFrame({"service": ["CM", "VC"]})
     # learned - random: DSO cost -50 ± 10 tells them apart even if the Lerner CI does not
     ({"dso_cost_vs_random_ci": 60.0}, STUDY, "like random play", "more seeds"),
     ({"dso_cost_vs_random_ci": float("nan")}, STUDY, "like random play", "--seeds 4"),
+    ({"seeds": 2}, STUDY, "few seeds", "--seeds 8"),
     # converged (choices settled) and still far from a best response: said, not hidden
     ({"regret_played_worst_share_mean": 0.45}, STUDY, "large regret", "more rounds"),
     ({"regret_played_max_mean": 60.0}, STUDY, "large regret", "regret_played_max"),

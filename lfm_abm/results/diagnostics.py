@@ -26,6 +26,8 @@ AT_CAP_SHARE = 0.10
 AT_TOP_SHARE = 0.05
 #: Played regret (eps, EUR per round) above this share of the DSO cost is flagged.
 REGRET_OF_COST = 0.10
+#: Fewer seeds per setting than this are flagged: their intervals say little.
+MIN_SEEDS = 4
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,19 @@ def _large_regret(summary: pd.DataFrame) -> list[Diagnostic]:
         "equilibrium, whatever 'converged' says (that is about choices that stopped moving)",
         "run more rounds or more seeds; runs.csv (regret_played_max, "
         "regret_played_worst_share) and the regret table name the learner and its better bid")]
+
+
+def _few_seeds(summary: pd.DataFrame) -> list[Diagnostic]:
+    fewest = int(summary.seeds.min()) if len(summary) else MIN_SEEDS
+    if fewest >= MIN_SEEDS:
+        return []
+    return [Diagnostic(
+        "few seeds",
+        f"{fewest} seed(s) per setting: a 95 % interval from so few seeds (Student t on the "
+        "seed means) is wide and assumes those means are normal; it is cut at what the "
+        "quantity can be (shown as [low, high]), and a study this small is a smoke test, "
+        "not a result",
+        f"`lfm-abm run STUDY --seeds {2 * MIN_SEEDS}` (at least {MIN_SEEDS})")]
 
 
 def _window(rounds: int, window: int) -> list[Diagnostic]:
@@ -215,7 +230,8 @@ def diagnose(summary: pd.DataFrame, study: dict, needs: pd.DataFrame | None
     services = set(needs.service) if needs is not None and len(needs) else set()
     summary = learned_rows(summary)
     cap_action = study.get("actions", {}).get("cap_action", True)
-    return [*_not_converged(summary, rounds, window), *_large_regret(summary),
+    return [*_few_seeds(summary), *_not_converged(summary, rounds, window),
+            *_large_regret(summary),
             *_like_random(summary),
             *_window(rounds, window), *_truthful_unmet(summary, services, study["grid"]),
             *_at_cap(summary), *_at_top(summary, cap_action)]

@@ -207,15 +207,32 @@ def mean_and_ci(values: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), float(ci_half_width(std, len(values)))
 
 
+def bounded_interval(mean: float, ci: float, bounds: tuple[float, float]
+                     ) -> tuple[float, float]:
+    """The 95 % interval mean ± ci cut to the values the KPI can take.
+
+    The t interval of a few seeds can reach past a bound (a Lerner index above 1, a cost
+    below 0); the parameter lies in its range for sure, so the cut interval covers it
+    at least as often (the intersection of a 95 % interval with the parameter space).
+    """
+    low, high = bounds
+    return float(np.clip(mean - ci, low, high)), float(np.clip(mean + ci, low, high))
+
+
 def summarise(per_run: pd.DataFrame) -> pd.DataFrame:
-    """Mean and 95 % CI half-width over seeds of every KPI, per design x pricing x learner."""
+    """Mean and 95 % CI over seeds of every KPI, per design x pricing x learner.
+
+    `<kpi>_ci` is the half-width, `<kpi>_lo` and `<kpi>_hi` the interval cut at the
+    KPI's bounds (`bounded_interval`).
+    """
     rows = []
     for key, group in per_run.groupby(GROUP, sort=False, dropna=False):
         row: dict[str, object] = dict(zip(GROUP, key, strict=True))
         row["seeds"] = len(group)
-        for name in KPIS:
+        for name, kpi in KPIS.items():
             mean, ci = mean_and_ci(group[name].to_numpy(dtype=float))
             row[f"{name}_mean"], row[f"{name}_ci"] = mean, ci
+            row[f"{name}_lo"], row[f"{name}_hi"] = bounded_interval(mean, ci, kpi.bounds)
         row["converged_seeds"] = int(group.converged.notna().sum())  # judged ones
         rows.append(row)
     return pd.DataFrame(rows)
@@ -253,10 +270,16 @@ def headline_columns() -> dict[str, str]:
     return {name: KPIS[name].title for name in HEADLINE}
 
 
-def _formatted(mean: float, ci: float, digits: int) -> str:
+def _formatted(mean: float, ci: float, digits: int,
+               interval: tuple[float, float] | None = None) -> str:
+    """'mean ± ci', or 'mean [lo, hi]' where the interval is cut at the KPI's bounds."""
     if np.isnan(mean):
         return "-"
-    return f"{mean:.{digits}f}" if np.isnan(ci) else f"{mean:.{digits}f} ± {ci:.{digits}f}"
+    if np.isnan(ci):
+        return f"{mean:.{digits}f}"
+    if interval is not None and (interval[0] > mean - ci or interval[1] < mean + ci):
+        return f"{mean:.{digits}f} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
+    return f"{mean:.{digits}f} ± {ci:.{digits}f}"
 
 
 def signed(mean: float, ci: float, digits: int) -> str:
@@ -290,9 +313,14 @@ def headline(summary: pd.DataFrame) -> pd.DataFrame:
                           for m, n in zip(summary[f"{name}_mean"],
                                           summary[f"{name}_seeds"], strict=True)]
             continue
-        show = signed if name in REFERENCE_KPIS else _formatted  # differences carry a sign
-        out[title] = [show(m, c, KPIS[name].digits) for m, c in
-                      zip(summary[f"{name}_mean"], summary[f"{name}_ci"], strict=True)]
+        digits = KPIS[name].digits
+        if name in REFERENCE_KPIS:  # differences carry a sign
+            out[title] = [signed(m, c, digits) for m, c in
+                          zip(summary[f"{name}_mean"], summary[f"{name}_ci"], strict=True)]
+            continue
+        out[title] = [_formatted(m, c, digits, (lo, hi)) for m, c, lo, hi in zip(
+            summary[f"{name}_mean"], summary[f"{name}_ci"], summary[f"{name}_lo"],
+            summary[f"{name}_hi"], strict=True)]
     return out
 
 

@@ -23,9 +23,18 @@ Aggregation within a run (over seeds every KPI is summarised as mean and 95 % CI
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from lfm_abm.market.bids import PRODUCTS
+
+#: The range a KPI's value can take: its confidence interval is kept inside it.
+NON_NEGATIVE = (0.0, math.inf)
+SHARE = (0.0, 1.0)
+ANY = (-math.inf, math.inf)
+#: (payment - cost) / payment: at most 1; below 0 only if some accepted bid is paid
+#: less than its cost (a battery's recharge leg in an hour without need).
+LERNER = (-math.inf, 1.0)
 
 AGENT_TYPES = ("pv_inverter", "ev_fleet", "der_aggregator")
 FAMILIES = ("P", "Q")
@@ -48,6 +57,7 @@ class KPI:
     aggregation: str  # one of AGGREGATIONS
     digits: int = 2  # decimals in the headline
     headline: bool = False
+    bounds: tuple[float, float] = NON_NEGATIVE  # what the value can be (interval kept in)
 
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
@@ -87,11 +97,11 @@ def _kpis() -> list[KPI]:
             "priced above the DSO's reservation price (not admitted)", "rounds", "window"),
         KPI("share_at_cap", "awards at cap", "", "share of accepted energy (MWh and MVArh) "
             "paid at least 95 % of the reservation price (results then depend on the cap)",
-            "rounds", "window"),
+            "rounds", "window", bounds=SHARE),
         KPI("share_at_top", "awards at grid top", "", "share of accepted energy bid at the "
             "action grid's highest price level (the reservation price when the grid has the "
             "cap action, else the top markup): where large, the grid's or the cap's top "
-            "binds", "agents", "accepted"),
+            "binds", "agents", "accepted", bounds=SHARE),
         KPI("unmet_need_no_market", "unmet need, no market", "MWh per round", "emergency "
             "action the day needs without any market", "rounds", "window", 3),
         KPI("unmet_need_before", "unmet need in LP", "MWh per round", "emergency action "
@@ -121,18 +131,19 @@ def _kpis() -> list[KPI]:
             "derived", 0, True),
         KPI("lerner", "Lerner", "", "(payment - true cost) / payment over accepted bids: "
             "the aggregate Lerner index, bids weighted by payment (Lerner 1934)", "agents",
-            "accepted", 2, True),
+            "accepted", 2, True, bounds=LERNER),
         KPI("dso_cost_vs_random", "learned - random DSO cost", "EUR per round", "what "
             "learning did to the DSO cost: dso_cost of the learned run minus that of uniform "
             "random play on the same seed (negative: learners bid lower than chance)",
-            "rounds", "reference", 1, True),
+            "rounds", "reference", 1, True, bounds=ANY),
         KPI("total_cost_vs_random", "learned - random total cost", "EUR per round",
             "total_cost of the learned run minus that of random play on the same seed",
-            "rounds", "reference", 0),
+            "rounds", "reference", 0, bounds=ANY),
         KPI("lerner_vs_random", "learned - random Lerner", "", "lerner of the learned run "
-            "minus that of random play on the same seed", "agents", "reference", 2, True),
+            "minus that of random play on the same seed", "agents", "reference", 2, True,
+            bounds=ANY),
         *[KPI(f"lerner_{t}_{f}", f"Lerner {kinds[t]} {f}", "", f"the Lerner index of "
-              f"accepted {f} bids of {t} FSPs", "agents", "accepted")
+              f"accepted {f} bids of {t} FSPs", "agents", "accepted", bounds=LERNER)
           for t in AGENT_TYPES for f in FAMILIES],
         *[KPI(f"markup_{t}_{f}", f"markup {kinds[t]} {f}", "", f"markup over true cost of "
               f"accepted {f} bids of {t} FSPs, weighted by awarded energy (0.5 = +50 %)",
@@ -142,17 +153,17 @@ def _kpis() -> list[KPI]:
               "all bids") for t in AGENT_TYPES],
         KPI("hhi", "HHI per need", "", "Herfindahl-Hirschman index (0-10 000) of the relief "
             "each need receives, by FSP, relief-weighted over needs (10 000 = one FSP)",
-            "rounds", "window", 0),
+            "rounds", "window", 0, bounds=(0.0, 10_000.0)),
         KPI("psi", "PSI", "", "share of periods with needs where some FSP is pivotal: "
             "without it the market leaves more unmet need or costs 10 % more (truthful "
-            "offers, network-aware re-clearing)", "structure", "day", 2, True),
+            "offers, network-aware re-clearing)", "structure", "day", 2, True, bounds=SHARE),
         KPI("scarcity", "scarcity", "", "share of periods with needs where even every "
-            "truthful offer leaves unmet need", "structure", "day"),
+            "truthful offer leaves unmet need", "structure", "day", bounds=SHARE),
         KPI("pivotal_fsps", "pivotal FSPs", "FSPs", "FSPs pivotal in at least one period",
             "suppliers", "day", 0),
         KPI("psi_learned", "PSI learned", "", "PSI at the offers learners played most in "
             "the window (their modal actions, first day) instead of truthful offers",
-            "structure", "profile", 2, True),
+            "structure", "profile", 2, True, bounds=SHARE),
         KPI("pivotal_fsps_learned", "pivotal FSPs learned", "FSPs", "FSPs pivotal in at "
             "least one period at the learned offers", "suppliers", "profile", 0),
         KPI("regret_max", "regret eps greedy", "EUR per round", "largest gain one learner "
@@ -162,10 +173,10 @@ def _kpis() -> list[KPI]:
         KPI("regret_mean", "regret mean", "EUR per round", "mean of that gain over "
             "learners", "regret", "profile", 1),
         KPI("regret_share", "regret share", "", "mean share of its best-response profit a "
-            "learner forgoes", "regret", "profile"),
+            "learner forgoes", "regret", "profile", bounds=SHARE),
         KPI("profit_gain", "profit gain", "", "Calvano et al.'s Delta: 0 = competitive "
             "Nash, 1 = joint optimum (games of at most 1 000 profiles)", "regret",
-            "profile"),
+            "profile", bounds=ANY),
         KPI("regret_played_max", "regret eps played", "EUR per round", "largest gain one "
             "learner gets by one fixed bid against the others' recorded play in the window "
             "(sampled rounds): eps of the played strategies as a coarse correlated "
@@ -176,11 +187,11 @@ def _kpis() -> list[KPI]:
             "learners of that gain", "regret", "profile", 1),
         KPI("regret_played_share", "regret played share", "", "share of their best fixed "
             "responses' profit the learners forgo: sum of played regret over sum of (mean "
-            "profit + played regret)", "regret", "profile"),
+            "profit + played regret)", "regret", "profile", bounds=SHARE),
         KPI("regret_played_worst_share", "worst learner's regret share", "", "the share of "
             "its best fixed response's profit forgone by the learner with the largest played "
             "regret: regret_played_max over (its mean profit + regret_played_max)", "regret",
-            "profile"),
+            "profile", bounds=SHARE),
         KPI("rounds", "rounds", "rounds", "rounds the run played", "rounds", "run", 0),
         KPI("failed_rounds", "failed rounds", "rounds", "rounds whose clearing or AC "
             "validation failed (left out of every other KPI)", "rounds", "run", 0),
@@ -193,19 +204,19 @@ def _kpis() -> list[KPI]:
             "it cannot be judged (under two blocks, or no learner earns); the headline "
             "shows seeds converged / seeds judged. Converged means the choices stopped "
             "moving, not an equilibrium: one learner can still forgo much (warning 'large "
-            "regret')", "agents", "derived", 2, True),
+            "regret')", "agents", "derived", 2, True, bounds=SHARE),
         KPI("entropy", "choice entropy", "", "mean normalised entropy of the learners' "
-            "choice distributions (1 = uniform, 0 = decided)", "agents", "all bids"),
+            "choice distributions (1 = uniform, 0 = decided)", "agents", "all bids", bounds=SHARE),
         KPI("earners", "earners", "learners", "learners (FSP x product family) with a "
             "profit in some window round", "agents", "window", 0),
         KPI("entropy_earners", "earners' entropy", "", "mean normalised choice entropy of "
             "the learners that earn in the window (1 = uniform, 0 = decided)", "agents",
-            "window"),
+            "window", bounds=SHARE),
         KPI("greedy_share", "greedy play", "", "share of the earners' window rounds in "
             "which they played the action they believed best (uniform play: 1/N)",
-            "agents", "window"),
+            "agents", "window", bounds=SHARE),
         KPI("all_greedy_share", "all greedy", "", "share of window rounds in which every "
-            "earner played its greedy action", "agents", "window"),
+            "earner played its greedy action", "agents", "window", bounds=SHARE),
     ]
 
 
