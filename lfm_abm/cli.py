@@ -555,7 +555,14 @@ def cmd_app(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "solara", "run", str(page), "--host", args.host,
                "--port", str(args.port), "--production", "--no-check-version",
                "--open" if args.open else "--no-open"]
-    env = {**os.environ, "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False"}
+    # Solara's rule-of-hooks check warns (10 lines at every start) about Mesa 3.3's own
+    # SolaraViz code (ComponentsView, a use_state after an early return), not ours; and
+    # a page opened at 127.0.0.1 over http gets a 10-line note on cookies for pages
+    # embedded in iframes elsewhere. Neither concerns a local app.
+    quiet = "ignore:Cookies with samesite=none require https:UserWarning"
+    env = {**os.environ, "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False",
+           "SOLARA_CHECK_HOOKS": "off", "PYTHONWARNINGS": ",".join(
+               filter(None, (os.environ.get("PYTHONWARNINGS"), quiet)))}
     print(f"lfm-abm app: http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
     # The server dies with this process, also on SIGTERM or kill -9: a server left
     # behind would hold the port and the next start would fail.

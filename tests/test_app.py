@@ -200,8 +200,8 @@ def _refused(port: int) -> bool:
 
 @pytest.mark.slow
 def test_the_apps_server_goes_with_it_on_sigterm(tmp_path):
-    """SIGTERM to `lfm-abm app` alone (not its process group) also stops the solara
-    server, so the port is free again for the next start."""
+    """A start without warnings; SIGTERM to `lfm-abm app` alone (not its process group)
+    also stops the solara server, so the port is free again for the next start."""
     port = _free_port()
     with (tmp_path / "server.log").open("w+") as log:
         app = subprocess.Popen(
@@ -209,6 +209,8 @@ def test_the_apps_server_goes_with_it_on_sigterm(tmp_path):
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             _wait_until_served(f"http://127.0.0.1:{port}/", app, log)
+            log.seek(0)
+            assert "Warning" not in log.read()  # a clean start: the URL, nothing else
             app.send_signal(signal.SIGTERM)
             assert app.wait(timeout=10) == 128 + signal.SIGTERM
             deadline = time.monotonic() + 5
