@@ -120,6 +120,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
     from lfm_abm.market.clearing import AWARD_COLUMNS, Market, MarketCase, check_device_ids
     from lfm_abm.market.designs import parse_design
     from lfm_abm.market.devices import Devices
+    from lfm_abm.market.explain import KINDS, loss_reasons
     from lfm_abm.market.params import MarketParams
     from lfm_abm.market.pricing import check_pricing
 
@@ -187,6 +188,11 @@ def cmd_clear(args: argparse.Namespace) -> int:
         print(f"unresolvable even with full emergency action: CM "
               f"{summary['unresolvable_cm_after_ac_mva']:.4f} MVA, VC "
               f"{summary['unresolvable_vc_after_ac_pu']:.4f} p.u.")
+    lost = loss_reasons(result, parse_design(args.design).products, params.max_bid_price)
+    counts = lost.kind[lost.kind != ""].value_counts()
+    if len(counts):
+        print("bids that won nothing, by reason (`why` in --out): " + ", ".join(
+            f"{kind} {counts[kind]}" for kind in KINDS if kind in counts))
     if result.validation is not None and len(result.validation.linearisation):
         lin = result.validation.linearisation
         print(f"linearisation error: voltage {lin.vm_error_pu.max():.5f} p.u., "
@@ -194,7 +200,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
     if args.out:
         columns = [*bids.columns, *AWARD_COLUMNS,
                    *(("soc_mwh", "deferred_mwh") if args.energy else ())]
-        write_table(result.awards[columns], args.out)
+        write_table(result.awards[columns].assign(why=lost.why), args.out)
         phase(f"wrote {len(result.awards):,} rows")
         print(f"wrote {args.out}")
     if args.pivotal:

@@ -54,11 +54,40 @@ def test_clear_writes_awards_with_payments(tmp_path, capsys, cigre_case):
     from lfm_abm.market.clearing import AWARD_COLUMNS
 
     awards = pd.read_parquet(out)
-    assert list(awards.columns) == [*BID_COLUMNS, *AWARD_COLUMNS]
+    assert list(awards.columns) == [*BID_COLUMNS, *AWARD_COLUMNS, "why"]
+    assert "bids that won nothing, by reason" in text
     assert awards.payment.sum() > 0
     results = (Path(__file__).resolve().parents[1] / "docs" / "results.md").read_text()
     awards_doc = results[results.index("## awards.parquet"):results.index("## offers.parquet")]
     assert all(f"`{column}`" in awards_doc for column in awards.columns)
+
+
+def test_every_losing_bid_says_why_and_the_reason_matches_its_prices(cigre_case):
+    from conftest import ample_bids
+
+    from lfm_abm.market.clearing import Market
+    from lfm_abm.market.explain import KINDS, VALUE_TOLERANCE, loss_reasons
+
+    bids = ample_bids(cigre_case)
+    bids.loc[0, "price"] = 5_000.0  # above the reservation price (VOLL 1,000)
+    result = Market(cigre_case, "CM_P").clear(bids, ac_validate=False)
+    lost = loss_reasons(result, frozenset({"P"}), cigre_case.params.max_bid_price)
+    a = result.awards.join(lost)
+    assert (a.kind[a.awarded > 0] == "").all() and (a.kind[a.awarded == 0] != "").all()
+    assert set(a.kind) - {""} <= set(KINDS)
+    assert a.kind[0] == "above reservation"
+    value, price = a.locational_price, a.price
+    assert (a["product"][a.kind == "not bought"].str[0] == "Q").all()
+    assert (a["product"][a.kind != "not bought"].str[0] == "P").all()
+    assert (value[a.kind == "dearer"] > VALUE_TOLERANCE).all()
+    assert (value[a.kind == "dearer"] < price[a.kind == "dearer"]).all()
+    assert (value[a.kind == "not needed"].abs() <= VALUE_TOLERANCE).all()
+    harmful = a[a.kind == "harmful"]
+    assert len(harmful) and (harmful.locational_price < 0).all()
+    limits = {f"the {r.service} limit of {r.element} {r.element_id} in period {r.period}"
+              for r in result.stages[0][1].lp.rows.itertuples()}
+    assert all(any(limit in why for limit in limits) for why in harmful.why)
+    assert {"dearer", "not needed", "not bought"} <= set(a.kind)
 
 
 def test_clear_reports_pivotal_suppliers_of_the_bids_it_is_given(tmp_path, capsys,
