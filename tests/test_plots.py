@@ -9,9 +9,15 @@ import pandas as pd
 import pytest
 
 from lfm_abm.learning import ActionGrid
+from lfm_abm.results.kpis import setting_labels, varying_settings
 from lfm_abm.results.lazy import StudyTables
 from lfm_abm.results.plot_data import add_windows, window_costs
-from lfm_abm.results.plots import cost_components, make_plots, order_by_total_cost
+from lfm_abm.results.plots import (
+    best_of_groups,
+    cost_components,
+    make_plots,
+    order_by_total_cost,
+)
 from lfm_abm.results.store import NetworkData
 
 DESIGNS = ("CM_P", "CMVC_PQ")
@@ -110,6 +116,20 @@ def test_design_comparison_is_ordered_by_total_cost():
     assert order_by_total_cost(per_run, ["A", "B", "C"]) == ["B", "A", "C"]
     per_run["total_cost"] = [5.0, 5.0, 5.0, 5.0, 1.0, 1.0]  # ties keep the study's order
     assert order_by_total_cost(per_run, ["B", "A", "C"]) == ["C", "B", "A"]
+
+
+def test_designs_are_ranked_within_each_swept_value_never_across():
+    """A cheaper assumption is not a better design: at VOLL 300 B is best, at 3000 A is,
+    although every VOLL-300 run is cheaper than every VOLL-3000 run."""
+    per_run = pd.DataFrame({"design": ["A", "B"] * 2, "pricing": "pay-as-bid",
+                            "learner": "x", "seed": 0,
+                            "variant": ["voll=3000", "voll=3000", "voll=300", "voll=300"],
+                            "total_cost": [900.0, 1500.0, 400.0, 200.0]})
+    per_run["market"] = setting_labels(per_run, varying_settings(per_run))
+    order = ["A / voll=3000", "B / voll=3000", "A / voll=300", "B / voll=300"]
+    ranked = order_by_total_cost(per_run, order)
+    assert ranked == ["A / voll=3000", "B / voll=3000", "B / voll=300", "A / voll=300"]
+    assert best_of_groups(per_run, ranked) == {"A / voll=3000", "B / voll=300"}
 
 
 def test_figures_without_their_data_are_skipped(study, tmp_path):

@@ -102,13 +102,39 @@ def palette(markets: Sequence[str]) -> dict[str, tuple[float, float, float]]:
     return dict(zip(markets, sns.color_palette(name, len(markets)), strict=True))
 
 
+def comparable_groups(per_run: pd.DataFrame, order: Sequence[str] | None = None
+                      ) -> dict[str, list[str]]:
+    """The markets (in the study's order) grouped by everything but the design.
+
+    Designs compete only within one setting (the same pricing, learner and swept
+    values): a cheaper assumption (a lower VOLL) is not a better design.
+    """
+    market = per_run["market"] if "market" in per_run else setting_labels(per_run)
+    context = setting_labels(per_run.assign(design=""), varying_settings(per_run))
+    context_of = dict(zip(market, context, strict=True))
+    groups: dict[str, list[str]] = {}
+    for name in market_order(market, order):
+        groups.setdefault(context_of[name], []).append(name)
+    return groups
+
+
 def order_by_total_cost(per_run: pd.DataFrame, order: Sequence[str] | None = None
                         ) -> list[str]:
-    """Markets from lowest to highest mean total cost; ties and NaN keep the study's order."""
+    """Markets from lowest to highest mean total cost within each comparable group.
+
+    Groups (`comparable_groups`) follow the study's order; ties and NaN keep it too.
+    """
     market = per_run["market"] if "market" in per_run else setting_labels(per_run)
-    markets = market_order(market, order)
-    cost = per_run.total_cost.groupby(market).mean().reindex(markets)
-    return cost.sort_values(kind="stable", na_position="last").index.tolist()
+    cost = per_run.total_cost.groupby(market).mean()
+    return [name for members in comparable_groups(per_run, order).values()
+            for name in cost.reindex(members).sort_values(kind="stable",
+                                                          na_position="last").index]
+
+
+def best_of_groups(per_run: pd.DataFrame, ranked: Sequence[str]) -> set[str]:
+    """The cheapest market of each comparable group (`ranked` by `order_by_total_cost`)."""
+    return {next(name for name in ranked if name in members)
+            for members in comparable_groups(per_run, ranked).values()}
 
 
 def _panels_note(settings: int) -> str:
@@ -147,19 +173,20 @@ def _mean_ci(frame: pd.DataFrame, column: str) -> pd.DataFrame:
 
 # --- 1. design comparison ------------------------------------------------------------
 
-def _bar_panel(ax: Axes, summary: pd.DataFrame, colours: dict, best: str, log: bool) -> None:
-    """Horizontal bars with CI and the mean written beside them; the best one outlined."""
+def _bar_panel(ax: Axes, summary: pd.DataFrame, colours: dict, best: set[str],
+               log: bool) -> None:
+    """Horizontal bars with CI and the mean written beside them; the best ones outlined."""
     markets = summary.index.tolist()
     y = np.arange(len(markets))
     mean, ci = summary["mean"].to_numpy(float), summary["ci"].fillna(0).to_numpy(float)
     lower = np.minimum(ci, 0.9 * mean) if log else ci  # a log axis has no room below 0
     ax.barh(y, mean, xerr=[lower, ci], color=[colours[m] for m in markets],
-            edgecolor=["black" if m == best else "none" for m in markets],
+            edgecolor=["black" if m in best else "none" for m in markets],
             linewidth=2.0, error_kw={"elinewidth": 1, "capsize": 2})
     end = np.nan_to_num(mean + ci)
     for yi, (value, x) in enumerate(zip(mean, end, strict=True)):
         ax.text(x * 1.15 if log else x + 0.02 * max(end.max(), 1e-9), yi, _fmt(value),
-                va="center", fontsize=8, fontweight="bold" if markets[yi] == best else None)
+                va="center", fontsize=8, fontweight="bold" if markets[yi] in best else None)
     if log:
         ax.set_xscale("log")
         positive = mean[mean > 0]
@@ -175,7 +202,7 @@ def design_comparison(per_run: pd.DataFrame, ranked: list[str], colours: dict, w
               ("cost_ratio", "Overpayment vs competitive bids", False),
               ("unmet_need_after_ac", "Needs left to emergency action", False),
               ("total_cost", "Total cost = payments + VOLL x unmet (log)", True)]
-    best = ranked[0]
+    best = best_of_groups(per_run, ranked)
     fig, axes = plt.subplots(1, 4, figsize=(18, 0.45 * len(ranked) + 2), sharey=True)
     for ax, (column, title, log) in zip(axes, panels, strict=True):
         _bar_panel(ax, _mean_ci(per_run, column).reindex(ranked), colours, best, log)
@@ -189,11 +216,19 @@ def design_comparison(per_run: pd.DataFrame, ranked: list[str], colours: dict, w
     axes[1].axvline(1.0, color="black", linestyle="--", linewidth=1, label="competitive")
     axes[1].legend(fontsize=8, loc="lower right")
     axes[0].set_yticks(y, ranked)
-    axes[0].invert_yaxis()  # best (lowest total cost) at the top
-    axes[0].get_yticklabels()[0].set_fontweight("bold")
+    axes[0].invert_yaxis()  # best (lowest total cost) at the top of each group
+    for label in axes[0].get_yticklabels():
+        label.set_fontweight("bold" if label.get_text() in best else "normal")
+    groups = comparable_groups(per_run, ranked)
+    edges = np.cumsum([len(members) for members in groups.values()])[:-1] - 0.5
+    for ax in axes:  # a line between settings: designs compete only within one
+        for edge in edges:
+            ax.axhline(edge, color="grey", linewidth=0.8)
     seeds = per_run.groupby("market").size().min()
-    fig.suptitle(f"Which design is cheapest and solves the needs? Ranked by total cost, best "
-                 f"outlined (mean and 95 % CI over {seeds} seeds, last {window} rounds)")
+    within = " within each setting" if len(groups) > 1 else ""
+    fig.suptitle(f"Which design is cheapest and solves the needs? Ranked by total cost"
+                 f"{within}, best outlined (mean and 95 % CI over {seeds} seeds, last "
+                 f"{window} rounds)")
     fig.tight_layout()
     return _save(fig, path)
 
