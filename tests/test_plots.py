@@ -132,6 +132,22 @@ def test_designs_are_ranked_within_each_swept_value_never_across():
     assert best_of_groups(per_run, ranked) == {"A / voll=3000", "B / voll=300"}
 
 
+def test_bands_stay_inside_what_the_quantity_can_be():
+    """Two seeds of a Lerner index at 0.9 and 1.0: the t band (± 0.64) is cut at 1."""
+    import matplotlib.pyplot as plt
+
+    from lfm_abm.results.plots import _curves
+
+    data = pd.DataFrame({"market": "A", "round": [1, 1, 2, 2], "lerner": [0.9, 1.0] * 2})
+    fig, ax = plt.subplots()
+    _curves(ax, data, "lerner", "market", ["A"], {"A": "black"})
+    band = ax.collections[0].get_paths()[0].vertices
+    plt.close(fig)
+    assert band[:, 1].max() == pytest.approx(1.0)
+    assert band[:, 1].min() == pytest.approx(0.95 - 12.7062047 * np.std([0.9, 1.0], ddof=1)
+                                             / np.sqrt(2))
+
+
 def test_figures_without_their_data_are_skipped(study, tmp_path):
     tables, per_run = study
     without_offers = {name: frame for name, frame in tables.items() if name != "offers"}

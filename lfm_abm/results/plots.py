@@ -58,6 +58,7 @@ from lfm_abm.files import atomic_file
 from lfm_abm.market.bids import PRODUCTS
 from lfm_abm.results import plot_data
 from lfm_abm.results.kpis import (
+    bounded_interval,
     ci_half_width,
     learned_rows,
     mean_and_ci,
@@ -65,7 +66,7 @@ from lfm_abm.results.kpis import (
     varying_settings,
 )
 from lfm_abm.results.lazy import StudyTables
-from lfm_abm.results.registry import AGENT_TYPES, KPIS
+from lfm_abm.results.registry import AGENT_TYPES, ANY, KPIS
 from lfm_abm.results.store import NetworkData
 
 DPI = 110
@@ -165,10 +166,13 @@ def _save(fig: Figure, path: Path) -> Path:
 # --- window and summaries --------------------------------------------------------------
 
 def _mean_ci(frame: pd.DataFrame, column: str) -> pd.DataFrame:
-    """Mean and 95 % CI half-width over seeds of `column`, per market (as the summary)."""
-    return pd.DataFrame({market: mean_and_ci(values.to_numpy(dtype=float))
-                         for market, values in frame.groupby("market")[column]},
-                        index=["mean", "ci"]).T
+    """Mean and 95 % CI over seeds of `column` per market, cut at its bounds (as the summary)."""
+    rows = {}
+    for market, values in frame.groupby("market")[column]:
+        mean, ci = mean_and_ci(values.to_numpy(dtype=float))
+        rows[market] = (mean, *bounded_interval(mean, 0.0 if np.isnan(ci) else ci,
+                                                KPIS[column].bounds))
+    return pd.DataFrame(rows, index=["mean", "lo", "hi"]).T
 
 
 # --- 1. design comparison ------------------------------------------------------------
@@ -178,8 +182,10 @@ def _bar_panel(ax: Axes, summary: pd.DataFrame, colours: dict, best: set[str],
     """Horizontal bars with CI and the mean written beside them; the best ones outlined."""
     markets = summary.index.tolist()
     y = np.arange(len(markets))
-    mean, ci = summary["mean"].to_numpy(float), summary["ci"].fillna(0).to_numpy(float)
-    lower = np.minimum(ci, 0.9 * mean) if log else ci  # a log axis has no room below 0
+    mean = summary["mean"].to_numpy(float)
+    below = np.nan_to_num(mean - summary["lo"].to_numpy(float))
+    ci = np.nan_to_num(summary["hi"].to_numpy(float) - mean)
+    lower = np.minimum(below, 0.9 * mean) if log else below  # a log axis has no room at 0
     ax.barh(y, mean, xerr=[lower, ci], color=[colours[m] for m in markets],
             edgecolor=["black" if m in best else "none" for m in markets],
             linewidth=2.0, error_kw={"elinewidth": 1, "capsize": 2})
@@ -275,13 +281,15 @@ def _curves(ax: Axes, data: pd.DataFrame, y: str, key: str, order: Sequence[str]
             styles: dict | None = None) -> pd.DataFrame:
     """One line per value of `key` with its CI band vs `x`; returns what it drew."""
     summary = _over_seeds(data, y, key, x)
+    low, high = KPIS[y].bounds if y in KPIS else ANY  # bands stay where values can be
     for name in order:
         line = summary[summary[key] == name]
         if not len(line):
             continue
         ax.plot(line[x], line["mean"], color=colours[name], label=name, linewidth=1,
                 marker=marker, linestyle=(styles or {}).get(name, "-"))
-        ax.fill_between(line[x], line["mean"] - line.ci, line["mean"] + line.ci,
+        ax.fill_between(line[x], np.clip(line["mean"] - line.ci, low, high),
+                        np.clip(line["mean"] + line.ci, low, high),
                         color=colours[name], alpha=0.2, linewidth=0)
     return summary
 
