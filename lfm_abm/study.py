@@ -83,6 +83,7 @@ from lfm_abm.market.pricing import check_pricing
 from lfm_abm.network.grids import default_scenario, load_grid
 from lfm_abm.network.needs import NeedLimits
 from lfm_abm.network.scenarios import Scenario
+from lfm_abm.progress import RoundsNote, RoundsWatch
 from lfm_abm.results.kpis import REFERENCES
 from lfm_abm.schema import MAX_COUNT, Bool, Field, Int, Text, build, settings
 from lfm_abm.workers import interrupts_raise, process_pool, sigint_blocked, stop_pool
@@ -454,8 +455,10 @@ def _simulate(run: RunSpec, folder: Path) -> dict:
     start = time.perf_counter()
     model = LFMModel(run.settings, seed=run.seed, spool=folder, tags=run_tags(run))
     setup = time.perf_counter() - start
+    note = RoundsNote(folder)
     for _ in range(run.rounds):
         model.step()
+        note(model.round)
         if run.regret_every and model.round % run.regret_every == 0 \
                 and model.round < run.rounds:
             model.equilibrium()
@@ -697,9 +700,12 @@ def _execute(todo: list[RunSpec], n_runs: int, manifest: dict, out: Path, worker
     bar = tqdm(total=sum(r.rounds for r in todo), unit="round", disable=bar_label is None,
                dynamic_ncols=True, desc=bar_label, unit_scale=False)
     bar.set_postfix_str(f"runs {finished}/{n_runs}")
+    watch = RoundsWatch(bar, out / store.RUNS)  # rounds of the runs still running too
     try:
         with sigint_blocked():  # workers start now: a Ctrl-C waits until they ignore it
             futures = {submit(run): run for run in todo}
+        if bar_label is not None:
+            watch.start()
         for future in completed(list(futures)):
             run = futures[future]
             try:
@@ -714,13 +720,15 @@ def _execute(todo: list[RunSpec], n_runs: int, manifest: dict, out: Path, worker
             store.write_manifest(out, manifest)
             finished += 1
             bar.set_postfix_str(f"runs {finished}/{n_runs}", refresh=False)
-            bar.update(run.rounds)  # rounds of failed runs count as done: nothing is left
+            watch.finished += run.rounds  # failed runs count as done: nothing is left
+            watch.refresh()
     except BaseException:
         close(abort=True)
         raise
     else:
         close(abort=False)
     finally:
+        watch.stop()
         bar.close()
 
 
