@@ -277,13 +277,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise InputError("a study spec is required, e.g. studies/designs.toml", field="study")
     spec = load_study(args.study, rounds=args.rounds, seeds=args.seeds, out=args.out,
                       window=args.window)
+    formats = figure_formats(args.format)  # before any run: a typo costs nothing
     check_output_dir(spec.out, "--out" if args.out else f"{spec.source}: study.out")
     intro = (f"study {spec.name}: {len(spec.designs)} designs x {len(spec.pricing)} pricing x "
              f"{len(spec.learners)} learner settings x {len(spec.seeds)} seeds, "
              f"{spec.rounds} rounds each (KPIs over the last {spec.window}), on {spec.grid} "
              f"-> {spec.out}")
     out = run_study(spec, workers=args.workers, scheduler=args.scheduler,
-                    progress=not args.quiet, announce=lambda: print(intro, flush=True))
+                    progress=not args.quiet, announce=lambda: print(intro, flush=True),
+                    formats=formats)
     _print_summary(out)
     return 0
 
@@ -330,9 +332,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     from lfm_abm.study import summarise_study
 
     out = Path(args.dir)
-    summarise_study(out)
+    summarise_study(out, figure_formats(args.format))
     _print_summary(out)
     return 0
+
+
+def figure_formats(text: str) -> tuple[str, ...]:
+    """`--format png,pdf`: the figure formats, checked."""
+    from lfm_abm.results.plots import check_formats
+
+    return check_formats(text.split(","))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -487,6 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="local worker processes (default: CPU count)")
     run.add_argument("--scheduler", help="address of a Dask scheduler to run on instead")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--format", default="png",
+                     help="figure formats, comma-separated: png, pdf, svg (default png)")
     run.set_defaults(func=cmd_run)
 
     bench = sub.add_parser("bench", help="time the engine against a naive baseline")
@@ -536,6 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", aliases=["plot"],
                             help="rebuild summary, plots and report.md from saved results")
     report.add_argument("dir", help="a study output folder")
+    report.add_argument("--format", default="png",
+                        help="figure formats, comma-separated: png, pdf, svg (default png)")
     report.set_defaults(func=cmd_report)
     return parser
 

@@ -63,7 +63,7 @@ import sys
 import time
 import tomllib
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import as_completed
 from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
@@ -603,7 +603,8 @@ def check_study(spec: StudySpec) -> list[RunSpec]:
 
 
 def run_study(spec: StudySpec, workers: int = 1, scheduler: str | None = None,
-              progress: bool = True, announce: Callable[[], None] | None = None) -> Path:
+              progress: bool = True, announce: Callable[[], None] | None = None,
+              formats: Sequence[str] = ("png",)) -> Path:
     """Execute every unfinished run of a study, then write summary, plots and report.
 
     The output folder is locked for the whole study (a second study on it refuses,
@@ -654,7 +655,7 @@ def run_study(spec: StudySpec, workers: int = 1, scheduler: str | None = None,
             store.write_manifest(out, manifest)
         manifest["finished"] = session["ended"]
         store.write_manifest(out, manifest)
-        summarise_study(out)
+        summarise_study(out, formats)
     return out
 
 
@@ -743,8 +744,11 @@ def _network_data(spec: StudySpec):
                         shared_case(spec.grid, first.scenario, day, first.limits, first.market))
 
 
-def summarise_study(out: Path) -> pd.DataFrame:
-    """KPIs per run, summary, paired differences, plots and report from the saved runs."""
+def summarise_study(out: Path, formats: Sequence[str] = ("png",)) -> pd.DataFrame:
+    """KPIs per run, summary, paired differences, plots and report from the saved runs.
+
+    `formats`: of the figures (png, pdf, svg; the report links the first).
+    """
     from lfm_abm.results.diagnostics import diagnose
     from lfm_abm.results.kpis import setting_labels
     from lfm_abm.results.load import load_results
@@ -758,7 +762,8 @@ def summarise_study(out: Path) -> pd.DataFrame:
     figures = make_plots(results.store, results.runs, out / "plots", results.study["window"],
                          results.network, order=list(setting_labels(results.summary)),
                          swept=results.swept,
-                         n_actions=len(ActionGrid.from_dict(results.study["actions"])))
+                         n_actions=len(ActionGrid.from_dict(results.study["actions"])),
+                         formats=formats)
     needs = results.network.needs if results.network is not None else None
     write_report(results, figures, diagnose(results.summary, results.study, needs))
     return results.summary

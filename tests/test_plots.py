@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lfm_abm.errors import InputError
 from lfm_abm.learning import ActionGrid
 from lfm_abm.results.kpis import setting_labels, varying_settings
 from lfm_abm.results.lazy import StudyTables
@@ -108,6 +109,17 @@ def test_every_figure_is_written(study, tmp_path):
     assert {p.name for p in paths} == ALL_FIGURES
     for path in paths:
         assert path.is_file() and path.stat().st_size > 10_000, path.name
+
+
+def test_figures_for_papers_come_in_every_format_asked_for(study, tmp_path):
+    tables, per_run = study
+    paths = make_plots(tables, per_run, tmp_path, window=3, network=_network(),
+                       swept=("voll",), formats=("svg", "PDF"))
+    assert {p.name for p in paths} == {name.replace(".png", ".svg") for name in ALL_FIGURES}
+    assert all(p.with_suffix(".pdf").read_bytes().startswith(b"%PDF") for p in paths)
+    assert not list(tmp_path.glob("*.png"))
+    with pytest.raises(InputError, match="allowed: png, pdf, svg"):
+        make_plots(tables, per_run, tmp_path, window=3, formats=("jpg",))
 
 
 def test_design_comparison_is_ordered_by_total_cost():

@@ -38,6 +38,7 @@ the yardstick where a figure compares with them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 
 import matplotlib
@@ -54,6 +55,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from lfm_abm.errors import InputError
 from lfm_abm.files import atomic_file
 from lfm_abm.market.bids import PRODUCTS
 from lfm_abm.results import plot_data
@@ -70,6 +72,10 @@ from lfm_abm.results.registry import AGENT_TYPES, ANY, KPIS
 from lfm_abm.results.store import NetworkData
 
 DPI = 110
+#: What figures can be written as: png for screens, pdf and svg (vector) for papers.
+FIGURE_FORMATS = ("png", "pdf", "svg")
+#: The formats of the figures being made (`make_plots` sets them for its figures).
+_FORMATS: ContextVar[tuple[str, ...]] = ContextVar("figure_formats", default=("png",))
 AGENT_COLOURS = dict(zip(AGENT_TYPES, ("#e69f00", "#009e73", "#6a3d9a"), strict=True))
 FAMILY_COLOURS = {"P": "tab:orange", "Q": "tab:blue"}
 PRODUCT_COLOURS = dict(zip(PRODUCTS, ("#fdae61", "#d7301f", "#92c5de", "#2166ac"),
@@ -154,13 +160,18 @@ def _fmt(value: float) -> str:
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    """Write (atomically) and close a figure (many figures per study: none kept in memory)."""
+    """Write (atomically) and close a figure (many figures per study: none kept in memory).
+
+    Written in each of the formats `make_plots` was asked for; returns the first file.
+    """
+    formats = _FORMATS.get()
     try:
-        with atomic_file(path) as tmp:
-            fig.savefig(tmp, format=path.suffix[1:], dpi=DPI, bbox_inches="tight")
+        for fmt in formats:
+            with atomic_file(path.with_suffix(f".{fmt}")) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight")
     finally:
         plt.close(fig)
-    return path
+    return path.with_suffix(f".{formats[0]}")
 
 
 # --- window and summaries --------------------------------------------------------------
@@ -721,16 +732,38 @@ def sweep(per_run: pd.DataFrame, column: str, order: Sequence[str] | None,
 
 # --- entry point ------------------------------------------------------------------------
 
+def check_formats(formats: Sequence[str], field: str = "--format") -> tuple[str, ...]:
+    """The figure formats asked for, checked (an unknown one names the allowed ones)."""
+    wanted = tuple(dict.fromkeys(f.strip().lower().lstrip(".") for f in formats if f.strip()))
+    unknown = [f for f in wanted if f not in FIGURE_FORMATS]
+    if unknown or not wanted:
+        raise InputError(f"invalid value {','.join(formats)!r}", field=field,
+                         allowed=FIGURE_FORMATS)
+    return wanted
+
+
 def make_plots(tables: StudyTables | Mapping[str, pd.DataFrame], per_run: pd.DataFrame,
                folder: Path, window: int, network: NetworkData | None = None,
                order: Sequence[str] | None = None, swept: Sequence[str] = (),
-               n_actions: int = 11) -> list[Path]:
+               n_actions: int = 11, formats: Sequence[str] = ("png",)) -> list[Path]:
     """All figures of a study's learned settings into `folder` (absent data: skipped).
 
     `tables`: the study's tables where they are stored (`StudyResults.store`), or frames
     (each with a run_id column). `n_actions`: the action grid's size (random play's
-    greedy share is 1 / n_actions).
+    greedy share is 1 / n_actions). `formats`: each figure is written in each (png,
+    pdf, svg: vector formats for papers); the paths returned are of the first.
     """
+    token = _FORMATS.set(check_formats(formats))
+    try:
+        return _make_plots(tables, per_run, folder, window, network, order, swept, n_actions)
+    finally:
+        _FORMATS.reset(token)
+
+
+def _make_plots(tables: StudyTables | Mapping[str, pd.DataFrame], per_run: pd.DataFrame,
+                folder: Path, window: int, network: NetworkData | None,
+                order: Sequence[str] | None, swept: Sequence[str], n_actions: int
+                ) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     per_run = learned_rows(per_run)
     per_run = per_run.assign(market=setting_labels(per_run, varying_settings(per_run)))
