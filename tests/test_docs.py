@@ -46,3 +46,35 @@ def test_example_script_runs_from_a_clean_folder(tmp_path):
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert (out / "plots" / "lerner_by_round.png").stat().st_size > 10_000
+
+
+#: Features the code has, with a check that it has them, and how a stale "limitation"
+#: would deny them. docs/model.md and the README must not deny any of them.
+FEATURES = {
+    "energy accounts (batteries, EV energy, shiftable loads)": (
+        lambda: __import__("lfm_abm.market.energy", fromlist=["account_rows"]).account_rows,
+        ("no inter-temporal", "no intertemporal", "no energy constraint",
+         "no state of charge", "no battery")),
+    "re-linearisation": (
+        lambda: __import__("lfm_abm.market.params", fromlist=["MarketParams"])
+        .MarketParams().relinearise is not None,
+        ("no re-linearisation", "never re-linearise")),
+    "locational pricing": (lambda: "locational" in PRICING_RULES,
+                           ("no locational pric", "pay-as-bid only")),
+    "reactive power products": (lambda: "Q" in SINGLE_DESIGNS[1],
+                                ("active power only", "no reactive")),
+    "AC validation": (
+        lambda: __import__("lfm_abm.network.ac_validation", fromlist=["ACEvaluator"])
+        .ACEvaluator, ("awards are not validated", "not validated against ac")),
+}
+
+
+def test_the_docs_deny_no_feature_the_code_has():
+    """A checked list: docs/model.md once listed energy constraints as missing while
+    section 3.9 described them."""
+    texts = {name: (ROOT / name).read_text().lower() for name in ("docs/model.md", "README.md")}
+    for feature, (present, denials) in FEATURES.items():
+        assert present(), f"the code lost {feature}: update FEATURES and the docs"
+        for name, text in texts.items():
+            denied = [phrase for phrase in denials if phrase in text]
+            assert not denied, f"{name} says {denied} but the code has {feature}"
