@@ -118,7 +118,7 @@ def test_headline_has_the_registry_columns_and_counts_converged_seeds():
     assert list(table[headline_columns()["converged"]]) == ["1/2", "2/2"]
 
 
-def test_intervals_stay_inside_what_the_quantity_can_be():
+def test_intervals_stay_inside_what_the_quantity_can_be(tmp_path):
     """Two seeds: Lerner 0.9 and 1.0 (t interval 0.95 ± 0.635 would pass 1), DSO cost 10
     and 400 (205 ± 2478 would go below 0): cut at the bounds, shown as [low, high]."""
     runs = pd.DataFrame([{"design": "A", "pricing": "pay-as-bid", "learner": "x",
@@ -136,6 +136,9 @@ def test_intervals_stay_inside_what_the_quantity_can_be():
     assert shown[headline_columns()["dso_cost"]].startswith("205.0 [0.0, ")
     inside = summarise(runs.assign(lerner=[0.3, 0.4]))  # not cut: the usual form
     assert headline(inside).iloc[0][headline_columns()["lerner"]] == "0.35 ± 0.64"
+    inside.to_csv(tmp_path / "summary.csv", index=False)  # 16 digits: still not a cut
+    again = pd.read_csv(tmp_path / "summary.csv", keep_default_na=False, na_values=[""])
+    assert headline(again).iloc[0][headline_columns()["lerner"]] == "0.35 ± 0.64"
 
 
 def summary_row(**values) -> pd.DataFrame:
@@ -173,7 +176,9 @@ NEEDS = pd.DataFrame({"service": ["CM", "VC"]})
     ({"dso_cost_vs_random_ci": float("nan")}, STUDY, "like random play", "--seeds 4"),
     ({"seeds": 2}, STUDY, "few seeds", "--seeds 8"),
     # converged (choices settled) and still far from a best response: said, not hidden
-    ({"regret_played_worst_share_mean": 0.45}, STUDY, "large regret", "more rounds"),
+    ({"regret_played_worst_share_mean": 0.45, "regret_played_max_mean": 9.0}, STUDY,
+     "large regret", "more rounds"),
+    ({"regret_played_worst_share_mean": 0.45}, STUDY, None, None),  # 5 of 300: cents
     ({"regret_played_max_mean": 60.0}, STUDY, "large regret", "regret_played_max"),
     ({"regret_played_worst_share_mean": float("nan"),
       "regret_played_max_mean": float("nan")}, STUDY, None, None),

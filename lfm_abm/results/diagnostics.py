@@ -24,8 +24,11 @@ TRUTHFUL_UNMET_SHARE = 0.10
 AT_CAP_SHARE = 0.10
 #: Accepted energy bid at the action grid's top level above this share is flagged.
 AT_TOP_SHARE = 0.05
-#: Played regret (eps, EUR per round) above this share of the DSO cost is flagged.
+#: Played regret (eps, EUR per round) above this share of the DSO cost is flagged ...
 REGRET_OF_COST = 0.10
+#: ... and above this share if that learner also forgoes more than NEAR_BEST of its best
+#: response (a learner earning cents that could earn a few more is no finding).
+MATERIAL_REGRET = 0.02
 #: Fewer seeds per setting than this are flagged: their intervals say little.
 MIN_SEEDS = 4
 
@@ -66,16 +69,17 @@ def _not_converged(summary: pd.DataFrame, rounds: int, window: int) -> list[Diag
 def _large_regret(summary: pd.DataFrame) -> list[Diagnostic]:
     """Settings where one learner could still gain much by one fixed bid, converged or not.
 
-    The "converged" test weighs every learner's regret together; a single learner that
-    forgoes more than NEAR_BEST of its best response's profit, or an eps above
-    REGRET_OF_COST of the DSO cost, is said here.
+    The "converged" test weighs every learner's regret together; an eps above
+    REGRET_OF_COST of the DSO cost, or above MATERIAL_REGRET of it from a learner that
+    forgoes more than NEAR_BEST of its best response's profit, is said here.
     """
     needed = {"regret_played_worst_share_mean", "regret_played_max_mean", "dso_cost_mean"}
     if not needed <= set(summary.columns):
         return []
     worst = summary.regret_played_worst_share_mean
     of_cost = summary.regret_played_max_mean / summary.dso_cost_mean
-    flagged = (worst > NEAR_BEST) | (of_cost > REGRET_OF_COST)  # NaN: not measured
+    flagged = ((of_cost > REGRET_OF_COST)  # NaN: not measured
+               | ((worst > NEAR_BEST) & (of_cost > MATERIAL_REGRET)))
     if not flagged.any():
         return []
     parts = [f"{label} (eps {eps:.1f} EUR/round: {share:.0%} of that learner's best "
@@ -85,8 +89,9 @@ def _large_regret(summary: pd.DataFrame) -> list[Diagnostic]:
     return [Diagnostic(
         "large regret",
         f"a learner could still gain much by one fixed bid against the others' play in "
-        f"{', '.join(parts)} (thresholds: {NEAR_BEST:.0%} of its best response's profit, "
-        f"{REGRET_OF_COST:.0%} of the DSO cost): the played strategies are not near an "
+        f"{', '.join(parts)} (thresholds: eps above {REGRET_OF_COST:.0%} of the DSO cost, "
+        f"or above {MATERIAL_REGRET:.0%} of it from a learner forgoing more than "
+        f"{NEAR_BEST:.0%} of its best response): the played strategies are not near an "
         "equilibrium, whatever 'converged' says (that is about choices that stopped moving)",
         "run more rounds or more seeds; runs.csv (regret_played_max, "
         "regret_played_worst_share) and the regret table name the learner and its better bid")]

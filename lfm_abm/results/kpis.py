@@ -277,7 +277,9 @@ def _formatted(mean: float, ci: float, digits: int,
         return "-"
     if np.isnan(ci):
         return f"{mean:.{digits}f}"
-    if interval is not None and (interval[0] > mean - ci or interval[1] < mean + ci):
+    slack = 1e-9 * (abs(mean) + ci)  # summary.csv keeps 16 digits: not a cut
+    if interval is not None and (interval[0] > mean - ci + slack
+                                 or interval[1] < mean + ci - slack):
         return f"{mean:.{digits}f} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
     return f"{mean:.{digits}f} ± {ci:.{digits}f}"
 
