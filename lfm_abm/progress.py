@@ -39,6 +39,10 @@ class RoundsNote:
             self.path.write_text(str(rounds))
             self._last = now
 
+    def close(self) -> None:
+        """Remove the note: the run's folder then holds its records only."""
+        self.path.unlink(missing_ok=True)
+
 
 class RoundsWatch:
     """Moves `bar` to the rounds of finished runs plus those of runs under `runs`."""

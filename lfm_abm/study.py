@@ -462,6 +462,7 @@ def _simulate(run: RunSpec, folder: Path) -> dict:
         if run.regret_every and model.round % run.regret_every == 0 \
                 and model.round < run.rounds:
             model.equilibrium()
+    note.close()  # a finished run's folder holds its records only (run.json lists them)
     if not model.rounds_cleared:
         raise RunFailed(f"none of its {model.round} rounds cleared (rounds.parquet holds "
                         "each round's status)")

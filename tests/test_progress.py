@@ -46,3 +46,5 @@ def test_a_run_notes_its_rounds_at_most_once_a_second(tmp_path, monkeypatch):
         note(rounds)
         written.append(int((tmp_path / progress.PROGRESS_FILE).read_text()))
     assert written == [1, 1, 3, 3]
+    note.close()
+    assert not list(tmp_path.iterdir())  # the run's folder holds its records only
