@@ -188,7 +188,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
         print(f"unresolvable even with full emergency action: CM "
               f"{summary['unresolvable_cm_after_ac_mva']:.4f} MVA, VC "
               f"{summary['unresolvable_vc_after_ac_pu']:.4f} p.u.")
-    lost = loss_reasons(result, parse_design(args.design).products, params.max_bid_price)
+    lost = loss_reasons(result, market.design.products, params.max_bid_price)
     counts = lost.kind[lost.kind != ""].value_counts()
     if len(counts):
         print("bids that won nothing, by reason (`why` in --out): " + ", ".join(

@@ -653,9 +653,9 @@ def run_study(spec: StudySpec, workers: int = 1, scheduler: str | None = None,
                                               for r in runs)))
             manifest["wall_seconds"] = sum(s.get("wall_seconds", 0.0)
                                            for s in manifest["sessions"])
+            if session["completed"]:
+                manifest["finished"] = session["ended"]
             store.write_manifest(out, manifest)
-        manifest["finished"] = session["ended"]
-        store.write_manifest(out, manifest)
         summarise_study(out, formats)
     return out
 

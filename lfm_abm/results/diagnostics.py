@@ -73,9 +73,6 @@ def _large_regret(summary: pd.DataFrame) -> list[Diagnostic]:
     REGRET_OF_COST of the DSO cost, or above MATERIAL_REGRET of it from a learner that
     forgoes more than NEAR_BEST of its best response's profit, is said here.
     """
-    needed = {"regret_played_worst_share_mean", "regret_played_max_mean", "dso_cost_mean"}
-    if not needed <= set(summary.columns):
-        return []
     worst = summary.regret_played_worst_share_mean
     of_cost = summary.regret_played_max_mean / summary.dso_cost_mean
     flagged = ((of_cost > REGRET_OF_COST)  # NaN: not measured

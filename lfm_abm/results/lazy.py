@@ -118,15 +118,12 @@ class StudyTables:
                       .fetchall()]
             # Files carry their run's tags as columns (older ones do not): the tags come
             # from the `runs` view either way, the run id from the run's folder.
-            dropped = ", ".join(_quoted(c) for c in ["filename", *(
-                c for c in stored if c in set(tags.columns) | {"run_id"})])
+            dropped = ["filename", *(c for c in stored if c in set(tags.columns) | {"run_id"})]
             sources[name] = (
-                f"SELECT * EXCLUDE ({dropped}), "
+                f"SELECT * EXCLUDE ({', '.join(map(_quoted, dropped))}), "
                 f"regexp_extract(filename, '([^/\\\\]+)[/\\\\][^/\\\\]+$', 1) AS run_id "
                 f"FROM {scan}")
-            described = connection.execute(f"DESCRIBE {sources[name]}").fetchall()
-            columns[name] = [row[0] for row in described
-                             if row[0] not in ("run_id", "file_row_number")]
+            columns[name] = [c for c in stored if c not in {*dropped, "file_row_number"}]
         return cls(sources, columns, connection, tags, out)
 
     @classmethod
