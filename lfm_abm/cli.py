@@ -127,7 +127,9 @@ def cmd_clear(args: argparse.Namespace) -> int:
     for flag, path in (("--out", args.out), ("--pivotal", args.pivotal)):
         if path:  # a bad target fails now, not after the clearing
             check_output_file(path, flag, TABLE_SUFFIXES)
-    given = {"voll": args.voll, "reservation_price": args.reservation_price}
+    given = {"voll": args.voll, "reservation_price": args.reservation_price,
+             "curtailment_price": args.curtailment_price,
+             "emergency_priority": args.emergency_priority}
     params = from_flags(MarketParams, relinearise=args.relinearise,
                         **{name: value for name, value in given.items() if value is not None})
     parse_design(args.design, "--design")
@@ -162,7 +164,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
           f"columns, {stats['stages']} stage(s), solver {stats['solve_seconds']:.1f} s)")
     result = market.validate(result)
     phase("AC-validated the awards")
-    summary = result.summary(params.voll)
+    summary = result.summary(params)
     before = case.baseline_needs
     print(f"design {result.design}, {args.pricing}: {len(bids)} bids, "
           f"{int((result.awards.awarded > 0).sum())} awarded, "
@@ -170,7 +172,8 @@ def cmd_clear(args: argparse.Namespace) -> int:
           f"{params.max_bid_price:g} EUR/MWh (not admitted)")
     print(f"baseline: {int((before.service == 'CM').sum())} CM and "
           f"{int((before.service == 'VC').sum())} VC needs; without a market they take "
-          f"{case.baseline_emergency.emergency_mwh:.3f} MWh of emergency action")
+          f"{case.baseline_emergency.emergency_mwh:.3f} MWh of emergency action costing "
+          f"{case.baseline_emergency_cost:.2f} EUR")
     print(f"procurement cost: {summary['procurement_cost']:.2f} EUR "
           f"(at bid prices {summary['cost_at_bid_prices']:.2f} EUR)")
     print("volume: " + ", ".join(f"{k} {v:.3f}" for k, v in result.volumes().items())
@@ -178,8 +181,9 @@ def cmd_clear(args: argparse.Namespace) -> int:
     print(f"unmet need in the market: {summary['unmet_need_before']:.4f} MWh of emergency "
           "action")
     print(f"unmet need after AC validation: {summary['unmet_need_after_ac']:.4f} MWh of "
-          f"emergency action (collateral {summary['collateral_after_ac']:.4f} MWh), VOLL "
-          f"cost {summary['unmet_cost_after_ac']:.2f} EUR; violations CM "
+          f"emergency action (curtailed {summary['curtailed_after_ac']:.4f}, shed "
+          f"{summary['shed_after_ac']:.4f}; collateral {summary['collateral_after_ac']:.4f}"
+          f" MWh), costing {summary['unmet_cost_after_ac']:.2f} EUR; violations CM "
           f"{summary['violation_cm_after_ac_mva']:.4f} MVA, VC "
           f"{summary['violation_vc_after_ac_pu']:.4f} p.u.")
     unresolvable = (summary["unresolvable_cm_after_ac_mva"]
@@ -461,8 +465,14 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("--relinearise", type=int, default=0,
                        help="re-clear the AC residual up to N times (default 0)")
     clear.add_argument("--voll", type=float,
-                       help="cost of emergency action (value of lost load), EUR/MWh "
+                       help="cost of load shedding (value of lost load), EUR/MWh "
                             "(default 1000)")
+    clear.add_argument("--curtailment-price", type=float,
+                       help="cost of involuntary curtailment of generation (its "
+                            "compensation), EUR/MWh (default 100)")
+    clear.add_argument("--emergency-priority",
+                       help="emergency action competes with offers on cost (least-cost, "
+                            "default) or comes after every admitted offer (market-first)")
     clear.add_argument("--reservation-price", type=float,
                        help="highest bid price the DSO admits, EUR/MWh (default: VOLL)")
     clear.add_argument("--out", help="write awards with payments (.csv or .parquet)")

@@ -119,7 +119,7 @@ class MarketDay:
             # start its AC work from other states than the runs after it.
             market = Market(self.scratch_case(), self.design, pricing)
             result = market.clear(self.book.truthful_bids(), self.book.devices, trusted=True)
-            self.benchmarks[pricing] = result.summary(self.case.params.voll)
+            self.benchmarks[pricing] = result.summary(self.case.params)
         return self.benchmarks[pricing]
 
     def scratch_case(self) -> MarketCase:

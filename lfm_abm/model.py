@@ -230,8 +230,7 @@ class LFMModel(mesa.Model):
 
     def _record_round(self, day: MarketDay, result: ClearingResult, benchmark: dict,
                       status: str) -> None:
-        voll = day.case.params.voll
-        summary = result.summary(voll)
+        summary = result.summary(day.case.params)
         truthful = benchmark["procurement_cost"]
         awards = result.awards
         energy = awards.awarded.to_numpy() * awards.hours.to_numpy()
@@ -248,7 +247,8 @@ class LFMModel(mesa.Model):
                   "hhi": day.markets.hhi(awards.awarded.to_numpy()),
                   "share_at_cap": (float(energy[at_cap].sum() / energy.sum()) if energy.sum() > 0
                                    else float("nan")),
-                  "unmet_need_no_market": day.case.baseline_emergency.emergency_mwh}
+                  "unmet_need_no_market": day.case.baseline_emergency.emergency_mwh,
+                  "cost_no_market": day.case.baseline_emergency_cost}
         record.update({k: v for k, v in summary.items() if k != "procurement_cost"})
         self.sink.add_rows("rounds", [record])
         won = np.flatnonzero(awards.awarded.to_numpy() > 0)  # dozens of the offers

@@ -50,7 +50,7 @@ def linearisation_report(net: pp.pandapowerNet, scenario: Scenario, population: 
         day = market_day(case, population, parsed)
         result = Market(case, parsed).clear(day.book.truthful_bids(), day.book.devices,
                                             trusted=True)
-        summary = result.summary(case.params.voll)
+        summary = result.summary(case.params)
         table = _per_period(case, result)
         title = ("linear clearing only" if iterations == 0 else
                  f"with re-linearisation (up to {iterations} extra clearings, "

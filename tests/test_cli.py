@@ -119,6 +119,27 @@ def test_clear_with_a_broken_bid_file_exits_2(tmp_path, capsys):
     assert str(path) in err and "quantity" in err and len(err.strip().splitlines()) == 1
 
 
+def test_clear_prices_emergency_action_by_kind_and_names_a_bad_priority(tmp_path, capsys):
+    """One bid above the reservation price: every need goes to emergency action, reported
+    split into curtailment and shedding and priced by kind."""
+    path = tmp_path / "bids.csv"
+    path.write_text("bid_id,provider_id,bus,period,product,quantity,price\n"
+                    "a,f,11,13,P_down,1,5000\n")
+    args = ["clear", "--grid", "cigre-mv", "--design", "CM_P", "--bids", str(path)]
+    assert main([*args, "--emergency-priority", "cheapest"]) == 2
+    err = capsys.readouterr().err
+    assert "--emergency-priority" in err and "least-cost" in err and "market-first" in err
+    for price in (100.0, 300.0):
+        assert main([*args, "--curtailment-price", str(price)]) == 0
+        line = next(row for row in capsys.readouterr().out.splitlines()
+                    if row.startswith("unmet need after AC"))
+        curtailed = float(line.split("curtailed ")[1].split(",")[0])
+        shed = float(line.split("shed ")[1].split(";")[0])
+        cost = float(line.split("costing ")[1].split(" EUR")[0])
+        assert curtailed + shed > 0
+        assert cost == pytest.approx(price * curtailed + 1000.0 * shed, abs=0.1)
+
+
 def test_clear_refuses_device_bids_without_a_device_table(tmp_path, capsys):
     path = tmp_path / "bids.csv"
     path.write_text("bid_id,provider_id,bus,period,product,quantity,price,device_id\n"

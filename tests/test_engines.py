@@ -12,8 +12,8 @@ from toy import assert_accounts_kept, bids_frame, emergency_at, make_point
 
 from lfm_abm.market.bids import PRODUCTS
 from lfm_abm.market.devices import Devices
+from lfm_abm.market.emergency import MARKET_FIRST, split_by_action
 from lfm_abm.market.energy import shift_account, storage_account
-from lfm_abm.market.formulation import MARKET_FIRST
 from lfm_abm.market.params import MarketParams
 
 
@@ -125,8 +125,9 @@ def test_settlement_identities_hold(instance, pricing):
     slack_cost = float(lp.cost[lp.slack_columns] @ sol.x[lp.slack_columns])
     assert bid_cost + emergency_cost + slack_cost == pytest.approx(sol.objective, rel=1e-7,
                                                                    abs=1e-7)
-    assert emergency_cost == pytest.approx(MarketParams().voll * (1 + MARKET_FIRST)
-                                           * result.emergency_mwh)
+    taken = split_by_action([result.emergency])
+    assert emergency_cost == pytest.approx(
+        (1 + MARKET_FIRST) * MarketParams().emergency_cost(taken))
     assert_accounts_kept(bids.assign(awarded=awarded.to_numpy(), hours=hours),
                          devices.energy)
     if pricing == "pay-as-bid":

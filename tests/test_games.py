@@ -82,8 +82,9 @@ class MarketGame:
 
     Player i bids its whole capacity at cost_i x (1 + markup of its action), or at the
     reservation price for the cap action; profit = payment - cost x awarded MWh (1 h
-    period). The DSO pays the accepted bids, plus VOLL for emergency action. Clearing
-    results are cached per profile.
+    period). The DSO pays the accepted bids, plus VOLL for emergency action: curtailment
+    is priced at VOLL here, an outside option dearer than every admitted offer, as in the
+    games' published settings. Clearing results are cached per profile.
     """
 
     NEED = 2.0  # MW: the line is 1 MVA over its limit, 0.5 MVA relief per MW at bus 1
@@ -98,7 +99,8 @@ class MarketGame:
         # One offer each, in period 0, of 1 h: the reward unit is cost x capacity.
         self.scales = [reward_scale([c], [q], [1.0], [0])
                        for c, q in zip(costs, capacities, strict=True)]
-        self.params = MarketParams(reservation_price=reservation)
+        self.params = MarketParams(reservation_price=reservation,
+                                   curtailment_price=MarketParams().voll)
         self.points = [toy_point(line_mva=11.0, dline_dp=(0.5, 0.0))]
         self.outcome = functools.cache(self._clear)
 

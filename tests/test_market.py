@@ -29,14 +29,14 @@ def relinearised(cigre_case):
 def test_joint_design_solves_everything_and_beats_sequential(relinearised):
     case, bids = relinearised
     joint = Market(case, "CMVC_PQ").clear(bids)
-    summary = joint.summary(case.params.voll)
+    summary = joint.summary(case.params)
     assert case.baseline_needs.service.nunique() == 2
     assert summary["unmet_need_after_ac"] == pytest.approx(0.0, abs=1e-6)
     assert joint.validation.needs.empty
     solving = []
     for design in SEQUENTIAL:
         result = Market(case, design).clear(bids)
-        if result.summary(case.params.voll)["unmet_need_after_ac"] < 1e-6:
+        if result.summary(case.params)["unmet_need_after_ac"] < 1e-6:
             solving.append(result.procurement_cost)
     assert solving, "at least one sequential design solves everything"
     assert joint.procurement_cost <= min(solving) + 1e-6
@@ -44,14 +44,21 @@ def test_joint_design_solves_everything_and_beats_sequential(relinearised):
 
 def test_single_service_designs_leave_the_other_need(cigre_case):
     bids = ample_bids(cigre_case)
-    cm = Market(cigre_case, "CM_P").clear(bids).summary(cigre_case.params.voll)
-    vc = Market(cigre_case, "VC_Q").clear(bids).summary(cigre_case.params.voll)
+    cm = Market(cigre_case, "CM_P").clear(bids).summary(cigre_case.params)
+    vc = Market(cigre_case, "VC_Q").clear(bids).summary(cigre_case.params)
     assert cm["violation_cm_after_ac_mva"] < 0.01 < cm["violation_vc_after_ac_pu"]
     assert vc["violation_vc_after_ac_pu"] < 0.01 < vc["violation_cm_after_ac_mva"]
-    for summary in (cm, vc):  # what a design leaves is fixed by emergency action at VOLL
+    params = cigre_case.params
+    for summary in (cm, vc):  # what a design leaves is fixed by emergency action
         assert summary["corrective_after_ac"] > 0.5
+        assert summary["curtailed_after_ac"] + summary["shed_after_ac"] == pytest.approx(
+            summary["unmet_need_after_ac"])
+        assert summary["curtailment_cost_after_ac"] == pytest.approx(
+            params.curtailment_price * summary["curtailed_after_ac"])
+        assert summary["shedding_cost_after_ac"] == pytest.approx(
+            params.voll * summary["shed_after_ac"])
         assert summary["unmet_cost_after_ac"] == pytest.approx(
-            cigre_case.params.voll * summary["unmet_need_after_ac"])
+            summary["curtailment_cost_after_ac"] + summary["shedding_cost_after_ac"])
 
 
 @pytest.mark.parametrize("design", ["CM_P", "CM_Q", "CM_PQ", "VC_P", "VC_Q", "VC_PQ",
@@ -60,7 +67,7 @@ def test_no_stage_creates_new_violations(cigre_case, design):
     """No-harm rows: whatever a design buys, the AC state after its awards has no
     violation the baseline did not have (up to the linearisation error, here < 1e-3)."""
     result = Market(cigre_case, design).clear(ample_bids(cigre_case))
-    summary = result.summary(cigre_case.params.voll)
+    summary = result.summary(cigre_case.params)
     assert summary["collateral_cm_after_ac_mva"] < 1e-3
     assert summary["collateral_vc_after_ac_pu"] < 1e-3
     assert summary["collateral_after_ac"] < 1e-3
@@ -70,7 +77,7 @@ def test_without_no_harm_rows_a_cm_market_overvolts_the_grid(cigre_case):
     """The single-service market of the earlier literature (no_harm = false): CM bought
     with Q lifts voltages elsewhere, which then needs MWh of emergency action."""
     case = replace(cigre_case, params=MarketParams(no_harm=False))
-    summary = Market(case, "CM_Q").clear(ample_bids(cigre_case)).summary(case.params.voll)
+    summary = Market(case, "CM_Q").clear(ample_bids(cigre_case)).summary(case.params)
     assert summary["collateral_vc_after_ac_pu"] > 0.1
     assert summary["collateral_after_ac"] > 1.0
 
@@ -94,7 +101,7 @@ def test_offers_above_the_reservation_price_are_counted_and_never_awarded(cigre_
     bids.loc[dear, "price"] = 5000.0
     case = replace(cigre_case, params=MarketParams(reservation_price=200.0))
     result = Market(case, "CMVC_PQ").clear(bids, ac_validate=False)
-    assert result.summary(case.params.voll)["offers_above_reservation"] == dear.sum()
+    assert result.summary(case.params)["offers_above_reservation"] == dear.sum()
     assert (result.awards.awarded[dear] == 0).all()
     assert result.awards.awarded[~dear].sum() > 0
 
@@ -235,7 +242,7 @@ def test_no_bids_leaves_all_need_to_emergency_action(cigre_case):
     baseline's emergency action, and the AC check adds only a small correction."""
     empty = ample_bids(cigre_case).iloc[:0]
     result = Market(cigre_case, "CMVC_PQ").clear(empty)
-    summary = result.summary(cigre_case.params.voll)
+    summary = result.summary(cigre_case.params)
     baseline = cigre_case.baseline_emergency.emergency_mwh
     assert result.procurement_cost == 0.0 and baseline > 5.0
     assert summary["unmet_need_before"] == pytest.approx(baseline, rel=1e-9)

@@ -7,18 +7,21 @@ import pandas as pd
 import pytest
 from toy import bids_frame, emergency_at, make_point, toy_point
 
-from lfm_abm.market.bids import validate_bids
+from lfm_abm.market.bids import empty_bids, validate_bids
 from lfm_abm.market.designs import parse_design
 from lfm_abm.market.devices import Devices
-from lfm_abm.market.formulation import MARKET_FIRST
+from lfm_abm.market.emergency import MARKET_FIRST
 from lfm_abm.market.params import MarketParams
 from lfm_abm.market.pricing import locational_prices
 from lfm_abm.market.stages import StageSolver, clear_emergency_only, clear_stage
 from lfm_abm.network.needs import NeedLimits
 
 ENGINES = ["highs", "cvxpy"]
-#: Emergency action's objective cost per MWh over VOLL: a bid at VOLL wins the tie.
+#: Emergency action's objective cost per MWh over its price: a bid at that price wins the tie.
 TIE = 1.0 + MARKET_FIRST
+#: The default prices of emergency action, EUR/MWh: curtailment and load shedding (VOLL).
+CURTAIL = MarketParams().curtailment_price
+VOLL = MarketParams().voll
 
 
 def clear(points, bids, design, pricing="pay-as-bid", devices=None, engine="highs",
@@ -57,7 +60,7 @@ def test_cm_p_two_bids_on_one_overloaded_line(engine):
     Need 1 MVA = 2 MW of P_down: the 50 EUR bid fully (0.8 MW), the 80 EUR bid for
     1.2 MW. Cost 40 + 96 = 136 EUR. The CM dual is 80 / 0.5 = 160 EUR/MVA, so the
     locational price of P_down at bus 1 is 80 EUR/MWh and payments are 64 + 96 = 160.
-    Emergency curtailment at bus 1 costs VOLL (1000 EUR/MWh) and is not used.
+    Emergency curtailment at bus 1 costs 100 EUR/MWh and is not used.
     """
     points = [toy_point(line_mva=11.0, dline_dp=(0.5, 0.0))]
     bids = bids_frame([("A", 1, 0, "P_down", 0.8, 50.0), ("B", 1, 0, "P_down", 2.0, 80.0),
@@ -140,8 +143,9 @@ def test_cmvc_pq_with_capability_coupling(engine):
 def test_what_the_market_cannot_buy_is_bought_as_emergency_action(engine):
     """VC_Q on the PV case: the PV has no Q headroom without curtailing P, and P is not
     admitted, so no bid helps. The DSO curtails the PV itself: 0.006 p.u. / 0.01 p.u./MW
-    = 0.6 MW at VOLL, 600 EUR, and the unmet need is 0.6 MWh. The VC dual is what one
-    p.u. of emergency relief costs: VOLL / 0.01 = 100 000 EUR/p.u. The overloaded line
+    = 0.6 MW at the curtailment price (100 EUR/MWh), 60 EUR, and the unmet need is
+    0.6 MWh. The VC dual is what one p.u. of emergency relief costs: 100 / 0.01 =
+    10 000 EUR/p.u. The overloaded line
     (not bought in VC_Q) may not get worse; curtailment relieves it, so that row is slack.
     """
     points, bids, devices, params = pv_case()
@@ -150,11 +154,12 @@ def test_what_the_market_cannot_buy_is_bought_as_emergency_action(engine):
                                         emergency=emergency_at({1: 1.0}))
     assert awarded.sum() == pytest.approx(0.0, abs=1e-9)
     assert payment.sum() == pytest.approx(0.0, abs=1e-9)
-    assert result.solution.objective == pytest.approx(600.0 * TIE)
+    assert result.solution.objective == pytest.approx(0.6 * CURTAIL * TIE)
     assert result.emergency_mwh == pytest.approx(0.6)
     assert result.emergency.action.tolist() == ["curtail"]
     assert result.unresolved.empty
-    assert result.solution.row_dual[row_of(result.lp, "VC", 1)] == pytest.approx(1e5)
+    assert result.solution.row_dual[row_of(result.lp, "VC", 1)] == pytest.approx(
+        CURTAIL * TIE / 0.01)
 
 
 def test_need_beyond_emergency_capacity_is_unresolvable():
@@ -183,7 +188,7 @@ def test_least_curtailment_on_one_feeder():
 
     Curtailing 1 MW lowers V3 by 0.006 at bus 3, 0.004 at bus 2, 0.002 at bus 1. With
     1, 1 and 2 MW of generation there, the least curtailment takes bus 3 and bus 2 in
-    full and 1 MW at bus 1: 3 MW (0.006 + 0.004 + 0.002 = 0.012), 3000 EUR at VOLL.
+    full and 1 MW at bus 1: 3 MW (0.006 + 0.004 + 0.002 = 0.012), 300 EUR at 100 EUR/MWh.
     Then V2 = 1.055 - 0.010 = 1.045 and V1 = 1.024, inside the band.
     """
     points, emergency = feeder([1.03, 1.055, 1.062], 0.002, {1: 2.0, 2: 1.0, 3: 1.0})
@@ -191,8 +196,9 @@ def test_least_curtailment_on_one_feeder():
     used = result.emergency.set_index("bus").mw
     assert used.to_dict() == pytest.approx({1: 1.0, 2: 1.0, 3: 1.0}, abs=1e-7)
     assert result.emergency_mwh == pytest.approx(3.0)
-    assert result.solution.objective == pytest.approx(3000.0 * TIE)
-    assert result.solution.row_dual[row_of(result.lp, "VC", 3)] == pytest.approx(1000 / 0.002)
+    assert result.solution.objective == pytest.approx(3.0 * CURTAIL * TIE)
+    assert result.solution.row_dual[row_of(result.lp, "VC", 3)] == pytest.approx(
+        CURTAIL * TIE / 0.002)
 
 
 def test_one_mw_fixing_two_buses_counts_once():
@@ -204,7 +210,7 @@ def test_one_mw_fixing_two_buses_counts_once():
     points, emergency = feeder([1.055, 1.06], 0.005, {2: 3.0})
     result = clear_emergency_only(points, NeedLimits(), MarketParams(), emergency)
     assert result.emergency_mwh == pytest.approx(1.0)
-    assert result.solution.objective == pytest.approx(1000.0 * TIE)
+    assert result.solution.objective == pytest.approx(CURTAIL * TIE)
 
 
 def q_line_case(line_mva):
@@ -244,7 +250,7 @@ def test_an_element_already_outside_its_limit_may_not_move_further_out():
 def test_bids_above_the_reservation_price_are_not_admitted():
     """CM_P of the first case with a reservation price of 70 EUR/MWh: bid B (80) is not
     admitted. A covers 0.4 MVA, the other 0.6 MVA takes 1.2 MW of emergency curtailment
-    at bus 1 (1200 EUR at VOLL 1000)."""
+    at bus 1 (120 EUR at 100 EUR/MWh)."""
     points = [toy_point(line_mva=11.0, dline_dp=(0.5, 0.0))]
     bids = bids_frame([("A", 1, 0, "P_down", 0.8, 50.0), ("B", 1, 0, "P_down", 2.0, 80.0)])
     params = MarketParams(reservation_price=70.0)
@@ -252,7 +258,7 @@ def test_bids_above_the_reservation_price_are_not_admitted():
                                   emergency=emergency_at({1: 5.0}))
     assert awarded.to_dict() == pytest.approx({"A": 0.8, "B": 0.0}, abs=1e-7)
     assert result.emergency_mwh == pytest.approx(1.2)
-    assert result.solution.objective == pytest.approx(40.0 + 1200.0 * TIE)
+    assert result.solution.objective == pytest.approx(40.0 + 1.2 * CURTAIL * TIE)
 
 
 def test_period_length_scales_cost_not_awards():
@@ -265,14 +271,56 @@ def test_period_length_scales_cost_not_awards():
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_a_bid_at_exactly_voll_wins_against_emergency_action(engine):
-    """A 2 MW need at bus 1 and one bid there priced at the reservation price = VOLL =
-    1000: the DSO is indifferent in cost, and buys the bid (market-based procurement
-    before involuntary curtailment), paying 2 MWh x 1000 = 2000 EUR with no unmet need."""
+def test_a_bid_at_exactly_the_curtailment_price_wins_against_emergency_action(engine):
+    """A 2 MW need at bus 1 and one bid there priced at the curtailment price, 100: the
+    DSO is indifferent in cost, and buys the bid (market-based procurement before
+    involuntary curtailment), paying 2 MWh x 100 = 200 EUR with no unmet need."""
     points = [toy_point(line_mva=11.0, dline_dp=(0.5, 0.0))]
-    bids = bids_frame([("A", 1, 0, "P_down", 3.0, 1000.0)])
+    bids = bids_frame([("A", 1, 0, "P_down", 3.0, CURTAIL)])
     result, awarded, payment, _ = clear(points, bids, "CM_P", engine=engine,
                                         emergency=emergency_at({1: 5.0}))
     assert awarded["A"] == pytest.approx(2.0)
-    assert payment["A"] == pytest.approx(2000.0)
+    assert payment["A"] == pytest.approx(2.0 * CURTAIL)
     assert result.emergency_mwh == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_emergency_priority_decides_between_a_dear_offer_and_curtailment(engine):
+    """The same 2 MW need, the bid at 400 EUR/MWh, curtailment at 100. Least-cost: the DSO
+    curtails 2 MW itself (200 EUR of compensation) and buys nothing. Market-first: it buys
+    the admitted offer in full (800 EUR) and curtails nothing, as Regulation 2019/943
+    Art. 13(3) requires; the objective then carries the reservation price (VOLL) on every
+    emergency MWh."""
+    points = [toy_point(line_mva=11.0, dline_dp=(0.5, 0.0))]
+    bids = bids_frame([("A", 1, 0, "P_down", 3.0, 400.0)])
+    result, awarded, _, _ = clear(points, bids, "CM_P", engine=engine,
+                                  emergency=emergency_at({1: 5.0}))
+    assert awarded["A"] == pytest.approx(0.0, abs=1e-9)
+    assert result.emergency.action.tolist() == ["curtail"]
+    assert result.emergency_mwh == pytest.approx(2.0)
+    assert result.solution.objective == pytest.approx(2.0 * CURTAIL * TIE)
+    first = MarketParams(emergency_priority="market-first")
+    result, awarded, payment, _ = clear(points, bids, "CM_P", engine=engine, params=first,
+                                        emergency=emergency_at({1: 5.0}))
+    assert awarded["A"] == pytest.approx(2.0)
+    assert payment["A"] == pytest.approx(800.0)
+    assert result.emergency_mwh == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_load_shedding_is_priced_at_voll_and_curtailment_at_its_compensation(engine):
+    """Bus 1 at 0.94 p.u. (0.01 below the band) and bus 2 at 1.06 (0.01 above), 0.01 p.u.
+    per MW at each bus, no coupling: raising bus 1 takes 1 MW of load shed (VOLL, 1000
+    EUR), lowering bus 2 1 MW of generation curtailed (100 EUR). The duals price one p.u.
+    at each: VOLL / 0.01 and 100 / 0.01."""
+    points = [toy_point(vm=(0.94, 1.06), dv_dp=((0.01, 0.0), (0.0, 0.01)))]
+    result, _, _, _ = clear(points, empty_bids(), "VC_P", engine=engine,
+                            emergency=emergency_at({2: 5.0}, {1: 5.0}))
+    used = result.emergency.set_index("action")
+    assert used.bus.to_dict() == {"shed": 1, "curtail": 2}
+    assert used.mw.to_dict() == pytest.approx({"shed": 1.0, "curtail": 1.0})
+    assert result.solution.objective == pytest.approx((VOLL + CURTAIL) * TIE)
+    assert result.solution.row_dual[row_of(result.lp, "VC", 1)] == pytest.approx(
+        -VOLL * TIE / 0.01)
+    assert result.solution.row_dual[row_of(result.lp, "VC", 2)] == pytest.approx(
+        CURTAIL * TIE / 0.01)

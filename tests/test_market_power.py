@@ -17,6 +17,7 @@ from lfm_abm.market.bids import validate_bids
 from lfm_abm.market.clearing import Market
 from lfm_abm.market.concentration import NeedMarkets
 from lfm_abm.market.devices import Devices
+from lfm_abm.market.params import MarketParams
 from lfm_abm.market.structure import pivotal_suppliers
 from lfm_abm.model import LFMModel, ModelSettings
 from lfm_abm.results.kpis import run_kpis
@@ -61,6 +62,31 @@ def test_a_monopoly_at_the_only_useful_bus_is_pivotal(cigre_case):
     emergency = sum(stage.emergency_mwh for stage in without.design_stages)
     assert mine.unmet_increase_mwh.sum() + table.unmet_mwh.sum() == pytest.approx(
         emergency, abs=1e-6)
+
+
+def test_a_supplier_the_dso_replaces_by_cheap_curtailment_is_not_pivotal(cigre_case):
+    """The monopolist of the test above, with curtailment compensated at 1 EUR/MWh, below
+    every offer. In the midday periods (reverse flow) the DSO curtails instead of buying
+    (least-cost): the monopolist's absence costs nothing, so it is not pivotal there, and
+    those periods are not scarce (its offers would do). In the evening periods (forward
+    flow) its absence means shedding load: pivotal. At the default compensation (100)
+    it is pivotal in every period with a need."""
+    bids, periods = cm_bids(cigre_case)
+    full = Market(cigre_case, "CMVC_PQ").clear(bids, ac_validate=False, trusted=True)
+    monopolist = full.awards.groupby("provider_id").awarded.sum().idxmax()
+    alone = bids.assign(quantity=np.where(bids.provider_id == monopolist, 10.0, 0.0))
+    pivotal = {}
+    for price in (1.0, 100.0):
+        market = Market(cigre_case.with_params(MarketParams(curtailment_price=price)),
+                        "CMVC_PQ")
+        table, suppliers = pivotal_suppliers(market, alone, Devices(), periods)
+        mine = suppliers[suppliers.provider_id == monopolist].set_index("period")
+        pivotal[price] = mine.pivotal
+        assert not table.scarce.any()
+    assert pivotal[100.0].all()
+    cheap = pivotal[1.0]
+    assert 0 < cheap.sum() < len(cheap)
+    assert (cheap.index[cheap] > cheap.index[~cheap].max()).all()  # the evening ones
 
 
 def test_scarcity_is_reported_apart_from_pivotal_suppliers(cigre_case):

@@ -9,6 +9,7 @@ import pytest
 from lfm_abm import simulate
 from lfm_abm.agents.population import load_population, population_from_dict
 from lfm_abm.market.clearing import Market
+from lfm_abm.market.params import MarketParams
 from lfm_abm.model import LFMModel, ModelSettings
 from lfm_abm.network.scenarios import Scenario
 
@@ -58,29 +59,39 @@ def test_settlement_identities_every_round(cigre_population, pricing):
         np.testing.assert_allclose(rounds.dso_cost, rounds.cost_at_bid_prices)
 
 
-def test_monopolist_learns_the_highest_price_the_dso_accepts():
-    """Only the PV at the feeder end can relieve the midday overload: under pay-as-bid a
-    learning monopolist's markup climbs to the largest one whose price the DSO still
-    prefers to its own emergency action: 60 x (1 + 8) = 540. Markups 16 and 32 (1020,
-    1980) exceed the reservation price (VOLL = 1000) and are not admitted; the cap action
-    (1000) is admitted but loses to curtailment at VOLL elsewhere on the feeder, which
-    relieves the line more per MW: both earn nothing."""
+@pytest.mark.parametrize(("market", "learned"), [
+    ({}, 0.5), ({"curtailment_price": 1000.0}, 8.0), ({"emergency_priority": "market-first"},
+                                                       1000.0 / 60 - 1)])
+def test_monopolist_learns_the_highest_price_the_dso_accepts(market, learned):
+    """Only the PV at the feeder end (cost 60) can relieve the midday overload; under
+    pay-as-bid a learning monopolist's markup climbs to the largest one whose price the
+    DSO still prefers to its own emergency action, curtailment on the feeder:
+
+    * least-cost, curtailment compensated at 100 EUR/MWh: markup 0.5 (90); markup 1
+      (120) loses to curtailing the same MW itself;
+    * curtailment priced at VOLL (1000): markup 8 (540). Markups 16 and 32 (1020, 1980)
+      exceed the reservation price (VOLL) and are not admitted; the cap action (1000)
+      loses to curtailment elsewhere on the feeder, which relieves the line more per MW;
+    * market-first: every admitted offer is used before emergency action, so the
+      monopolist learns the cap action, the reservation price (1000).
+    """
     population = {"fsp": [{"id": "pv_11", "type": "pv_inverter", "bus": 11,
                            "cost": {"P_down": 60.0}, "learner": {"kind": "roth-erev"}}]}
-    model, records = run(population, 250)
+    model, records = run(population, 250, market=MarketParams(**market))
     agents, rounds = records["agents"], records["rounds"]
-    grid = model.settings.actions
     assert agents.reward.head(50).mean() < agents.reward.tail(50).mean()
-    assert agents.markup.tail(50).median() == 8.0
-    assert rounds.cost_ratio.tail(50).mean() > 0.9 * (1.0 + 8.0)
+    assert agents.markup.tail(50).median() == pytest.approx(learned)
+    assert rounds.cost_ratio.tail(50).mean() > 0.9 * (1.0 + learned)
     rejected = agents[agents.markup.isin([16.0, 32.0])]
-    assert len(rejected) and (rejected.awarded == 0).all()
+    assert (rejected.awarded == 0).all()
     assert (rounds.offers_above_reservation > 0).sum() == len(rejected)
-    capped = dict(population["fsp"][0], learner={"kind": "fixed-markup", "markup": "cap"})
-    _, at_cap = run({"fsp": [capped]}, 2)
-    assert (at_cap["agents"].action == len(grid) - 1).all()
-    assert (at_cap["agents"].awarded == 0).all()
-    assert at_cap["agents"].markup.to_numpy() == pytest.approx(1000.0 / 60 - 1)
+    if market == {"curtailment_price": 1000.0}:
+        assert len(rejected)
+        capped = dict(population["fsp"][0], learner={"kind": "fixed-markup", "markup": "cap"})
+        _, at_cap = run({"fsp": [capped]}, 2, market=MarketParams(**market))
+        assert (at_cap["agents"].action == len(model.settings.actions) - 1).all()
+        assert (at_cap["agents"].awarded == 0).all()
+        assert at_cap["agents"].markup.to_numpy() == pytest.approx(1000.0 / 60 - 1)
 
 
 def test_the_reward_of_a_profit_does_not_depend_on_voll_or_the_cap(cigre_population):
@@ -88,7 +99,6 @@ def test_the_reward_of_a_profit_does_not_depend_on_voll_or_the_cap(cigre_populat
     the group's own costs and capacities only, so a VOLL sweep does not change how fast
     agents learn."""
     from lfm_abm.learning.feedback import stationary_reward
-    from lfm_abm.market.params import MarketParams
 
     scales = []
     for market in (MarketParams(voll=300.0), MarketParams(voll=3000.0),
@@ -108,12 +118,13 @@ def test_the_reward_of_a_profit_does_not_depend_on_voll_or_the_cap(cigre_populat
 
 def test_competition_keeps_markups_near_cost():
     """Eight identical batteries at the same bus, each able to cover much of the need:
-    Bertrand competition drives the accepted prices to cost."""
+    Bertrand competition drives the accepted prices to cost. Curtailment is priced at
+    VOLL, so that no cheap outside option does the disciplining."""
     population = {"fsp": [{"id": f"battery_{i}", "type": "der_aggregator", "assets": [
         {"kind": "storage", "bus": 11, "power_mw": 1.5, "energy_mwh": 10.0, "soc_initial": 0.0,
          "cost": {"P_down": 50.0}}]}
         for i in range(8)]}
-    _, records = run(population, 250)
+    _, records = run(population, 250, market=MarketParams(curtailment_price=1000.0))
     rounds = records["rounds"]
     assert rounds.cost_ratio.tail(50).mean() < 1.5
     assert rounds.cost_ratio.head(20).mean() > rounds.cost_ratio.tail(50).mean()
@@ -127,7 +138,7 @@ def test_truthful_agents_reproduce_the_one_shot_clearing(cigre_population):
     day = model.day(model.days[0])
     one_shot = Market(day.case, "CMVC_PQ").clear(day.book.truthful_bids(), day.book.devices)
     assert rounds.dso_cost.iloc[-1] == pytest.approx(one_shot.procurement_cost)
-    summary = one_shot.summary(day.case.params.voll)
+    summary = one_shot.summary(day.case.params)
     assert rounds.unmet_need_after_ac.iloc[-1] == pytest.approx(summary["unmet_need_after_ac"])
 
 

@@ -29,11 +29,14 @@ def tiny_run(rounds: int = 4) -> dict[str, pd.DataFrame]:
     by energy = (2 x 0.5 + 1 x 3) / 3 = 4/3 (unweighted 1.75). Both always play their
     greedy action. Truthful offers: a pivotal in one of two periods; learned offers: a
     and b pivotal in both. Regret of the greedy profile 3 EUR; of the played strategies
-    a gains 6 (± 1) of 26, b nothing of 30.
+    a gains 6 (± 1) of 26, b nothing of 30. Emergency action 0.5 MWh: 0.1 curtailed at
+    100 EUR/MWh and 0.4 shed at VOLL 1000, 410 EUR; total cost 100 + 410.
     """
     frame = pd.DataFrame({"round": range(1, rounds + 1), "status": "ok",
                           "dso_cost": 100.0, "truthful_cost": 40.0, "ac_validated": True,
-                          "unmet_need_after_ac": 0.5, "unmet_cost_after_ac": 500.0,
+                          "unmet_need_after_ac": 0.5, "unmet_cost_after_ac": 410.0,
+                          "curtailed_after_ac": 0.1, "curtailment_cost_after_ac": 10.0,
+                          "shed_after_ac": 0.4, "shedding_cost_after_ac": 400.0,
                           "hhi": 10_000.0})
     one = {"fsp_type": "pv_inverter", "family": "P", "entropy": 0.0, "reward": 0.1}
     agents = pd.DataFrame(
@@ -59,7 +62,9 @@ def test_run_kpis_returns_exactly_the_registry_with_hand_values():
     kpis = run_kpis(tiny_run(), window=2, grid=GRID)
     assert list(kpis) == list(KPIS)
     assert kpis["dso_cost"] == 100.0 and kpis["cost_ratio"] == pytest.approx(2.5)
-    assert kpis["total_cost"] == 600.0
+    assert kpis["total_cost"] == 510.0
+    assert kpis["unmet_cost_after_ac"] == kpis["curtailment_cost_after_ac"] + kpis[
+        "shedding_cost_after_ac"] == 410.0
     assert kpis["lerner"] == pytest.approx(0.5)
     assert kpis["markup_pv_inverter_P"] == pytest.approx(4 / 3) and kpis["psi"] == 0.5
     assert kpis["markup_all_pv_inverter"] == pytest.approx(1.75)

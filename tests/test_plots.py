@@ -49,6 +49,8 @@ def _tables() -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
                            "hhi": rng.uniform(2000, 9000),
                            "unmet_need_after_ac": 1.0 if expensive else 0.0,
                            "unmet_cost_after_ac": run["voll"] if expensive else 0.0,
+                           "shedding_cost_after_ac": run["voll"] if expensive else 0.0,
+                           "curtailment_cost_after_ac": 0.0,
                            "ac_validated": True})
             for (fsp, kind, bus), family in itertools.product(FSPS, "PQ"):
                 action = int(rng.integers(4))
@@ -77,6 +79,7 @@ def _tables() -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
         per_run.append({**run, "dso_cost": dso, "truthful_cost": dso / 1.3, "cost_ratio": 1.3,
                         "unmet_need_after_ac": 1.0 if expensive else 0.0,
                         "unmet_cost_after_ac": unmet, "total_cost": dso + unmet,
+                        "shedding_cost_after_ac": unmet, "curtailment_cost_after_ac": 0.0,
                         "lerner": 0.3, "hhi": 5000.0})
     tables = {"rounds": pd.DataFrame(rounds), "agents": pd.DataFrame(agents),
               "awards": pd.DataFrame(awards), "offers": pd.DataFrame(offers)}
@@ -185,4 +188,5 @@ def test_surplus_split_adds_up_to_the_total_cost():
     add_windows(stored, window=2)
     parts = cost_components(window_costs(stored), per_run).loc["m"]
     assert parts.sum() == pytest.approx(kpis["total_cost"])
-    assert parts.rent == pytest.approx(50.0) and parts.unmet_cost == 500.0
+    assert parts.rent == pytest.approx(50.0)
+    assert parts.curtailment_cost == 10.0 and parts.shedding_cost == 400.0

@@ -346,7 +346,8 @@ def test_fast_clearing_path_gives_the_plain_paths_numbers(cigre_case):
         plain = Market(cigre_case, design, pricing).clear(shuffled, trusted=True)
         pd.testing.assert_frame_equal(fast.awards, plain.awards, check_exact=True)
         pd.testing.assert_frame_equal(fast.prices, plain.prices, check_exact=True)
-        assert fast.summary(1000.0) == pytest.approx(plain.summary(1000.0), nan_ok=True,
+        params = cigre_case.params
+        assert fast.summary(params) == pytest.approx(plain.summary(params), nan_ok=True,
                                                      rel=0, abs=0)
         lp = fast.stages[0][1].lp
         y = fast.stages[0][1].solution.row_dual

@@ -380,9 +380,13 @@ def test_a_sweep_runs_every_value_and_reports_it_as_a_variant(tmp_path):
         "CMVC_PQ__pay-as-bid__fixed__voll=300.0__s0", "CMVC_PQ__pay-as-bid__fixed__voll=3000.0__s0"]
     runs = pd.read_csv(out / "runs.csv").set_index("variant")
     assert set(runs.index) == {"voll=300.0", "voll=3000.0"}
+    curtail = spec.variants[0].market.curtailment_price
     for variant, voll in (("voll=300.0", 300.0), ("voll=3000.0", 3000.0)):
         row = runs.loc[variant]
-        assert row.unmet_cost_after_ac == pytest.approx(voll * row.unmet_need_after_ac)
+        assert row.curtailed_after_ac + row.shed_after_ac == pytest.approx(
+            row.unmet_need_after_ac)
+        assert row.unmet_cost_after_ac == pytest.approx(
+            curtail * row.curtailed_after_ac + voll * row.shed_after_ac)
     assert "voll=3000.0" in (out / "report.md").read_text()
 
 
@@ -424,3 +428,10 @@ def test_regret_every_k_rounds_measures_the_profile_along_the_run(tmp_path):
     study_module.execute_run(run, tmp_path)
     regret = pd.read_parquet(tmp_path / "runs" / run.run_id / "regret.parquet")
     assert sorted(regret["round"].unique()) == [2, 3]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.toml")), ids=lambda p: p.stem)
+def test_every_shipped_study_loads(path):
+    """A study file the README points to must not fail at its first line of work."""
+    spec = load_study(path)
+    assert spec.variants and spec.seeds and spec.designs

@@ -37,7 +37,7 @@ from lfm_abm.market.bids import (
 )
 from lfm_abm.market.designs import Design, parse_design
 from lfm_abm.market.devices import NO_DEVICES, Devices
-from lfm_abm.market.emergency import EmergencyCapacity, emergency_injections
+from lfm_abm.market.emergency import EmergencyCapacity, emergency_injections, split_by_action
 from lfm_abm.market.energy import account_rows, bid_states, energy_kpis
 from lfm_abm.market.params import MarketParams
 from lfm_abm.market.pricing import check_pricing, locational_prices
@@ -124,6 +124,11 @@ class MarketCase:
         """The emergency action that would fix the baseline day without a market."""
         return clear_emergency_only(self.points, self.limits, self.params, self.emergency)
 
+    @functools.cached_property
+    def baseline_emergency_cost(self) -> float:
+        """What that emergency action costs, EUR: the DSO alone, without a market."""
+        return self.params.emergency_cost(split_by_action([self.baseline_emergency.emergency]))
+
 
 @dataclass(frozen=True)
 class AfterAC:
@@ -195,12 +200,12 @@ class ClearingResult:
         products = self.awards["product"].to_numpy()
         return {product: float(energy[products == product].sum()) for product in PRODUCTS}
 
-    def summary(self, voll: float) -> dict[str, float]:
+    def summary(self, params: MarketParams) -> dict[str, float]:
         """Headline numbers: cost, volumes, unmet need before and after AC validation.
 
-        Unmet need is MWh of the DSO's emergency action; violations are in their own
-        units (MVA, p.u.). After-AC figures are NaN when the round was not AC-validated
-        (unknown is not zero).
+        Unmet need is MWh of the DSO's emergency action, split into curtailment and
+        shedding, each priced by `params`; violations are in their own units (MVA, p.u.).
+        After-AC figures are NaN when the round was not AC-validated (unknown is not zero).
         """
         unresolved = [r.unresolved for r in self.design_stages]
         out = {
@@ -213,13 +218,20 @@ class ClearingResult:
         checked = self.validation is not None and self.after_ac is not None
         needs = self.validation.needs if checked else None
         after = self.after_ac
-        planned = sum(result.emergency_mwh for _, result in self.stages)
-        unmet = planned + after.corrective_mwh if checked else np.nan
+        taken = split_by_action([result.emergency for _, result in self.stages]
+                                + [after.emergency if checked else NO_EMERGENCY])
+        cost = {action: price * taken[action]
+                for action, price in params.emergency_prices.items()}
+        unknown = 1.0 if checked else np.nan
         out.update({
-            "unmet_need_after_ac": unmet,
+            "unmet_need_after_ac": sum(taken.values()) * unknown,
+            "curtailed_after_ac": taken["curtail"] * unknown,
+            "shed_after_ac": taken["shed"] * unknown,
             "corrective_after_ac": after.corrective_mwh if checked else np.nan,
             "collateral_after_ac": after.collateral_mwh if checked else np.nan,
-            "unmet_cost_after_ac": voll * unmet,
+            "curtailment_cost_after_ac": cost["curtail"] * unknown,
+            "shedding_cost_after_ac": cost["shed"] * unknown,
+            "unmet_cost_after_ac": sum(cost.values()) * unknown,
             **_by_service(None if needs is None else [needs], "violation_{}_after_ac"),
             **_by_service(None if needs is None else [needs[needs.kind == "collateral"]],
                           "collateral_{}_after_ac"),

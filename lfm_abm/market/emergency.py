@@ -2,12 +2,14 @@
 
 Unmet need is measured as this action, in MW (MWh over a period), the same way in the
 market's LP and after AC validation. At every PQ bus n and period t where a stage must
-fix a need, the LP has two emergency columns at VOLL per MWh:
+fix a need, the LP has two emergency columns, each priced by what it is:
 
-    curtail_{n,t} in [0, G_{n,t}]   an injection decrease (like P_down)
-    shed_{n,t}    in [0, L_{n,t}]   an injection increase (like P_up)
+    curtail_{n,t} in [0, G_{n,t}]   an injection decrease (like P_down), at curtailment_price
+    shed_{n,t}    in [0, L_{n,t}]   an injection increase (like P_up), at VOLL
 
-with G and L the generation and load connected at the bus in that period. They enter
+with G and L the generation and load connected at the bus in that period. Curtailed
+generation is compensated at about its value; shed load is lost to its customers.
+`objective_prices` says how they enter the objective under the emergency priority. They enter
 every network row of the period through the bus's P sensitivities, so emergency action
 also respects the no-harm rows. A need that full emergency action cannot fix is left to
 the unresolvable slack (see `formulation.py`).
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lfm_abm.market.params import MarketParams
 from lfm_abm.network.ac_validation import FLEX_COLUMNS
 
 #: Emergency capacities below this (MW) get no column.
@@ -35,6 +38,34 @@ ACTIONS = ("curtail", "shed")
 EMERGENCY_META = ["period", "bus", "action", "hours"]
 #: +1 where the action raises net injection, -1 where it lowers it.
 ACTION_SIGN = {"curtail": -1.0, "shed": 1.0}
+#: Emergency action costs its price x (1 + MARKET_FIRST) in the objective: an offer at the
+#: same price and effect wins the tie (market-based before non-market-based action).
+MARKET_FIRST = 1e-6
+
+
+def objective_prices(params: MarketParams) -> dict[str, float]:
+    """EUR/MWh each emergency action carries in the LP's objective.
+
+    least-cost: its own price (the cost every KPI reports), a hair above for ties.
+    market-first: the reservation price plus its own price, so that every admitted offer
+    (priced at most the reservation price) is cheaper per MW than any emergency action,
+    and curtailment still comes before shedding.
+    """
+    prices = params.emergency_prices
+    floor = params.max_bid_price if params.emergency_priority == "market-first" else 0.0
+    return {action: (floor + price) * (1.0 + MARKET_FIRST) for action, price in prices.items()}
+
+
+def split_by_action(used: list[pd.DataFrame]) -> dict[str, float]:
+    """MWh of each emergency action (`ACTIONS`) in tables of action used (mw, hours, action)."""
+    out = dict.fromkeys(ACTIONS, 0.0)
+    for table in used:
+        if len(table):
+            mwh = table.mw.to_numpy(dtype=float) * table.hours.to_numpy(dtype=float)
+            action = table.action.to_numpy()
+            for name in ACTIONS:
+                out[name] += float(mwh[action == name].sum())
+    return out
 
 
 @dataclass(frozen=True)

@@ -7,20 +7,22 @@ u of the rows the stage must fix. With injection changes
 dP_n = sum(P_up) - sum(P_down) + shed_n - curtail_n (same for Q without emergency) and
 sensitivities S from the stage's AC point:
 
-    min  sum_b price_b h_t x_b + VOLL (1 + MARKET_FIRST) sum_e h_t e + sum_r M_r h_t u_r
+    min  sum_b price_b h_t x_b + sum_e c_e h_t e + sum_r M_r h_t u_r
     network rows (`network_rows.py`): bought limits, and no-harm rows for the rest
     capability rows (`capability.py`): each device's P-Q circle as a polygon
     energy rows (`energy.py`): state of charge and deferred energy of each device
 
-h_t is the period length in hours. Emergency action is priced a hair above VOLL in the
-objective (MARKET_FIRST) so that a bid at exactly VOLL, the default reservation price,
-wins against involuntary action of the same effect: market-based procurement before
-non-market-based action (EU Directive 2019/944, Art. 32 and 40(5)); every reported cost
-uses VOLL itself. M_r is UNRESOLVABLE_PER_UNIT x VOLL per MVA (CM) or
-per p.u. (VC): large enough that the LP uses every helpful MW of emergency action before
-it leaves need unresolved. The LP is engine-agnostic: rows are row_lower <= A x <=
-row_upper, columns 0 <= x <= col_upper. Periods are independent blocks but for the
-energy rows, which couple the periods of an energy-limited device's window.
+h_t is the period length in hours. c_e is the emergency action's price in the objective
+(`emergency.objective_prices`): curtailment at curtailment_price, shedding at VOLL, each
+a hair above (MARKET_FIRST) so that an offer at the same price and effect wins the tie:
+market-based procurement before non-market-based action (EU Directive 2019/944, Art. 32
+and 40(5)). Under the "market-first" priority c_e adds the reservation price, so every
+admitted offer is used first. Every reported cost uses the action's own price. M_r is
+UNRESOLVABLE_PER_UNIT x the dearest c_e per MVA (CM) or per p.u. (VC): large enough that
+the LP uses every helpful MW of emergency action before it leaves need unresolved. The
+LP is engine-agnostic: rows are row_lower <= A x <= row_upper, columns 0 <= x <=
+col_upper. Periods are independent blocks but for the energy rows, which couple the
+periods of an energy-limited device's window.
 
 Branch limits are circles in the current phasor; the LP bounds them by tangents.
 `branch_cuts_for` finds branches whose predicted current still lies outside its circle
@@ -48,6 +50,7 @@ from lfm_abm.market.emergency import (
     EMERGENCY_META,
     EmergencyCapacity,
     emergency_columns,
+    objective_prices,
 )
 from lfm_abm.market.energy import energy_rows
 from lfm_abm.market.network_rows import META_COLUMNS, BranchSet, ElementKey, network_rows
@@ -55,10 +58,8 @@ from lfm_abm.market.params import MarketParams
 from lfm_abm.network.needs import NeedLimits
 from lfm_abm.network.operating_points import OperatingPoint
 
-#: Emergency action costs VOLL x (1 + MARKET_FIRST) in the objective: a bid at VOLL wins
-#: the tie (a pivotal seller can be paid the DSO's outside option, not just below it).
-MARKET_FIRST = 1e-6
-#: Cost of need left after full emergency action, x VOLL per MVA (CM) or per p.u. (VC).
+#: Cost of need left after full emergency action, x the dearest emergency action's price in
+#: the objective, per MVA (CM) or per p.u. (VC).
 #: The LP prefers emergency action whose effect exceeds 1e-3 MVA or 1e-5 p.u. per MW.
 UNRESOLVABLE_PER_UNIT = {"CM": 1e3, "VC": 1e5}
 #: A predicted branch current this far outside its bound (share of the bound) gets a cut:
@@ -281,8 +282,9 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
     rows[["bought", "fix"]] = rows[["bought", "fix"]].astype(bool)
     row_lower = np.concatenate(lower) if lower else np.zeros(0)
     row_upper = np.concatenate(upper) if upper else np.zeros(0)
+    emergency_price = objective_prices(params)
     slack_row, slack_entries, slack_cost = _unresolvable_slacks(
-        rows, row_upper, hours_of, params.voll, len(chosen) + n_emergency)
+        rows, row_upper, hours_of, max(emergency_price.values()), len(chosen) + n_emergency)
     emergency_frame = (pd.concat(emergency_meta, ignore_index=True) if emergency_meta
                        else pd.DataFrame(columns=EMERGENCY_META))
     entries = [*bid_entries,
@@ -296,8 +298,8 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
     branch_slack = _branch_slack_columns(rows, slack_row, len(chosen) + n_emergency)
     slots = slot_arrays(chosen)
     return LinearProgram(
-        cost=np.concatenate([cost, params.voll * (1.0 + MARKET_FIRST)
-                             * emergency_frame.hours.to_numpy(dtype=float),
+        cost=np.concatenate([cost, emergency_frame.action.map(emergency_price).to_numpy(
+                                 dtype=float) * emergency_frame.hours.to_numpy(dtype=float),
                              slack_cost]),
         col_upper=np.concatenate([upper_bound, *emergency_upper,
                                   np.full(len(slack_row), np.inf)]),
@@ -418,7 +420,7 @@ def branch_cuts_for(lp: LinearProgram, x: np.ndarray,
 
 
 def _unresolvable_slacks(rows: pd.DataFrame, row_upper: np.ndarray,
-                         hours_of: dict[int, float], voll: float, first_column: int
+                         hours_of: dict[int, float], price: float, first_column: int
                          ) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray]:
     """Slack columns of the rows to fix: (row of each slack, entries, cost per unit).
 
@@ -440,7 +442,7 @@ def _unresolvable_slacks(rows: pd.DataFrame, row_upper: np.ndarray,
     service = rows.service.to_numpy()[slack_row]
     per_unit = np.array([UNRESOLVABLE_PER_UNIT[s] for s in service], dtype=float)
     period = rows.period.to_numpy()[slack_row]
-    cost = voll * per_unit * np.array([hours_of[t] for t in period], dtype=float)
+    cost = price * per_unit * np.array([hours_of[t] for t in period], dtype=float)
     return slack_row, entries, cost
 
 

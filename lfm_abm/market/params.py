@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, Literal
 
 from lfm_abm.errors import InputError
 from lfm_abm.schema import Bool, Field, Float, Int, build, settings
@@ -13,9 +13,22 @@ from lfm_abm.schema import Bool, Field, Float, Int, build, settings
 class MarketParams:
     """Parameters of the clearing LP.
 
-    voll: value of lost load, EUR per MWh: what the DSO's emergency action (involuntary
-        curtailment of generation or shedding of load, in MW) costs. Unmet need is that
-        emergency action.
+    voll: value of lost load, EUR per MWh: what involuntary load shedding costs (the
+        customers' loss). Unmet need is the DSO's emergency action, shedding and
+        curtailment, in MWh.
+    curtailment_price: what involuntary curtailment of generation costs the DSO, EUR per
+        MWh: the compensation owed to the generator, about the energy's value to it (no
+        load is lost). Default 100: the top of PV's lost feed-in revenue in the
+        generator's cost ranges (50-110); Regulation (EU) 2019/943 Art. 13(7) sets it at
+        least at 90 % of the curtailed energy's net revenue including support, and
+        German redispatch (EnWG section 13a) pays the lost revenue in full. Setting it to
+        VOLL prices every emergency MWh as lost load.
+    emergency_priority: when the DSO may use emergency action instead of offers.
+        "least-cost" (default): the LP minimises procurement plus emergency cost, so an
+        offer dearer than curtailment of the same effect loses to it. "market-first": every
+        admitted offer is used before any emergency action (Regulation (EU) 2019/943
+        Art. 13(3), non-market-based redispatch only when market-based resources are used
+        up); the reported cost is the same, the choice dearer.
     reservation_price: the highest bid price the DSO accepts, EUR/MWh or EUR/MVArh;
         offers above it are not admitted. None = VOLL (no bid dearer than emergency).
     no_harm: every stage respects every network limit, also of services it does not buy
@@ -38,6 +51,8 @@ class MarketParams:
     """
 
     voll: Annotated[Float, Field(gt=0)] = 1000.0
+    curtailment_price: Annotated[Float, Field(gt=0)] = 100.0
+    emergency_priority: Literal["least-cost", "market-first"] = "least-cost"
     reservation_price: Annotated[Float, Field(gt=0)] | None = None
     no_harm: Bool = True
     energy_limits: Bool = True
@@ -58,6 +73,16 @@ class MarketParams:
     def max_bid_price(self) -> float:
         """The reservation price: the dearest bid admitted, EUR/MWh (VOLL by default)."""
         return self.voll if self.reservation_price is None else self.reservation_price
+
+    @property
+    def emergency_prices(self) -> dict[str, float]:
+        """What each emergency action costs, EUR/MWh: the reported cost (`emergency.ACTIONS`)."""
+        return {"curtail": self.curtailment_price, "shed": self.voll}
+
+    def emergency_cost(self, mwh: Mapping[str, float]) -> float:
+        """Cost of emergency action, EUR, from MWh per action."""
+        prices = self.emergency_prices
+        return float(sum(prices[action] * energy for action, energy in mwh.items()))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object], source: str = "market") -> MarketParams:

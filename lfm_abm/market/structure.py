@@ -2,28 +2,38 @@
 
 A supplier is pivotal in a period when the DSO cannot do as well there without it: the
 market cleared without the supplier's offers (every other offer unchanged, the same LP,
-the same network and device rows) leaves more unmet need (MWh of emergency action) in
-that period, or costs more than `COST_THRESHOLD` more (procurement plus VOLL x unmet
-need). This is the pivotal-supplier test market monitors apply to a load pocket (e.g.
-the three-pivotal-supplier test of PJM; Newbery's locational market power), made
-network-aware by the clearing itself: the LP knows which offers relieve which needs,
-through the sensitivities, the capability circles and the energy accounts, so supply
-that cannot reach a need, or Q beyond an inverter's circle, does not count.
+the same network and device rows) sheds more load in that period, or costs more than
+`COST_THRESHOLD` more (procurement plus emergency action priced by kind: curtailment at
+its compensation, shedding at VOLL). More curtailment alone counts through its cost: a
+supplier the DSO can replace by curtailing at a modest compensation cannot raise its
+price far, so it is not pivotal for that. This is the pivotal-supplier test market
+monitors apply to a load pocket (e.g. the three-pivotal-supplier test of PJM; Newbery's
+locational market power), made network-aware by the clearing itself: the LP knows which
+offers relieve which needs, through the sensitivities, the capability circles and the
+energy accounts, so supply that cannot reach a need, or Q beyond an inverter's circle,
+does not count.
 
 A period's market is all the design's needs of that period, cleared jointly (one MW can
 relieve several needs, and the LP couples them). Scarcity is kept apart: a period in
-which even all offers leave unmet need lacks supply, whoever is present; a supplier is
-pivotal there only if its absence makes it worse. The pivotal-supplier index PSI is the
-share of the periods with needs that have at least one pivotal supplier.
+which even all offers, each used before any emergency action (the market-first
+priority), leave unmet need lacks supply, whoever is present; a supplier is pivotal
+there only if its absence makes it worse. Under least-cost the DSO may also choose
+curtailment over dearer offers: that is a price, not a lack of supply. The
+pivotal-supplier index PSI is the share of the periods with needs that have at least one
+pivotal supplier.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pandas as pd
 
 from lfm_abm.market.clearing import ClearingResult, Market
 from lfm_abm.market.devices import Devices
+from lfm_abm.market.emergency import ACTIONS
+from lfm_abm.market.params import MarketParams
 
 #: Cost increase, as a share of the period's cost with every supplier, above which a
 #: supplier's absence makes it pivotal even if the need is still met.
@@ -36,20 +46,26 @@ SUPPLIER_COLUMNS = ["provider_id", "period", "unmet_increase_mwh", "cost_increas
                     "pivotal"]
 
 
-def period_outcome(result: ClearingResult, voll: float, periods: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Unmet need (MWh) and cost (EUR: payments + VOLL x unmet) per period of `periods`."""
+def period_outcome(result: ClearingResult, params: MarketParams, periods: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per period of `periods`: unmet need and load shed (MWh), and cost (EUR).
+
+    Cost = payments + curtailment x its compensation + shedding x VOLL.
+    """
     position = {int(t): i for i, t in enumerate(periods)}
-    unmet = np.zeros(len(periods))
+    mwh = {action: np.zeros(len(periods)) for action in ACTIONS}
     for stage in result.design_stages:
-        for t, mwh in (stage.emergency.mw * stage.emergency.hours).groupby(
-                stage.emergency.period).sum().items():
+        used = stage.emergency
+        for (t, action), energy in (used.mw * used.hours).groupby(
+                [used.period, used.action]).sum().items():
             if int(t) in position:
-                unmet[position[int(t)]] += mwh
+                mwh[action][position[int(t)]] += energy
     awards = result.awards
     paid = awards.payment.groupby(awards.period).sum()
-    cost = paid.reindex(periods, fill_value=0.0).to_numpy() + voll * unmet
-    return unmet, cost
+    prices = params.emergency_prices
+    cost = paid.reindex(periods, fill_value=0.0).to_numpy() + sum(
+        prices[action] * mwh[action] for action in ACTIONS)
+    return mwh["curtail"] + mwh["shed"], mwh["shed"], cost
 
 
 def pivotal_suppliers(market: Market, bids: pd.DataFrame, devices: Devices,
@@ -61,19 +77,23 @@ def pivotal_suppliers(market: Market, bids: pd.DataFrame, devices: Devices,
     ones), `periods` the periods with needs. Each supplier's absence is one more
     clearing of the same LP with its quantities set to zero (a warm re-solve).
     """
-    voll = market.case.params.voll
+    params = market.case.params
     periods = np.asarray(periods, dtype=int)
     base = market.clear(bids, devices, ac_validate=False, trusted=True)
-    unmet, cost = period_outcome(base, voll, periods)
+    unmet, shed, cost = period_outcome(base, params, periods)
+    short = unmet if params.emergency_priority == "market-first" else period_outcome(
+        _market_first(market).clear(bids, devices, ac_validate=False, trusted=True), params,
+        periods)[0]
     rows = []
     quantity = bids.quantity.to_numpy()
     for provider in pd.unique(bids.provider_id):
         without = bids.assign(quantity=np.where(bids.provider_id == provider, 0.0, quantity))
         result = market.clear(without, devices, ac_validate=False, trusted=True)
-        unmet_i, cost_i = period_outcome(result, voll, periods)
+        unmet_i, shed_i, cost_i = period_outcome(result, params, periods)
         more_unmet = unmet_i - unmet
         dearer = cost_i - cost
-        pivotal = (more_unmet > UNMET_TOLERANCE) | (dearer > threshold * np.maximum(cost, 1e-9))
+        pivotal = ((shed_i - shed > UNMET_TOLERANCE)
+                   | (dearer > threshold * np.maximum(cost, 1e-9)))
         rows.append(pd.DataFrame({"provider_id": provider, "period": periods,
                                   "unmet_increase_mwh": np.maximum(more_unmet, 0.0),
                                   "cost_increase": dearer, "pivotal": pivotal}))
@@ -81,7 +101,13 @@ def pivotal_suppliers(market: Market, bids: pd.DataFrame, devices: Devices,
                  else pd.DataFrame(columns=SUPPLIER_COLUMNS))
     count = suppliers.groupby("period").pivotal.sum().reindex(periods, fill_value=0)
     table = pd.DataFrame({"period": periods, "unmet_mwh": unmet, "cost": cost,
-                          "scarce": unmet > UNMET_TOLERANCE,
+                          "scarce": short > UNMET_TOLERANCE,
                           "pivotal_suppliers": count.to_numpy().astype(int),
                           "pivotal": count.to_numpy() > 0})
     return table, suppliers[SUPPLIER_COLUMNS]
+
+
+def _market_first(market: Market) -> Market:
+    """The same market with every admitted offer used before emergency action."""
+    params = dataclasses.replace(market.case.params, emergency_priority="market-first")
+    return Market(market.case.with_params(params), market.design, market.pricing, warm=False)

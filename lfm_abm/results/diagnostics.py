@@ -131,7 +131,8 @@ def _truthful_unmet(summary: pd.DataFrame, need_services: set[str], grid: str
         elif row.scarcity_mean > 0:
             cause = "scarce: even every admitted offer leaves need in some periods"
         else:
-            cause = "linearisation: the LP believes the need solved"
+            cause = ("chosen or linearisation: the LP planned emergency action cheaper than "
+                     "the offers (least-cost priority), or believes the need solved")
         by_cause.setdefault(cause, []).append(
             f"{label} ({row.truthful_unmet_need_after_ac_mean:.3f} of "
             f"{row.unmet_need_no_market_mean:.3f} MWh)")
@@ -141,8 +142,12 @@ def _truthful_unmet(summary: pd.DataFrame, need_services: set[str], grid: str
                        "admitting the products that relieve them (plots/supply_stack.png, "
                        "network/relief.parquet), or accept the emergency action as the cost "
                        "of scarcity",
-             "linearisation": f"`lfm-abm validate --grid {grid} --design DESIGN` quantifies "
-                              "the linearisation error; `relinearise = 2` under [market] "
+             "chosen or linearisation": "`unmet_need_before` (planned by the LP) against "
+                              "`corrective_after_ac` tells the two apart; a sweep of "
+                              "`market.curtailment_price` or `emergency_priority = "
+                              "\"market-first\"` shows the chosen part; "
+                              f"`lfm-abm validate --grid {grid} --design DESIGN` quantifies "
+                              "the linearisation error and `relinearise = 2` under [market] "
                               "re-clears the AC residual"}
     return [Diagnostic(
         "unmet under truthful bids",

@@ -19,7 +19,7 @@ of each run (the learnt regime the KPIs describe).
 * profits.png: how is the rent shared among FSPs? Distribution of mean profit per FSP
   and round over the window, per design and agent type.
 * surplus_split.png: what does the DSO's total cost consist of? True cost of the
-  accepted bids, FSP rent and VOLL x unmet need per design.
+  accepted bids, FSP rent, curtailment compensation and VOLL x load shed per design.
 * supply_stack.png: how is one need's local market cleared? Merit order of the bids and
   of their true costs in units of relief, first and last round (needs the offers table).
 * locational_prices.png: what do accepted bids earn at their location? Locational
@@ -83,6 +83,7 @@ PRODUCT_COLOURS = dict(zip(PRODUCTS, ("#fdae61", "#d7301f", "#92c5de", "#2166ac"
 NEED_COLOUR = "tab:red"
 #: Axis labels of commonly swept fields (others: the field's name).
 SWEPT_AXES = {"voll": "VOLL (EUR/MWh)", "reservation_price": "reservation price (EUR/MWh)",
+              "curtailment_price": "curtailment compensation (EUR/MWh)",
               "P_scale": "P cost factor (x true P costs)",
               "Q_scale": "Q cost factor (x true Q costs)"}
 #: Panels of a one-panel-per-setting figure at most (the first settings in the study's
@@ -91,7 +92,8 @@ MAX_PANELS = 16
 SMOOTH = 5  # rounds in the moving average of the curves vs round (exploration is noisy)
 COMPONENTS = {"true_cost": ("true cost of accepted bids", "#9ecae1"),
               "rent": ("FSP rent (profit)", "#de2d26"),
-              "unmet_cost": ("VOLL x unmet need", "#525252")}
+              "curtailment_cost": ("curtailment compensation", "#969696"),
+              "shedding_cost": ("VOLL x load shed", "#252525")}
 
 
 # --- labels, order, colours ----------------------------------------------------------
@@ -218,7 +220,7 @@ def design_comparison(per_run: pd.DataFrame, ranked: list[str], colours: dict, w
     panels = [("dso_cost", "What the DSO pays FSPs (log)", True),
               ("cost_ratio", "Overpayment vs competitive bids", False),
               ("unmet_need_after_ac", "Needs left to emergency action", False),
-              ("total_cost", "Total cost = payments + VOLL x unmet (log)", True)]
+              ("total_cost", "Total cost = payments + emergency action (log)", True)]
     best = best_of_groups(per_run, ranked)
     fig, axes = plt.subplots(1, 4, figsize=(18, 0.45 * len(ranked) + 2), sharey=True)
     for ax, (column, title, log) in zip(axes, panels, strict=True):
@@ -435,7 +437,9 @@ def profits(data: pd.DataFrame, window: int, markets: list[str], path: Path) -> 
 
 
 def cost_components(costs: pd.DataFrame, per_run: pd.DataFrame) -> pd.DataFrame:
-    """Per market, the mean over seeds of true cost, FSP rent and VOLL x unmet per round.
+    """Per market, the mean over seeds of true cost, FSP rent and emergency cost per round.
+
+    Emergency cost comes in its two kinds: curtailment compensation and VOLL x load shed.
 
     `costs`: per run, true cost and rent per round of the window (`plot_data.window_costs`).
     """
@@ -443,7 +447,8 @@ def cost_components(costs: pd.DataFrame, per_run: pd.DataFrame) -> pd.DataFrame:
     runs = pd.DataFrame({"market": per_run.market.to_numpy(),
                          "true_cost": sums.true_cost.fillna(0.0).to_numpy(),
                          "rent": sums.rent.fillna(0.0).to_numpy(),
-                         "unmet_cost": per_run.unmet_cost_after_ac.fillna(0.0).to_numpy()})
+                         **{name: per_run[f"{name}_after_ac"].fillna(0.0).to_numpy()
+                            for name in ("curtailment_cost", "shedding_cost")}})
     return runs.groupby("market")[list(COMPONENTS)].mean()
 
 
@@ -465,9 +470,10 @@ def surplus_split(costs: pd.DataFrame, per_run: pd.DataFrame, window: int, ranke
         row = parts.loc[market]
         left.text(total[market] + 0.01 * total.max(), yi,
                   f"{_fmt(total[market])} = {_fmt(row.true_cost)} + {_fmt(row.rent)} + "
-                  f"{_fmt(row.unmet_cost)}", va="center", fontsize=8)
+                  f"{_fmt(row.curtailment_cost)} + {_fmt(row.shedding_cost)}", va="center",
+                  fontsize=8)
     left.set_xlim(0, total.max() * 1.6)
-    left.set(xlabel="EUR per round (text: total = true cost + rent + VOLL x unmet)",
+    left.set(xlabel="EUR per round (text: total = true cost + rent + curtailment + shedding)",
              title="Composition of the total cost")
     right.set(xlabel="share of the total cost (%)", xlim=(0, 100),
               title="Shares: small components stay visible")

@@ -104,6 +104,9 @@ def _kpis() -> list[KPI]:
             "binds", "agents", "accepted", bounds=SHARE),
         KPI("unmet_need_no_market", "unmet need, no market", "MWh per round", "emergency "
             "action the day needs without any market", "rounds", "window", 3),
+        KPI("cost_no_market", "DSO alone", "EUR per round", "what that emergency action "
+            "costs: curtailment x curtailment_price + shedding x VOLL (the DSO without a "
+            "market)", "rounds", "window", 1),
         KPI("unmet_need_before", "unmet need in LP", "MWh per round", "emergency action "
             "the market's LP planned where bids did not suffice", "rounds", "window", 3),
         KPI("unmet_need_after_ac", "unmet need", "MWh per round", "emergency action "
@@ -115,8 +118,18 @@ def _kpis() -> list[KPI]:
             "part of unmet_need_after_ac", "rounds", "validated", 3),
         KPI("collateral_after_ac", "collateral action", "MWh per round", "the part of the "
             "corrective action the market's new violations add", "rounds", "validated", 3),
-        KPI("unmet_cost_after_ac", "VOLL x unmet", "EUR per round", "VOLL x "
-            "unmet_need_after_ac", "rounds", "validated", 1),
+        KPI("curtailed_after_ac", "curtailed", "MWh per round", "the involuntary "
+            "curtailment of generation in unmet_need_after_ac", "rounds", "validated", 3),
+        KPI("shed_after_ac", "load shed", "MWh per round", "the load shedding in "
+            "unmet_need_after_ac", "rounds", "validated", 3),
+        KPI("curtailment_cost_after_ac", "curtailment cost", "EUR per round",
+            "curtailed_after_ac x curtailment_price: the compensation owed to generators",
+            "rounds", "validated", 1),
+        KPI("shedding_cost_after_ac", "shedding cost", "EUR per round", "shed_after_ac x "
+            "VOLL: the customers' loss", "rounds", "validated", 1),
+        KPI("unmet_cost_after_ac", "emergency cost", "EUR per round", "curtailment_cost_"
+            "after_ac + shedding_cost_after_ac: what the DSO's emergency action costs",
+            "rounds", "validated", 1),
         KPI("violation_cm_after_ac_mva", "CM violation after AC", "MVA", "overload after "
             "awards and planned action, summed over elements and periods", "rounds",
             "validated", 3),
@@ -126,8 +139,8 @@ def _kpis() -> list[KPI]:
             "the baseline did not overload", "rounds", "validated", 3),
         KPI("collateral_vc_after_ac_pu", "new VC violation", "p.u.", "voltage violations "
             "the baseline did not have", "rounds", "validated", 4),
-        KPI("total_cost", "total cost", "EUR per round", "dso_cost + VOLL x unmet need: "
-            "what the DSO pays FSPs plus what its emergency action costs", "rounds",
+        KPI("total_cost", "total cost", "EUR per round", "dso_cost + unmet_cost_after_ac: "
+            "procurement + curtailment compensation + VOLL x load shed", "rounds",
             "derived", 0, True),
         KPI("lerner", "Lerner", "", "(payment - true cost) / payment over accepted bids: "
             "the aggregate Lerner index, bids weighted by payment (Lerner 1934)", "agents",
@@ -155,7 +168,7 @@ def _kpis() -> list[KPI]:
             "each need receives, by FSP, relief-weighted over needs (10 000 = one FSP)",
             "rounds", "window", 0, bounds=(0.0, 10_000.0)),
         KPI("psi", "PSI", "", "share of periods with needs where some FSP is pivotal: "
-            "without it the market leaves more unmet need or costs 10 % more (truthful "
+            "without it the DSO sheds more load or pays 10 % more (truthful "
             "offers, network-aware re-clearing)", "structure", "day", 2, True, bounds=SHARE),
         KPI("scarcity", "scarcity", "", "share of periods with needs where even every "
             "truthful offer leaves unmet need", "structure", "day", bounds=SHARE),
