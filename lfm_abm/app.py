@@ -26,7 +26,8 @@ TITLE = "lfm-abm: a local flexibility market, round by round"
 MODEL_PARAMS: dict[str, dict] = {
     **{name: {"type": "Select", "value": DEFAULTS[name], "values": list(values), "label": name}
        for name, values in CHOICES.items()},
-    "seed": {"type": "SliderInt", "value": 0, "min": 0, "max": 99, "step": 1, "label": "seed"},
+    # a menu, not a slider: Mesa's slider shows its value only while it is dragged
+    "seed": {"type": "Select", "value": 0, "values": list(range(100)), "label": "seed"},
 }
 #: What the progress of a background run says (tqdm's meter, as on the command line).
 PROGRESS = "{n_fmt}/{total_fmt} rounds, {rate_fmt}, {remaining} left"
@@ -84,6 +85,19 @@ def RunRounds(model: solara.Reactive[AppModel]) -> None:
     if task.pending:
         solara.ProgressLinear(task.progress or True)
         solara.Text(status.value)
+
+
+@solara.component
+def Preparing(model: AppModel) -> None:
+    """Prepares a new model's first round in the background, and says so while it runs."""
+    task = solara.lab.use_task(model.prepare, dependencies=[id(model)], raise_error=False)
+    if task.pending:
+        with solara.Div(classes=["lfm-preparing"]):
+            solara.ProgressLinear(True)
+            solara.Text("Preparing the market day (the truthful benchmark: every offer "
+                        "cleared at cost and AC-validated); a Step waits for it.")
+    elif task.error:
+        solara.Error(f"Preparing the market day failed: {task.exception}")
 
 
 @solara.component
@@ -169,6 +183,7 @@ def View(model: solara.Reactive[AppModel]) -> None:
                           value=labels[need_id],
                           on_value=lambda text: need_choice.set(
                               next(k for k, v in labels.items() if v == text)))
+    Preparing(current)
     Summary(current)
     Figures(current, period, need_id)
     AwardsTable(current)

@@ -88,6 +88,16 @@ class AppModel(LFMModel):
         with self._stepping:
             super().step()
 
+    def prepare(self) -> None:
+        """The first round's one-off work, ahead of it: the truthful benchmark.
+
+        It takes seconds (a clearing and an AC validation of every offer at cost), which
+        would otherwise make the first Step hang without a word. It runs on a copy of
+        the day (`MarketDay.benchmark`), so the rounds are the same with or without it.
+        """
+        with self._stepping:
+            self.day(self.days[0]).benchmark(self.settings.pricing)
+
     def history(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The rounds and agents records so far (not `records`: no end-of-run tables)."""
         frames = self.sink.frames()

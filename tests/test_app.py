@@ -103,6 +103,17 @@ def test_need_market_holds_the_offers_that_relieve_the_need(stepped):
     assert (market.relief > 0).all()
 
 
+def test_preparing_the_first_round_changes_no_round(stepped):
+    """The page prepares a new model's benchmark before the first Step: same rounds."""
+    model, _ = stepped
+    prepared = AppModel(seed=3)
+    prepared.prepare()
+    for _ in range(ROUNDS):
+        prepared.step()
+    pd.testing.assert_frame_equal(prepared.history()[0].drop(columns="solve_seconds"),
+                                  model.history()[0].drop(columns="solve_seconds"))
+
+
 def test_truthful_bidders_cost_exactly_the_benchmark():
     """Pay-as-bid with every offer at true cost and in full is the truthful benchmark."""
     model = AppModel(learner="truthful")
@@ -257,6 +268,8 @@ def test_page_steps_and_runs_rounds_in_headless_chromium(served_app, tmp_path):
             counter = page.locator(".lfm-round")
             plot = page.locator(".lfm-cost-plot img")
             playwright.expect(counter).to_have_text("Round 0", timeout=120_000)
+            preparing = page.locator(".lfm-preparing")  # the first round's one-off work
+            playwright.expect(preparing).to_have_count(0, timeout=120_000)
             before = plot.get_attribute("src")
             page.get_by_role("button", name="Step").click()
             playwright.expect(counter).to_have_text("Round 1", timeout=120_000)

@@ -14,10 +14,14 @@ from lfm_abm.results.kpis import setting_labels, varying_settings
 from lfm_abm.results.lazy import StudyTables
 from lfm_abm.results.plot_data import add_windows, window_costs
 from lfm_abm.results.plots import (
+    _fmt_sum,
+    _short,
     best_of_groups,
     cost_components,
+    line_styles,
     make_plots,
     order_by_total_cost,
+    palette,
 )
 from lfm_abm.results.store import NetworkData
 
@@ -190,3 +194,20 @@ def test_surplus_split_adds_up_to_the_total_cost():
     assert parts.sum() == pytest.approx(kpis["total_cost"])
     assert parts.rent == pytest.approx(50.0)
     assert parts.curtailment_cost == 10.0 and parts.shedding_cost == 400.0
+
+
+def test_a_design_has_one_colour_everywhere_and_its_settings_differ_by_line_style():
+    markets = ["CMVC_PQ / pay-as-bid", "CM_P / pay-as-bid", "CMVC_PQ / locational",
+               "CM_P / locational"]
+    colours, styles = palette(markets), line_styles(markets)
+    assert colours["CMVC_PQ / pay-as-bid"] == colours["CMVC_PQ / locational"]
+    assert colours["CM_P / pay-as-bid"] != colours["CMVC_PQ / pay-as-bid"]
+    assert palette(["CMVC_PQ", "CM_P"]) == {"CMVC_PQ": colours[markets[0]],
+                                            "CM_P": colours[markets[1]]}
+    assert [styles[m] for m in markets] == ["-", "-", "--", "--"]
+
+
+def test_numbers_written_together_share_one_precision():
+    assert _fmt_sum(1234.5, [12.345, 0.1234, 1222.0]) == "1,234 = 12 + 0 + 1,222"
+    assert _fmt_sum(5.5, [5.0, 0.5]) == "5.50 = 5.00 + 0.50"
+    assert [_short(v) for v in (500.0, 2000.0, 15000.0, 1.5e6)] == ["500", "2k", "15k", "1.5M"]

@@ -96,6 +96,9 @@ COMPONENTS = {"true_cost": ("true cost of accepted bids", "#9ecae1"),
               "shedding_cost": ("VOLL x load shed", "#252525")}
 
 
+#: Mean profit per round (EUR) below which an FSP earns nothing (LP round-off).
+EARNS = 1e-6
+
 # --- labels, order, colours ----------------------------------------------------------
 
 def market_order(labels: Iterable[str], order: Sequence[str] | None) -> list[str]:
@@ -105,10 +108,35 @@ def market_order(labels: Iterable[str], order: Sequence[str] | None) -> list[str
     return known + sorted(present - set(known))
 
 
+def design_of(market: str) -> str:
+    """The design of a market label (`setting_labels`: the design, then " / " settings)."""
+    return market.split(" / ", 1)[0]
+
+
 def palette(markets: Sequence[str]) -> dict[str, tuple[float, float, float]]:
-    """One colour per market, fixed by the study's order so it is the same in every figure."""
-    name = "tab10" if len(markets) <= 10 else "husl"
-    return dict(zip(markets, sns.color_palette(name, len(markets)), strict=True))
+    """One colour per design, in the study's order, the same in every figure and sweep.
+
+    Markets of one design (other pricing, learner or swept value) share its colour;
+    `line_styles` tells their lines apart.
+    """
+    designs = list(dict.fromkeys(design_of(m) for m in markets))
+    name = "tab10" if len(designs) <= 10 else "husl"
+    colour = dict(zip(designs, sns.color_palette(name, len(designs)), strict=True))
+    return {m: colour[design_of(m)] for m in markets}
+
+
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def line_styles(markets: Sequence[str]) -> dict[str, str]:
+    """Solid for a design's first market, then dashed, dotted, dash-dotted (in order)."""
+    seen: dict[str, int] = {}
+    styles = {}
+    for market in markets:
+        k = seen.get(design_of(market), 0)
+        seen[design_of(market)] = k + 1
+        styles[market] = LINE_STYLES[k % len(LINE_STYLES)]
+    return styles
 
 
 def comparable_groups(per_run: pd.DataFrame, order: Sequence[str] | None = None
@@ -152,13 +180,30 @@ def _panels_note(settings: int) -> str:
             if settings > MAX_PANELS else "")
 
 
-def _fmt(value: float) -> str:
+def _decimals(value: float) -> int:
+    """Decimals a number of this size is read with: 0 from 100 on, 2 from 1, else 3."""
+    return 0 if abs(value) >= 100 else 2 if abs(value) >= 1 or value == 0 else 3
+
+
+def _fmt(value: float, decimals: int | None = None) -> str:
     """A number as an economist reads it: thousands separated, few decimals."""
     if not np.isfinite(value):
         return "n/a"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    return f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.3f}"
+    return f"{value:,.{_decimals(value) if decimals is None else decimals}f}"
+
+
+def _fmt_sum(total: float, parts: Sequence[float]) -> str:
+    """"total = a + b + ...", every number with the decimals of the total (one precision)."""
+    decimals = _decimals(total)
+    return f"{_fmt(total, decimals)} = " + " + ".join(_fmt(p, decimals) for p in parts)
+
+
+def _short(value: float, _: object = None) -> str:
+    """An axis tick written short: 500, 2k, 10k, 1.5M."""
+    for size, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:g}{suffix}"
+    return f"{value:g}"
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -210,6 +255,10 @@ def _bar_panel(ax: Axes, summary: pd.DataFrame, colours: dict, best: set[str],
         ax.set_xscale("log")
         positive = mean[mean > 0]
         ax.set_xlim(positive.min() / 2 if len(positive) else 1, max(end.max(), 1) * 6)
+        # decades only, written short: 1e2 to 1e5 on a panel a quarter wide do not overlap
+        ax.xaxis.set_major_locator(ticker.LogLocator(numticks=5))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(_short))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     else:
         ax.set_xlim(0, max(end.max(), 1e-9) * 1.25)
 
@@ -343,7 +392,8 @@ def _type_curves(data: pd.DataFrame, y: str, markets: list[str], ylabel: str, ti
 def _market_lines(ax: Axes, data: pd.DataFrame, y: str, markets: list[str],
                   colours: dict) -> None:
     """One line per market (mean and 95 % CI over seeds, moving average) vs round."""
-    _curves(ax, smooth(data, y, ["run_id"]), y, "market", markets, colours)
+    _curves(ax, smooth(data, y, ["run_id"]), y, "market", markets, colours,
+            styles=line_styles(markets))
     ax.set_xlabel("round")
 
 
@@ -421,15 +471,28 @@ def profits(data: pd.DataFrame, window: int, markets: list[str], path: Path) -> 
     """
     types = [t for t in AGENT_TYPES if t in set(data.fsp_type)]
     order = [m for m in markets if m in set(data.market)]
+    earners = data[data.profit > EARNS]
     fig, ax = plt.subplots(figsize=(11, 0.6 * len(order) + 2))
-    common = {"data": data, "x": "profit", "y": "market", "hue": "fsp_type", "order": order,
-              "hue_order": types, "palette": AGENT_COLOURS, "ax": ax}
-    sns.boxplot(**common, showfliers=False, boxprops={"alpha": 0.45}, linewidth=0.8)
-    sns.stripplot(**common, dodge=True, size=2.5, alpha=0.7, legend=False, jitter=0.25)
-    ax.set_xscale("symlog", linthresh=1.0)
-    ax.set_xlim(left=min(data.profit.min() * 1.5, 0.0))  # no empty negative half
-    ax.set(xlabel="mean profit per FSP and round (EUR per round, symlog)", ylabel="")
-    ax.legend(title="agent type", fontsize=8, loc="lower right")
+    common = {"data": earners, "x": "profit", "y": "market", "hue": "fsp_type",
+              "order": order, "hue_order": types, "palette": AGENT_COLOURS, "ax": ax}
+    if len(earners):
+        sns.boxplot(**common, showfliers=False, boxprops={"alpha": 0.45}, linewidth=0.8,
+                    log_scale=True)
+        sns.stripplot(**common, dodge=True, size=2.5, alpha=0.7, legend=False, jitter=0.25)
+    else:
+        ax.set(xscale="log", xlim=(1, 10), yticks=range(len(order)), yticklabels=order)
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(_short))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    nothing = (data.profit <= EARNS).groupby(data.market).agg(["sum", "size"])
+    for yi, market in enumerate(order):  # who earns nothing is not on a log axis: say it
+        count, size = nothing.loc[market]
+        ax.annotate(f"{count} of {size} earn nothing", (1.0, yi), xycoords=("axes fraction",
+                    "data"), xytext=(4, 0), textcoords="offset points", va="center",
+                    fontsize=8)
+    ax.set(xlabel="mean profit per FSP and round (EUR per round, log; FSPs that earn)",
+           ylabel="")
+    if len(earners):
+        ax.legend(title="agent type", fontsize=8, loc="lower left")
     fig.suptitle(f"Who earns the rent? Profit per FSP over the last {window} rounds "
                  "(one dot per FSP and seed)")
     fig.tight_layout()
@@ -468,10 +531,8 @@ def surplus_split(costs: pd.DataFrame, per_run: pd.DataFrame, window: int, ranke
                    color=colour)
     for yi, market in enumerate(ranked):
         row = parts.loc[market]
-        left.text(total[market] + 0.01 * total.max(), yi,
-                  f"{_fmt(total[market])} = {_fmt(row.true_cost)} + {_fmt(row.rent)} + "
-                  f"{_fmt(row.curtailment_cost)} + {_fmt(row.shedding_cost)}", va="center",
-                  fontsize=8)
+        left.text(total[market] + 0.01 * total.max(), yi, _fmt_sum(total[market], row.tolist()),
+                  va="center", fontsize=8)
     left.set_xlim(0, total.max() * 1.6)
     left.set(xlabel="EUR per round (text: total = true cost + rent + curtailment + shedding)",
              title="Composition of the total cost")
@@ -512,6 +573,15 @@ def choose_need(offers: pd.DataFrame, network: NetworkData) -> pd.Series | None:
     return network.needs[network.needs.need_id == chosen].iloc[0]
 
 
+def relief_unit(need: pd.Series) -> tuple[float, str]:
+    """(factor from the need's unit, unit) relief is drawn in: voltage in % of nominal.
+
+    A bid's voltage relief is a few 1e-4 p.u., so its price per p.u. runs to millions;
+    in % of nominal voltage both read as numbers of everyday size.
+    """
+    return (100.0, "% of nominal voltage") if need.unit == "p.u." else (1.0, need.unit)
+
+
 def draw_stack(ax: Axes, market: pd.DataFrame, need: pd.Series) -> tuple[float, float]:
     """Bid and true-cost merit orders in relief units, accepted bids, need and clearing.
 
@@ -519,30 +589,32 @@ def draw_stack(ax: Axes, market: pd.DataFrame, need: pd.Series) -> tuple[float, 
     accepted offers, so the far tail of dear offers does not squash the picture).
     """
     capacity = market.capacity if "capacity" in market else market.quantity
-    bids = market.assign(volume=market.quantity * market.relief,
-                         full=capacity * market.relief,
-                         unit_price=market.price / market.relief,
-                         unit_cost=market.cost / market.relief).sort_values("unit_price")
+    relief = market.relief * relief_unit(need)[0]
+    bids = market.assign(volume=market.quantity * relief, full=capacity * relief,
+                         unit_price=market.price / relief, unit_cost=market.cost / relief,
+                         relief=relief).sort_values("unit_price")
     edges = np.concatenate([[0.0], bids.volume.cumsum().to_numpy()])
     won = (bids.awarded > 0).to_numpy()
     ax.bar(edges[:-1][won], bids.unit_price[won], width=(bids.awarded * bids.relief)[won],
-           align="edge", color="tab:green", alpha=0.35, label="accepted (awarded part)")
+           align="edge", color="tab:green", alpha=0.75, edgecolor="darkgreen", linewidth=0.8,
+           label="accepted (awarded part)")
     ax.stairs(bids.unit_price, edges, color="tab:blue", linewidth=1.5, label="bid price")
     costs = bids.sort_values("unit_cost")  # the competitive stack: every offer in full
     ax.stairs(costs.unit_cost, np.concatenate([[0.0], costs.full.cumsum().to_numpy()]),
               color="black", linestyle="--", linewidth=1.2,
               label="true cost (full capacity)")
-    ax.axvline(need.need, color=NEED_COLOUR, linewidth=1.5, label="need")
+    size = need.need * relief_unit(need)[0]
+    ax.axvline(size, color=NEED_COLOUR, linewidth=1.5, label="need")
     if won.any():
         clearing = bids.unit_price[won].max()
         ax.axhline(clearing, color="tab:purple", linestyle=":", linewidth=1.5,
                    label=f"highest accepted: {_fmt(clearing)}")
     ax.set_yscale("log")
     ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: _fmt(value)))
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(_short))
     ax.yaxis.set_minor_formatter(ticker.NullFormatter())
     accepted_end = edges[1:][won].max() if won.any() else 0.0
-    right = min(edges[-1], 1.6 * max(need.need, accepted_end))
+    right = min(edges[-1], 1.6 * max(size, accepted_end))
     ax.set_xlim(0, right)
     shown = bids[edges[:-1] < right]
     top = shown.unit_price.max()
@@ -565,19 +637,24 @@ def supply_stack(mine: pd.DataFrame, network: NetworkData, path: Path) -> Path |
     joined = need_offers(mine, network)
     joined = joined[joined.need_id == need.need_id]
     rounds = sorted(set(mine["round"]))
+    factor, unit = relief_unit(need)
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
     ranges = []
     for ax, number in zip(axes, (rounds[0], rounds[-1]), strict=True):
         ranges.append(draw_stack(ax, joined[joined["round"] == number], need))
         ax.set(title=f"round {number}",
-               xlabel=f"cumulative relief ({need.unit}; quantity x relief per MW or MVAr)")
+               xlabel=f"cumulative relief ({unit}; quantity x relief per MW or MVAr)")
         ax.legend(fontsize=7, loc="upper left")
     axes[0].set_ylim(min(r[0] for r in ranges) / 1.3, max(r[1] for r in ranges) * 1.3)
-    axes[0].set_ylabel(f"price / relief (EUR per {need.unit}·h of relief, log)")
+    axes[0].set_ylabel(f"EUR per ({unit})·h of relief (log)")
+    fig.text(0.5, 0.0, "Offers cheaper than the accepted ones that won nothing are held "
+             "back by another limit (no-harm rows), their device's circle or energy, or "
+             "not needed: `lfm-abm clear --out` says which (column `why`).",
+             ha="center", va="top", fontsize=8)
     seed = mine.seed.iloc[0]
     fig.suptitle(f"Supply stack of need {need.need_id}: {need.service} on {need.element} "
-                 f"{need.element_id}, period {need.period}, need {_fmt(need.need)} "
-                 f"{need.unit} - {market}, seed {seed}")
+                 f"{need.element_id}, period {need.period}, need {_fmt(need.need * factor)} "
+                 f"{unit} - {market}, seed {seed}")
     fig.tight_layout()
     return _save(fig, path)
 
@@ -720,7 +797,8 @@ def sweep(per_run: pd.DataFrame, column: str, order: Sequence[str] | None,
     values = data[column].dropna()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5), sharex=True)
     for ax, kpi in zip(axes, ("total_cost", "dso_cost", "lerner"), strict=True):
-        _curves(ax, data, kpi, "line", lines, palette(lines), x=column, marker="o")
+        _curves(ax, data, kpi, "line", lines, palette(lines), x=column, marker="o",
+                styles=line_styles(lines))
         ax.set(ylabel=KPIS[kpi].axis_label, xlabel=SWEPT_AXES.get(column, column),
                title=KPIS[kpi].label)
         if kpi != "lerner" and _spans_decade(data[kpi]):
