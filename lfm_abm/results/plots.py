@@ -283,6 +283,11 @@ def design_comparison(per_run: pd.DataFrame, ranked: list[str], colours: dict, w
     axes[0].legend(fontsize=8, loc="lower right")
     axes[1].axvline(1.0, color="black", linestyle="--", linewidth=1, label="competitive")
     axes[1].legend(fontsize=8, loc="lower right")
+    if "cost_no_market" in per_run:  # the counterfactual a market must beat
+        alone = per_run.groupby("market").cost_no_market.mean().reindex(ranked)
+        axes[3].scatter(alone, y, marker="|", color="black", s=300, linewidths=2, zorder=5,
+                        label="DSO alone (no market)")
+        axes[3].legend(fontsize=8, loc="lower right")
     axes[0].set_yticks(y, ranked)
     axes[0].invert_yaxis()  # best (lowest total cost) at the top of each group
     for label in axes[0].get_yticklabels():
