@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +73,19 @@ def test_more_than_one_machine_commands_run_a_study(tmp_path):
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert len(manifest["current_runs"]) == 12
     assert all(manifest["runs"][r]["status"] == "finished" for r in manifest["current_runs"])
+
+
+def test_the_study_example_loads(tmp_path):
+    """The README's "Writing a study" file is a valid study, every field it shows known."""
+    from lfm_abm.study import load_study
+
+    section = README[README.index("## Writing a study"):]
+    example = section[section.index("```toml") + len("```toml"):section.index("```\n", 10)]
+    (tmp_path / "agents").mkdir()
+    shutil.copy(ROOT / "agents" / "cigre_mv.toml", tmp_path / "agents")
+    (tmp_path / "studies").mkdir()
+    path = tmp_path / "studies" / "mine.toml"
+    path.write_text(example)
+    spec = load_study(path)
+    assert spec.variants[0].market.curtailment_price == 100.0
+    assert spec.variants[0].market.emergency_priority == "least-cost"
