@@ -289,8 +289,8 @@ def test_the_emergency_priority_decides_between_a_dear_offer_and_curtailment(eng
     """The same 2 MW need, the bid at 400 EUR/MWh, curtailment at 100. Least-cost: the DSO
     curtails 2 MW itself (200 EUR of compensation) and buys nothing. Market-first: it buys
     the admitted offer in full (800 EUR) and curtails nothing, as Regulation 2019/943
-    Art. 13(3) requires; the objective then carries the reservation price (VOLL) on every
-    emergency MWh."""
+    Art. 13(3) requires: its objective scales emergency prices up until curtailment costs
+    the reservation price (VOLL)."""
     points = [toy_point(line_mva=11.0, dline_dp=(0.5, 0.0))]
     bids = bids_frame([("A", 1, 0, "P_down", 3.0, 400.0)])
     result, awarded, _, _ = clear(points, bids, "CM_P", engine=engine,
@@ -324,3 +324,17 @@ def test_load_shedding_is_priced_at_voll_and_curtailment_at_its_compensation(eng
         -VOLL * TIE / 0.01)
     assert result.solution.row_dual[row_of(result.lp, "VC", 2)] == pytest.approx(
         CURTAIL * TIE / 0.01)
+
+
+@pytest.mark.parametrize("priority", ["least-cost", "market-first"])
+def test_without_offers_both_priorities_take_the_least_cost_emergency_action(priority):
+    """One line 1 MVA over its limit: curtailing at bus 1 relieves 0.1 MVA per MW (10 MW,
+    1000 EUR at 100), shedding at bus 2 0.5 (2 MW, 2000 EUR at VOLL). The DSO alone
+    curtails under either priority: market-first puts offers first, it does not change
+    which emergency action is cheapest."""
+    points = [toy_point(line_mva=11.0, dline_dp=(0.1, -0.5))]
+    params = MarketParams(emergency_priority=priority)
+    result = clear_emergency_only(points, NeedLimits(), params, emergency_at({1: 20.0},
+                                                                             {2: 5.0}))
+    assert result.emergency.action.tolist() == ["curtail"]
+    assert result.emergency_mwh == pytest.approx(10.0)

@@ -69,21 +69,25 @@ def test_a_supplier_the_dso_replaces_by_cheap_curtailment_is_not_pivotal(cigre_c
     every offer. In the midday periods (reverse flow) the DSO curtails instead of buying
     (least-cost): the monopolist's absence costs nothing, so it is not pivotal there, and
     those periods are not scarce (its offers would do). In the evening periods (forward
-    flow) its absence means shedding load: pivotal. At the default compensation (100)
-    it is pivotal in every period with a need."""
+    flow) its absence means shedding load: pivotal. At the default compensation (100),
+    or under market-first at any compensation, it is pivotal in every period with a
+    need."""
     bids, periods = cm_bids(cigre_case)
     full = Market(cigre_case, "CMVC_PQ").clear(bids, ac_validate=False, trusted=True)
     monopolist = full.awards.groupby("provider_id").awarded.sum().idxmax()
     alone = bids.assign(quantity=np.where(bids.provider_id == monopolist, 10.0, 0.0))
     pivotal = {}
-    for price in (1.0, 100.0):
-        market = Market(cigre_case.with_params(MarketParams(curtailment_price=price)),
-                        "CMVC_PQ")
+    for price, priority in ((1.0, "least-cost"), (100.0, "least-cost"),
+                            (1.0, "market-first")):
+        params = MarketParams(curtailment_price=price, emergency_priority=priority)
+        market = Market(cigre_case.with_params(params), "CMVC_PQ")
         table, suppliers = pivotal_suppliers(market, alone, Devices(), periods)
         mine = suppliers[suppliers.provider_id == monopolist].set_index("period")
-        pivotal[price] = mine.pivotal
+        pivotal[price, priority] = mine.pivotal
         assert not table.scarce.any()
-    assert pivotal[100.0].all()
+    # market-first: the DSO may not replace it by emergency action, however cheap
+    assert pivotal[100.0, "least-cost"].all() and pivotal[1.0, "market-first"].all()
+    pivotal[1.0] = pivotal[1.0, "least-cost"]
     cheap = pivotal[1.0]
     assert 0 < cheap.sum() < len(cheap)
     assert (cheap.index[cheap] > cheap.index[~cheap].max()).all()  # the evening ones

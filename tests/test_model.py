@@ -61,7 +61,7 @@ def test_settlement_identities_every_round(cigre_population, pricing):
 
 @pytest.mark.parametrize(("market", "learned"), [
     ({}, 0.5), ({"curtailment_price": 1000.0}, 8.0), ({"emergency_priority": "market-first"},
-                                                       1000.0 / 60 - 1)])
+                                                       8.0)])
 def test_monopolist_learns_the_highest_price_the_dso_accepts(market, learned):
     """Only the PV at the feeder end (cost 60) can relieve the midday overload; under
     pay-as-bid a learning monopolist's markup climbs to the largest one whose price the
@@ -72,8 +72,10 @@ def test_monopolist_learns_the_highest_price_the_dso_accepts(market, learned):
     * curtailment priced at VOLL (1000): markup 8 (540). Markups 16 and 32 (1020, 1980)
       exceed the reservation price (VOLL) and are not admitted; the cap action (1000)
       loses to curtailment elsewhere on the feeder, which relieves the line more per MW;
-    * market-first: every admitted offer is used before emergency action, so the
-      monopolist learns the cap action, the reservation price (1000).
+    * market-first: the DSO weighs curtailment as if it cost the reservation price
+      (1000 per MW, its priority scaled so that an offer comes first per MW), so the
+      monopolist learns what it learns with curtailment at VOLL: markup 8. The cap action
+      (1000 per MW) still loses to curtailment elsewhere that relieves more per MW.
     """
     population = {"fsp": [{"id": "pv_11", "type": "pv_inverter", "bus": 11,
                            "cost": {"P_down": 60.0}, "learner": {"kind": "roth-erev"}}]}

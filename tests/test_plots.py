@@ -211,3 +211,13 @@ def test_numbers_written_together_share_one_precision():
     assert _fmt_sum(1234.5, [12.345, 0.1234, 1222.0]) == "1,234 = 12 + 0 + 1,222"
     assert _fmt_sum(5.5, [5.0, 0.5]) == "5.50 = 5.00 + 0.50"
     assert [_short(v) for v in (500.0, 2000.0, 15000.0, 1.5e6)] == ["500", "2k", "15k", "1.5M"]
+
+
+def test_a_swept_rule_is_compared_in_groups_not_drawn_as_an_axis(study, tmp_path):
+    """A sweep of a text field (e.g. `market.emergency_priority`) has no numeric axis: the
+    study's other figures are drawn, with no sweep figure for it (none crashes)."""
+    tables, per_run = study
+    rule = np.where(per_run.voll > 500, "market-first", "least-cost")
+    paths = make_plots(tables, per_run.assign(emergency_priority=rule), tmp_path, window=3,
+                       network=_network(), swept=("voll", "emergency_priority"))
+    assert {p.name for p in paths} == ALL_FIGURES

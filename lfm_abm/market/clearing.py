@@ -8,11 +8,12 @@ so far, each with the remaining quantities and the devices moved by their awards
 first stage's LP is built once per set of bid slots; later rounds only update prices
 and quantities in place (warm HiGHS re-solves).
 
-The DSO carries out the emergency action its stages plan (curtailment and load shedding
-at VOLL where the bids do not suffice). `Market.validate` applies the awards and that
-action in an AC power flow and adds the least-cost corrective emergency action that
-fixes the AC state, linearised there: unmet need after AC = planned + corrective
-emergency action, in MWh, the same measure as in the LP.
+The DSO carries out the emergency action its stages plan (curtailment at its
+compensation and load shedding at VOLL, where bids do not suffice or cost more).
+`Market.validate` applies the awards and that action in an AC power flow and adds the
+least-cost corrective emergency action that fixes the AC state, linearised there: unmet
+need after AC = planned + corrective emergency action, in MWh, the same measure as in
+the LP.
 """
 
 from __future__ import annotations

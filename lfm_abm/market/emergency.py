@@ -47,13 +47,17 @@ def objective_prices(params: MarketParams) -> dict[str, float]:
     """EUR/MWh each emergency action carries in the LP's objective.
 
     least-cost: its own price (the cost every KPI reports), a hair above for ties.
-    market-first: the reservation price plus its own price, so that every admitted offer
-    (priced at most the reservation price) is cheaper per MW than any emergency action,
-    and curtailment still comes before shedding.
+    market-first: every price scaled up by one factor so that the cheapest emergency
+    action costs the reservation price: an admitted offer (priced at most that) is cheaper
+    per MW than any emergency action, while the actions keep their price ratio, so the
+    emergency action chosen where no offer helps is the least-cost one. The priority is
+    per MW: an offer far less effective than curtailment can still lose to it.
     """
     prices = params.emergency_prices
-    floor = params.max_bid_price if params.emergency_priority == "market-first" else 0.0
-    return {action: (floor + price) * (1.0 + MARKET_FIRST) for action, price in prices.items()}
+    scale = 1.0
+    if params.emergency_priority == "market-first":
+        scale = max(1.0, params.max_bid_price / min(prices.values()))
+    return {action: price * scale * (1.0 + MARKET_FIRST) for action, price in prices.items()}
 
 
 def split_by_action(used: list[pd.DataFrame]) -> dict[str, float]:

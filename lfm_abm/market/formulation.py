@@ -16,13 +16,14 @@ h_t is the period length in hours. c_e is the emergency action's price in the ob
 (`emergency.objective_prices`): curtailment at curtailment_price, shedding at VOLL, each
 a hair above (MARKET_FIRST) so that an offer at the same price and effect wins the tie:
 market-based procurement before non-market-based action (EU Directive 2019/944, Art. 32
-and 40(5)). Under the "market-first" priority c_e adds the reservation price, so every
-admitted offer is used first. Every reported cost uses the action's own price. M_r is
-UNRESOLVABLE_PER_UNIT x the dearest c_e per MVA (CM) or per p.u. (VC): large enough that
-the LP uses every helpful MW of emergency action before it leaves need unresolved. The
-LP is engine-agnostic: rows are row_lower <= A x <= row_upper, columns 0 <= x <=
-col_upper. Periods are independent blocks but for the energy rows, which couple the
-periods of an energy-limited device's window.
+and 40(5)). Under the "market-first" priority every c_e is scaled up so that the
+cheapest is the reservation price: an admitted offer beats emergency action of the same
+effect per MW, and the actions keep their price ratio. Every reported cost uses the
+action's own price. M_r is UNRESOLVABLE_PER_UNIT x the dearest c_e per MVA (CM) or per
+p.u. (VC): large enough that the LP uses every helpful MW of emergency action before it
+leaves need unresolved. The LP is engine-agnostic: rows are row_lower <= A x <=
+row_upper, columns 0 <= x <= col_upper. Periods are independent blocks but for the
+energy rows, which couple the periods of an energy-limited device's window.
 
 Branch limits are circles in the current phasor; the LP bounds them by tangents.
 `branch_cuts_for` finds branches whose predicted current still lies outside its circle

@@ -18,19 +18,20 @@ class MarketParams:
         curtailment, in MWh.
     curtailment_price: what involuntary curtailment of generation costs the DSO, EUR per
         MWh: the compensation owed to the generator, about the energy's value to it (no
-        load is lost). Default 100: the top of PV's lost feed-in revenue in the
+        load is lost). Default 100: near the top of PV's lost feed-in revenue in the
         generator's cost ranges (50-110); Regulation (EU) 2019/943 Art. 13(7) sets it at
         least at 90 % of the curtailed energy's net revenue including support, and
         German redispatch (EnWG section 13a) pays the lost revenue in full. Setting it to
         VOLL prices every emergency MWh as lost load.
     emergency_priority: when the DSO may use emergency action instead of offers.
         "least-cost" (default): the LP minimises procurement plus emergency cost, so an
-        offer dearer than curtailment of the same effect loses to it. "market-first": every
-        admitted offer is used before any emergency action (Regulation (EU) 2019/943
-        Art. 13(3), non-market-based redispatch only when market-based resources are used
-        up); the reported cost is the same, the choice dearer.
+        offer dearer than curtailment of the same effect loses to it. "market-first": an
+        admitted offer is used before emergency action of the same effect per MW
+        (Regulation (EU) 2019/943 Art. 13(3), non-market-based redispatch only when
+        market-based resources are used up); the reported cost is the same, the choice
+        dearer.
     reservation_price: the highest bid price the DSO accepts, EUR/MWh or EUR/MVArh;
-        offers above it are not admitted. None = VOLL (no bid dearer than emergency).
+        offers above it are not admitted. None = VOLL (no bid dearer than shedding load).
     no_harm: every stage respects every network limit, also of services it does not buy
         (an element inside its limit stays inside, one outside may not move further out).
         False restores single-service rows, for sensitivity analysis only.

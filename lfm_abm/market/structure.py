@@ -6,12 +6,13 @@ the same network and device rows) sheds more load in that period, or costs more 
 `COST_THRESHOLD` more (procurement plus emergency action priced by kind: curtailment at
 its compensation, shedding at VOLL). More curtailment alone counts through its cost: a
 supplier the DSO can replace by curtailing at a modest compensation cannot raise its
-price far, so it is not pivotal for that. This is the pivotal-supplier test market
-monitors apply to a load pocket (e.g. the three-pivotal-supplier test of PJM; Newbery's
-locational market power), made network-aware by the clearing itself: the LP knows which
-offers relieve which needs, through the sensitivities, the capability circles and the
-energy accounts, so supply that cannot reach a need, or Q beyond an inverter's circle,
-does not count.
+price far, so it is not pivotal for that; under the market-first priority the DSO may
+not replace offers by emergency action, so any more of it makes the supplier pivotal.
+This is the pivotal-supplier test market monitors apply to a load pocket (e.g. the
+three-pivotal-supplier test of PJM; Newbery's locational market power), made network-
+aware by the clearing itself: the LP knows which offers relieve which needs, through the
+sensitivities, the capability circles and the energy accounts, so supply that cannot
+reach a need, or Q beyond an inverter's circle, does not count.
 
 A period's market is all the design's needs of that period, cleared jointly (one MW can
 relieve several needs, and the LP couples them). Scarcity is kept apart: a period in
@@ -92,8 +93,11 @@ def pivotal_suppliers(market: Market, bids: pd.DataFrame, devices: Devices,
         unmet_i, shed_i, cost_i = period_outcome(result, params, periods)
         more_unmet = unmet_i - unmet
         dearer = cost_i - cost
-        pivotal = ((shed_i - shed > UNMET_TOLERANCE)
-                   | (dearer > threshold * np.maximum(cost, 1e-9)))
+        # market-first: emergency action is no substitute for offers, so any more of it
+        # (not only shed load) makes the supplier pivotal
+        more = (more_unmet if params.emergency_priority == "market-first"
+                else shed_i - shed)
+        pivotal = (more > UNMET_TOLERANCE) | (dearer > threshold * np.maximum(cost, 1e-9))
         rows.append(pd.DataFrame({"provider_id": provider, "period": periods,
                                   "unmet_increase_mwh": np.maximum(more_unmet, 0.0),
                                   "cost_increase": dearer, "pivotal": pivotal}))

@@ -910,5 +910,6 @@ def _figures(tables: StudyTables, per_run: pd.DataFrame, folder: Path, window: i
             figures.append(awards_map(plot_data.awards_per_bus(tables), network, window,
                                       markets, folder / "awards_map.png"))
     figures += [sweep(per_run, column, markets, folder / f"sweep_{column}.png", swept)
-                for column in swept if column in per_run and per_run[column].nunique() > 1]
+                for column in swept if column in per_run and per_run[column].nunique() > 1
+                and pd.api.types.is_numeric_dtype(per_run[column])]  # a rule (text) is no axis
     return [path for path in figures if path is not None]
