@@ -472,7 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "compensation), EUR/MWh (default 100)")
     clear.add_argument("--emergency-priority",
                        help="emergency action competes with offers on cost (least-cost, "
-                            "default) or comes after every admitted offer (market-first)")
+                            "default) or comes after admitted offers of the same effect "
+                            "per MW (market-first)")
     clear.add_argument("--reservation-price", type=float,
                        help="highest bid price the DSO admits, EUR/MWh (default: VOLL)")
     clear.add_argument("--out", help="write awards with payments (.csv or .parquet)")

@@ -9,10 +9,10 @@ fix a need, the LP has two emergency columns, each priced by what it is:
 
 with G and L the generation and load connected at the bus in that period. Curtailed
 generation is compensated at about its value; shed load is lost to its customers.
-`objective_prices` says how they enter the objective under the emergency priority. They enter
-every network row of the period through the bus's P sensitivities, so emergency action
-also respects the no-harm rows. A need that full emergency action cannot fix is left to
-the unresolvable slack (see `formulation.py`).
+`objective_prices` says how they enter the objective under the emergency priority. They
+enter every network row of the period through the bus's P sensitivities, so emergency
+action also respects the no-harm rows. A need that full emergency action cannot fix is
+left to the unresolvable slack (see `formulation.py`).
 
 The DSO carries out the emergency action a stage plans (it is part of the injections
 applied in the AC validation and seen by later stages). After a stage, the capacity is

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
+
+import numpy as np
 
 from lfm_abm.errors import InputError
 from lfm_abm.schema import Bool, Field, Float, Int, build, settings
+
+#: MWh of emergency action: one number, or one per period.
+Energy = TypeVar("Energy", float, np.ndarray)
 
 
 @settings("market")
@@ -80,10 +85,10 @@ class MarketParams:
         """What each emergency action costs, EUR/MWh: the reported cost (`emergency.ACTIONS`)."""
         return {"curtail": self.curtailment_price, "shed": self.voll}
 
-    def emergency_cost(self, mwh: Mapping[str, float]) -> float:
-        """Cost of emergency action, EUR, from MWh per action."""
+    def emergency_cost(self, mwh: Mapping[str, Energy]) -> Energy:
+        """Cost of emergency action, EUR, from MWh per action (numbers, or arrays per period)."""
         prices = self.emergency_prices
-        return float(sum(prices[action] * energy for action, energy in mwh.items()))
+        return sum(prices[action] * energy for action, energy in mwh.items())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object], source: str = "market") -> MarketParams:

@@ -63,9 +63,7 @@ def period_outcome(result: ClearingResult, params: MarketParams, periods: np.nda
                 mwh[action][position[int(t)]] += energy
     awards = result.awards
     paid = awards.payment.groupby(awards.period).sum()
-    prices = params.emergency_prices
-    cost = paid.reindex(periods, fill_value=0.0).to_numpy() + sum(
-        prices[action] * mwh[action] for action in ACTIONS)
+    cost = paid.reindex(periods, fill_value=0.0).to_numpy() + params.emergency_cost(mwh)
     return mwh["curtail"] + mwh["shed"], mwh["shed"], cost
 
 
