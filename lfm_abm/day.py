@@ -13,7 +13,8 @@ import copy
 import functools
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -28,8 +29,10 @@ from lfm_abm.agents.population import (
 from lfm_abm.market.clearing import Market, MarketCase
 from lfm_abm.market.concentration import NeedMarkets
 from lfm_abm.market.designs import Design
+from lfm_abm.market.dso_alone import counterfactual, least_cost_taps
 from lfm_abm.market.params import MarketParams
 from lfm_abm.market.structure import pivotal_suppliers
+from lfm_abm.market.tap_schedule import TapSchedule
 from lfm_abm.network.ac_validation import ACEvaluator
 from lfm_abm.network.grids import load_grid
 from lfm_abm.network.needs import NeedLimits
@@ -53,20 +56,43 @@ def shared_case(grid: str, scenario: Scenario, day: str | None, limits: NeedLimi
 @functools.lru_cache(maxsize=64)
 def _priced_case(grid: str, scenario: Scenario, day: str | None, limits: NeedLimits,
                  params: MarketParams, ac_reuse: bool) -> MarketCase:
-    """The day's case under these market parameters (VOLL, prices, ...).
+    """The day's case under these market parameters (VOLL, prices, the DSO's tools, ...).
 
-    The baseline power flows and sensitivities do not depend on them: every parameter
-    set shares the network's case (a sweep of VOLL builds the day once, not per value).
+    The baseline power flows and sensitivities do not depend on the prices: every
+    parameter set shares the network's case (a sweep of VOLL builds the day once, not per
+    value). The DSO's tap schedule does, so the tapped day is built per schedule. Both
+    counterfactuals (no market, DSO alone) are attached whatever tools the design uses.
     """
-    case = _network_case(grid, scenario, day, limits, ac_reuse).with_params(params)
+    plain = _network_case(grid, scenario, day, limits, ac_reuse).with_params(params)
+    case = with_dso_tools(plain, lambda taps: _tapped_case(
+        grid, scenario, day, limits, ac_reuse, taps).with_params(params))
     case.baseline_emergency  # computed once, carried into every private case  # noqa: B018
     return case
+
+
+def with_dso_tools(plain: MarketCase,
+                   tapped: Callable[[TapSchedule], MarketCase] | None = None) -> MarketCase:
+    """The day the design clears on (tapped if it uses "oltc"), with both counterfactuals.
+
+    `plain` is the day at the grid's taps; `tapped` builds the day at a tap schedule
+    (default: `MarketCase.with_taps`; a study passes its cached builder).
+    """
+    taps = least_cost_taps(plain)
+    at_taps = plain if taps is None else (tapped or plain.with_taps)(taps)
+    chosen = at_taps if "oltc" in plain.params.dso_tools else plain
+    return replace(chosen, counterfactual=counterfactual(plain, at_taps))
 
 
 @functools.lru_cache(maxsize=16)
 def _network_case(grid: str, scenario: Scenario, day: str | None, limits: NeedLimits,
                   ac_reuse: bool) -> MarketCase:
     return MarketCase.build(load_grid(grid), scenario, day, limits, MarketParams(), ac_reuse)
+
+
+@functools.lru_cache(maxsize=16)
+def _tapped_case(grid: str, scenario: Scenario, day: str | None, limits: NeedLimits,
+                 ac_reuse: bool, taps: TapSchedule) -> MarketCase:
+    return _network_case(grid, scenario, day, limits, ac_reuse).with_taps(taps)
 
 
 def private_case(case: MarketCase, ac_reuse: bool = True) -> MarketCase:
@@ -170,6 +196,8 @@ def market_day(case: MarketCase, population: Population, design: Design,
     Raises `InputError` when an asset's bus lacks what it claims or a true cost is not
     below the reservation price.
     """
+    if case.counterfactual is None:  # built outside a study: the DSO's tools come first
+        case = with_dso_tools(case)
     inventory = grid_inventory(case)
     check_against(population, inventory, list(case.buses))
     check_costs_below_reservation(population, case.params.max_bid_price)
@@ -214,4 +242,5 @@ def forget_days() -> None:
     with _BUILDING:
         _DAYS.clear()
         _priced_case.cache_clear()
+        _tapped_case.cache_clear()
         _network_case.cache_clear()

@@ -36,7 +36,7 @@ from lfm_abm.equilibrium import (
 )
 from lfm_abm.errors import PowerFlowError
 from lfm_abm.learning import ActionGrid, make_learner
-from lfm_abm.market.clearing import ClearingResult, Market
+from lfm_abm.market.clearing import ClearingResult, Market, MarketCase
 from lfm_abm.market.designs import parse_design
 from lfm_abm.market.engines import ENGINES, SolverError
 from lfm_abm.market.params import MarketParams
@@ -247,8 +247,7 @@ class LFMModel(mesa.Model):
                   "hhi": day.markets.hhi(awards.awarded.to_numpy()),
                   "share_at_cap": (float(energy[at_cap].sum() / energy.sum()) if energy.sum() > 0
                                    else float("nan")),
-                  "unmet_need_no_market": day.case.baseline_emergency.emergency_mwh,
-                  "cost_no_market": day.case.baseline_emergency_cost}
+                  **_counterfactual_record(day.case)}
         record.update({k: v for k, v in summary.items() if k != "procurement_cost"})
         self.sink.add_rows("rounds", [record])
         won = np.flatnonzero(awards.awarded.to_numpy() > 0)  # dozens of the offers
@@ -391,3 +390,14 @@ def simulate(grid: str, population: str | Path | Population, design: str, rounds
     for _ in range(rounds):
         model.step()
     return model.records()["rounds"]
+
+
+def _counterfactual_record(case: MarketCase) -> dict[str, float]:
+    """The day without a market (emergency alone; the DSO's taps first), and this design's taps."""
+    alone = case.counterfactual
+    assert alone is not None, "market days carry their counterfactuals (`day.market_day`)"
+    return {"unmet_need_no_market": alone.no_market_mwh, "cost_no_market": alone.no_market_cost,
+            "unmet_need_dso_alone": alone.dso_alone_mwh, "cost_dso_alone": alone.dso_alone_cost,
+            "tap_moves_dso_alone": alone.tap_moves,
+            "tap_moves": case.taps.moves if case.taps is not None else 0,
+            "tap_cost": case.tap_cost}

@@ -310,10 +310,17 @@ def _combinations(sweep: Mapping[str, Mapping[str, list]]) -> list[tuple[str, di
         overrides: dict[str, dict] = {}
         for (section, key, _), value in zip(axes, combination, strict=True):
             overrides.setdefault(section, {})[key] = value
-        label = ",".join(f"{key}={value}" for (_, key, _), value in zip(axes, combination,
-                                                                        strict=True))
+        label = ",".join(f"{key}={_written(value)}" for (_, key, _), value in zip(
+            axes, combination, strict=True))
         out.append((label, overrides))
     return out
+
+
+def _written(value: object) -> str:
+    """A swept value as a label writes it: a list as its items joined by "+", or "none"."""
+    if isinstance(value, list | tuple):
+        return "+".join(str(item) for item in value) or "none"
+    return str(value)
 
 
 def _variant(data: Mapping, label: str, overrides: Mapping[str, Mapping],

@@ -37,7 +37,7 @@ def tiny_run(rounds: int = 4) -> dict[str, pd.DataFrame]:
                           "unmet_need_after_ac": 0.5, "unmet_cost_after_ac": 410.0,
                           "curtailed_after_ac": 0.1, "curtailment_cost_after_ac": 10.0,
                           "shed_after_ac": 0.4, "shedding_cost_after_ac": 400.0,
-                          "hhi": 10_000.0})
+                          "tap_cost": 2.0, "hhi": 10_000.0})
     one = {"fsp_type": "pv_inverter", "family": "P", "entropy": 0.0, "reward": 0.1}
     agents = pd.DataFrame(
         [{"round": r, "fsp_id": "a", "markup": 0.5, "awarded": 2.0, "payment": 60.0,
@@ -62,7 +62,7 @@ def test_run_kpis_returns_exactly_the_registry_with_hand_values():
     kpis = run_kpis(tiny_run(), window=2, grid=GRID)
     assert list(kpis) == list(KPIS)
     assert kpis["dso_cost"] == 100.0 and kpis["cost_ratio"] == pytest.approx(2.5)
-    assert kpis["total_cost"] == 510.0
+    assert kpis["total_cost"] == 512.0  # procurement + emergency + tap wear
     assert kpis["unmet_cost_after_ac"] == kpis["curtailment_cost_after_ac"] + kpis[
         "shedding_cost_after_ac"] == 410.0
     assert kpis["lerner"] == pytest.approx(0.5)

@@ -18,9 +18,11 @@ the LP.
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandapower as pp
@@ -58,6 +60,11 @@ from lfm_abm.network.grids import default_scenario, load_grid
 from lfm_abm.network.needs import NeedLimits, find_needs
 from lfm_abm.network.operating_points import OperatingPoint, operating_points
 from lfm_abm.network.scenarios import PeriodInjections, Scenario, period_injections
+from lfm_abm.network.taps import tap_changers, with_taps
+
+if TYPE_CHECKING:
+    from lfm_abm.market.dso_alone import Counterfactual
+    from lfm_abm.market.tap_schedule import TapSchedule
 
 
 @dataclass
@@ -72,6 +79,10 @@ class MarketCase:
     params: MarketParams
     evaluator: ACEvaluator = field(repr=False)
     emergency: EmergencyCapacity = field(repr=False)
+    #: The DSO's tap schedule the day's points are solved at (None: the grid's taps).
+    taps: TapSchedule | None = None
+    #: What the day costs the DSO without a market (`dso_alone.counterfactual`).
+    counterfactual: Counterfactual | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, grid: str | pp.pandapowerNet, scenario: Scenario | None = None,
@@ -99,6 +110,22 @@ class MarketCase:
         recomputed for the new case, never carried over.
         """
         return self if params == self.params else replace(self, params=params)
+
+    def with_taps(self, taps: TapSchedule) -> MarketCase:
+        """The same day with the tap changers moved per period: AC points solved anew."""
+        net = copy.deepcopy(self.net)
+        tap_changers(net)  # marks SimBench's untyped tap changers as ratio changers
+        injections = with_taps(self.injections, list(taps.changers), taps.array)
+        points = list(operating_points(net, self.scenario, with_sensitivities=True,
+                                       injections=injections))
+        evaluator = ACEvaluator(net, injections, points, self.limits, self.evaluator.reuse)
+        return replace(self, net=net, injections=injections, points=points,
+                       evaluator=evaluator, taps=taps, counterfactual=None)
+
+    @property
+    def tap_cost(self) -> float:
+        """EUR the DSO's tap moves cost on this day (0 when it keeps the grid's taps)."""
+        return 0.0 if self.taps is None else self.taps.cost
 
     @property
     def buses(self) -> pd.Index:

@@ -45,7 +45,7 @@ def _trivial(lp: LinearProgram) -> LPSolution:
 
 
 @contextlib.contextmanager
-def _quiet_stdout():
+def quiet_stdout():
     """Silence C-level stdout (HiGHS prints a banner when its first instance is made)."""
     try:
         fd = os.dup(1)
@@ -120,7 +120,7 @@ class HighsEngine(_Engine):
         import highspy
 
         super().__init__()
-        with _quiet_stdout():
+        with quiet_stdout():
             self._highs = highspy.Highs()
         self._highs.setOptionValue("output_flag", False)
         self._highs.setOptionValue("solver", "simplex")

@@ -284,7 +284,7 @@ def build_lp(points: list[OperatingPoint], bids: pd.DataFrame, stage: Stage,
     row_lower = np.concatenate(lower) if lower else np.zeros(0)
     row_upper = np.concatenate(upper) if upper else np.zeros(0)
     emergency_price = objective_prices(params)
-    slack_row, slack_entries, slack_cost = _unresolvable_slacks(
+    slack_row, slack_entries, slack_cost = unresolvable_slacks(
         rows, row_upper, hours_of, max(emergency_price.values()), len(chosen) + n_emergency)
     emergency_frame = (pd.concat(emergency_meta, ignore_index=True) if emergency_meta
                        else pd.DataFrame(columns=EMERGENCY_META))
@@ -420,7 +420,7 @@ def branch_cuts_for(lp: LinearProgram, x: np.ndarray,
                    np.concatenate(upper), matrix, per_period)
 
 
-def _unresolvable_slacks(rows: pd.DataFrame, row_upper: np.ndarray,
+def unresolvable_slacks(rows: pd.DataFrame, row_upper: np.ndarray,
                          hours_of: dict[int, float], price: float, first_column: int
                          ) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray]:
     """Slack columns of the rows to fix: (row of each slack, entries, cost per unit).

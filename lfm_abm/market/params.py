@@ -35,6 +35,13 @@ class MarketParams:
         (Regulation (EU) 2019/943 Art. 13(3), non-market-based redispatch only when
         market-based resources are used up); the reported cost is the same, the choice
         dearer.
+    dso_tools: the DSO's own tools, used before the market and emergency action: "oltc"
+        moves the HV/MV on-load tap changers, one position per period, by the least-cost
+        schedule of the DSO alone (`market.tap_schedule`); the market then clears the
+        needs left at those taps. Empty (default): the taps stay where the grid has them.
+    tap_step_cost: EUR per tap step moved: the changer's wear. Default 1: a tap changer's
+        overhaul (tens of kEUR) is due after some 10^5 operations, well under 1 EUR per
+        step, rounded up so that the schedule does not move taps for nothing.
     reservation_price: the highest bid price the DSO accepts, EUR/MWh or EUR/MVArh;
         offers above it are not admitted. None = VOLL (no bid dearer than shedding load).
     no_harm: every stage respects every network limit, also of services it does not buy
@@ -60,6 +67,8 @@ class MarketParams:
     curtailment_price: Annotated[Float, Field(gt=0)] = 100.0
     emergency_priority: Literal["least-cost", "market-first"] = "least-cost"
     reservation_price: Annotated[Float, Field(gt=0)] | None = None
+    dso_tools: tuple[Literal["oltc"], ...] = ()
+    tap_step_cost: Annotated[Float, Field(ge=0)] = 1.0
     no_harm: Bool = True
     energy_limits: Bool = True
     cm_screen: Annotated[Float, Field(gt=0, le=1)] = 0.8

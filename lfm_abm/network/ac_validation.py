@@ -79,6 +79,8 @@ class ACEvaluator:
         self._batching = reuse and supports_batching(net)
         self._batch: PeriodBatch | None = None
         self.batches = batches or BatchStore()
+        self.reuse = reuse
+        self._models: dict[tuple, dict] = {}  # pandapower's internal model per tap state
         self.power_flows = 0  # AC period solutions computed (cache misses)
         self.batch_runs = 0  # batched power-flow runs among them
 
@@ -183,10 +185,27 @@ class ACEvaluator:
             key = self._key(t, dp[t], dq[t], True)
             point = self._cache.get(key)
             if point is None:
-                point = replace(out[t], sens=sensitivities(self.net, voltages=out[t].voltages))
+                point = replace(out[t], sens=sensitivities(
+                    self.net, voltages=out[t].voltages, internal=self._model(t)))
                 self._remember(key, point)
             out[t] = point
         return out
+
+    def _model(self, period: int) -> dict | None:
+        """The internal model (Ybus, ...) of pandapower at the period's tap positions.
+
+        None where the day keeps the grid's taps: every power flow then shares one Ybus.
+        With taps moved per period the net's last run may hold another period's taps, so
+        one run per tap state is kept (a day has a handful).
+        """
+        key = self.injections.tap_key(period)
+        if not key:
+            return None
+        if key not in self._models:
+            self.injections.apply(self.net, period)
+            run_power_flow(self.net, self.base_points[period].label)
+            self._models[key] = self.net._ppc["internal"]
+        return self._models[key]
 
     def _run_batch(self, periods: list[int], dp: np.ndarray, dq: np.ndarray) -> None:
         if self._batch is None:

@@ -200,12 +200,17 @@ def add_ev_loads(net: pp.pandapowerNet, ev_peak_mw: float) -> None:
 
 @dataclass(frozen=True)
 class PeriodInjections:
-    """Per-period element set-points: for each element table a (periods x elements) frame."""
+    """Per-period element set-points: for each element table a (periods x elements) frame.
+
+    `taps`: tap position of transformers per period (periods x trafo ids), where the
+    DSO moves its tap changers (`network.taps`); None keeps the grid's positions.
+    """
 
     labels: tuple[str, ...]
     hours: tuple[int, ...]
     p_mw: dict[str, pd.DataFrame]
     q_mvar: dict[str, pd.DataFrame]
+    taps: pd.DataFrame | None = None
 
     def apply(self, net: pp.pandapowerNet, period: int) -> None:
         """Write period `period`'s set-points into the net's element tables.
@@ -218,6 +223,12 @@ class PeriodInjections:
                 p, q = self.p_mw[element], self.q_mvar[element]
                 net[element].loc[p.columns, "p_mw"] = p.iloc[period].to_numpy()
                 net[element].loc[q.columns, "q_mvar"] = q.iloc[period].to_numpy()
+        if self.taps is not None:
+            net.trafo.loc[self.taps.columns, "tap_pos"] = self.taps.iloc[period].to_numpy()
+
+    def tap_key(self, period: int) -> tuple:
+        """The transformer taps of a period, hashable (empty when the grid's are kept)."""
+        return () if self.taps is None else tuple(self.taps.iloc[period].tolist())
 
 
 def period_injections(net: pp.pandapowerNet, scenario: Scenario,

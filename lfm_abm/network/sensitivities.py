@@ -103,7 +103,8 @@ def _require_converged_nr(net: pp.pandapowerNet) -> dict:
 
 
 def sensitivities(net: pp.pandapowerNet, buses: list[int] | None = None,
-                  voltages: np.ndarray | None = None) -> Sensitivities:
+                  voltages: np.ndarray | None = None,
+                  internal: dict | None = None) -> Sensitivities:
     """Sensitivities of |V|, line current and trafo loading to P and Q injections.
 
     `net` must hold a converged Newton-Raphson power flow. `buses` restricts the
@@ -112,8 +113,10 @@ def sensitivities(net: pp.pandapowerNet, buses: list[int] | None = None,
     by closed bus-bus switches share one internal bus and get identical columns.
     `voltages` (complex, in the net's internal bus order) linearises at another state of
     the same grid, e.g. one solved in a batch: the Jacobian depends only on Ybus and V.
+    `internal` (pandapower's internal model of a converged run of the same topology)
+    replaces the net's last one: another tap position changes Ybus, not the topology.
     """
-    internal = _require_converged_nr(net)
+    internal = internal or _require_converged_nr(net)
     Ybus = internal["Ybus"]
     V = internal["V"] if voltages is None else voltages
     pv, pq = internal["pv"], internal["pq"]
@@ -172,26 +175,13 @@ def sensitivities(net: pp.pandapowerNet, buses: list[int] | None = None,
     v_rows = internal_of_bus.to_numpy()
     dv = d_mag[v_rows]
 
-    branch, bus = internal["branch"], internal["bus"]
+    (line_ids, line_rows, *line_scale), (trafo_ids, trafo_rows, *trafo_scale) = (
+        _branch_scales(net, internal, element) for element in ("line", "trafo"))
+    line = _loaded_end_currents(internal, line_rows, V, dV, *line_scale)
+    tr = _loaded_end_currents(internal, trafo_rows, V, dV, *trafo_scale)
 
-    def base_kv(rows: np.ndarray, end: int) -> np.ndarray:
-        return bus[branch[rows, end].real.astype(int), BASE_KV]
-
-    # Lines: kA = p.u. current x baseMVA / (sqrt(3) x base kV), same at both ends.
-    line_ids, line_rows = internal_branch_rows(net, "line")
-    line_ka = base_mva / (SQRT3 * base_kv(line_rows, F_BUS))
-    line = _loaded_end_currents(internal, line_rows, V, dV, line_ka, line_ka)
-
-    # Trafos: percent loading = kA x rated kV of that side x sqrt(3) / rating x 100.
-    trafo_ids, trafo_rows = internal_branch_rows(net, "trafo")
-    trafo = net.trafo.loc[trafo_ids]
-    rating = (trafo.sn_mva * trafo.df * trafo.parallel).to_numpy()
-    hv_pct = base_mva * trafo.vn_hv_kv.to_numpy() / base_kv(trafo_rows, F_BUS) / rating * 100
-    lv_pct = base_mva * trafo.vn_lv_kv.to_numpy() / base_kv(trafo_rows, T_BUS) / rating * 100
-    tr = _loaded_end_currents(internal, trafo_rows, V, dV, hv_pct, lv_pct)
-
-    def phasors(currents: tuple[np.ndarray, np.ndarray], ids: pd.Index) -> BranchPhasors:
-        current, d_current = currents
+    def phasors(currents: tuple[np.ndarray, ...], ids: pd.Index) -> BranchPhasors:
+        current, d_current, _ = currents
         return BranchPhasors(pd.Series(current, index=ids), frame(d_current, ids, 0),
                              frame(d_current, ids, 1))
 
@@ -208,21 +198,66 @@ def sensitivities(net: pp.pandapowerNet, buses: list[int] | None = None,
     )
 
 
+def _branch_scales(net: pp.pandapowerNet, internal: dict, element: str
+                   ) -> tuple[pd.Index, np.ndarray, np.ndarray, np.ndarray]:
+    """In-service branch ids, internal rows, and the p.u. current's scale at each end.
+
+    Lines: kA = p.u. current x baseMVA / (sqrt(3) x base kV), the same at both ends.
+    Trafos: percent loading = kA x rated kV of that side x sqrt(3) / rating x 100.
+    """
+    ids, rows = internal_branch_rows(net, element)
+    base_mva = float(internal["baseMVA"])
+    branch, bus = internal["branch"], internal["bus"]
+
+    def base_kv(end: int) -> np.ndarray:
+        return bus[branch[rows, end].real.astype(int), BASE_KV]
+
+    if element == "line":
+        scale = base_mva / (SQRT3 * base_kv(F_BUS))
+        return ids, rows, scale, scale
+    trafo = net.trafo.loc[ids]
+    rating = (trafo.sn_mva * trafo.df * trafo.parallel).to_numpy()
+    return (ids, rows, base_mva * trafo.vn_hv_kv.to_numpy() / base_kv(F_BUS) / rating * 100,
+            base_mva * trafo.vn_lv_kv.to_numpy() / base_kv(T_BUS) / rating * 100)
+
+
+def branch_currents(net: pp.pandapowerNet, ends: dict[str, np.ndarray] | None = None
+                    ) -> tuple[dict[str, pd.Series], dict[str, np.ndarray]]:
+    """Complex current of every line (kA) and trafo (% loading) after the net's last run.
+
+    At the more loaded end, as `sensitivities` reports it, or at the `ends` returned by an
+    earlier call (True = from end), so that two states of one grid can be differenced.
+    """
+    internal = _require_converged_nr(net)
+    currents, chosen = {}, {}
+    for element in ("line", "trafo"):
+        ids, rows, *scale = _branch_scales(net, internal, element)
+        current, _, chosen[element] = _loaded_end_currents(
+            internal, rows, internal["V"], np.zeros((len(internal["V"]), 0)), *scale,
+            from_end=None if ends is None else ends[element])
+        currents[element] = pd.Series(current, index=ids)
+    return currents, chosen
+
+
 def _loaded_end_currents(internal: dict, rows: np.ndarray, V: np.ndarray, dV: np.ndarray,
-                         from_scale: np.ndarray, to_scale: np.ndarray
-                         ) -> tuple[np.ndarray, np.ndarray]:
+                         from_scale: np.ndarray, to_scale: np.ndarray,
+                         from_end: np.ndarray | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Complex current at the more loaded end of each branch and its change per injection.
 
     `from_scale`/`to_scale` convert p.u. current at each end to the reported unit (kA
     for lines, percent loading for trafos); the end with the larger scaled magnitude is
-    the one pandapower reports, so that end is returned, in its scaled unit.
+    the one pandapower reports, so that end is returned, in its scaled unit, unless
+    `from_end` chooses the ends. The third array says which end was used.
     """
     if len(rows) == 0:
-        return np.zeros(0, dtype=complex), np.zeros((0, dV.shape[1]), dtype=complex)
+        return (np.zeros(0, dtype=complex), np.zeros((0, dV.shape[1]), dtype=complex),
+                np.zeros(0, dtype=bool))
     Yf, Yt = internal["Yf"][rows], internal["Yt"][rows]
     If, It = Yf @ V, Yt @ V
-    from_larger = np.abs(If) * from_scale >= np.abs(It) * to_scale
-    scale = np.where(from_larger, from_scale, to_scale)
-    current = np.where(from_larger, If, It) * scale
-    d_current = np.where(from_larger[:, None], Yf @ dV, Yt @ dV) * scale[:, None]
-    return current, d_current
+    if from_end is None:
+        from_end = np.abs(If) * from_scale >= np.abs(It) * to_scale
+    scale = np.where(from_end, from_scale, to_scale)
+    current = np.where(from_end, If, It) * scale
+    d_current = np.where(from_end[:, None], Yf @ dV, Yt @ dV) * scale[:, None]
+    return current, d_current, from_end

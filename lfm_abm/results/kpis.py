@@ -154,7 +154,9 @@ def run_kpis(tables: Mapping[str, pd.DataFrame] | RunRecords, window: int, grid:
     n_rounds = records.n_rounds
     out["rounds"] = n_rounds
     out["failed_rounds"] = records.failed_rounds
-    out["total_cost"] = out["dso_cost"] + out["unmet_cost_after_ac"]
+    taps = out.get("tap_cost", float("nan"))  # NaN: results from before the tap changer
+    out["total_cost"] = (out["dso_cost"] + out["unmet_cost_after_ac"]
+                         + (0.0 if np.isnan(taps) else taps))
     out["cost_ratio"] = (out["dso_cost"] / out["truthful_cost"] if out["truthful_cost"] > 0
                          else float("nan"))
     agents = records.agents

@@ -93,7 +93,8 @@ SMOOTH = 5  # rounds in the moving average of the curves vs round (exploration i
 COMPONENTS = {"true_cost": ("true cost of accepted bids", "#9ecae1"),
               "rent": ("FSP rent (profit)", "#de2d26"),
               "curtailment_cost": ("curtailment compensation", "#969696"),
-              "shedding_cost": ("VOLL x load shed", "#252525")}
+              "shedding_cost": ("VOLL x load shed", "#252525"),
+              "tap_cost": ("tap changer wear", "#fdae6b")}
 
 
 #: Mean profit per round (EUR) below which an FSP earns nothing (LP round-off).
@@ -283,10 +284,14 @@ def design_comparison(per_run: pd.DataFrame, ranked: list[str], colours: dict, w
     axes[0].legend(fontsize=8, loc="lower right")
     axes[1].axvline(1.0, color="black", linestyle="--", linewidth=1, label="competitive")
     axes[1].legend(fontsize=8, loc="lower right")
-    if "cost_no_market" in per_run:  # the counterfactual a market must beat
-        alone = per_run.groupby("market").cost_no_market.mean().reindex(ranked)
-        axes[3].scatter(alone, y, marker="|", color="black", s=300, linewidths=2, zorder=5,
-                        label="DSO alone (no market)")
+    counterfactuals = (("cost_no_market", "no market (emergency only)", "0.55"),
+                       ("cost_dso_alone", "DSO alone (taps + emergency)", "black"))
+    drawn = [c for c in counterfactuals if c[0] in per_run]  # what a market must beat
+    for column, label, colour in drawn:
+        alone = per_run.groupby("market")[column].mean().reindex(ranked)
+        axes[3].scatter(alone, y, marker="|", color=colour, s=300, linewidths=2, zorder=5,
+                        label=label)
+    if drawn:
         axes[3].legend(fontsize=8, loc="lower right")
     axes[0].set_yticks(y, ranked)
     axes[0].invert_yaxis()  # best (lowest total cost) at the top of each group
@@ -507,7 +512,8 @@ def profits(data: pd.DataFrame, window: int, markets: list[str], path: Path) -> 
 def cost_components(costs: pd.DataFrame, per_run: pd.DataFrame) -> pd.DataFrame:
     """Per market, the mean over seeds of true cost, FSP rent and emergency cost per round.
 
-    Emergency cost comes in its two kinds: curtailment compensation and VOLL x load shed.
+    Emergency cost comes in its two kinds: curtailment compensation and VOLL x load shed;
+    the tap moves of a design with the DSO's tap changer cost their wear (0 without).
 
     `costs`: per run, true cost and rent per round of the window (`plot_data.window_costs`).
     """
@@ -516,7 +522,9 @@ def cost_components(costs: pd.DataFrame, per_run: pd.DataFrame) -> pd.DataFrame:
                          "true_cost": sums.true_cost.fillna(0.0).to_numpy(),
                          "rent": sums.rent.fillna(0.0).to_numpy(),
                          **{name: per_run[f"{name}_after_ac"].fillna(0.0).to_numpy()
-                            for name in ("curtailment_cost", "shedding_cost")}})
+                            for name in ("curtailment_cost", "shedding_cost")},
+                         "tap_cost": per_run.get("tap_cost", pd.Series(0.0, index=per_run.index)
+                                                 ).fillna(0.0).to_numpy()})
     return runs.groupby("market")[list(COMPONENTS)].mean()
 
 
@@ -539,7 +547,8 @@ def surplus_split(costs: pd.DataFrame, per_run: pd.DataFrame, window: int, ranke
         left.text(total[market] + 0.01 * total.max(), yi, _fmt_sum(total[market], row.tolist()),
                   va="center", fontsize=8)
     left.set_xlim(0, total.max() * 1.6)
-    left.set(xlabel="EUR per round (text: total = true cost + rent + curtailment + shedding)",
+    left.set(xlabel="EUR per round (text: total = true cost + rent + curtailment + shedding"
+                    " + tap wear)",
              title="Composition of the total cost")
     right.set(xlabel="share of the total cost (%)", xlim=(0, 100),
               title="Shares: small components stay visible")

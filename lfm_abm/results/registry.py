@@ -104,9 +104,23 @@ def _kpis() -> list[KPI]:
             "binds", "agents", "accepted", bounds=SHARE),
         KPI("unmet_need_no_market", "unmet need, no market", "MWh per round", "emergency "
             "action the day needs without any market", "rounds", "window", 3),
-        KPI("cost_no_market", "DSO alone", "EUR per round", "what that emergency action "
-            "costs: curtailment x curtailment_price + shedding x VOLL (the DSO without a "
-            "market)", "rounds", "window", 1),
+        KPI("cost_no_market", "no market", "EUR per round", "what that emergency action "
+            "costs: curtailment x curtailment_price + shedding x VOLL (emergency action "
+            "alone, at the grid's taps)", "rounds", "window", 1),
+        KPI("unmet_need_dso_alone", "unmet need, DSO alone", "MWh per round", "emergency "
+            "action the day still needs after the DSO's least-cost tap schedule, on the AC "
+            "state at those taps", "rounds", "window", 3),
+        KPI("cost_dso_alone", "DSO alone", "EUR per round", "the DSO's own tools, then "
+            "emergency action, no market: tap moves x tap_step_cost + the cost of "
+            "unmet_need_dso_alone (= cost_no_market on a grid without tap changers); the "
+            "counterfactual a design must beat", "rounds", "window", 1),
+        KPI("tap_moves_dso_alone", "tap moves, DSO alone", "steps per round", "tap steps "
+            "the DSO alone's schedule moves its tap changers over the day", "rounds",
+            "window", 1),
+        KPI("tap_moves", "tap moves", "steps per round", "tap steps the DSO moves before "
+            "the market (dso_tools = [\"oltc\"]; 0 without)", "rounds", "window", 1),
+        KPI("tap_cost", "tap cost", "EUR per round", "tap_moves x tap_step_cost: the wear "
+            "of the DSO's tap changers, part of total_cost", "rounds", "window", 1),
         KPI("unmet_need_before", "unmet need in LP", "MWh per round", "emergency action "
             "the market's LP planned where bids did not suffice", "rounds", "window", 3),
         KPI("unmet_need_after_ac", "unmet need", "MWh per round", "emergency action "
@@ -139,8 +153,9 @@ def _kpis() -> list[KPI]:
             "the baseline did not overload", "rounds", "validated", 3),
         KPI("collateral_vc_after_ac_pu", "new VC violation", "p.u.", "voltage violations "
             "the baseline did not have", "rounds", "validated", 4),
-        KPI("total_cost", "total cost", "EUR per round", "dso_cost + unmet_cost_after_ac: "
-            "procurement + curtailment compensation + VOLL x load shed", "rounds",
+        KPI("total_cost", "total cost", "EUR per round", "dso_cost + unmet_cost_after_ac "
+            "+ tap_cost: procurement + curtailment compensation + VOLL x load shed + tap "
+            "wear", "rounds",
             "derived", 0, True),
         KPI("lerner", "Lerner", "", "(payment - true cost) / payment over accepted bids: "
             "the aggregate Lerner index, bids weighted by payment (Lerner 1934)", "agents",
