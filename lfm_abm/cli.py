@@ -109,6 +109,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
     """Clear one bid file on a grid's default day and write awards with payments."""
     import time
 
+    from lfm_abm.day import with_dso_tools
     from lfm_abm.files import check_output_file
     from lfm_abm.market.bids import (
         TABLE_SUFFIXES,
@@ -129,7 +130,8 @@ def cmd_clear(args: argparse.Namespace) -> int:
             check_output_file(path, flag, TABLE_SUFFIXES)
     given = {"voll": args.voll, "reservation_price": args.reservation_price,
              "curtailment_price": args.curtailment_price,
-             "emergency_priority": args.emergency_priority}
+             "emergency_priority": args.emergency_priority,
+             "dso_tools": args.dso_tools.split(",") if args.dso_tools else None}
     params = from_flags(MarketParams, relinearise=args.relinearise,
                         **{name: value for name, value in given.items() if value is not None})
     parse_design(args.design, "--design")
@@ -138,7 +140,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
     bids = read_bids(args.bids)  # a broken file fails before the grid is built
     loud = len(bids) >= 100_000  # long clears say what they are doing, on stderr
     net, scenario = _grid_and_scenario(args)
-    case = MarketCase.build(net, scenario, params=params)
+    case = with_dso_tools(MarketCase.build(net, scenario, params=params))
     bids = validate_bids(bids, buses=case.buses, n_periods=case.n_periods, source=args.bids)
 
     def phase(what: str) -> None:
@@ -166,14 +168,20 @@ def cmd_clear(args: argparse.Namespace) -> int:
     phase("AC-validated the awards")
     summary = result.summary(params)
     before = case.baseline_needs
+    alone = case.counterfactual
     print(f"design {result.design}, {args.pricing}: {len(bids)} bids, "
           f"{int((result.awards.awarded > 0).sum())} awarded, "
           f"{int(summary['offers_above_reservation'])} above the reservation price "
           f"{params.max_bid_price:g} EUR/MWh (not admitted)")
     print(f"baseline: {int((before.service == 'CM').sum())} CM and "
           f"{int((before.service == 'VC').sum())} VC needs; without a market they take "
-          f"{case.baseline_emergency.emergency_mwh:.3f} MWh of emergency action costing "
-          f"{case.baseline_emergency_cost:.2f} EUR")
+          f"{alone.no_market_mwh:.3f} MWh of emergency action costing "
+          f"{alone.no_market_cost:.2f} EUR; the DSO alone (its tap changers first, "
+          f"{alone.tap_moves} steps) {alone.dso_alone_mwh:.3f} MWh, {alone.dso_alone_cost:.2f} "
+          "EUR")
+    if case.taps is not None:
+        print(f"cleared at the DSO's taps ({case.taps.moves} steps moved, "
+              f"{case.taps.cost:.2f} EUR)")
     print(f"procurement cost: {summary['procurement_cost']:.2f} EUR "
           f"(at bid prices {summary['cost_at_bid_prices']:.2f} EUR)")
     print("volume: " + ", ".join(f"{k} {v:.3f}" for k, v in result.volumes().items())
@@ -474,6 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="emergency action competes with offers on cost (least-cost, "
                             "default) or comes after admitted offers of the same effect "
                             "per MW (market-first)")
+    clear.add_argument("--dso-tools",
+                       help="the DSO's own tools, used before the market: oltc (the HV/MV "
+                            "tap changers, by the DSO alone's least-cost schedule)")
     clear.add_argument("--reservation-price", type=float,
                        help="highest bid price the DSO admits, EUR/MWh (default: VOLL)")
     clear.add_argument("--out", help="write awards with payments (.csv or .parquet)")

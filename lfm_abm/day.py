@@ -29,7 +29,12 @@ from lfm_abm.agents.population import (
 from lfm_abm.market.clearing import Market, MarketCase
 from lfm_abm.market.concentration import NeedMarkets
 from lfm_abm.market.designs import Design
-from lfm_abm.market.dso_alone import counterfactual, least_cost_taps
+from lfm_abm.market.dso_alone import (
+    MeasuredTaps,
+    counterfactual,
+    least_cost_taps,
+    measure_taps,
+)
 from lfm_abm.market.params import MarketParams
 from lfm_abm.market.structure import pivotal_suppliers
 from lfm_abm.market.tap_schedule import TapSchedule
@@ -65,19 +70,22 @@ def _priced_case(grid: str, scenario: Scenario, day: str | None, limits: NeedLim
     """
     plain = _network_case(grid, scenario, day, limits, ac_reuse).with_params(params)
     case = with_dso_tools(plain, lambda taps: _tapped_case(
-        grid, scenario, day, limits, ac_reuse, taps).with_params(params))
+        grid, scenario, day, limits, ac_reuse, taps).with_params(params),
+        _measured_taps(grid, scenario, day, limits, ac_reuse))
     case.baseline_emergency  # computed once, carried into every private case  # noqa: B018
     return case
 
 
 def with_dso_tools(plain: MarketCase,
-                   tapped: Callable[[TapSchedule], MarketCase] | None = None) -> MarketCase:
+                   tapped: Callable[[TapSchedule], MarketCase] | None = None,
+                   measured: MeasuredTaps | None = None) -> MarketCase:
     """The day the design clears on (tapped if it uses "oltc"), with both counterfactuals.
 
     `plain` is the day at the grid's taps; `tapped` builds the day at a tap schedule
-    (default: `MarketCase.with_taps`; a study passes its cached builder).
+    (default: `MarketCase.with_taps`) and `measured` holds the taps' effects (default:
+    measured here); a study passes its cached ones.
     """
-    taps = least_cost_taps(plain)
+    taps = least_cost_taps(plain, measured)
     at_taps = plain if taps is None else (tapped or plain.with_taps)(taps)
     chosen = at_taps if "oltc" in plain.params.dso_tools else plain
     return replace(chosen, counterfactual=counterfactual(plain, at_taps))
@@ -87,6 +95,12 @@ def with_dso_tools(plain: MarketCase,
 def _network_case(grid: str, scenario: Scenario, day: str | None, limits: NeedLimits,
                   ac_reuse: bool) -> MarketCase:
     return MarketCase.build(load_grid(grid), scenario, day, limits, MarketParams(), ac_reuse)
+
+
+@functools.lru_cache(maxsize=16)
+def _measured_taps(grid: str, scenario: Scenario, day: str | None, limits: NeedLimits,
+                   ac_reuse: bool) -> MeasuredTaps:
+    return measure_taps(_network_case(grid, scenario, day, limits, ac_reuse))
 
 
 @functools.lru_cache(maxsize=16)
@@ -243,4 +257,5 @@ def forget_days() -> None:
         _DAYS.clear()
         _priced_case.cache_clear()
         _tapped_case.cache_clear()
+        _measured_taps.cache_clear()
         _network_case.cache_clear()

@@ -71,6 +71,6 @@ def from_flags(cls: type[T], **values: object) -> T:
     try:
         return cls(**values)
     except InputError as exc:
-        name = (exc.field or "").rpartition(".")[2]
+        name = (exc.field or "").rpartition(".")[2].partition("[")[0]  # dso_tools[0]
         flag = f"--{name.replace('_', '-')}" if name in values else exc.field
         raise exc.located("command line", flag) from None

@@ -172,6 +172,12 @@ NEEDS = pd.DataFrame({"service": ["CM", "VC"]})
      "unmet under truthful bids", "buys every service"),
     ({"truthful_unmet_need_after_ac_mean": 5.0, "scarcity_mean": 0.2}, STUDY,
      "unmet under truthful bids", "more supply"),
+    # 0.9 of 10 MWh at the grid's taps is under the 10 % line; on a day the DSO's taps
+    # have already cut to 2 MWh, a design that leaves 0.9 leaves 45 % of its day's need
+    ({"truthful_unmet_need_after_ac_mean": 0.9, "unmet_need_dso_alone_mean": 2.0,
+      "tap_moves_mean": 0.0}, STUDY, None, None),
+    ({"truthful_unmet_need_after_ac_mean": 0.9, "unmet_need_dso_alone_mean": 2.0,
+      "tap_moves_mean": 3.0}, STUDY, "unmet under truthful bids", "relinearise = 2"),
     ({"share_at_cap_mean": 0.4}, STUDY, "price cap", "market.reservation_price"),
     ({"share_at_top_mean": 0.06}, STUDY, "grid top", "market.reservation_price"),
     ({"share_at_top_mean": 0.06}, {**STUDY, "actions": {"cap_action": False}}, "grid top",

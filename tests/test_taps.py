@@ -11,6 +11,7 @@ import pytest
 from tap_grid import NOON, tap_grid
 from toy import bids_frame
 
+from lfm_abm.cli import main
 from lfm_abm.day import shared_case, with_dso_tools
 from lfm_abm.market.clearing import Market, MarketCase
 from lfm_abm.market.dso_alone import least_cost_taps
@@ -141,3 +142,24 @@ def test_a_study_day_with_the_tap_changer_carries_both_counterfactuals(tmp_path)
     assert tapped.counterfactual.dso_alone_cost == pytest.approx(1.0)
     assert plain.baseline_emergency_cost == pytest.approx(tapped.counterfactual.no_market_cost)
     assert tapped.baseline_emergency.emergency_mwh == 0
+
+
+def test_clear_on_the_command_line_reports_the_dso_alone_and_clears_at_its_taps(
+        tmp_path, capsys):
+    grid = tmp_path / "taps.json"
+    pp.to_json(tap_grid(*EVERYWHERE_HIGH), str(grid))
+    bids = tmp_path / "bids.csv"
+    bids.write_text("bid_id,provider_id,bus,period,product,quantity,price\n"
+                    "a,f,4,12,Q_down,5,10\nb,g,7,12,Q_down,5,10\n")
+    args = ["clear", "--grid", str(grid), "--design", "VC_Q", "--bids", str(bids)]
+    assert main([*args, "--dso-tools", "oltc"]) == 0
+    out = capsys.readouterr().out
+    assert "cleared at the DSO's taps" in out and ", 0 awarded" in out
+    alone = out.split("the DSO alone")[1]
+    assert float(alone.split(" MWh")[0].split(")")[1]) == 0.0  # the taps fix the day
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "cleared at the DSO's taps" not in out and ", 0 awarded" not in out
+    assert main([*args, "--dso-tools", "capacitor"]) == 2
+    err = capsys.readouterr().err
+    assert "--dso-tools" in err and "'capacitor'" in err and "oltc" in err

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from lfm_abm.market.clearing import MarketCase
 from lfm_abm.market.tap_schedule import TapSchedule, schedule_taps
-from lfm_abm.network.taps import tap_changers, tap_effects
+from lfm_abm.network.taps import TapChanger, TapEffect, tap_changers, tap_effects
 
 
 @dataclass(frozen=True)
@@ -34,19 +34,37 @@ class Counterfactual:
     tap_moves: int  # steps the DSO alone's schedule moves its tap changers
 
 
-def least_cost_taps(case: MarketCase) -> TapSchedule | None:
-    """The DSO alone's tap schedule on `case`'s day (None: the grid has no tap changer).
+@dataclass(frozen=True)
+class MeasuredTaps:
+    """The grid's tap changers and the effect of one step of each, per period.
 
-    Measured on a copy of the net: the finite-difference power flows leave the shared
-    net untouched.
+    Physics only: it does not depend on the market's parameters, so a study measures it
+    once per day and schedules the taps per parameter set.
+    """
+
+    changers: list[TapChanger]
+    effects: list[list[TapEffect]]  # [changer][period]
+
+
+def measure_taps(case: MarketCase) -> MeasuredTaps:
+    """Tap changers and their effects on `case`'s day, by power flows on a copy of the net.
+
+    The shared net is left untouched.
     """
     net = copy.deepcopy(case.net)
     changers = tap_changers(net)
-    if not changers:
+    return MeasuredTaps(changers, [tap_effects(net, case.injections, case.points, changer)
+                                   for changer in changers])
+
+
+def least_cost_taps(case: MarketCase, measured: MeasuredTaps | None = None
+                    ) -> TapSchedule | None:
+    """The DSO alone's tap schedule on `case`'s day (None: the grid has no tap changer)."""
+    measured = measured or measure_taps(case)
+    if not measured.changers:
         return None
-    effects = [tap_effects(net, case.injections, case.points, changer) for changer in changers]
-    return schedule_taps(case.points, effects, changers, case.limits, case.params,
-                         case.emergency)
+    return schedule_taps(case.points, measured.effects, measured.changers, case.limits,
+                         case.params, case.emergency)
 
 
 def counterfactual(plain: MarketCase, tapped: MarketCase) -> Counterfactual:

@@ -118,13 +118,21 @@ def _window(rounds: int, window: int) -> list[Diagnostic]:
 
 def _truthful_unmet(summary: pd.DataFrame, need_services: set[str], grid: str
                     ) -> list[Diagnostic]:
-    """Unmet need truthful bids leave as well, grouped by its likely cause."""
-    share = summary.truthful_unmet_need_after_ac_mean / summary.unmet_need_no_market_mean
+    """Unmet need truthful bids leave as well, grouped by its likely cause.
+
+    Measured against the need of the design's own day without a market: after the DSO's
+    taps where the design uses them (`dso_tools`), else at the grid's taps.
+    """
+    without = summary.unmet_need_no_market_mean
+    if "tap_moves_mean" in summary and "unmet_need_dso_alone_mean" in summary:
+        tapped = summary.tap_moves_mean.fillna(0) > 0
+        without = without.where(~tapped, summary.unmet_need_dso_alone_mean)
+    share = summary.truthful_unmet_need_after_ac_mean / without
     flagged = (share > TRUTHFUL_UNMET_SHARE) & (summary.truthful_unmet_need_after_ac_mean > 1e-3)
     rows = summary[flagged]
     by_cause: dict[str, list[str]] = {}
-    for label, row in zip(setting_labels(summary)[flagged], rows.itertuples(index=False),
-                          strict=True):
+    for label, row, need in zip(setting_labels(summary)[flagged],
+                                rows.itertuples(index=False), without[flagged], strict=True):
         missing = need_services - set(parse_design(row.design).services)
         if missing:
             cause = f"unbought: the design does not buy {'/'.join(sorted(missing))}"
@@ -134,8 +142,7 @@ def _truthful_unmet(summary: pd.DataFrame, need_services: set[str], grid: str
             cause = ("chosen or linearisation: the LP planned emergency action cheaper than "
                      "the offers (least-cost priority), or believes the need solved")
         by_cause.setdefault(cause, []).append(
-            f"{label} ({row.truthful_unmet_need_after_ac_mean:.3f} of "
-            f"{row.unmet_need_no_market_mean:.3f} MWh)")
+            f"{label} ({row.truthful_unmet_need_after_ac_mean:.3f} of {need:.3f} MWh)")
     fixes = {"unbought": "compare with a design that buys every service the day needs; "
                          "this unmet need is the design's, not the bidders'",
              "scarce": "more supply at the needs' buses (a denser population), or a design "
