@@ -181,7 +181,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
           "EUR")
     if case.taps is not None:
         print(f"cleared at the DSO's taps ({case.taps.moves} steps moved, "
-              f"{case.taps.cost:.2f} EUR)")
+              f"{case.tap_cost:.2f} EUR)")
     print(f"procurement cost: {summary['procurement_cost']:.2f} EUR "
           f"(at bid prices {summary['cost_at_bid_prices']:.2f} EUR)")
     print("volume: " + ", ".join(f"{k} {v:.3f}" for k, v in result.volumes().items())

@@ -12,9 +12,10 @@ from __future__ import annotations
 import copy
 import functools
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,7 @@ from lfm_abm.agents.population import (
     check_against,
     check_costs_below_reservation,
 )
+from lfm_abm.errors import InputError, PowerFlowError
 from lfm_abm.market.clearing import Market, MarketCase
 from lfm_abm.market.concentration import NeedMarkets
 from lfm_abm.market.designs import Design
@@ -34,7 +36,9 @@ from lfm_abm.market.dso_alone import (
     counterfactual,
     least_cost_taps,
     measure_taps,
+    taps_pay,
 )
+from lfm_abm.market.engines import SolverError
 from lfm_abm.market.params import MarketParams
 from lfm_abm.market.structure import pivotal_suppliers
 from lfm_abm.market.tap_schedule import TapSchedule
@@ -85,10 +89,22 @@ def with_dso_tools(plain: MarketCase,
     (default: `MarketCase.with_taps`) and `measured` holds the taps' effects (default:
     measured here); a study passes its cached ones.
     """
-    taps = least_cost_taps(plain, measured)
-    at_taps = plain if taps is None else (tapped or plain.with_taps)(taps)
-    chosen = at_taps if "oltc" in plain.params.dso_tools else plain
-    return replace(chosen, counterfactual=counterfactual(plain, at_taps))
+    wanted = "oltc" in plain.params.dso_tools
+    try:
+        taps = least_cost_taps(plain, measured)
+        at_taps = plain if taps is None else (tapped or plain.with_taps)(taps)
+    except (PowerFlowError, SolverError, InputError) as error:
+        if wanted:
+            raise
+        warnings.warn(f"the DSO alone is unknown (NaN): its tap schedule failed: {error}",
+                      stacklevel=2)
+        at_taps = None
+    if at_taps is not None and at_taps is not plain and not taps_pay(plain, at_taps):
+        at_taps = plain  # in AC the taps do not pay: the DSO keeps the grid's
+    chosen = at_taps if wanted and at_taps is not None else plain
+    case = copy.copy(chosen)  # keeps what the case has computed (its emergency action)
+    case.counterfactual = counterfactual(plain, at_taps)
+    return case
 
 
 @functools.lru_cache(maxsize=16)

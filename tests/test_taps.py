@@ -14,7 +14,7 @@ from toy import bids_frame
 from lfm_abm.cli import main
 from lfm_abm.day import shared_case, with_dso_tools
 from lfm_abm.market.clearing import Market, MarketCase
-from lfm_abm.market.dso_alone import least_cost_taps
+from lfm_abm.market.dso_alone import least_cost_taps, taps_pay
 from lfm_abm.market.params import MarketParams
 from lfm_abm.market.tap_schedule import TapSchedule
 from lfm_abm.network.grids import load_grid
@@ -72,7 +72,8 @@ def test_the_tap_alone_fixes_a_feeder_wide_overvoltage_and_the_market_buys_nothi
     assert day.taps is not None and day.taps.steps == ((1,),)  # one step down in voltage
     assert day.baseline_needs.empty  # on the AC state at the new tap
     alone = day.counterfactual
-    assert alone.dso_alone_mwh == 0 and alone.dso_alone_cost == pytest.approx(1.0)  # one move
+    assert alone.dso_alone_mwh == 0
+    assert alone.dso_alone_cost == pytest.approx(2.0)  # a step out and back: 2 x 1 EUR
     assert alone.no_market_cost == pytest.approx(100 * alone.no_market_mwh)
     bids = bids_frame([("q4", 4, 0, "Q_down", 5.0, 10.0), ("q7", 7, 0, "Q_down", 5.0, 10.0)])
     tapped = Market(day, "VC_Q").clear(bids)
@@ -91,7 +92,7 @@ def test_opposite_needs_on_two_feeders_make_the_tap_useless():
     needs = case.baseline_needs
     assert set(needs.limit) == {0.95, 1.05}  # both sides of the band
     taps = least_cost_taps(case)
-    assert taps.steps == ((0,),) and taps.cost == 0
+    assert taps.steps == ((0,),) and taps.moves == 0
     day = with_dso_tools(case)
     assert day.counterfactual.dso_alone_cost == pytest.approx(day.counterfactual.no_market_cost)
 
@@ -106,14 +107,14 @@ def test_with_cheap_curtailment_the_tap_trades_load_shed_for_curtailment():
     before, after = (c.baseline_emergency.emergency for c in (case, tapped))
     assert set(before.action) == {"curtail", "shed"} and set(after.action) == {"curtail"}
     assert after.mw.sum() > before[before.action == "curtail"].mw.sum()
-    assert tapped.baseline_emergency_cost + taps.cost < case.baseline_emergency_cost
+    assert tapped.baseline_emergency_cost + tapped.tap_cost < case.baseline_emergency_cost
 
 
 def test_sensitivities_at_moved_taps_use_that_periods_transformer_ratio():
     """A day whose taps differ per period: each period is linearised at its own taps."""
     case = MarketCase.build(tap_grid(*EVERYWHERE_HIGH), Scenario(hours=(11, 12)))
     (changer,) = tap_changers(case.net)
-    tapped = case.with_taps(TapSchedule((changer,), ((0,), (4,)), 4, 4.0))
+    tapped = case.with_taps(TapSchedule((changer,), ((0,), (4,))))
     flex = pd.DataFrame({"period": [0, 1], "bus": [4, 4], "dp_mw": [-0.5, -0.5],
                          "dq_mvar": [0.0, 0.0]})
     evaluator = tapped.evaluator
@@ -139,7 +140,7 @@ def test_a_study_day_with_the_tap_changer_carries_both_counterfactuals(tmp_path)
     tapped = shared_case(str(grid), NOON, None, NeedLimits(), MarketParams(dso_tools=("oltc",)))
     assert plain.taps is None and tapped.taps.steps == ((1,),)
     assert plain.counterfactual == tapped.counterfactual
-    assert tapped.counterfactual.dso_alone_cost == pytest.approx(1.0)
+    assert tapped.counterfactual.dso_alone_cost == pytest.approx(2.0)
     assert plain.baseline_emergency_cost == pytest.approx(tapped.counterfactual.no_market_cost)
     assert tapped.baseline_emergency.emergency_mwh == 0
 
@@ -163,3 +164,65 @@ def test_clear_on_the_command_line_reports_the_dso_alone_and_clears_at_its_taps(
     assert main([*args, "--dso-tools", "capacitor"]) == 2
     err = capsys.readouterr().err
     assert "--dso-tools" in err and "'capacitor'" in err and "oltc" in err
+
+
+def test_every_period_is_measured_around_its_own_position():
+    """Three periods at the grid's taps: each period's step is measured around the start
+    position, as a period measured alone is (no drift from one period to the next)."""
+    case = MarketCase.build(tap_grid(*EVERYWHERE_HIGH), Scenario(hours=(10, 11, 12)))
+    (changer,) = tap_changers(case.net)
+    effects = tap_effects(copy.deepcopy(case.net), case.injections, case.points, changer)
+    for period in range(3):
+        alone = MarketCase.build(tap_grid(*EVERYWHERE_HIGH),
+                                 Scenario(hours=((10, 11, 12)[period],)))
+        (own,) = tap_effects(alone.net, alone.injections, alone.points, changer)
+        assert np.allclose(effects[period].vm_pu, own.vm_pu, atol=1e-10)
+        assert np.allclose(effects[period].trafo, own.trafo, atol=1e-10)
+
+
+def test_a_step_predicts_the_transformer_current_at_the_end_its_rows_watch():
+    """Power flows HV to LV: the rows watch the transformer's HV end (the more loaded one
+    at the start position). Differenced at that end, the step's effect predicts the AC
+    HV-end loading; differenced at the other end it would point the opposite way.
+
+    The LV end's loading rises ~1.5 % a step (the same power at a lower voltage) and takes
+    over pandapower's max(HV, LV) loading: the linear model does not see that kink, the
+    AC check of the tapped day does (docs/model.md 6.1)."""
+    case = case_of((1.0, -4.0, -4.0))
+    net = case.net
+    (changer,) = tap_changers(net)
+    (effect,) = tap_effects(copy.deepcopy(net), case.injections, case.points, changer)
+    base = case.points[0].sens.trafo_phasors.current
+    trafo = net.trafo.loc[base.index]
+    for steps in (-2, -1, 1, 2):
+        net.trafo.loc[list(changer.trafos), "tap_pos"] = steps
+        case.injections.apply(net, 0)
+        run_power_flow(net)
+        hv = (net.res_trafo.i_hv_ka.loc[base.index] * trafo.vn_hv_kv * np.sqrt(3)
+              / trafo.sn_mva * 100)
+        predicted = np.abs(base + steps * effect.trafo)
+        assert np.abs(predicted - hv).max() < 0.02 * abs(steps)
+
+
+def test_the_dso_alone_schedule_does_not_depend_on_the_markets_priority():
+    """Market-first puts offers before emergency action; the DSO alone has no offers, so
+    its schedule and cost are those of least-cost."""
+    cases = [case_of(OPPOSITE, MarketParams(emergency_priority=priority, tap_step_cost=600.0),
+                     km=8.0) for priority in ("least-cost", "market-first")]
+    first, second = (least_cost_taps(case) for case in cases)
+    assert first == second and first.steps == ((0,),)
+
+
+def test_taps_that_do_not_pay_in_ac_are_not_kept(monkeypatch):
+    """The schedule is chosen on a linear model; the DSO keeps it only where it pays on the
+    AC state. Three steps down on the opposite feeders deepen feeder B's undervoltage (and
+    its load shedding): the DSO alone is then the day at the grid's taps."""
+    case = case_of(OPPOSITE, MarketParams(dso_tools=("oltc",)), km=8.0)
+    (changer,) = tap_changers(case.net)
+    bad = TapSchedule((changer,), ((3,),))
+    assert not taps_pay(case, case.with_taps(bad))
+    monkeypatch.setattr("lfm_abm.day.least_cost_taps", lambda *args: bad)
+    day = with_dso_tools(case)
+    alone = day.counterfactual
+    assert day.taps is None and day.tap_cost == 0 and alone.tap_moves == 0
+    assert alone.dso_alone_cost == pytest.approx(alone.no_market_cost)

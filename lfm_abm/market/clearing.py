@@ -125,7 +125,7 @@ class MarketCase:
     @property
     def tap_cost(self) -> float:
         """EUR the DSO's tap moves cost on this day (0 when it keeps the grid's taps)."""
-        return 0.0 if self.taps is None else self.taps.cost
+        return 0.0 if self.taps is None else self.taps.moves * self.params.tap_step_cost
 
     @property
     def buses(self) -> pd.Index:

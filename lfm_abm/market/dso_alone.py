@@ -22,6 +22,10 @@ from lfm_abm.market.clearing import MarketCase
 from lfm_abm.market.tap_schedule import TapSchedule, schedule_taps
 from lfm_abm.network.taps import TapChanger, TapEffect, tap_changers, tap_effects
 
+#: Unresolvable need (MVA or p.u.) and cost (EUR) differences below these are no difference.
+UNRESOLVED_EPS = 1e-6
+COST_EPS = 1e-6
+
 
 @dataclass(frozen=True)
 class Counterfactual:
@@ -31,7 +35,7 @@ class Counterfactual:
     no_market_cost: float
     dso_alone_mwh: float
     dso_alone_cost: float  # tap moves + emergency action at the tapped AC state
-    tap_moves: int  # steps the DSO alone's schedule moves its tap changers
+    tap_moves: float  # steps the DSO alone's schedule moves its tap changers (NaN: unknown)
 
 
 @dataclass(frozen=True)
@@ -67,9 +71,37 @@ def least_cost_taps(case: MarketCase, measured: MeasuredTaps | None = None
                          case.params, case.emergency)
 
 
-def counterfactual(plain: MarketCase, tapped: MarketCase) -> Counterfactual:
-    """The day's two counterfactuals: `plain` at the grid's taps, `tapped` at the DSO's."""
+def counterfactual(plain: MarketCase, tapped: MarketCase | None) -> Counterfactual:
+    """The day's two counterfactuals: `plain` at the grid's taps, `tapped` at the DSO's.
+
+    `tapped` None: the DSO alone could not be determined (NaN, never a made-up number).
+    """
+    if tapped is None:
+        nan = float("nan")
+        return Counterfactual(plain.baseline_emergency.emergency_mwh,
+                              plain.baseline_emergency_cost, nan, nan, nan)
     return Counterfactual(plain.baseline_emergency.emergency_mwh, plain.baseline_emergency_cost,
                           tapped.baseline_emergency.emergency_mwh,
                           tapped.baseline_emergency_cost + tapped.tap_cost,
                           tapped.taps.moves if tapped.taps is not None else 0)
+
+
+def taps_pay(plain: MarketCase, tapped: MarketCase) -> bool:
+    """Whether the DSO's taps leave it better off, measured in AC (not in the linear MIP).
+
+    Better: no more need left unresolvable in any service, and either less of it or a
+    lower cost (tap wear + emergency action). The schedule is chosen on a linear model; a
+    DSO keeps its taps only where they pay on the AC state.
+    """
+    def unresolved(case: MarketCase) -> dict[str, float]:
+        left = case.baseline_emergency.unresolved
+        return {service: float(left.need[left.service == service].sum())
+                for service in ("CM", "VC")}
+
+    before, after = unresolved(plain), unresolved(tapped)
+    if any(after[k] > before[k] + UNRESOLVED_EPS for k in before):
+        return False
+    less = any(after[k] < before[k] - UNRESOLVED_EPS for k in before)
+    cheaper = (tapped.baseline_emergency_cost + tapped.tap_cost
+               < plain.baseline_emergency_cost - COST_EPS)
+    return less or cheaper

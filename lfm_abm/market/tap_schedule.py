@@ -8,11 +8,15 @@ day's periods t and tap changers g:
     min  sum_{t,g} c_tap m_{t,g} + sum_e c_e h_t e + sum_r M_r h_t u_r
     s.t. every network row of every period, with the emergency action e (`emergency.py`)
          and the tap's steps d_{t,g} entering as injections do (`TapEffect.as_injection`)
-         m_{t,g} >= |d_{t,g} - d_{t-1,g}|,   d_{-1,g} = 0 (the day starts at the net's position)
+         m_{t,g} >= |d_{t,g} - d_{t-1,g}|,   d_{-1,g} = d_{T,g} = 0
          d_{t,g} integer in [low - start, high - start]
 
-c_tap is `MarketParams.tap_step_cost` per step moved (wear of the changer), c_e and M_r
-are the emergency prices and unresolvable penalties of the clearing LP. Every bus gets
+The day starts at the net's position and returns to it (the market day repeats, round
+after round), so every step the day moves away is paid for twice: out and back.
+
+c_tap is `MarketParams.tap_step_cost` per step moved (wear of the changer), c_e the
+emergency prices under the least-cost priority whatever the market's priority (the DSO
+alone has no offers to put first) and M_r the clearing LP's unresolvable penalties. Every bus gets
 voltage rows in every period (a step moves all of them by 1-2 %), so the taps cannot
 push a bus the market never watched out of the band. The schedule is then applied in
 AC power flows: the day's points are recomputed at the chosen taps, and what the DSO
@@ -43,8 +47,11 @@ from lfm_abm.network.taps import TapChanger, TapEffect
 EVERY_BUS = 0.19
 #: Branch screen of the tap schedule (share of the limit): taps move currents little.
 TAP_CM_SCREEN = 0.5
-#: Longest a tap schedule may take, seconds (the MIP is small: 24 integer columns per changer).
+#: Longest a tap schedule may take, seconds (the MIP is small: 24 integer columns per
+#: changer); stopped there, the best schedule found is used.
 TIME_LIMIT = 120.0
+#: HiGHS's primal_solution_status of a feasible solution.
+FEASIBLE = 2
 
 
 @dataclass(frozen=True)
@@ -53,13 +60,17 @@ class TapSchedule:
 
     changers: tuple[TapChanger, ...]
     steps: tuple[tuple[int, ...], ...]  # per period, per changer
-    moves: int  # tap steps moved over the day (from the start position on)
-    cost: float  # EUR: moves x the cost per step
 
     @property
     def array(self) -> np.ndarray:
         """Steps as a (periods x changers) array."""
         return np.array(self.steps, dtype=int).reshape(len(self.steps), len(self.changers))
+
+    @property
+    def moves(self) -> int:
+        """Tap steps moved over the day: from the start position and back to it."""
+        zero = np.zeros((1, len(self.changers)), dtype=int)
+        return int(np.abs(np.diff(np.vstack([zero, self.array, zero]), axis=0)).sum())
 
 
 def schedule_taps(points: list[OperatingPoint], effects: list[list[TapEffect]],
@@ -105,10 +116,11 @@ def schedule_taps(points: list[OperatingPoint], effects: list[list[TapEffect]],
     rows = pd.DataFrame({c: np.concatenate([m[c] for m in metas])
                          for c in ["period", *META_COLUMNS]})
     row_lower, row_upper = np.concatenate(lower), np.concatenate(upper)
-    prices = objective_prices(params)
+    prices = objective_prices(dataclasses.replace(wide, emergency_priority="least-cost"))
+    n_moves = (n_periods + 1) * n_taps  # one more: back to the start after the last period
     first_tap = n_emergency
     first_move = first_tap + n_periods * n_taps
-    first_slack = first_move + n_periods * n_taps
+    first_slack = first_move + n_moves
     slack_row, slack_entries, slack_cost = unresolvable_slacks(
         rows, row_upper, {op.period: op.hours for op in points}, max(prices.values()),
         first_slack)
@@ -123,40 +135,41 @@ def schedule_taps(points: list[OperatingPoint], effects: list[list[TapEffect]],
     cost = np.concatenate([
         emergency_frame.action.map(prices).to_numpy(dtype=float)
         * emergency_frame.hours.to_numpy(dtype=float),
-        np.zeros(n_periods * n_taps), np.full(n_periods * n_taps, params.tap_step_cost),
-        slack_cost])
+        np.zeros(n_periods * n_taps), np.full(n_moves, params.tap_step_cost), slack_cost])
     col_lower = np.concatenate([np.zeros(n_emergency), np.tile(span[:, 0], n_periods),
-                                np.zeros(n_periods * n_taps), np.zeros(len(slack_row))])
+                                np.zeros(n_moves), np.zeros(len(slack_row))])
     col_upper = np.concatenate([*emergency_upper, np.tile(span[:, 1], n_periods),
-                                np.full(n_periods * n_taps, np.inf),
-                                np.full(len(slack_row), np.inf)])
+                                np.full(n_moves, np.inf), np.full(len(slack_row), np.inf)])
     integer = np.zeros(len(cost), dtype=np.int32)
     integer[first_tap:first_move] = 1
     x = _solve_mip(cost, col_lower, col_upper, sp.vstack([network, moves], format="csc"),
                    np.concatenate([row_lower, np.zeros(moves.shape[0])]),
                    np.concatenate([row_upper, np.full(moves.shape[0], np.inf)]), integer)
     steps = np.rint(x[first_tap:first_move]).astype(int).reshape(n_periods, n_taps)
-    moved = int(np.abs(np.diff(np.vstack([np.zeros((1, n_taps), int), steps]), axis=0)).sum())
-    return TapSchedule(tuple(changers), tuple(tuple(int(s) for s in row) for row in steps),
-                       moved, moved * params.tap_step_cost)
+    return TapSchedule(tuple(changers), tuple(tuple(int(s) for s in row) for row in steps))
 
 
 def _movement_rows(n_periods: int, n_taps: int, first_tap: int, first_move: int,
                    n_cols: int) -> sp.csc_matrix:
-    """Rows m_t - d_t + d_{t-1} >= 0 and m_t + d_t - d_{t-1} >= 0 of every changer."""
+    """Rows m_t - d_t + d_{t-1} >= 0 and m_t + d_t - d_{t-1} >= 0 of every changer.
+
+    t runs to n_periods: the last move returns to the start (d_{-1} = d_T = 0).
+    """
     rows, cols, values = [], [], []
     row = 0
-    for t in range(n_periods):
+    for t in range(n_periods + 1):
         for g in range(n_taps):
             at, move = first_tap + t * n_taps + g, first_move + t * n_taps + g
             for sign in (-1.0, 1.0):
-                rows += [row, row]
-                cols += [move, at]
-                values += [1.0, sign]
+                entries = [(move, 1.0)]
+                if t < n_periods:
+                    entries.append((at, sign))
                 if t:
+                    entries.append((at - n_taps, -sign))
+                for column, value in entries:
                     rows.append(row)
-                    cols.append(at - n_taps)
-                    values.append(-sign)
+                    cols.append(column)
+                    values.append(value)
                 row += 1
     return sp.csc_matrix((values, (rows, cols)), shape=(row, n_cols))
 
@@ -181,7 +194,9 @@ def _solve_mip(cost: np.ndarray, col_lower: np.ndarray, col_upper: np.ndarray,
         raise SolverError("HiGHS did not accept the tap schedule")
     highs.run()
     model_status = highs.getModelStatus()
-    if model_status != highspy.HighsModelStatus.kOptimal:
+    stopped = model_status == highspy.HighsModelStatus.kTimeLimit
+    feasible = highs.getInfo().primal_solution_status == FEASIBLE
+    if model_status != highspy.HighsModelStatus.kOptimal and not (stopped and feasible):
         raise SolverError("tap schedule: HiGHS ended with "
                           f"{highs.modelStatusToString(model_status)}")
     return np.asarray(highs.getSolution().col_value)

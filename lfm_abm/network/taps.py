@@ -23,6 +23,7 @@ import numpy as np
 import pandapower as pp
 import pandas as pd
 
+from lfm_abm.errors import InputError
 from lfm_abm.network.operating_points import OperatingPoint, run_power_flow
 from lfm_abm.network.scenarios import PeriodInjections
 from lfm_abm.network.sensitivities import BranchPhasors, Sensitivities, branch_currents
@@ -71,8 +72,9 @@ def tap_changers(net: pp.pandapowerNet) -> list[TapChanger]:
         group = trafo[busbar == internal]
         settings = group[["tap_pos", "tap_min", "tap_max", "tap_step_percent"]]
         if len(settings.drop_duplicates()) > 1:
-            raise ValueError(f"parallel transformers {list(group.index)} differ in their "
-                             "tap settings; they cannot move as one")
+            raise InputError(f"parallel transformers {list(group.index)} differ in their "
+                             "tap settings; they cannot move as one", field="trafo",
+                             allowed=["equal tap_pos, tap_min, tap_max, tap_step_percent"])
         first = settings.iloc[0]
         changers.append(TapChanger(tuple(int(t) for t in group.index), int(first.tap_pos),
                                    int(first.tap_min), int(first.tap_max),
@@ -136,27 +138,36 @@ def tap_effects(net: pp.pandapowerNet, injections: PeriodInjections,
                 points: list[OperatingPoint], changer: TapChanger) -> list[TapEffect]:
     """The effect of one tap step of `changer` in every period, by AC power flows.
 
-    The net is left with the changer at its start position and the last period solved.
+    Each period is measured around its own position (the day's taps if it has them, else
+    the changer's start). Currents are differenced at the branch ends the period's own
+    state reports (as its sensitivities do): the from-end and to-end currents point in
+    opposite directions, so mixing ends would flip the sign. The net is left with every
+    period's taps as the day has them and the last period solved there.
     """
     trafos = list(changer.trafos)
     effects = []
-    try:
-        for point in points:
-            injections.apply(net, point.period)
-            at = int(net.trafo.tap_pos.loc[trafos[0]])
-            up, down = min(at + 1, changer.high), max(at - 1, changer.low)
-            states, ends = [], None  # both states' currents at the same branch ends
-            for position in (up, down):
-                net.trafo.loc[trafos, "tap_pos"] = position
-                run_power_flow(net, point.label)
-                currents, ends = branch_currents(net, ends)
-                states.append((net.res_bus.vm_pu.copy(), currents))
-            (vm_up, up_currents), (vm_down, down_currents) = states
-            steps = up - down
-            effects.append(TapEffect(
-                (vm_up - vm_down).loc[point.vm_pu.index] / steps,
-                (up_currents["line"] - down_currents["line"]) / steps,
-                (up_currents["trafo"] - down_currents["trafo"]) / steps))
-    finally:
-        net.trafo.loc[trafos, "tap_pos"] = changer.start
+    for point in points:
+        injections.apply(net, point.period)
+        at = (changer.start if injections.taps is None
+              else int(injections.taps.iloc[point.period][trafos[0]]))
+        net.trafo.loc[trafos, "tap_pos"] = at
+        run_power_flow(net, point.label)
+        _, ends = branch_currents(net)  # the ends the period's own state reports
+        up, down = min(at + 1, changer.high), max(at - 1, changer.low)
+        states = []
+        for position in (up, down):
+            net.trafo.loc[trafos, "tap_pos"] = position
+            run_power_flow(net, point.label)
+            currents, _ = branch_currents(net, ends)
+            states.append((net.res_bus.vm_pu.copy(), currents))
+        net.trafo.loc[trafos, "tap_pos"] = at
+        (vm_up, up_currents), (vm_down, down_currents) = states
+        steps = up - down
+        effects.append(TapEffect(
+            (vm_up - vm_down).loc[point.vm_pu.index] / steps,
+            (up_currents["line"] - down_currents["line"]) / steps,
+            (up_currents["trafo"] - down_currents["trafo"]) / steps))
+    if points:  # leave the net solved at the day's taps (its Ybus serves sensitivities)
+        injections.apply(net, points[-1].period)
+        run_power_flow(net, points[-1].label)
     return effects

@@ -115,8 +115,8 @@ def _kpis() -> list[KPI]:
             "unmet_need_dso_alone (= cost_no_market on a grid without tap changers); the "
             "counterfactual a design must beat", "rounds", "window", 1),
         KPI("tap_moves_dso_alone", "tap moves, DSO alone", "steps per round", "tap steps "
-            "the DSO alone's schedule moves its tap changers over the day", "rounds",
-            "window", 1),
+            "the DSO alone's schedule moves its tap changers over the day, out and back",
+            "rounds", "window", 1),
         KPI("tap_moves", "tap moves", "steps per round", "tap steps the DSO moves before "
             "the market (dso_tools = [\"oltc\"]; 0 without)", "rounds", "window", 1),
         KPI("tap_cost", "tap cost", "EUR per round", "tap_moves x tap_step_cost: the wear "
