@@ -15,6 +15,7 @@ from lfm_abm.cli import main
 from lfm_abm.day import shared_case, with_dso_tools
 from lfm_abm.market.clearing import Market, MarketCase
 from lfm_abm.market.dso_alone import least_cost_taps, taps_pay
+from lfm_abm.market.engines import SolverError
 from lfm_abm.market.params import MarketParams
 from lfm_abm.market.tap_schedule import TapSchedule
 from lfm_abm.network.grids import load_grid
@@ -226,3 +227,19 @@ def test_taps_that_do_not_pay_in_ac_are_not_kept(monkeypatch):
     alone = day.counterfactual
     assert day.taps is None and day.tap_cost == 0 and alone.tap_moves == 0
     assert alone.dso_alone_cost == pytest.approx(alone.no_market_cost)
+
+
+def test_a_failed_tap_schedule_is_unknown_not_zero(monkeypatch):
+    """Without the tap changer in the design the DSO alone becomes NaN (with a warning) and
+    the day goes on; a design that uses it stops with the error."""
+    def fail(*args):
+        raise SolverError("tap schedule: HiGHS ended with Infeasible")
+
+    monkeypatch.setattr("lfm_abm.day.least_cost_taps", fail)
+    with pytest.warns(UserWarning, match="DSO alone is unknown"):
+        day = with_dso_tools(case_of(EVERYWHERE_HIGH))
+    alone = day.counterfactual
+    assert np.isnan(alone.dso_alone_cost) and np.isnan(alone.tap_moves)
+    assert alone.no_market_cost > 0 and day.taps is None
+    with pytest.raises(SolverError):
+        with_dso_tools(case_of(EVERYWHERE_HIGH, MarketParams(dso_tools=("oltc",))))

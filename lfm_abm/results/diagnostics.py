@@ -18,7 +18,8 @@ from lfm_abm.learning.convergence import BLOCK, NEAR_BEST
 from lfm_abm.market.designs import parse_design
 from lfm_abm.results.kpis import learned_rows, setting_labels
 
-#: Truthful unmet need above this share of the no-market emergency action is flagged.
+#: Truthful unmet need above this share of the emergency action the day needs without a
+#: market (at the DSO's taps where the design uses them) is flagged.
 TRUTHFUL_UNMET_SHARE = 0.10
 #: Accepted energy paid the reservation price above this share is flagged.
 AT_CAP_SHARE = 0.10
@@ -159,8 +160,8 @@ def _truthful_unmet(summary: pd.DataFrame, need_services: set[str], grid: str
     return [Diagnostic(
         "unmet under truthful bids",
         f"{', '.join(settings)}: truthful offers leave more than "
-        f"{TRUTHFUL_UNMET_SHARE:.0%} of the no-market emergency action unmet after AC "
-        f"validation ({cause})", fixes[cause.split(":")[0]])
+        f"{TRUTHFUL_UNMET_SHARE:.0%} of the emergency action their day needs without a "
+        f"market unmet after AC validation ({cause})", fixes[cause.split(":")[0]])
         for cause, settings in by_cause.items()]
 
 

@@ -291,8 +291,9 @@ def design_comparison(per_run: pd.DataFrame, ranked: list[str], colours: dict, w
         alone = per_run.groupby("market")[column].mean().reindex(ranked)
         axes[3].scatter(alone, y, marker="|", color=colour, s=300, linewidths=2, zorder=5,
                         label=label)
-    if drawn:
-        axes[3].legend(fontsize=8, loc="lower right")
+    if drawn:  # below the axis: inside it would hide the dearest designs' bars
+        axes[3].legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
+                       frameon=False)
     axes[0].set_yticks(y, ranked)
     axes[0].invert_yaxis()  # best (lowest total cost) at the top of each group
     for label in axes[0].get_yticklabels():
