@@ -180,7 +180,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
           f"{alone.tap_moves} steps) {alone.dso_alone_mwh:.3f} MWh, {alone.dso_alone_cost:.2f} "
           "EUR")
     if case.taps is not None:
-        print(f"cleared at the DSO's taps ({case.taps.moves} steps moved, "
+        print(f"cleared at the DSO's taps ({case.tap_moves} steps moved, "
               f"{case.tap_cost:.2f} EUR)")
     print(f"procurement cost: {summary['procurement_cost']:.2f} EUR "
           f"(at bid prices {summary['cost_at_bid_prices']:.2f} EUR)")

@@ -399,5 +399,4 @@ def _counterfactual_record(case: MarketCase) -> dict[str, float]:
     return {"unmet_need_no_market": alone.no_market_mwh, "cost_no_market": alone.no_market_cost,
             "unmet_need_dso_alone": alone.dso_alone_mwh, "cost_dso_alone": alone.dso_alone_cost,
             "tap_moves_dso_alone": alone.tap_moves,
-            "tap_moves": case.taps.moves if case.taps is not None else 0,
-            "tap_cost": case.tap_cost}
+            "tap_moves": case.tap_moves, "tap_cost": case.tap_cost}

@@ -60,7 +60,7 @@ from lfm_abm.network.grids import default_scenario, load_grid
 from lfm_abm.network.needs import NeedLimits, find_needs
 from lfm_abm.network.operating_points import OperatingPoint, operating_points
 from lfm_abm.network.scenarios import PeriodInjections, Scenario, period_injections
-from lfm_abm.network.taps import tap_changers, with_taps
+from lfm_abm.network.taps import ratio_taps, with_taps
 
 if TYPE_CHECKING:
     from lfm_abm.market.dso_alone import Counterfactual
@@ -114,7 +114,7 @@ class MarketCase:
     def with_taps(self, taps: TapSchedule) -> MarketCase:
         """The same day with the tap changers moved per period: AC points solved anew."""
         net = copy.deepcopy(self.net)
-        tap_changers(net)  # marks SimBench's untyped tap changers as ratio changers
+        ratio_taps(net)
         injections = with_taps(self.injections, list(taps.changers), taps.array)
         points = list(operating_points(net, self.scenario, with_sensitivities=True,
                                        injections=injections))
@@ -123,9 +123,14 @@ class MarketCase:
                        evaluator=evaluator, taps=taps, counterfactual=None)
 
     @property
+    def tap_moves(self) -> int:
+        """Tap steps the DSO moves on this day (0 when it keeps the grid's taps)."""
+        return 0 if self.taps is None else self.taps.moves
+
+    @property
     def tap_cost(self) -> float:
-        """EUR the DSO's tap moves cost on this day (0 when it keeps the grid's taps)."""
-        return 0.0 if self.taps is None else self.taps.moves * self.params.tap_step_cost
+        """EUR the DSO's tap moves cost on this day."""
+        return self.tap_moves * self.params.tap_step_cost
 
     @property
     def buses(self) -> pd.Index:

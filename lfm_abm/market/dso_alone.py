@@ -76,14 +76,11 @@ def counterfactual(plain: MarketCase, tapped: MarketCase | None) -> Counterfactu
 
     `tapped` None: the DSO alone could not be determined (NaN, never a made-up number).
     """
+    no_market = (plain.baseline_emergency.emergency_mwh, plain.baseline_emergency_cost)
     if tapped is None:
-        nan = float("nan")
-        return Counterfactual(plain.baseline_emergency.emergency_mwh,
-                              plain.baseline_emergency_cost, nan, nan, nan)
-    return Counterfactual(plain.baseline_emergency.emergency_mwh, plain.baseline_emergency_cost,
-                          tapped.baseline_emergency.emergency_mwh,
-                          tapped.baseline_emergency_cost + tapped.tap_cost,
-                          tapped.taps.moves if tapped.taps is not None else 0)
+        return Counterfactual(*no_market, *(float("nan"),) * 3)
+    return Counterfactual(*no_market, tapped.baseline_emergency.emergency_mwh,
+                          tapped.baseline_emergency_cost + tapped.tap_cost, tapped.tap_moves)
 
 
 def taps_pay(plain: MarketCase, tapped: MarketCase) -> bool:

@@ -44,6 +44,27 @@ def _trivial(lp: LinearProgram) -> LPSolution:
     return LPSolution(x, np.zeros(lp.matrix.shape[0]), float(lp.cost @ x), 0, 0.0, False)
 
 
+def pass_model(highs, cost: np.ndarray, col_lower: np.ndarray, col_upper: np.ndarray,
+               matrix: sp.csc_matrix, row_lower: np.ndarray, row_upper: np.ndarray,
+               integrality: np.ndarray | None = None) -> None:
+    """Give HiGHS a minimisation over columns of `matrix` (column-wise); None: all continuous.
+
+    The arrays go in through the buffer protocol: setting the fields of a HighsLp
+    converts them element by element (0.55 s for 1M bid columns).
+    """
+    import highspy
+
+    n_cols = len(cost)
+    status = highs.passModel(
+        n_cols, matrix.shape[0], matrix.nnz, int(highspy.MatrixFormat.kColwise),
+        int(highspy.ObjSense.kMinimize), 0.0, cost, col_lower, col_upper, row_lower,
+        row_upper, matrix.indptr.astype(np.int32, copy=False),
+        matrix.indices.astype(np.int32, copy=False), matrix.data,
+        np.zeros(n_cols, dtype=np.int32) if integrality is None else integrality)
+    if status == highspy.HighsStatus.kError:
+        raise SolverError("HiGHS did not accept the model")
+
+
 @contextlib.contextmanager
 def quiet_stdout():
     """Silence C-level stdout (HiGHS prints a banner when its first instance is made)."""
@@ -140,20 +161,9 @@ class HighsEngine(_Engine):
         self._rows_csr: sp.csr_matrix | None = None
 
     def _pass_model(self, lp: LinearProgram) -> None:
-        import highspy
-
-        # The arrays go in through the buffer protocol: setting the fields of a HighsLp
-        # converts them element by element (0.55 s for 1M bid columns).
-        matrix, n_cols = lp.matrix, lp.n_cols
         self._highs.clearModel()
-        status = self._highs.passModel(
-            n_cols, matrix.shape[0], matrix.nnz, int(highspy.MatrixFormat.kColwise),
-            int(highspy.ObjSense.kMinimize), 0.0, lp.cost, np.zeros(n_cols), lp.col_upper,
-            lp.row_lower, lp.row_upper, matrix.indptr.astype(np.int32, copy=False),
-            matrix.indices.astype(np.int32, copy=False), matrix.data,
-            np.zeros(n_cols, dtype=np.int32))  # integrality: every column continuous
-        if status == highspy.HighsStatus.kError:
-            raise SolverError("HiGHS did not accept the LP")
+        pass_model(self._highs, lp.cost, np.zeros(lp.n_cols), lp.col_upper, lp.matrix,
+                   lp.row_lower, lp.row_upper)
 
     def add_rows(self, new: NewRows) -> None:
         """Append rows to HiGHS too; the next solve starts from the present basis."""

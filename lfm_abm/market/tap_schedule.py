@@ -33,7 +33,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from lfm_abm.market.emergency import EmergencyCapacity, emergency_columns, objective_prices
-from lfm_abm.market.engines import SolverError, quiet_stdout
+from lfm_abm.market.engines import SolverError, pass_model, quiet_stdout
 from lfm_abm.market.formulation import unresolvable_slacks
 from lfm_abm.market.network_rows import META_COLUMNS, network_rows
 from lfm_abm.market.params import MarketParams
@@ -185,13 +185,7 @@ def _solve_mip(cost: np.ndarray, col_lower: np.ndarray, col_upper: np.ndarray,
     highs.setOptionValue("output_flag", False)
     highs.setOptionValue("time_limit", TIME_LIMIT)
     highs.setOptionValue("mip_rel_gap", 1e-6)
-    status = highs.passModel(
-        len(cost), matrix.shape[0], matrix.nnz, int(highspy.MatrixFormat.kColwise),
-        int(highspy.ObjSense.kMinimize), 0.0, cost, col_lower, col_upper, row_lower,
-        row_upper, matrix.indptr.astype(np.int32), matrix.indices.astype(np.int32),
-        matrix.data, integer)
-    if status == highspy.HighsStatus.kError:
-        raise SolverError("HiGHS did not accept the tap schedule")
+    pass_model(highs, cost, col_lower, col_upper, matrix, row_lower, row_upper, integer)
     highs.run()
     model_status = highs.getModelStatus()
     stopped = model_status == highspy.HighsModelStatus.kTimeLimit

@@ -45,24 +45,33 @@ class TapChanger:
         return "trafo " + "+".join(str(t) for t in self.trafos)
 
 
-def tap_changers(net: pp.pandapowerNet) -> list[TapChanger]:
-    """The grid's tap changers: in-service transformers with a tap range, by MV busbar.
+def ratio_taps(net: pp.pandapowerNet) -> np.ndarray:
+    """Which transformers have a ratio tap changer pandapower applies (in place: typed).
 
-    The net must hold a power flow (busbars joined by closed switches are one internal
-    bus). Transformers grouped together must share range, step and position. A tap
-    range without `tap_changer_type` (SimBench's data predate pandapower 3's column, which
-    otherwise ignores the taps) is taken as a ratio tap changer: at the neutral position
-    it changes nothing.
+    A tap range without `tap_changer_type` (SimBench's data predate pandapower 3's column,
+    which otherwise ignores the taps) is taken as a ratio tap changer: at the neutral
+    position it changes nothing. A net the DSO moves taps on needs this before its power
+    flows.
     """
     trafo = net.trafo
     if not len(trafo) or "tap_pos" not in trafo:
-        return []
+        return np.zeros(len(trafo), dtype=bool)
     has_taps = (trafo.in_service.astype(bool) & trafo.tap_pos.notna()
                 & (trafo.tap_max > trafo.tap_min) & (trafo.tap_step_percent > 0)).to_numpy()
     if "tap_changer_type" in trafo:
         untyped = has_taps & trafo.tap_changer_type.isna().to_numpy()
         net.trafo.loc[untyped, "tap_changer_type"] = "Ratio"
         has_taps &= (net.trafo.tap_changer_type == "Ratio").to_numpy()
+    return has_taps
+
+
+def tap_changers(net: pp.pandapowerNet) -> list[TapChanger]:
+    """The grid's tap changers: in-service ratio tap changers (`ratio_taps`), by MV busbar.
+
+    The net must hold a power flow (busbars joined by closed switches are one internal
+    bus). Transformers grouped together must share range, step and position.
+    """
+    has_taps = ratio_taps(net)
     if not has_taps.any():
         return []
     trafo = net.trafo[has_taps]
@@ -117,8 +126,9 @@ class TapEffect:
         assert sens is not None, "a tap's effect is added to a linearised point"
 
         def extend(frame: pd.DataFrame, change: pd.Series) -> pd.DataFrame:
-            return frame.assign(**{str(column): change.reindex(frame.index).to_numpy()}).rename(
-                columns={str(column): column})
+            out = frame.copy()
+            out[column] = change.reindex(frame.index).to_numpy()
+            return out
 
         def phasors(old: BranchPhasors, change: pd.Series) -> BranchPhasors:
             return BranchPhasors(old.current, extend(old.d_dp, change),
