@@ -28,7 +28,7 @@ from lfm_abm.network.operating_points import (
     run_power_flow,
     trafo_ratings,
 )
-from lfm_abm.network.scenarios import PeriodInjections
+from lfm_abm.network.scenarios import ELEMENTS, PeriodInjections
 from lfm_abm.network.sensitivities import F_BUS, T_BUS, internal_branch_rows
 
 #: Element tables copied into the batch; a grid using any other element falls back to
@@ -68,7 +68,7 @@ class PeriodBatch:
                 if table in net and len(net[table]):
                     part[table] = net[table].copy()
             injections.apply(part, period)
-            for table in ("bus", "line", "trafo", "sgen"):
+            for table in ("bus", "line", "trafo", *ELEMENTS):
                 part[table]["lfm_copy"] = copy_index
                 part[table]["lfm_id"] = part[table].index
             copies.append(part)
@@ -129,6 +129,31 @@ class PeriodBatch:
             "trafo": np.flatnonzero(trafo), "trafo_ids": pd.Index(trafos.lfm_id.to_numpy()),
             **line_ratings(lines, net.bus), **trafo_ratings(trafos),
         }
+
+    def set_periods(self, injections: PeriodInjections, periods: Sequence[int]) -> None:
+        """Put other periods' loads and generation into the copies (e.g. another day's).
+
+        The next `run` solves them with the same internal model (pandapower's recycle
+        picks up new P and Q), which is what makes a scan of a whole year fast.
+        """
+        if len(periods) != len(self.periods):
+            raise ValueError(f"{len(periods)} periods for a batch of {len(self.periods)}")
+        for element in ELEMENTS:
+            if element not in injections.p_mw or not len(injections.p_mw[element].columns):
+                continue
+            table = self.net[element]
+            rows = table.index[table.lfm_copy.notna().to_numpy()]
+            at = table.loc[rows]
+            columns = injections.p_mw[element].columns.get_indexer(at.lfm_id.to_numpy())
+            copies = at.lfm_copy.to_numpy(dtype=int)
+            chosen = np.asarray(periods)[copies]
+            known = columns >= 0
+            p = injections.p_mw[element].to_numpy()[chosen[known], columns[known]]
+            q = injections.q_mvar[element].to_numpy()[chosen[known], columns[known]]
+            table.loc[rows[known], "p_mw"] = p
+            table.loc[rows[known], "q_mvar"] = q
+        self.periods = list(periods)
+        self.labels = [injections.labels[t] for t in self.periods]
 
     def run(self, dp: np.ndarray, dq: np.ndarray) -> list[OperatingPoint]:
         """AC states of all batch periods; dp/dq are (periods x flex buses) MW / MVAr.

@@ -238,16 +238,33 @@ def period_injections(net: pp.pandapowerNet, scenario: Scenario,
     Adds the scenario's EV charging loads to `net` (in place) so that the returned
     tables line up with the net's element tables.
     """
-    add_ev_loads(net, scenario.ev_peak_mw)
     if is_simbench(net):
         day = day or (scenario.days[0] if scenario.days else None)
         if day is None:
             raise InputError("a SimBench grid needs a day", source=scenario.source, field="days")
-        shapes = _simbench_hourly(net, parse_day(day, scenario.source), scenario.hours)
-        labels = tuple(f"{day} {h:02d}:00" for h in scenario.hours)
-    else:
-        shapes = _synthetic_hourly(net, scenario.hours)
-        labels = tuple(f"h{h:02d}" for h in scenario.hours)
+        return days_injections(net, scenario, [day])
+    add_ev_loads(net, scenario.ev_peak_mw)
+    return _scaled(net, scenario, _synthetic_hourly(net, scenario.hours),
+                   tuple(f"h{h:02d}" for h in scenario.hours), tuple(scenario.hours))
+
+
+def days_injections(net: pp.pandapowerNet, scenario: Scenario,
+                    days: list[str]) -> PeriodInjections:
+    """`period_injections` of several days of a SimBench grid at once: day after day.
+
+    One slice of the year's profiles instead of one per day: a scan of the whole year
+    (`network.year`) builds its 8,784 periods in a fraction of a second.
+    """
+    add_ev_loads(net, scenario.ev_peak_mw)
+    dates = [parse_day(day, scenario.source) for day in days]
+    labels = tuple(f"{day} {h:02d}:00" for day in days for h in scenario.hours)
+    return _scaled(net, scenario, _simbench_hourly(net, dates, scenario.hours), labels,
+                   tuple(scenario.hours) * len(days))
+
+
+def _scaled(net: pp.pandapowerNet, scenario: Scenario, shapes: dict,
+            labels: tuple[str, ...], hours: tuple[int, ...]) -> PeriodInjections:
+    """The hourly element values times the scenario's growth factors."""
     p, q = {}, {}
     for element in ELEMENTS:
         if element not in shapes:
@@ -255,7 +272,7 @@ def period_injections(net: pp.pandapowerNet, scenario: Scenario,
         factor = _scale_factors(net, element, scenario)
         p[element] = shapes[element][0] * factor
         q[element] = shapes[element][1] * factor
-    return PeriodInjections(labels, tuple(scenario.hours), p, q)
+    return PeriodInjections(labels, hours, p, q)
 
 
 def _scale_factors(net: pp.pandapowerNet, element: str, scenario: Scenario) -> np.ndarray:
@@ -294,14 +311,16 @@ def _synthetic_hourly(net: pp.pandapowerNet, hours: tuple[int, ...]) -> dict:
     return out
 
 
-def _simbench_hourly(net: pp.pandapowerNet, date: dt.date, hours: tuple[int, ...]) -> dict:
-    """Hourly means of SimBench's 15-min absolute profiles for one day."""
+def _simbench_hourly(net: pp.pandapowerNet, dates: list[dt.date],
+                     hours: tuple[int, ...]) -> dict:
+    """Hourly means of SimBench's 15-min absolute profiles, day after day."""
     absolute = simbench_profiles(net.simbench_code)
-    first = (date - dt.date(SIMBENCH_YEAR, 1, 1)).days * 96
-    rows = np.array([first + 4 * h + k for h in hours for k in range(4)])
+    firsts = [(date - dt.date(SIMBENCH_YEAR, 1, 1)).days * 96 for date in dates]
+    rows = np.array([first + 4 * h + k for first in firsts for h in hours for k in range(4)])
+    periods = len(dates) * len(hours)
 
     def hourly(frame: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
-        values = frame.to_numpy()[rows].reshape(len(hours), 4, -1).mean(axis=1)
+        values = frame.to_numpy()[rows].reshape(periods, 4, -1).mean(axis=1)
         return _frame(values, frame.columns).reindex(columns=index, fill_value=0.0)
 
     out = {}
@@ -309,7 +328,8 @@ def _simbench_hourly(net: pp.pandapowerNet, date: dt.date, hours: tuple[int, ...
     is_ev = _is_ev(load)
     lp = hourly(absolute[("load", "p_mw")], load.index)
     lq = hourly(absolute[("load", "q_mvar")], load.index)
-    ev_p = EV_SHAPE[np.asarray(hours)][:, None] * reference(net, "load").p_mw.to_numpy()[None, :]
+    ev_shape = np.tile(EV_SHAPE[np.asarray(hours)], len(dates))
+    ev_p = ev_shape[:, None] * reference(net, "load").p_mw.to_numpy()[None, :]
     lp.loc[:, is_ev] = ev_p[:, is_ev]
     lq.loc[:, is_ev] = 0.0
     out["load"] = (lp, lq)
