@@ -291,8 +291,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                       window=args.window)
     formats = figure_formats(args.format)  # before any run: a typo costs nothing
     check_output_dir(spec.out, "--out" if args.out else f"{spec.source}: study.out")
+    days = f" ({spec.days.rule} days of the year)" if spec.days else ""
+    variants = (f"{len(spec.variants)} variants{days} x " if len(spec.variants) > 1 else "")
     intro = (f"study {spec.name}: {len(spec.designs)} designs x {len(spec.pricing)} pricing x "
-             f"{len(spec.learners)} learner settings x {len(spec.seeds)} seeds, "
+             f"{len(spec.learners)} learner settings x {variants}{len(spec.seeds)} seeds, "
              f"{spec.rounds} rounds each (KPIs over the last {spec.window}), on {spec.grid} "
              f"-> {spec.out}")
     out = run_study(spec, workers=args.workers, scheduler=args.scheduler,
@@ -306,6 +308,7 @@ def _print_summary(out) -> None:
     import pandas as pd
 
     from lfm_abm.results import store
+    from lfm_abm.results.annual import annual_table
     from lfm_abm.results.diagnostics import diagnose
     from lfm_abm.results.kpis import headline, learning_table
     from lfm_abm.results.load import failed_runs, reference_design
@@ -323,6 +326,11 @@ def _print_summary(out) -> None:
         print("did they learn? learned vs random and truthful play on the same seeds "
               "(learned - random: mean ± 95 % CI of paired differences):")
         print(learning.to_string(index=False))
+    if (out / "annual.csv").is_file():
+        print("the year: sum over the chosen days of weight x the day's KPI (mean ± 95 % CI "
+              "over seeds; report.md lists the days):")
+        print(annual_table(pd.read_csv(out / "annual.csv", keep_default_na=False,
+                                       na_values=[""])).to_string(index=False))
     pairs = paired_table(pd.read_csv(out / "paired.csv", keep_default_na=False,
                                      na_values=[""]))
     if len(pairs):

@@ -36,6 +36,10 @@ the working directory.
 
     [scenario]  [limits]  [market]  [actions]  [fsp_costs]   # optional overrides
 
+    [days]                            # optional: a year of days instead of scenario.days
+    rule = "representative"           # or "needs" (every day with a need); see lfm_abm.days
+    k = 6
+
     [sweep]                           # optional: one run set per value (all combinations)
     "market.voll" = [300.0, 1000.0, 3000.0]   # labelled "voll=300.0", the `variant`
     "fsp_costs.Q_scale" = [0.5, 1.0, 2.0]     # (or [sweep.market] voll = [...])
@@ -73,6 +77,7 @@ from typing import Annotated
 import pandas as pd
 
 from lfm_abm.agents.population import CostScales
+from lfm_abm.days import DaysRule, choose_days
 from lfm_abm.errors import InputError
 from lfm_abm.files import atomic_file
 from lfm_abm.folder_lock import folder_lock
@@ -89,7 +94,7 @@ from lfm_abm.schema import MAX_COUNT, Bool, Field, Int, Text, build, settings
 from lfm_abm.workers import interrupts_raise, process_pool, sigint_blocked, stop_pool
 
 TABLES_ALLOWED = {"study", "learners", "scenario", "limits", "market", "actions", "fsp_costs",
-                  "sweep"}
+                  "sweep", "days"}
 #: Settings tables a [sweep] may vary.
 SWEEPABLE = ("market", "limits", "scenario", "fsp_costs")
 POPULATION_LEARNER = "population"
@@ -105,6 +110,8 @@ class Variant:
     market: MarketParams
     fsp_costs: CostScales
     values: Mapping[str, object]  # swept field -> value, e.g. {"voll": 300.0}
+    #: Days of the year this variant's day stands for ([days]; None: no year is asked for).
+    day_weight: float | None = None
 
     def describe(self) -> dict:
         """JSON-friendly settings of this variant."""
@@ -138,6 +145,7 @@ class StudySpec:
     regret_every: int = 0  # also every k rounds (0: only at the end)
     regret_rounds: int = 4  # window rounds sampled for the regret of the played strategies
     references: bool = True  # random and truthful runs on the same seeds
+    days: DaysRule | None = None  # the [days] rule (variants then carry a day each)
 
     def describe(self) -> dict:
         """JSON-friendly description for the manifest and report."""
@@ -152,6 +160,7 @@ class StudySpec:
                 "regret_rounds": self.regret_rounds, "references": self.references,
                 **self.variants[0].describe(),
                 "sweep": {k: dict(v) for k, v in self.sweep.items()},
+                "days": None if self.days is None else asdict(self.days),
                 "variants": {v.label: v.describe() for v in self.variants},
                 "actions": asdict(self.actions)}
 
@@ -255,6 +264,15 @@ def load_study(path: str | Path, rounds: int | None = None, seeds: int | None = 
     sweep = _sweep(data.get("sweep"), source)
     variants = tuple(_variant(data, label, overrides, base_scenario, source)
                      for label, overrides in _combinations(sweep))
+    days = None
+    if "days" in data:
+        days = build(DaysRule, data["days"], source)
+        _check_days_rule(data, sweep, study.resample_days, source)
+        try:
+            variants = tuple(day for variant in variants
+                             for day in _day_variants(variant, grid, days, progress=True))
+        except InputError as exc:
+            raise exc.located(source) from None
     return StudySpec(
         name=name, source=source, grid=grid, population=str(population_path),
         designs=study.design_names, reference=study.reference_name,
@@ -263,7 +281,37 @@ def load_study(path: str | Path, rounds: int | None = None, seeds: int | None = 
         ac_every=study.ac_every, resample_days=study.resample_days, out=out_dir,
         variants=variants, sweep=sweep, actions=actions, regret=study.regret,
         regret_every=study.regret_every, regret_rounds=study.regret_rounds,
-        references=study.references)
+        references=study.references, days=days)
+
+
+def _check_days_rule(data: Mapping, sweep: Mapping, resample_days: bool, source: str) -> None:
+    """[days] chooses the days: a study may not also name them or resample them."""
+    if "days" in data.get("scenario", {}) or "days" in sweep.get("scenario", {}):
+        raise InputError("[days] chooses the days: remove scenario.days", source=source,
+                         field="scenario.days")
+    if resample_days:
+        raise InputError("[days] learns each day on its own; resample_days learns one strategy "
+                         "across days: choose one", source=source, field="study.resample_days")
+
+
+def _day_variants(variant: Variant, grid: str, rule: DaysRule,
+                  progress: bool = False) -> list[Variant]:
+    """One variant per day `rule` chooses for this variant's grid, scenario and limits.
+
+    Labels read "day=2016-07-25" (then the sweep's label): `chosen_day` and `day_weight` become
+    swept values, so every run's files and the runs table carry them.
+    """
+    from lfm_abm.network.year import scan_year
+
+    scan = scan_year(grid, variant.scenario, variant.limits, progress=progress)
+    out = []
+    for chosen in choose_days(scan, rule):
+        label = f"day={chosen.day}" + (f",{variant.label}" if variant.label else "")
+        scenario = replace(variant.scenario, days=(chosen.day,))
+        out.append(replace(variant, label=label, scenario=scenario, day_weight=chosen.weight,
+                           values={"chosen_day": chosen.day, "day_weight": chosen.weight,
+                                   **variant.values}))
+    return out
 
 
 def _sweep(raw: object, source: str) -> dict[str, dict[str, list]]:
@@ -764,14 +812,16 @@ def summarise_study(out: Path, formats: Sequence[str] = ("png",)) -> pd.DataFram
     from lfm_abm.results.report import write_report
 
     results = load_results(out)
-    for name in ("runs", "summary", "paired"):
+    tables = ("runs", "summary", "paired") + (("annual_runs", "annual", "annual_paired")
+                                               if len(results.annual_runs) else ())
+    for name in tables:
         with atomic_file(out / f"{name}.csv") as tmp:
             getattr(results, name).to_csv(tmp, index=False)
     figures = make_plots(results.store, results.runs, out / "plots", results.study["window"],
                          results.network, order=list(setting_labels(results.summary)),
                          swept=results.swept,
                          n_actions=len(ActionGrid.from_dict(results.study["actions"])),
-                         formats=formats)
+                         formats=formats, years=results.annual_runs)
     needs = results.network.needs if results.network is not None else None
     write_report(results, figures, diagnose(results.summary, results.study, needs))
     return results.summary

@@ -341,7 +341,7 @@ def _injection_map(periods: list[PeriodRows], chosen: pd.DataFrame, emergency: p
 
     def row(period: pd.Series, reactive: np.ndarray, bus: pd.Series) -> np.ndarray:
         block = period.map(block_of).to_numpy(dtype=int)
-        return (2 * block + reactive.astype(int)) * len(buses) + bus_position[
+        return (2 * block + reactive.astype(int)) * len(buses) + bus_position.loc[
             bus.to_numpy(dtype=int)].to_numpy()
 
     bid_sign = chosen["product"].map(PRODUCT_SIGN).to_numpy(dtype=float)

@@ -240,7 +240,8 @@ def summarise(per_run: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paired(per_run: pd.DataFrame, reference: str) -> pd.DataFrame:
+def paired(per_run: pd.DataFrame, reference: str,
+           kpis: Sequence[str] = PAIRED) -> pd.DataFrame:
     """Each design minus the reference design on their common seeds, with a 95 % CI.
 
     Pairs share pricing, learner, variant and seed: the same population, days and
@@ -256,7 +257,7 @@ def paired(per_run: pd.DataFrame, reference: str) -> pd.DataFrame:
             ["design", *setting], sort=False, dropna=False):
         mine = group.set_index([*setting, "seed"])
         common = mine.index.intersection(base.index)
-        for name in PAIRED:
+        for name in kpis:
             diff = (mine.loc[common, name] - base.loc[common, name]).to_numpy(dtype=float)
             mean, ci = mean_and_ci(diff)
             rows.append({**dict(zip(["design", *setting], key, strict=True)),
@@ -272,7 +273,7 @@ def headline_columns() -> dict[str, str]:
     return {name: KPIS[name].title for name in HEADLINE}
 
 
-def _formatted(mean: float, ci: float, digits: int,
+def formatted(mean: float, ci: float, digits: int,
                interval: tuple[float, float] | None = None) -> str:
     """'mean ± ci', or 'mean [lo, hi]' where the interval is cut at the KPI's bounds."""
     if np.isnan(mean):
@@ -322,7 +323,7 @@ def headline(summary: pd.DataFrame) -> pd.DataFrame:
             out[title] = [signed(m, c, digits) for m, c in
                           zip(summary[f"{name}_mean"], summary[f"{name}_ci"], strict=True)]
             continue
-        out[title] = [_formatted(m, c, digits, (lo, hi)) for m, c, lo, hi in zip(
+        out[title] = [formatted(m, c, digits, (lo, hi)) for m, c, lo, hi in zip(
             summary[f"{name}_mean"], summary[f"{name}_ci"], summary[f"{name}_lo"],
             summary[f"{name}_hi"], strict=True)]
     return out
@@ -347,17 +348,17 @@ def learning_table(summary: pd.DataFrame) -> pd.DataFrame:
     for name, difference in (("dso_cost", "dso_cost_vs_random"), ("lerner", "lerner_vs_random")):
         digits = KPIS[name].digits
         out[f"{KPIS[name].label} learned"] = [
-            _formatted(m, c, digits) for m, c in zip(learned[f"{name}_mean"],
+            formatted(m, c, digits) for m, c in zip(learned[f"{name}_mean"],
                                                      learned[f"{name}_ci"], strict=True)]
         for label, frame in refs.items():
             values = frame[f"{name}_mean"].reindex(index).to_numpy(dtype=float)
-            out[f"{KPIS[name].label} {label}"] = [_formatted(v, np.nan, digits)
+            out[f"{KPIS[name].label} {label}"] = [formatted(v, np.nan, digits)
                                                    for v in values]
         out[f"learned - random {KPIS[name].label}"] = [
             signed(m, c, digits) for m, c in zip(learned[f"{difference}_mean"],
                                                  learned[f"{difference}_ci"], strict=True)]
     for name in ("entropy_earners", "greedy_share"):
-        out[KPIS[name].label] = [_formatted(m, c, 2) for m, c in zip(
+        out[KPIS[name].label] = [formatted(m, c, 2) for m, c in zip(
             learned[f"{name}_mean"], learned[f"{name}_ci"], strict=True)]
     return out
 

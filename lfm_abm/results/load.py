@@ -17,6 +17,7 @@ import pandas as pd
 from lfm_abm.errors import InputError
 from lfm_abm.learning import ActionGrid
 from lfm_abm.results import store as store_module
+from lfm_abm.results.annual import DAY_COLUMNS, annual_paired, annual_runs, annual_summary
 from lfm_abm.results.kpis import paired, reference_kpis, run_kpis, summarise
 from lfm_abm.results.lazy import StudyTables
 
@@ -27,8 +28,12 @@ def reference_design(study: dict) -> str:
 
 
 def swept_fields(study: dict) -> list[str]:
-    """Names of the study's swept fields, each a column of every result frame."""
-    return [name for table in study.get("sweep", {}).values() for name in table]
+    """Names of the study's swept fields, each a column of every result frame.
+
+    A study with a [days] rule also varies `day` and its `day_weight`.
+    """
+    days = list(DAY_COLUMNS) if study.get("days") else []
+    return days + [name for table in study.get("sweep", {}).values() for name in table]
 
 
 class StudyResults:
@@ -47,6 +52,12 @@ class StudyResults:
                  network: store_module.NetworkData | None) -> None:
         self.out, self.manifest, self.store = out, manifest, store
         self.runs, self.summary, self.paired, self.network = runs, summary, paired, network
+        #: A [days] study's year per seed, its mean and CI, and the paired years
+        #: (`results.annual`; empty frames without [days]).
+        self.annual_runs = annual_runs(runs)
+        self.annual = annual_summary(self.annual_runs)
+        self.annual_paired = (annual_paired(self.annual_runs, reference_design(self.study))
+                              if len(self.annual_runs) else pd.DataFrame())
 
     def __getattr__(self, name: str) -> pd.DataFrame:
         if name not in store_module.TABLES:

@@ -59,6 +59,7 @@ from lfm_abm.errors import InputError
 from lfm_abm.files import atomic_file
 from lfm_abm.market.bids import PRODUCTS
 from lfm_abm.results import plot_data
+from lfm_abm.results.annual import ANNUAL, DAY_COLUMNS, year_variant
 from lfm_abm.results.kpis import (
     bounded_interval,
     ci_half_width,
@@ -264,36 +265,55 @@ def _bar_panel(ax: Axes, summary: pd.DataFrame, colours: dict, best: set[str],
         ax.set_xlim(0, max(end.max(), 1e-9) * 1.25)
 
 
-def design_comparison(per_run: pd.DataFrame, ranked: list[str], colours: dict, window: int,
-                      path: Path) -> Path:
-    """Which design is cheapest and solves the needs: four KPIs, best design on top."""
-    panels = [("dso_cost", "What the DSO pays FSPs (log)", True),
+#: The design comparison's panels: (KPI, title, log axis).
+DAY_PANELS = (("dso_cost", "What the DSO pays FSPs (log)", True),
               ("cost_ratio", "Overpayment vs competitive bids", False),
               ("unmet_need_after_ac", "Needs left to emergency action", False),
-              ("total_cost", "Total cost = payments + emergency action (log)", True)]
+              ("total_cost", "Total cost = payments + emergency action (log)", True))
+YEAR_PANELS = tuple(panel for panel in DAY_PANELS if panel[0] != "cost_ratio")
+
+
+def design_comparison(per_run: pd.DataFrame, ranked: list[str], colours: dict, path: Path,
+                      over: str, panels: Sequence[tuple[str, str, bool]] = DAY_PANELS,
+                      axis_labels: Mapping[str, str] | None = None) -> Path:
+    """Which design is cheapest and solves the needs: the KPIs, best design on top.
+
+    One row per run of `per_run` (a run's window, or a seed's year: `over` says which,
+    for the title); `axis_labels` replace the registry's (per round) where given.
+    """
     best = best_of_groups(per_run, ranked)
-    fig, axes = plt.subplots(1, 4, figsize=(18, 0.45 * len(ranked) + 2), sharey=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 0.45 * len(ranked) + 2),
+                             sharey=True)
+    axis_of = {}
     for ax, (column, title, log) in zip(axes, panels, strict=True):
         _bar_panel(ax, _mean_ci(per_run, column).reindex(ranked), colours, best, log)
-        ax.set(xlabel=KPIS[column].axis_label, title=title)
+        label = (axis_labels or {}).get(column, KPIS[column].axis_label)
+        ax.set(xlabel=label, title=title)
         ax.grid(axis="y", visible=False)
+        axis_of[column] = ax
     y = np.arange(len(ranked))
     truthful = per_run.groupby("market").truthful_cost.mean().reindex(ranked)
-    axes[0].scatter(truthful, y, marker="D", color="black", s=22, zorder=5,
-                    label="truthful benchmark")
-    axes[0].legend(fontsize=8, loc="lower right")
-    axes[1].axvline(1.0, color="black", linestyle="--", linewidth=1, label="competitive")
-    axes[1].legend(fontsize=8, loc="lower right")
+    axis_of["dso_cost"].scatter(truthful, y, marker="D", color="black", s=22, zorder=5,
+                                label="truthful benchmark")
+    axis_of["dso_cost"].legend(fontsize=8, loc="lower right")
+    if "cost_ratio" in axis_of:
+        axis_of["cost_ratio"].axvline(1.0, color="black", linestyle="--", linewidth=1,
+                                      label="competitive")
+        axis_of["cost_ratio"].legend(fontsize=8, loc="lower right")
     counterfactuals = (("cost_no_market", "no market (emergency only)", "0.55"),
                        ("cost_dso_alone", "DSO alone (taps + emergency)", "black"))
     drawn = [c for c in counterfactuals if c[0] in per_run]  # what a market must beat
+    total = axis_of["total_cost"]
     for column, label, colour in drawn:
         alone = per_run.groupby("market")[column].mean().reindex(ranked)
-        axes[3].scatter(alone, y, marker="|", color=colour, s=300, linewidths=2, zorder=5,
-                        label=label)
-    if drawn:  # below the axis: inside it would hide the dearest designs' bars
-        axes[3].legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
-                       frameon=False)
+        total.scatter(alone, y, marker="|", color=colour, s=300, linewidths=2, zorder=5,
+                      label=label)
+        if total.get_xscale() == "log" and (alone > 0).any():  # keep the marks in sight
+            total.set_xlim(left=min(total.get_xlim()[0], 0.7 * alone[alone > 0].min()))
+    height = fig.get_size_inches()[1]
+    if drawn:  # below the figure: inside an axis it would hide the dearest designs' bars
+        fig.legend(*total.get_legend_handles_labels(), loc="lower center", fontsize=8, ncol=2,
+                   frameon=False)
     axes[0].set_yticks(y, ranked)
     axes[0].invert_yaxis()  # best (lowest total cost) at the top of each group
     for label in axes[0].get_yticklabels():
@@ -306,10 +326,32 @@ def design_comparison(per_run: pd.DataFrame, ranked: list[str], colours: dict, w
     seeds = per_run.groupby("market").size().min()
     within = " within each setting" if len(groups) > 1 else ""
     fig.suptitle(f"Which design is cheapest and solves the needs? Ranked by total cost"
-                 f"{within}, best outlined (mean and 95 % CI over {seeds} seeds, last "
-                 f"{window} rounds)")
-    fig.tight_layout()
+                 f"{within}, best outlined (mean and 95 % CI over {seeds} seeds, {over})")
+    fig.tight_layout(rect=(0, 0.3 / height if drawn else 0, 1, 1))
     return _save(fig, path)
+
+
+def year_comparison(years: pd.DataFrame, order: Sequence[str] | None, path: Path) -> Path:
+    """The design comparison over a year (a [days] study): seeds' sums of weighted days."""
+    years = years.assign(market=setting_labels(years, varying_settings(years)))
+    markets = market_order(years.market, [year_variant_market(m) for m in order or ()])
+    labels = {name: f"{label} ({unit})" for name, (label, unit) in ANNUAL.items()}
+    return design_comparison(years, order_by_total_cost(years, markets), palette(markets),
+                             path, "a year of weighted days", YEAR_PANELS, labels)
+
+
+def year_variant_market(market: str) -> str:
+    """A day market's label without its day (the label of its year)."""
+    design, _, setting = market.partition(" / ")
+    parts = [part if not part.startswith("day=") else year_variant(part)
+             for part in setting.split(" / ")] if setting else []
+    return " / ".join([design, *(part for part in parts if part)])
+
+
+def shown_day(per_run: pd.DataFrame) -> str:
+    """The day the figures over rounds show: the one standing for most days (earliest)."""
+    weights = per_run.groupby("chosen_day").day_weight.first()
+    return str(weights[weights == weights.max()].index.min())
 
 
 # --- 2./3. learning curves by agent type -------------------------------------------
@@ -844,27 +886,36 @@ def check_formats(formats: Sequence[str], field: str = "--format") -> tuple[str,
 def make_plots(tables: StudyTables | Mapping[str, pd.DataFrame], per_run: pd.DataFrame,
                folder: Path, window: int, network: NetworkData | None = None,
                order: Sequence[str] | None = None, swept: Sequence[str] = (),
-               n_actions: int = 11, formats: Sequence[str] = ("png",)) -> list[Path]:
+               n_actions: int = 11, formats: Sequence[str] = ("png",),
+               years: pd.DataFrame | None = None) -> list[Path]:
     """All figures of a study's learned settings into `folder` (absent data: skipped).
 
     `tables`: the study's tables where they are stored (`StudyResults.store`), or frames
     (each with a run_id column). `n_actions`: the action grid's size (random play's
     greedy share is 1 / n_actions). `formats`: each figure is written in each (png,
-    pdf, svg: vector formats for papers); the paths returned are of the first.
+    pdf, svg: vector formats for papers); the paths returned are of the first. `years`:
+    a [days] study's year per seed (`results.annual`): its figure is drawn, and the
+    figures over rounds show one day, the one that stands for most days (`shown_day`).
     """
     token = _FORMATS.set(check_formats(formats))
     try:
-        return _make_plots(tables, per_run, folder, window, network, order, swept, n_actions)
+        return _make_plots(tables, per_run, folder, window, network, order, swept, n_actions,
+                           years)
     finally:
         _FORMATS.reset(token)
 
 
 def _make_plots(tables: StudyTables | Mapping[str, pd.DataFrame], per_run: pd.DataFrame,
                 folder: Path, window: int, network: NetworkData | None,
-                order: Sequence[str] | None, swept: Sequence[str], n_actions: int
-                ) -> list[Path]:
+                order: Sequence[str] | None, swept: Sequence[str], n_actions: int,
+                years: pd.DataFrame | None) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     per_run = learned_rows(per_run)
+    year = []
+    if years is not None and len(years):
+        year.append(year_comparison(learned_rows(years), order, folder / "year_comparison.png"))
+        per_run = per_run[per_run.chosen_day == shown_day(per_run)]  # one day's rounds per figure
+        swept = [column for column in swept if column not in DAY_COLUMNS]
     per_run = per_run.assign(market=setting_labels(per_run, varying_settings(per_run)))
     tags = per_run[[c for c in ("run_id", "market", "design", "pricing", "learner",
                                 "variant", "seed", *swept) if c in per_run]]
@@ -873,7 +924,8 @@ def _make_plots(tables: StudyTables | Mapping[str, pd.DataFrame], per_run: pd.Da
     seen = tables.tags.drop(columns="run_order")
     try:
         tables.set_runs(tags)
-        return _figures(tables, per_run, folder, window, network, order, swept, n_actions)
+        return year + _figures(tables, per_run, folder, window, network, order, swept,
+                               n_actions)
     finally:
         tables.set_runs(seen)
 
@@ -885,8 +937,8 @@ def _figures(tables: StudyTables, per_run: pd.DataFrame, folder: Path, window: i
     markets = market_order(per_run.market, order)
     ranked = order_by_total_cost(per_run, markets)
     colours = palette(markets)
-    figures = [design_comparison(per_run, ranked, colours, window,
-                                 folder / "design_comparison.png")]
+    figures = [design_comparison(per_run, ranked, colours, folder / "design_comparison.png",
+                                 f"last {window} rounds")]
     if tables.has("rounds"):
         plot_data.add_windows(tables, window)
         note = smoothing(tables)

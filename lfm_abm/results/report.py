@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
 from lfm_abm.files import write_text_atomic
+from lfm_abm.results.annual import ANNUAL, annual_table
 from lfm_abm.results.diagnostics import Diagnostic
 from lfm_abm.results.kpis import (
     GROUP,
@@ -29,8 +31,12 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def paired_table(paired: pd.DataFrame) -> pd.DataFrame:
-    """Paired differences to the reference design, one column per KPI, 'mean ± ci'."""
+def paired_table(paired: pd.DataFrame, titles: Mapping[str, str] | None = None
+                 ) -> pd.DataFrame:
+    """Paired differences to the reference design, one column per KPI, 'mean ± ci'.
+
+    `titles`: column title per KPI (default: the registry's, per round).
+    """
     paired = learned_rows(paired) if len(paired) else paired
     if not len(paired):
         return pd.DataFrame()
@@ -39,7 +45,8 @@ def paired_table(paired: pd.DataFrame) -> pd.DataFrame:
     for name, rows in paired.groupby("kpi", sort=False):
         kpi = KPIS[name]
         digits = kpi.digits
-        out[f"Δ {kpi.title}"] = [signed(m, c, digits)
+        title = titles[name] if titles is not None else kpi.title
+        out[f"Δ {title}"] = [signed(m, c, digits)
                                  for m, c in zip(rows.difference, rows.ci, strict=True)]
     return out
 
@@ -57,6 +64,26 @@ def _learning_section(summary: pd.DataFrame) -> list[str]:
             "entropy (1 = uniform, 0 = decided) and greedy play (share of the window's "
             "rounds in which a learner that earns played the action it believed best) say "
             "how settled the learners are; `plots/learning.png` draws both over rounds.", ""]
+
+
+def _year_section(results: StudyResults) -> list[str]:
+    """A [days] study's year: the weighted days, the year per setting, paired years."""
+    if not len(results.annual_runs):
+        return []
+    days = results.runs.drop_duplicates("chosen_day").sort_values("chosen_day")
+    listed = ", ".join(f"{day} ({weight:g})" for day, weight in
+                       zip(days.chosen_day, days.day_weight, strict=True))
+    pairs = paired_table(results.annual_paired, {name: f"{label} ({unit})"
+                                                 for name, (label, unit) in ANNUAL.items()})
+    return [
+        f"## The year (rule `{results.study['days']['rule']}`; mean ± 95 % CI over seeds)", "",
+        f"Days simulated (days of the year each stands for): {listed}. Year = sum over "
+        "the days of weight x the day's KPI; days without a need cost nothing in any "
+        "design. Per-day KPIs are in `summary.csv` (variant `day=...`).", "",
+        markdown_table(annual_table(results.annual)), "",
+        *([f"Each design's year against {results.reference}'s (paired over seeds):", "",
+           markdown_table(pairs), ""] if len(pairs) else []),
+    ]
 
 
 def write_report(results: StudyResults, figures: list[Path],
@@ -82,6 +109,7 @@ def write_report(results: StudyResults, figures: list[Path],
         "",
         "```", glossary(), "```",
         "",
+        *_year_section(results),
         "## Did the agents learn? Learned against random and truthful play",
         "",
         *_learning_section(results.summary),

@@ -1,0 +1,114 @@
+"""Which days of the year a study simulates, and how many days of the year each stands for.
+
+A study's `[days]` table turns one extreme day into a year:
+
+    [days]
+    rule = "representative"   # or "needs": every day of the profile year with a need
+    k = 6                     # representative days (tsam, medoids of day clusters)
+    method = "hierarchical"   # or "kmeans" (then `seed` matters)
+    seed = 0
+    keep_worst = true         # the days of the year's extreme hours are kept as their own
+
+Both rules start from the year scan (`network.year`): a day without any need costs
+nothing in any design (the DSO buys nothing and no emergency action is needed), so only
+days with needs are simulated. `needs` runs each of them (weight 1). `representative`
+clusters them on their hourly profiles of what makes the needs (highest branch loading,
+highest and lowest voltage) with tsam (Kotzur et al. 2018, "Impact of different time
+series aggregation methods on optimal energy system design", Renewable Energy 117: 474-87)
+and keeps each cluster's medoid, an actual day, weighted by its cluster's size. The
+weights sum to the number of days with needs, so a weighted sum of per-day KPIs is a
+year's figure (`results.annual`).
+
+Each chosen day is learned on its own (rounds repeat that day); `resample_days` asks
+another question: one strategy learned across many days.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+import numpy as np
+import pandas as pd
+
+from lfm_abm.errors import InputError
+from lfm_abm.network.year import FEATURES, YearScan
+from lfm_abm.schema import MAX_COUNT, Bool, Field, Int, settings
+
+
+@settings("days")
+class DaysRule:
+    """The [days] table of a study: how to choose days from the year's days with needs."""
+
+    rule: Literal["needs", "representative"]
+    k: Annotated[Int, Field(ge=1, le=366)] = 6
+    method: Literal["hierarchical", "kmeans"] = "hierarchical"
+    seed: Annotated[Int, Field(ge=0, le=MAX_COUNT)] = 0
+    keep_worst: Bool = True
+
+
+@dataclass(frozen=True)
+class ChosenDay:
+    """A simulated day and the number of days of the year it stands for."""
+
+    day: str
+    weight: float
+
+
+def choose_days(scan: YearScan, rule: DaysRule) -> list[ChosenDay]:
+    """The days to simulate under `rule`, in calendar order, with their weights.
+
+    The weights sum to the number of days with needs. A year without any need is an
+    error: there is nothing for a market to do.
+    """
+    days = scan.need_days
+    if not days:
+        raise InputError("no day of the profile year has a need: there is nothing for a "
+                         "market to do (raise the scenario's growth or tighten the limits)",
+                         field="days.rule")
+    if rule.rule == "needs" or rule.k >= len(days):
+        return [ChosenDay(day, 1.0) for day in days]
+    hourly = scan.hourly[scan.hourly.day.isin(days)]
+    if hourly.day.nunique() < len(days):  # a day whose power flow failed has no profile
+        raise InputError(f"{len(days) - hourly.day.nunique()} days with needs could not be "
+                         "solved in AC, so they cannot be clustered; use rule = \"needs\"",
+                         field="days.rule")
+    return _representatives(hourly, days, rule)
+
+
+def _representatives(hourly: pd.DataFrame, days: list[str],
+                     rule: DaysRule) -> list[ChosenDay]:
+    import tsam
+
+    series = hourly[list(FEATURES)].reset_index(drop=True)
+    hours = len(series) // len(days)
+    series.index = pd.date_range("2016-01-01", periods=len(series), freq="h")  # days end to end
+    extremes = _extreme_days(hourly, days) if rule.keep_worst else set()
+    clusters = rule.k - len(extremes)
+    if clusters < 1:
+        raise InputError(f"k = {rule.k} leaves no day besides the {len(extremes)} extreme "
+                         "days keep_worst keeps", field="days.k",
+                         allowed=[f"at least {len(extremes) + 1}", "keep_worst = false"])
+    method = tsam.KMeans(random_state=rule.seed) if rule.method == "kmeans" else rule.method
+    config = tsam.ClusterConfig(method=method, representation="medoid")
+    limits = tsam.ExtremeConfig(method="new_cluster", max_value=["loading_max", "v_max"],
+                                min_value=["v_min"]) if extremes else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tsam's notes on rescaling and extreme periods
+        result = tsam.aggregate(series, clusters, period_duration=hours, cluster=config,
+                                extremes=limits)
+    centers = result.clustering.cluster_centers
+    counts = np.bincount(np.asarray(result.cluster_assignments), minlength=len(centers))
+    chosen = {days[center]: float(count) for center, count in zip(centers, counts, strict=True)}
+    if len(chosen) != rule.k or sum(chosen.values()) != len(days):
+        raise RuntimeError(f"tsam returned {len(chosen)} days weighing {sum(chosen.values())}; "
+                           f"expected {rule.k} weighing {len(days)}")
+    return [ChosenDay(day, chosen[day]) for day in sorted(chosen)]
+
+
+def _extreme_days(hourly: pd.DataFrame, days: list[str]) -> set[str]:
+    """Days of the year's highest loading, highest voltage and lowest voltage hour."""
+    at = hourly.reset_index(drop=True)
+    return {at.day[at.loading_max.idxmax()], at.day[at.v_max.idxmax()],
+            at.day[at.v_min.idxmin()]} & set(days)

@@ -1,0 +1,318 @@
+"""A year, not a day: the year scan, the choice of days, and a year's figures."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lfm_abm.days import DaysRule, choose_days
+from lfm_abm.errors import InputError
+from lfm_abm.network import year
+from lfm_abm.network.grids import default_scenario, load_grid
+from lfm_abm.network.needs import NeedLimits, find_needs
+from lfm_abm.network.operating_points import operating_points
+from lfm_abm.network.year import FEATURES, YearScan, scan_year
+from lfm_abm.results.annual import annual_paired, annual_runs, annual_summary
+from lfm_abm.study import load_study, run_study
+
+ROOT = Path(__file__).resolve().parents[1]
+SEMIURB = "simbench-semiurb"
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LFM_ABM_CACHE", str(tmp_path / "cache"))
+
+
+# --- the year scan --------------------------------------------------------------------
+
+def test_the_scan_finds_the_needs_of_one_power_flow_per_period(semiurb):
+    """The batched scan, day after day on one model, equals plain per-period AC runs."""
+    scenario = default_scenario(semiurb)
+    days = ["2016-07-25", "2016-01-10", "2016-08-12"]
+    scan = scan_year(SEMIURB, scenario, NeedLimits(), days=days)
+    assert scan.days.day.tolist() == days
+    for day in days:
+        points = list(operating_points(semiurb, scenario, day))
+        needs = find_needs(points, NeedLimits())
+        row = scan.days.set_index("day").loc[day]
+        assert row.need_hours == needs.period.nunique()
+        cm = needs[needs.service == "CM"].need.sum()
+        assert row.cm_need_mvah == pytest.approx(cm, abs=1e-6)
+        assert row.vc_need_puh == pytest.approx(needs[needs.service == "VC"].need.sum(),
+                                                abs=1e-7)
+        hourly = scan.hourly[scan.hourly.day == day]
+        assert hourly.v_max.to_numpy() == pytest.approx([p.vm_pu.max() for p in points],
+                                                        abs=1e-8)
+        assert hourly.v_min.to_numpy() == pytest.approx([p.vm_pu.min() for p in points],
+                                                        abs=1e-8)
+    assert scan.need_days == ["2016-07-25", "2016-08-12"]  # 10 January has no need
+
+
+def test_a_scan_is_cached_under_what_it_depends_on(monkeypatch, semiurb):
+    scenario = default_scenario(semiurb)
+    first = scan_year(SEMIURB, scenario, NeedLimits(), days=["2016-07-25"])
+    monkeypatch.setattr(year, "_scan", lambda *args: pytest.fail("scanned again"))
+    again = scan_year(SEMIURB, scenario, NeedLimits(), days=["2016-07-25"])
+    pd.testing.assert_frame_equal(first.days, again.days)
+    pd.testing.assert_frame_equal(first.hourly, again.hourly)
+    calls = []
+    monkeypatch.setattr(year, "_scan", lambda *args: calls.append(args) or first)
+    scan_year(SEMIURB, scenario, NeedLimits(vmax=1.06), days=["2016-07-25"])
+    scan_year(SEMIURB, scenario.__class__(pv_scale=1.0), NeedLimits(), days=["2016-07-25"])
+    assert len(calls) == 2  # other limits, other growth: scanned anew
+
+
+def test_days_need_a_grid_with_a_profile_year():
+    with pytest.raises(InputError, match="no profile year") as err:
+        scan_year("cigre-mv", default_scenario(load_grid("cigre-mv")), NeedLimits())
+    assert err.value.field == "days"
+
+
+# --- choosing days ----------------------------------------------------------------------
+
+def scan_of(peaks: dict[str, float], quiet: tuple[str, ...] = ()) -> YearScan:
+    """A scan whose days with needs have the same hourly shape scaled to a voltage peak
+    ({day: peak}), and `quiet` days without a need (which are never chosen)."""
+    hours = np.arange(24)
+    shape = np.exp(-((hours - 13) / 3.0) ** 2)
+    hourly = [pd.DataFrame({"day": day, "hour": hours, "loading_max": 60 + 20 * shape,
+                            "v_max": 1.0 + (peak - 1.0) * shape, "v_min": 0.99})
+              for day, peak in peaks.items()]
+    days = ([{"day": day, "need_hours": 5, "converged": True} for day in peaks]
+            + [{"day": day, "need_hours": 0, "converged": True} for day in quiet])
+    hourly = (pd.concat(hourly, ignore_index=True) if hourly
+              else pd.DataFrame(columns=["day", "hour", *FEATURES]))
+    return YearScan(pd.DataFrame(days), hourly)
+
+
+def synthetic_scan(groups: dict[str, tuple[int, float]], quiet: int = 5) -> YearScan:
+    """Days from 1 March in groups of identical profiles: {name: (days, voltage peak)}."""
+    dates = (pd.Timestamp("2016-03-01") + pd.Timedelta(days=d) for d in range(366))
+    peaks = {next(dates).date().isoformat(): peak for count, peak in groups.values()
+             for _ in range(count)}
+    return scan_of(peaks, tuple(next(dates).date().isoformat() for _ in range(quiet)))
+
+
+def test_representative_days_weigh_their_clusters_hand_case():
+    """Ten identical mild days and five identical hot ones: k = 2 keeps one of each,
+    weighing 10 and 5; the quiet days are in no cluster."""
+    scan = synthetic_scan({"mild": (10, 1.06), "hot": (5, 1.09)})
+    chosen = choose_days(scan, DaysRule(rule="representative", k=2, keep_worst=False))
+    weights = {day.day: day.weight for day in chosen}
+    assert sorted(weights.values()) == [5.0, 10.0]
+    mild, hot = scan.need_days[:10], scan.need_days[10:]
+    assert {day for day, w in weights.items() if w == 10.0} <= set(mild)
+    assert {day for day, w in weights.items() if w == 5.0} <= set(hot)
+
+
+def test_keep_worst_keeps_the_days_of_the_extreme_hours():
+    groups = {"mild": (12, 1.06), "warm": (8, 1.07), "hot": (6, 1.08), "worst": (1, 1.10)}
+    scan = synthetic_scan(groups)
+    worst = scan.need_days[26]
+    with_worst = choose_days(scan, DaysRule(rule="representative", k=3))
+    assert worst in [day.day for day in with_worst]
+    assert sum(day.weight for day in with_worst) == 27
+    assert len(with_worst) == 3
+    assert [d.day for d in with_worst] == sorted(d.day for d in with_worst)
+    again = choose_days(scan, DaysRule(rule="representative", k=3))
+    assert again == with_worst  # the same days and weights every time
+
+
+def test_kmeans_is_seeded():
+    rng = np.random.default_rng(3)
+    scan = synthetic_scan({f"g{i}": (3, 1.055 + 0.002 * i) for i in range(12)})
+    noisy = scan.hourly.assign(v_max=scan.hourly.v_max + rng.normal(0, 0.003, len(scan.hourly)))
+    scan = YearScan(scan.days, noisy)
+    rule = DaysRule(rule="representative", k=4, method="kmeans", seed=1, keep_worst=False)
+    first = choose_days(scan, rule)
+    assert choose_days(scan, rule) == first
+    assert sum(day.weight for day in first) == 36 and len(first) == 4
+
+
+def test_the_needs_rule_and_a_large_k_take_every_day_with_a_need():
+    scan = synthetic_scan({"mild": (4, 1.06), "hot": (2, 1.09)})
+    for rule in (DaysRule(rule="needs"), DaysRule(rule="representative", k=50)):
+        chosen = choose_days(scan, rule)
+        assert [day.day for day in chosen] == scan.need_days
+        assert {day.weight for day in chosen} == {1.0}
+
+
+@pytest.mark.parametrize(("scan", "rule", "field"), [
+    (synthetic_scan({}, quiet=10), DaysRule(rule="needs"), "days.rule"),
+    (synthetic_scan({"a": (10, 1.06), "worst": (1, 1.09)}),
+     DaysRule(rule="representative", k=1), "days.k"),
+])
+def test_a_year_without_needs_or_a_k_too_small_is_an_error(scan, rule, field):
+    with pytest.raises(InputError) as err:
+        choose_days(scan, rule)
+    assert err.value.field == field
+
+
+def test_bad_days_rules_name_the_field():
+    with pytest.raises(InputError) as err:
+        DaysRule(rule="some")
+    assert err.value.field == "days.rule" and "representative" in str(err.value)
+    with pytest.raises(InputError) as err:
+        DaysRule(rule="representative", method="ward")
+    assert err.value.field == "days.method"
+
+
+# --- a year's figures -----------------------------------------------------------------
+
+def day_runs() -> pd.DataFrame:
+    """Two designs x two days (weights 3 and 5) x two seeds, costs known by hand."""
+    rows = []
+    costs = {("A", "d1"): (10.0, 12.0), ("A", "d2"): (1.0, 3.0),
+             ("B", "d1"): (20.0, 20.0), ("B", "d2"): (2.0, 2.0)}
+    for (design, day), by_seed in costs.items():
+        for seed, cost in enumerate(by_seed):
+            rows.append({"design": design, "pricing": "pay-as-bid", "learner": "re",
+                         "variant": f"day={day}", "seed": seed, "chosen_day": day,
+                         "day_weight": 3.0 if day == "d1" else 5.0, "total_cost": cost,
+                         "unmet_need_no_market": 2.0 if day == "d1" else 1.0,
+                         **{name: 0.0 for name in ("dso_cost", "unmet_cost_after_ac",
+                                                   "tap_cost", "cost_no_market",
+                                                   "cost_dso_alone", "unmet_need_after_ac",
+                                                   "curtailed_after_ac", "shed_after_ac",
+                                                   "unmet_need_dso_alone", "truthful_cost")}})
+    return pd.DataFrame(rows)
+
+
+def test_a_year_is_the_weighted_sum_of_its_days_hand_case():
+    years = annual_runs(day_runs()).set_index(["design", "seed"])
+    # A: seed 0 = 3 x 10 + 5 x 1 = 35, seed 1 = 3 x 12 + 5 x 3 = 51; B: 70 both
+    assert years.loc[("A", 0), "total_cost"] == 35.0
+    assert years.loc[("A", 1), "total_cost"] == 51.0
+    assert years.loc[("B", 0), "total_cost"] == 70.0
+    assert years.loc[("A", 0), "unmet_need_no_market"] == 3 * 2.0 + 5 * 1.0
+    assert years.loc[("A", 0), "total_cost_per_need"] == pytest.approx(35.0 / 11.0)
+    assert (years.variant == "").all() and (years.days == 2).all()
+    summary = annual_summary(annual_runs(day_runs())).set_index("design")
+    assert summary.loc["A", "total_cost_mean"] == 43.0
+    # t(0.975, 1) s / sqrt(2) with s = 16 / sqrt(2)
+    assert summary.loc["A", "total_cost_ci"] == pytest.approx(12.706205 * 8.0, rel=1e-6)
+    pairs = annual_paired(annual_runs(day_runs()), "A")
+    total = pairs[pairs.kpi == "total_cost"].iloc[0]
+    assert total.difference == 27.0  # (70 - 35 + 70 - 51) / 2
+
+
+def test_a_year_missing_a_day_is_left_out():
+    runs = day_runs()
+    runs = runs[~((runs.design == "A") & (runs.seed == 1) & (runs.chosen_day == "d2"))]
+    years = annual_runs(runs)
+    assert len(years) == 3
+    assert not ((years.design == "A") & (years.seed == 1)).any()
+
+
+def test_a_study_without_days_has_no_year():
+    runs = day_runs().drop(columns=["chosen_day", "day_weight"])
+    assert annual_runs(runs).empty
+
+
+# --- a study of days ------------------------------------------------------------------
+
+DAYS_SPEC = f"""[study]
+grid = "simbench-semiurb"
+population = "{ROOT / "agents" / "simbench_semiurb.toml"}"
+designs = ["CMVC_PQ", "CM_P"]
+rounds = 2
+window = 2
+seeds = 1
+regret = false
+references = false
+
+[days]
+rule = "representative"
+k = 2
+keep_worst = false
+
+[sweep]
+"market.curtailment_price" = [100.0, 1000.0]
+"""
+
+
+def two_day_scan() -> YearScan:
+    """A year whose needs fall on four hot days like 2016-07-25 and a mild one."""
+    hot = {f"2016-07-2{d}": 1.09 for d in range(5, 9)}
+    return scan_of({**hot, "2016-08-12": 1.06}, ("2016-01-10",))
+
+
+def test_a_days_study_expands_each_swept_variant_into_its_days(tmp_path, monkeypatch):
+    monkeypatch.setattr("lfm_abm.network.year.scan_year",
+                        lambda *args, **kwargs: two_day_scan())
+    path = tmp_path / "days.toml"
+    path.write_text(DAYS_SPEC)
+    spec = load_study(path, out=str(tmp_path / "out"))
+    labels = [variant.label for variant in spec.variants]
+    assert labels == ["day=2016-07-25,curtailment_price=100.0",
+                      "day=2016-08-12,curtailment_price=100.0",
+                      "day=2016-07-25,curtailment_price=1000.0",
+                      "day=2016-08-12,curtailment_price=1000.0"]
+    assert [variant.day_weight for variant in spec.variants] == [4.0, 1.0, 4.0, 1.0]
+    assert [variant.scenario.days for variant in spec.variants][:2] == [
+        ("2016-07-25",), ("2016-08-12",)]
+    assert spec.describe()["days"]["k"] == 2
+
+
+@pytest.mark.parametrize(("extra", "field"), [
+    ('[scenario]\ndays = ["2016-07-25"]\n', "scenario.days"),
+    ('[sweep.scenario]\ndays = [["2016-07-25"]]\n', "scenario.days"),
+])
+def test_days_chosen_twice_is_an_error(tmp_path, extra, field):
+    path = tmp_path / "days.toml"
+    path.write_text(DAYS_SPEC.replace("[sweep]\n\"market.curtailment_price\" = [100.0, 1000.0]",
+                                      "") + extra)
+    with pytest.raises(InputError) as err:
+        load_study(path)
+    assert err.value.field == field and str(path) in str(err.value)
+
+
+def test_days_and_resampled_days_are_an_error(tmp_path):
+    path = tmp_path / "days.toml"
+    path.write_text(DAYS_SPEC.replace("references = false", "references = false\n"
+                                      "resample_days = true"))
+    with pytest.raises(InputError) as err:
+        load_study(path)
+    assert err.value.field == "study.resample_days"
+
+
+def test_days_on_a_grid_without_a_year_name_the_file(tmp_path):
+    path = tmp_path / "days.toml"
+    path.write_text(DAYS_SPEC.replace("simbench-semiurb", "cigre-mv").replace(
+        "simbench_semiurb", "cigre_mv"))
+    with pytest.raises(InputError, match="no profile year") as err:
+        load_study(path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.slow
+def test_a_days_study_reports_its_year(tmp_path, monkeypatch):
+    """Two days, two prices: the year equals the weighted runs, in every
+    output (annual.csv, report, figure)."""
+    monkeypatch.setattr("lfm_abm.network.year.scan_year",
+                        lambda *args, **kwargs: two_day_scan())
+    path = tmp_path / "days.toml"
+    path.write_text(DAYS_SPEC)
+    spec = load_study(path, out=str(tmp_path / "out"))
+    out = run_study(replace(spec, designs=("CMVC_PQ",), reference="CMVC_PQ"), progress=False)
+    runs = pd.read_csv(out / "runs.csv")
+    assert set(runs.chosen_day) == {"2016-07-25", "2016-08-12"}
+    years = pd.read_csv(out / "annual_runs.csv", keep_default_na=False, na_values=[""])
+    assert len(years) == 2  # one per price, one seed
+    for row in years.itertuples():
+        mine = runs[(runs.design == row.design)
+                    & runs.variant.str.endswith(row.variant)]
+        assert len(mine) == 2
+        assert row.total_cost == pytest.approx((mine.total_cost * mine.day_weight).sum())
+        assert row.cost_no_market == pytest.approx((mine.cost_no_market
+                                                    * mine.day_weight).sum())
+    hot = runs[(runs.chosen_day == "2016-07-25") & (runs.curtailment_price == 100.0)]
+    assert (hot.cost_no_market > 0).all()  # the hot day has needs the year counts
+    report = (out / "report.md").read_text()
+    assert "## The year" in report and "2016-07-25 (4)" in report
+    assert (out / "plots" / "year_comparison.png").is_file()
