@@ -293,6 +293,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_output_dir(spec.out, "--out" if args.out else f"{spec.source}: study.out")
     days = f" ({spec.days.rule} days of the year)" if spec.days else ""
     variants = (f"{len(spec.variants)} variants{days} x " if len(spec.variants) > 1 else "")
+    variants += (f"{len(spec.populations)} populations x " if spec.draws is not None else "")
     intro = (f"study {spec.name}: {len(spec.designs)} designs x {len(spec.pricing)} pricing x "
              f"{len(spec.learners)} learner settings x {variants}{len(spec.seeds)} seeds, "
              f"{spec.rounds} rounds each (KPIs over the last {spec.window}), on {spec.grid} "
@@ -310,7 +311,7 @@ def _print_summary(out) -> None:
     from lfm_abm.results import store
     from lfm_abm.results.annual import annual_table
     from lfm_abm.results.diagnostics import diagnose
-    from lfm_abm.results.kpis import headline, learning_table
+    from lfm_abm.results.kpis import draws_phrase, headline, learning_table
     from lfm_abm.results.load import failed_runs, reference_design
     from lfm_abm.results.report import paired_table
 
@@ -318,7 +319,8 @@ def _print_summary(out) -> None:
     manifest = store.read_manifest(out)
     study = manifest["study"]
     failed = list(failed_runs(manifest))
-    print(f"headline: mean ± 95 % CI over seeds, last {study['window']} of {study['rounds']} "
+    print(f"headline: mean ± 95 % CI over {draws_phrase(study)}, last {study['window']} of "
+          f"{study['rounds']} "
           "rounds (`lfm-abm run --explain` says what each column means)")
     print(headline(summary).to_string(index=False))
     learning = learning_table(summary)
@@ -328,7 +330,7 @@ def _print_summary(out) -> None:
         print(learning.to_string(index=False))
     if (out / "annual.csv").is_file():
         print("the year: sum over the chosen days of weight x the day's KPI (mean ± 95 % CI "
-              "over seeds; report.md lists the days):")
+              f"over {draws_phrase(study)}; report.md lists the days):")
         print(annual_table(pd.read_csv(out / "annual.csv", keep_default_na=False,
                                        na_values=[""])).to_string(index=False))
     pairs = paired_table(pd.read_csv(out / "paired.csv", keep_default_na=False,

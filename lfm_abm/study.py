@@ -79,7 +79,7 @@ import pandas as pd
 from lfm_abm.agents.population import CostScales
 from lfm_abm.days import DaysRule, choose_days
 from lfm_abm.errors import InputError
-from lfm_abm.files import atomic_file
+from lfm_abm.files import atomic_file, write_text_atomic
 from lfm_abm.folder_lock import folder_lock
 from lfm_abm.learning import ActionGrid, make_learner
 from lfm_abm.market.designs import canonical_design, parse_design
@@ -88,13 +88,14 @@ from lfm_abm.market.pricing import check_pricing
 from lfm_abm.network.grids import default_scenario, load_grid
 from lfm_abm.network.needs import NeedLimits
 from lfm_abm.network.scenarios import Scenario
+from lfm_abm.populations import PopulationDraws, StudyPopulation, study_populations
 from lfm_abm.progress import RoundsNote, RoundsWatch
 from lfm_abm.results.kpis import REFERENCES
 from lfm_abm.schema import MAX_COUNT, Bool, Field, Int, Text, build, settings
 from lfm_abm.workers import interrupts_raise, process_pool, sigint_blocked, stop_pool
 
 TABLES_ALLOWED = {"study", "learners", "scenario", "limits", "market", "actions", "fsp_costs",
-                  "sweep", "days"}
+                  "sweep", "days", "populations"}
 #: Settings tables a [sweep] may vary.
 SWEEPABLE = ("market", "limits", "scenario", "fsp_costs")
 POPULATION_LEARNER = "population"
@@ -146,6 +147,9 @@ class StudySpec:
     regret_rounds: int = 4  # window rounds sampled for the regret of the played strategies
     references: bool = True  # random and truthful runs on the same seeds
     days: DaysRule | None = None  # the [days] rule (variants then carry a day each)
+    draws: PopulationDraws | None = None  # the [populations] table
+    #: The populations every setting runs on (the population file alone without draws).
+    populations: tuple[StudyPopulation, ...] = ()
 
     def describe(self) -> dict:
         """JSON-friendly description for the manifest and report."""
@@ -161,6 +165,8 @@ class StudySpec:
                 **self.variants[0].describe(),
                 "sweep": {k: dict(v) for k, v in self.sweep.items()},
                 "days": None if self.days is None else asdict(self.days),
+                "populations": None if self.draws is None else {
+                    **asdict(self.draws), "labels": [p.label for p in self.populations]},
                 "variants": {v.label: v.describe() for v in self.variants},
                 "actions": asdict(self.actions)}
 
@@ -264,6 +270,10 @@ def load_study(path: str | Path, rounds: int | None = None, seeds: int | None = 
     sweep = _sweep(data.get("sweep"), source)
     variants = tuple(_variant(data, label, overrides, base_scenario, source)
                      for label, overrides in _combinations(sweep))
+    draws = (build(PopulationDraws, data["populations"], source) if "populations" in data
+             else None)
+    populations = study_populations(population_path, grid, variants[0].scenario,
+                                    variants[0].limits, draws)
     days = None
     if "days" in data:
         days = build(DaysRule, data["days"], source)
@@ -281,7 +291,7 @@ def load_study(path: str | Path, rounds: int | None = None, seeds: int | None = 
         ac_every=study.ac_every, resample_days=study.resample_days, out=out_dir,
         variants=variants, sweep=sweep, actions=actions, regret=study.regret,
         regret_every=study.regret_every, regret_rounds=study.regret_rounds,
-        references=study.references, days=days)
+        references=study.references, days=days, draws=draws, populations=tuple(populations))
 
 
 def _check_days_rule(data: Mapping, sweep: Mapping, resample_days: bool, source: str) -> None:
@@ -430,6 +440,7 @@ class RunSpec:
     window: int = 1  # the KPI window: the played regret and learned offers look at it
     regret_rounds: int = 0  # window rounds sampled for the played regret
     reference: bool = False  # a reference run (random or truthful): no regret, no tests
+    population: str = ""  # its population's label where the study draws several
 
 
 def expand(spec: StudySpec) -> list[RunSpec]:
@@ -438,11 +449,8 @@ def expand(spec: StudySpec) -> list[RunSpec]:
     Learned settings play `rounds` rounds; the reference runs (`REFERENCES`, unless the
     study turns them off) play the window and follow each design's learned settings.
     """
-    from lfm_abm.agents.population import load_population
     from lfm_abm.model import ModelSettings
 
-    population = load_population(spec.population)
-    population_text = Path(spec.population).read_text()
     grid_file = Path(spec.grid)
     grid_text = grid_file.read_text() if grid_file.is_file() else spec.grid
     code = code_identity()
@@ -452,10 +460,10 @@ def expand(spec: StudySpec) -> list[RunSpec]:
     settings_sets = [(label, learner, False) for label, learner in learned.items()] + [
         (label, learner, True) for label, learner in references.items()]
     runs = []
-    for design, pricing, (label, learner, reference), variant in itertools.product(
-            spec.designs, spec.pricing, settings_sets, spec.variants):
+    for design, pricing, (label, learner, reference), variant, drawn in itertools.product(
+            spec.designs, spec.pricing, settings_sets, spec.variants, spec.populations):
         settings = ModelSettings(
-            grid=spec.grid, population=variant.fsp_costs.apply(population), design=design,
+            grid=spec.grid, population=variant.fsp_costs.apply(drawn.population), design=design,
             pricing=pricing,
             scenario=variant.scenario, limits=variant.limits, market=variant.market,
             actions=spec.actions, learner=learner, resample_days=spec.resample_days,
@@ -465,7 +473,7 @@ def expand(spec: StudySpec) -> list[RunSpec]:
         for seed in spec.seeds:
             identity = json.dumps({
                 "design": design, "pricing": pricing, "learner": learner, "seed": seed,
-                "rounds": rounds, "population": population_text, "grid_file": grid_text,
+                "rounds": rounds, "population": drawn.text, "grid_file": grid_text,
                 "code": code, "grid": spec.grid, "actions": asdict(spec.actions),
                 "ac_every": spec.ac_every, "resample_days": spec.resample_days,
                 "regret": regret, "regret_every": spec.regret_every,
@@ -474,11 +482,13 @@ def expand(spec: StudySpec) -> list[RunSpec]:
             fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:16]
             slug = design.replace(">", "-then-")
             swept = f"__{variant.label}" if variant.label else ""
+            own = drawn.label if spec.draws is not None else ""
+            swept += f"__{own}" if own else ""
             runs.append(RunSpec(f"{slug}__{pricing}__{label}{swept}__s{seed}", design,
                                 pricing, label, variant.label, seed, rounds, settings,
                                 fingerprint, regret, 0 if reference else spec.regret_every,
                                 dict(variant.values), spec.window, spec.regret_rounds,
-                                reference))
+                                reference, own))
     return runs
 
 
@@ -500,7 +510,7 @@ def run_tags(run: RunSpec) -> dict[str, object]:
 
     return store.tags_of({"run_id": run.run_id, "design": run.design, "pricing": run.pricing,
                           "learner": run.learner, "variant": run.variant, "seed": run.seed,
-                          "swept": run.swept})
+                          "swept": run.swept, "population": run.population})
 
 
 def _simulate(run: RunSpec, folder: Path) -> dict:
@@ -528,7 +538,8 @@ def _simulate(run: RunSpec, folder: Path) -> dict:
     model.save_records()
     return {"run_id": run.run_id, "design": run.design, "pricing": run.pricing,
             "learner": run.learner, "variant": run.variant, "seed": run.seed,
-            "swept": dict(run.swept), "rounds": run.rounds, "fingerprint": run.fingerprint,
+            "swept": dict(run.swept), "population": run.population, "rounds": run.rounds,
+            "fingerprint": run.fingerprint,
             "seconds": time.perf_counter() - start, "setup_seconds": setup,
             "stage_seconds": dict(model.timings)}
 
@@ -640,7 +651,7 @@ def check_study(spec: StudySpec) -> list[RunSpec]:
     A population naming a bus without the asset it claims, or a bus where nothing can be
     bid, fails here with one clear error instead of failing every run in a worker.
     """
-    from lfm_abm.agents.population import check_costs_below_reservation, load_population
+    from lfm_abm.agents.population import check_costs_below_reservation
     from lfm_abm.day import market_day, shared_case
 
     runs = expand(spec)
@@ -648,13 +659,14 @@ def check_study(spec: StudySpec) -> list[RunSpec]:
     days = first.scenario.days or (None,)
     market_day(shared_case(spec.grid, first.scenario, days[0], first.limits, first.market),
                runs[0].settings.population, parse_design(spec.designs[0]), days[0])
-    population = load_population(spec.population)  # as written: each variant scales it
-    for variant in spec.variants[1:]:
-        check_costs_below_reservation(variant.fsp_costs.apply(population),
-                                      variant.market.max_bid_price)
-    if any(learner is None for learner in spec.learners.values()):
-        for fsp in population.fsps:
-            make_learner(fsp.learner, spec.actions, source=f"{population.source}: fsp {fsp.id}")
+    for drawn in spec.populations:  # as written: each variant scales it
+        for variant in spec.variants[1:]:
+            check_costs_below_reservation(variant.fsp_costs.apply(drawn.population),
+                                          variant.market.max_bid_price)
+        if any(learner is None for learner in spec.learners.values()):
+            for fsp in drawn.population.fsps:
+                make_learner(fsp.learner, spec.actions,
+                             source=f"{drawn.population.source}: fsp {fsp.id}")
     return runs
 
 
@@ -678,6 +690,10 @@ def run_study(spec: StudySpec, workers: int = 1, scheduler: str | None = None,
             announce()
         store.clean_partial(out)
         store.write_network(out, _network_data(spec))
+        if spec.draws is not None:  # the drawn FSPs, readable by `load_population`
+            (out / "populations").mkdir(exist_ok=True)
+            for drawn in spec.populations:
+                write_text_atomic(out / "populations" / f"{drawn.label}.toml", drawn.text)
         todo = by_market_day([r for r in runs
                               if not store.is_finished(out, r.run_id, r.fingerprint)])
         manifest = store.read_manifest(out)

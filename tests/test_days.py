@@ -316,3 +316,17 @@ def test_a_days_study_reports_its_year(tmp_path, monkeypatch):
     report = (out / "report.md").read_text()
     assert "## The year" in report and "2016-07-25 (4)" in report
     assert (out / "plots" / "year_comparison.png").is_file()
+
+
+def test_a_year_is_one_per_population_and_seed():
+    runs = pd.concat([day_runs().assign(population="a"),
+                      day_runs().assign(population="b",
+                                        total_cost=day_runs().total_cost * 2)])
+    years = annual_runs(runs).set_index(["design", "population", "seed"])
+    assert years.loc[("A", "a", 0), "total_cost"] == 35.0
+    assert years.loc[("A", "b", 0), "total_cost"] == 70.0
+    summary = annual_summary(annual_runs(runs)).set_index("design")
+    # population means of A's years: a (35 + 51) / 2 = 43, b 86: CI over the two
+    assert summary.loc["A", "total_cost_mean"] == 64.5
+    assert summary.loc["A", "total_cost_ci"] == pytest.approx(
+        12.706205 * np.std([43.0, 86.0], ddof=1) / np.sqrt(2))

@@ -18,7 +18,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lfm_abm.results.kpis import formatted, learned_rows, mean_and_ci, paired, setting_labels
+from lfm_abm.results.kpis import (
+    draw_keys,
+    formatted,
+    learned_rows,
+    over_draws,
+    paired,
+    setting_labels,
+)
 
 #: Per-day flows summed over the year: (name, label, unit of the year's figure).
 ANNUAL = {
@@ -42,7 +49,8 @@ PER_NEED = {"total_cost_per_need": ("total_cost", "total cost per need"),
 PER_NEED_UNIT = "EUR per MWh of need without a market"
 #: What the paired comparison of years reports.
 ANNUAL_PAIRED = ("total_cost", "dso_cost", "unmet_need_after_ac")
-KEYS = ["design", "pricing", "learner", "variant", "seed"]
+#: A year's setting; each year is one draw of it (`kpis.draw_keys`: seed, population).
+SETTING = ["design", "pricing", "learner", "variant"]
 #: The columns a [days] study adds to every run: its day and the days it stands for.
 DAY_COLUMNS = ("chosen_day", "day_weight")
 
@@ -61,14 +69,15 @@ def annual_runs(per_run: pd.DataFrame) -> pd.DataFrame:
     keys, `days` (chosen days with a run), the ANNUAL flows and PER_NEED ratios; a year
     missing a day is left out.
     """
+    keys = [*SETTING, *draw_keys(per_run)]
     if "day_weight" not in per_run or per_run.day_weight.isna().all():
-        return pd.DataFrame(columns=[*KEYS, "days", *ANNUAL, *PER_NEED])
+        return pd.DataFrame(columns=[*keys, "days", *ANNUAL, *PER_NEED])
     runs = per_run.assign(variant=per_run.variant.map(year_variant))
     chosen = runs.groupby("variant").chosen_day.nunique()
     weight = runs.day_weight.to_numpy(dtype=float)
     flows = pd.DataFrame({name: runs[name].to_numpy(dtype=float) * weight for name in ANNUAL},
                          index=runs.index)
-    grouped = pd.concat([runs[[*KEYS, "chosen_day"]], flows], axis=1).groupby(KEYS, sort=False)
+    grouped = pd.concat([runs[[*keys, "chosen_day"]], flows], axis=1).groupby(keys, sort=False)
     years = grouped[list(ANNUAL)].sum(min_count=1)
     years.insert(0, "days", grouped.chosen_day.nunique())
     years = years.reset_index()
@@ -81,14 +90,18 @@ def annual_runs(per_run: pd.DataFrame) -> pd.DataFrame:
 
 
 def annual_summary(years: pd.DataFrame) -> pd.DataFrame:
-    """Mean and 95 % CI over seeds of every year's figure (`<name>_mean`, `<name>_ci`)."""
+    """Mean and 95 % CI of every year's figure (`<name>_mean`, `<name>_ci`).
+
+    Over seeds, or over populations where the study draws several (`kpis.over_draws`).
+    """
     rows = []
-    for key, group in years.groupby(KEYS[:-1], sort=False, dropna=False):
-        row: dict[str, object] = dict(zip(KEYS[:-1], key, strict=True))
+    for key, group in years.groupby(SETTING, sort=False, dropna=False):
+        row: dict[str, object] = dict(zip(SETTING, key, strict=True))
         row["seeds"], row["days"] = len(group), int(group.days.iloc[0])
+        populations = group.population.to_numpy() if "population" in group else None
         for name in (*ANNUAL, *PER_NEED):
-            row[f"{name}_mean"], row[f"{name}_ci"] = mean_and_ci(
-                group[name].to_numpy(dtype=float))
+            row[f"{name}_mean"], row[f"{name}_ci"] = over_draws(
+                group[name].to_numpy(dtype=float), populations)
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -181,7 +181,7 @@ def reference_kpis(per_run: pd.DataFrame) -> pd.DataFrame:
     Pairs share design, pricing, variant and seed; runs of the references themselves,
     and learned runs without a random run, keep NaN.
     """
-    keys = ["design", "pricing", "variant", "seed"]
+    keys = ["design", "pricing", "variant", *draw_keys(per_run)]
     random = per_run[per_run.learner == "random"].set_index(keys)
     out = per_run.copy()
     learned = ~out.learner.isin(list(REFERENCES))
@@ -198,6 +198,38 @@ def ci_half_width(std: np.ndarray | float, count: np.ndarray | float) -> np.ndar
     with np.errstate(invalid="ignore", divide="ignore"):
         half = stats.t.ppf(0.975, count - 1) * np.asarray(std, dtype=float) / np.sqrt(count)
     return np.where(count > 1, half, np.nan)
+
+
+def draws_phrase(study: Mapping) -> str:
+    """What a study's 95 % CIs are over, for table titles."""
+    if study.get("populations"):
+        return "populations (each the mean of its seeds)"
+    return "seeds"
+
+
+def draw_keys(frame: pd.DataFrame) -> list[str]:
+    """What names one independent draw of a setting: its seed (and population).
+
+    The population only where the study draws several (`lfm_abm.populations`).
+    """
+    return ["population", "seed"] if "population" in frame else ["seed"]
+
+
+def over_draws(values: np.ndarray, populations: np.ndarray | None = None
+               ) -> tuple[float, float]:
+    """Mean and 95 % CI of a setting's runs: over seeds, or over populations.
+
+    With several populations the runs are clustered (a population's seeds share its
+    FSPs): the interval is that of the populations' means over their seeds, which
+    covers both the draw of the population and the seeds (the standard error of a
+    two-stage sample's mean from its first-stage units).
+    """
+    values = np.asarray(values, dtype=float)
+    if populations is None or len(set(populations)) < 2:
+        return mean_and_ci(values)
+    finite = np.isfinite(values)
+    means = pd.Series(values[finite]).groupby(np.asarray(populations)[finite]).mean()
+    return mean_and_ci(means.to_numpy())
 
 
 def mean_and_ci(values: np.ndarray) -> tuple[float, float]:
@@ -231,8 +263,11 @@ def summarise(per_run: pd.DataFrame) -> pd.DataFrame:
     for key, group in per_run.groupby(GROUP, sort=False, dropna=False):
         row: dict[str, object] = dict(zip(GROUP, key, strict=True))
         row["seeds"] = len(group)
+        populations = group.population.to_numpy() if "population" in group else None
+        if populations is not None:
+            row["populations"] = len(set(populations))
         for name, kpi in KPIS.items():
-            mean, ci = mean_and_ci(group[name].to_numpy(dtype=float))
+            mean, ci = over_draws(group[name].to_numpy(dtype=float), populations)
             row[f"{name}_mean"], row[f"{name}_ci"] = mean, ci
             row[f"{name}_lo"], row[f"{name}_hi"] = bounded_interval(mean, ci, kpi.bounds)
         row["converged_seeds"] = int(group.converged.notna().sum())  # judged ones
@@ -244,22 +279,27 @@ def paired(per_run: pd.DataFrame, reference: str,
            kpis: Sequence[str] = PAIRED) -> pd.DataFrame:
     """Each design minus the reference design on their common seeds, with a 95 % CI.
 
-    Pairs share pricing, learner, variant and seed: the same population, days and
-    initial state. The learners' random draws are not aligned across designs (designs
+    Pairs share pricing, learner, variant and seed (and population where the study
+    draws several): the same population, days and initial state; with several
+    populations the CI is over their mean differences (`over_draws`). The learners'
+    random draws are not aligned across designs (designs
     differ in how many learners draw), so this pairs by seed rather than fully common
     random numbers; the CI is narrower than those of the two means where the seed moves
     both designs alike.
     """
     setting = [c for c in GROUP if c != "design"]
-    base = per_run[per_run.design == reference].set_index([*setting, "seed"])
+    draws = draw_keys(per_run)
+    base = per_run[per_run.design == reference].set_index([*setting, *draws])
     rows = []
     for key, group in per_run[per_run.design != reference].groupby(
             ["design", *setting], sort=False, dropna=False):
-        mine = group.set_index([*setting, "seed"])
+        mine = group.set_index([*setting, *draws])
         common = mine.index.intersection(base.index)
+        populations = (common.get_level_values("population").to_numpy()
+                       if "population" in draws else None)
         for name in kpis:
             diff = (mine.loc[common, name] - base.loc[common, name]).to_numpy(dtype=float)
-            mean, ci = mean_and_ci(diff)
+            mean, ci = over_draws(diff, populations)
             rows.append({**dict(zip(["design", *setting], key, strict=True)),
                          "reference": reference, "kpi": name,
                          "seeds": int(np.isfinite(diff).sum()),  # pairs with a value

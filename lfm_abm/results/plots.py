@@ -64,7 +64,7 @@ from lfm_abm.results.kpis import (
     bounded_interval,
     ci_half_width,
     learned_rows,
-    mean_and_ci,
+    over_draws,
     setting_labels,
     varying_settings,
 )
@@ -226,10 +226,14 @@ def _save(fig: Figure, path: Path) -> Path:
 # --- window and summaries --------------------------------------------------------------
 
 def _mean_ci(frame: pd.DataFrame, column: str) -> pd.DataFrame:
-    """Mean and 95 % CI over seeds of `column` per market, cut at its bounds (as the summary)."""
+    """Mean and 95 % CI of `column` per market, cut at its bounds (as the summary).
+
+    Over seeds, or over populations where the study draws several (`kpis.over_draws`).
+    """
     rows = {}
-    for market, values in frame.groupby("market")[column]:
-        mean, ci = mean_and_ci(values.to_numpy(dtype=float))
+    for market, group in frame.groupby("market"):
+        populations = group.population.to_numpy() if "population" in group else None
+        mean, ci = over_draws(group[column].to_numpy(dtype=float), populations)
         rows[market] = (mean, *bounded_interval(mean, 0.0 if np.isnan(ci) else ci,
                                                 KPIS[column].bounds))
     return pd.DataFrame(rows, index=["mean", "lo", "hi"]).T

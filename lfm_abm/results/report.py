@@ -12,6 +12,7 @@ from lfm_abm.results.annual import ANNUAL, annual_table
 from lfm_abm.results.diagnostics import Diagnostic
 from lfm_abm.results.kpis import (
     GROUP,
+    draws_phrase,
     glossary,
     headline,
     learned_rows,
@@ -76,12 +77,13 @@ def _year_section(results: StudyResults) -> list[str]:
     pairs = paired_table(results.annual_paired, {name: f"{label} ({unit})"
                                                  for name, (label, unit) in ANNUAL.items()})
     return [
-        f"## The year (rule `{results.study['days']['rule']}`; mean ± 95 % CI over seeds)", "",
+        f"## The year (rule `{results.study['days']['rule']}`; mean ± 95 % CI over "
+        f"{draws_phrase(results.study)})", "",
         f"Days simulated (days of the year each stands for): {listed}. Year = sum over "
         "the days of weight x the day's KPI; days without a need cost nothing in any "
         "design. Per-day KPIs are in `summary.csv` (variant `day=...`).", "",
         markdown_table(annual_table(results.annual)), "",
-        *([f"Each design's year against {results.reference}'s (paired over seeds):", "",
+        *([f"Each design's year against {results.reference}'s (paired on seeds):", "",
            markdown_table(pairs), ""] if len(pairs) else []),
     ]
 
@@ -103,7 +105,7 @@ def write_report(results: StudyResults, figures: list[Path],
         f"KPIs over the last {study.get('window')} rounds; AC validation every "
         f"{study.get('ac_every')} round(s) (after-AC figures use validated rounds only).",
         "",
-        "## Headline (mean ± 95 % CI over seeds)",
+        f"## Headline (mean ± 95 % CI over {draws_phrase(study)})",
         "",
         markdown_table(headline(results.summary)),
         "",

@@ -141,9 +141,10 @@ def tags_of(meta: Mapping[str, object]) -> dict[str, object]:
     """A run's tags from its metadata (run.json): also the constant columns of its files."""
     swept = {key: value if isinstance(value, int | float | str) else str(value)
              for key, value in dict(meta.get("swept") or {}).items()}
+    drawn = {"population": meta["population"]} if meta.get("population") else {}
     return {"run_id": meta["run_id"], "design": meta["design"], "pricing": meta["pricing"],
             "learner": meta["learner"], "variant": meta.get("variant", ""),
-            "seed": meta["seed"], **swept}
+            "seed": meta["seed"], **drawn, **swept}
 
 
 class NetworkData(NamedTuple):
