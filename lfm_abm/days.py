@@ -7,17 +7,18 @@ A study's `[days]` table turns one extreme day into a year:
     k = 6                     # representative days (tsam, medoids of day clusters)
     method = "hierarchical"   # or "kmeans" (then `seed` matters)
     seed = 0
-    keep_worst = true         # the days of the year's extreme hours are kept as their own
+    keep_worst = true         # the days of the year's extreme hours are kept, weight 1 each
 
 Both rules start from the year scan (`network.year`): a day without any need costs
 nothing in any design (the DSO buys nothing and no emergency action is needed), so only
 days with needs are simulated. `needs` runs each of them (weight 1). `representative`
-clusters them on their hourly profiles of what makes the needs (highest branch loading,
-highest and lowest voltage) with tsam (Kotzur et al. 2018, "Impact of different time
-series aggregation methods on optimal energy system design", Renewable Energy 117: 474-87)
-and keeps each cluster's medoid, an actual day, weighted by its cluster's size. The
-weights sum to the number of days with needs, so a weighted sum of per-day KPIs is a
-year's figure (`results.annual`).
+keeps the days of the year's extreme hours (highest loading, highest and lowest
+voltage; `keep_worst`) with weight 1 each, clusters the other days on their hourly
+profiles of what makes the needs (the same three quantities) with tsam (Kotzur et al.
+2018, "Impact of different time series aggregation methods on optimal energy system
+design", Renewable Energy 117: 474-87) and keeps each cluster's medoid, an actual day,
+weighted by its cluster's size. The weights sum to the number of days with needs, so a
+weighted sum of per-day KPIs is a year's figure (`results.annual`).
 
 Each chosen day is learned on its own (rounds repeat that day); `resample_days` asks
 another question: one strategy learned across many days.
@@ -79,32 +80,45 @@ def choose_days(scan: YearScan, rule: DaysRule) -> list[ChosenDay]:
 
 def _representatives(hourly: pd.DataFrame, days: list[str],
                      rule: DaysRule) -> list[ChosenDay]:
-    import tsam
-
-    series = hourly[list(FEATURES)].reset_index(drop=True)
-    hours = len(series) // len(days)
-    series.index = pd.date_range("2016-01-01", periods=len(series), freq="h")  # days end to end
+    """The extreme days (weight 1 each), then tsam's medoids of the other days' clusters."""
     extremes = _extreme_days(hourly, days) if rule.keep_worst else set()
     clusters = rule.k - len(extremes)
     if clusters < 1:
         raise InputError(f"k = {rule.k} leaves no day besides the {len(extremes)} extreme "
                          "days keep_worst keeps", field="days.k",
                          allowed=[f"at least {len(extremes) + 1}", "keep_worst = false"])
+    others = [day for day in days if day not in extremes]
+    chosen = dict.fromkeys(extremes, 1.0)
+    if clusters >= len(others):
+        chosen.update(dict.fromkeys(others, 1.0))
+    else:
+        chosen.update(_medoids(hourly[hourly.day.isin(others)], others, clusters, rule))
+    if sum(chosen.values()) != len(days):
+        raise RuntimeError(f"the chosen days weigh {sum(chosen.values())}, not the "
+                           f"{len(days)} days with needs")
+    return [ChosenDay(day, chosen[day]) for day in sorted(chosen)]
+
+
+def _medoids(hourly: pd.DataFrame, days: list[str], clusters: int,
+             rule: DaysRule) -> dict[str, float]:
+    """Tsam's medoid day of each cluster, weighed by the days in it."""
+    import tsam
+
+    series = hourly[list(FEATURES)].reset_index(drop=True)
+    series.index = pd.date_range("2016-01-01", periods=len(series), freq="h")  # days end to end
     method = tsam.KMeans(random_state=rule.seed) if rule.method == "kmeans" else rule.method
     config = tsam.ClusterConfig(method=method, representation="medoid")
-    limits = tsam.ExtremeConfig(method="new_cluster", max_value=["loading_max", "v_max"],
-                                min_value=["v_min"]) if extremes else None
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tsam's notes on rescaling and extreme periods
-        result = tsam.aggregate(series, clusters, period_duration=hours, cluster=config,
-                                extremes=limits)
+        warnings.simplefilter("ignore")  # tsam's notes on rescaling
+        result = tsam.aggregate(series, clusters, period_duration=len(series) // len(days),
+                                cluster=config)
     centers = result.clustering.cluster_centers
     counts = np.bincount(np.asarray(result.cluster_assignments), minlength=len(centers))
-    chosen = {days[center]: float(count) for center, count in zip(centers, counts, strict=True)}
-    if len(chosen) != rule.k or sum(chosen.values()) != len(days):
-        raise RuntimeError(f"tsam returned {len(chosen)} days weighing {sum(chosen.values())}; "
-                           f"expected {rule.k} weighing {len(days)}")
-    return [ChosenDay(day, chosen[day]) for day in sorted(chosen)]
+    chosen: dict[str, float] = {}
+    for center, count in zip(centers, counts, strict=True):
+        if count:  # two clusters with one medoid day weigh as one
+            chosen[days[center]] = chosen.get(days[center], 0.0) + float(count)
+    return chosen
 
 
 def _extreme_days(hourly: pd.DataFrame, days: list[str]) -> set[str]:

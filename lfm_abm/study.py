@@ -90,6 +90,7 @@ from lfm_abm.network.needs import NeedLimits
 from lfm_abm.network.scenarios import Scenario
 from lfm_abm.populations import PopulationDraws, StudyPopulation, study_populations
 from lfm_abm.progress import RoundsNote, RoundsWatch
+from lfm_abm.results.annual import year_variant
 from lfm_abm.results.kpis import REFERENCES
 from lfm_abm.schema import MAX_COUNT, Bool, Field, Int, Text, build, settings
 from lfm_abm.workers import interrupts_raise, process_pool, sigint_blocked, stop_pool
@@ -151,6 +152,15 @@ class StudySpec:
     #: The populations every setting runs on (the population file alone without draws).
     populations: tuple[StudyPopulation, ...] = ()
 
+    def chosen_days(self) -> dict[str, dict[str, float]]:
+        """The [days] rule's days and weights per year variant (`results.annual`)."""
+        chosen: dict[str, dict[str, float]] = {}
+        for variant in self.variants:
+            if variant.day_weight is not None:
+                year = chosen.setdefault(year_variant(variant.label), {})
+                year[str(variant.values["chosen_day"])] = variant.day_weight
+        return chosen
+
     def describe(self) -> dict:
         """JSON-friendly description for the manifest and report."""
         return {"name": self.name, "source": self.source, "grid": self.grid,
@@ -164,7 +174,8 @@ class StudySpec:
                 "regret_rounds": self.regret_rounds, "references": self.references,
                 **self.variants[0].describe(),
                 "sweep": {k: dict(v) for k, v in self.sweep.items()},
-                "days": None if self.days is None else asdict(self.days),
+                "days": None if self.days is None else {**asdict(self.days),
+                                                        "chosen": self.chosen_days()},
                 "populations": None if self.draws is None else {
                     **asdict(self.draws), "labels": [p.label for p in self.populations]},
                 "variants": {v.label: v.describe() for v in self.variants},
@@ -308,8 +319,9 @@ def _day_variants(variant: Variant, grid: str, rule: DaysRule,
                   progress: bool = False) -> list[Variant]:
     """One variant per day `rule` chooses for this variant's grid, scenario and limits.
 
-    Labels read "day=2016-07-25" (then the sweep's label): `chosen_day` and `day_weight` become
-    swept values, so every run's files and the runs table carry them.
+    Labels read "day=2016-07-25" (then the sweep's label); `chosen_day` becomes a swept
+    value, so every run's files and the runs table carry it. The weights stay the
+    study's (`StudySpec.chosen_days`, in the manifest), not the runs'.
     """
     from lfm_abm.network.year import scan_year
 
@@ -319,8 +331,7 @@ def _day_variants(variant: Variant, grid: str, rule: DaysRule,
         label = f"day={chosen.day}" + (f",{variant.label}" if variant.label else "")
         scenario = replace(variant.scenario, days=(chosen.day,))
         out.append(replace(variant, label=label, scenario=scenario, day_weight=chosen.weight,
-                           values={"chosen_day": chosen.day, "day_weight": chosen.weight,
-                                   **variant.values}))
+                           values={"chosen_day": chosen.day, **variant.values}))
     return out
 
 
@@ -660,7 +671,7 @@ def check_study(spec: StudySpec) -> list[RunSpec]:
     market_day(shared_case(spec.grid, first.scenario, days[0], first.limits, first.market),
                runs[0].settings.population, parse_design(spec.designs[0]), days[0])
     for drawn in spec.populations:  # as written: each variant scales it
-        for variant in spec.variants[1:]:
+        for variant in spec.variants:
             check_costs_below_reservation(variant.fsp_costs.apply(drawn.population),
                                           variant.market.max_bid_price)
         if any(learner is None for learner in spec.learners.values()):
@@ -821,6 +832,7 @@ def summarise_study(out: Path, formats: Sequence[str] = ("png",)) -> pd.DataFram
 
     `formats`: of the figures (png, pdf, svg; the report links the first).
     """
+    from lfm_abm.results.annual import chosen_days, heaviest_day
     from lfm_abm.results.diagnostics import diagnose
     from lfm_abm.results.kpis import setting_labels
     from lfm_abm.results.load import load_results
@@ -828,6 +840,7 @@ def summarise_study(out: Path, formats: Sequence[str] = ("png",)) -> pd.DataFram
     from lfm_abm.results.report import write_report
 
     results = load_results(out)
+    chosen = chosen_days(results.study)
     tables = ("runs", "summary", "paired") + (("annual_runs", "annual", "annual_paired")
                                                if len(results.annual_runs) else ())
     for name in tables:
@@ -837,7 +850,8 @@ def summarise_study(out: Path, formats: Sequence[str] = ("png",)) -> pd.DataFram
                          results.network, order=list(setting_labels(results.summary)),
                          swept=results.swept,
                          n_actions=len(ActionGrid.from_dict(results.study["actions"])),
-                         formats=formats, years=results.annual_runs)
+                         formats=formats, years=results.annual_runs,
+                         shown_day=heaviest_day(chosen) if chosen else None)
     needs = results.network.needs if results.network is not None else None
     write_report(results, figures, diagnose(results.summary, results.study, needs))
     return results.summary

@@ -115,12 +115,27 @@ def test_keep_worst_keeps_the_days_of_the_extreme_hours():
     scan = synthetic_scan(groups)
     worst = scan.need_days[26]
     with_worst = choose_days(scan, DaysRule(rule="representative", k=3))
-    assert worst in [day.day for day in with_worst]
+    assert {day.day: day.weight for day in with_worst}[worst] == 1.0  # its own, alone
     assert sum(day.weight for day in with_worst) == 27
     assert len(with_worst) == 3
     assert [d.day for d in with_worst] == sorted(d.day for d in with_worst)
     again = choose_days(scan, DaysRule(rule="representative", k=3))
     assert again == with_worst  # the same days and weights every time
+
+
+@pytest.mark.parametrize("method", ["hierarchical", "kmeans"])
+def test_every_k_gives_k_days_weighing_the_year(method):
+    """Extreme days alone, the others clustered: k days for every k, weights adding up."""
+    rng = np.random.default_rng(0)
+    peaks = dict(zip([f"2016-{m:02d}-{d:02d}" for m in range(4, 10) for d in range(1, 11)],
+                     1.055 + 0.03 * rng.random(60), strict=True))
+    scan = scan_of(peaks)
+    scan = YearScan(scan.days, scan.hourly.assign(
+        loading_max=scan.hourly.loading_max + rng.normal(0, 2, len(scan.hourly)),
+        v_min=scan.hourly.v_min - 0.01 * rng.random(len(scan.hourly))))
+    for k in range(4, 61, 7):
+        chosen = choose_days(scan, DaysRule(rule="representative", k=k, method=method))
+        assert len(chosen) == k and sum(day.weight for day in chosen) == 60
 
 
 def test_kmeans_is_seeded():
@@ -173,7 +188,7 @@ def day_runs() -> pd.DataFrame:
         for seed, cost in enumerate(by_seed):
             rows.append({"design": design, "pricing": "pay-as-bid", "learner": "re",
                          "variant": f"day={day}", "seed": seed, "chosen_day": day,
-                         "day_weight": 3.0 if day == "d1" else 5.0, "total_cost": cost,
+                         "total_cost": cost,
                          "unmet_need_no_market": 2.0 if day == "d1" else 1.0,
                          **{name: 0.0 for name in ("dso_cost", "unmet_cost_after_ac",
                                                    "tap_cost", "cost_no_market",
@@ -183,8 +198,11 @@ def day_runs() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+WEIGHTS = {"": {"d1": 3.0, "d2": 5.0}}  # the study's days and weights (manifest)
+
+
 def test_a_year_is_the_weighted_sum_of_its_days_hand_case():
-    years = annual_runs(day_runs()).set_index(["design", "seed"])
+    years = annual_runs(day_runs(), WEIGHTS).set_index(["design", "seed"])
     # A: seed 0 = 3 x 10 + 5 x 1 = 35, seed 1 = 3 x 12 + 5 x 3 = 51; B: 70 both
     assert years.loc[("A", 0), "total_cost"] == 35.0
     assert years.loc[("A", 1), "total_cost"] == 51.0
@@ -192,11 +210,11 @@ def test_a_year_is_the_weighted_sum_of_its_days_hand_case():
     assert years.loc[("A", 0), "unmet_need_no_market"] == 3 * 2.0 + 5 * 1.0
     assert years.loc[("A", 0), "total_cost_per_need"] == pytest.approx(35.0 / 11.0)
     assert (years.variant == "").all() and (years.days == 2).all()
-    summary = annual_summary(annual_runs(day_runs())).set_index("design")
+    summary = annual_summary(annual_runs(day_runs(), WEIGHTS)).set_index("design")
     assert summary.loc["A", "total_cost_mean"] == 43.0
     # t(0.975, 1) s / sqrt(2) with s = 16 / sqrt(2)
     assert summary.loc["A", "total_cost_ci"] == pytest.approx(12.706205 * 8.0, rel=1e-6)
-    pairs = annual_paired(annual_runs(day_runs()), "A")
+    pairs = annual_paired(annual_runs(day_runs(), WEIGHTS), "A")
     total = pairs[pairs.kpi == "total_cost"].iloc[0]
     assert total.difference == 27.0  # (70 - 35 + 70 - 51) / 2
 
@@ -204,14 +222,34 @@ def test_a_year_is_the_weighted_sum_of_its_days_hand_case():
 def test_a_year_missing_a_day_is_left_out():
     runs = day_runs()
     runs = runs[~((runs.design == "A") & (runs.seed == 1) & (runs.chosen_day == "d2"))]
-    years = annual_runs(runs)
+    years = annual_runs(runs, WEIGHTS)
     assert len(years) == 3
     assert not ((years.design == "A") & (years.seed == 1)).any()
+    everywhere = day_runs()
+    assert annual_runs(everywhere[everywhere.chosen_day == "d1"], WEIGHTS).empty  # no d2 run
+
+
+def test_a_day_without_a_value_leaves_the_year_without_one():
+    runs = day_runs()
+    runs.loc[(runs.chosen_day == "d2") & (runs.seed == 0), "cost_dso_alone"] = np.nan
+    years = annual_runs(runs, WEIGHTS).set_index(["design", "seed"])
+    assert np.isnan(years.loc[("A", 0), "cost_dso_alone"])
+    assert years.loc[("A", 1), "cost_dso_alone"] == 0.0
+    assert years.loc[("A", 0), "total_cost"] == 35.0
+
+
+def test_the_weights_are_the_studys_not_the_runs():
+    """A rerun with another rule weighs the runs it keeps anew; other days are ignored."""
+    years = annual_runs(day_runs(), {"": {"d1": 10.0, "d2": 1.0}}).set_index(["design", "seed"])
+    assert years.loc[("A", 0), "total_cost"] == 10 * 10.0 + 1 * 1.0
+    only_d1 = annual_runs(day_runs(), {"": {"d1": 7.0}}).set_index(["design", "seed"])
+    assert only_d1.loc[("A", 0), "total_cost"] == 70.0 and (only_d1.days == 1).all()
 
 
 def test_a_study_without_days_has_no_year():
-    runs = day_runs().drop(columns=["chosen_day", "day_weight"])
-    assert annual_runs(runs).empty
+    runs = day_runs().drop(columns=["chosen_day"])
+    assert annual_runs(runs, {}).empty
+    assert annual_runs(day_runs(), {}).empty
 
 
 # --- a study of days ------------------------------------------------------------------
@@ -254,6 +292,9 @@ def test_a_days_study_expands_each_swept_variant_into_its_days(tmp_path, monkeyp
                       "day=2016-07-25,curtailment_price=1000.0",
                       "day=2016-08-12,curtailment_price=1000.0"]
     assert [variant.day_weight for variant in spec.variants] == [4.0, 1.0, 4.0, 1.0]
+    assert spec.describe()["days"]["chosen"] == {
+        "curtailment_price=100.0": {"2016-07-25": 4.0, "2016-08-12": 1.0},
+        "curtailment_price=1000.0": {"2016-07-25": 4.0, "2016-08-12": 1.0}}
     assert [variant.scenario.days for variant in spec.variants][:2] == [
         ("2016-07-25",), ("2016-08-12",)]
     assert spec.describe()["days"]["k"] == 2
@@ -304,13 +345,12 @@ def test_a_days_study_reports_its_year(tmp_path, monkeypatch):
     assert set(runs.chosen_day) == {"2016-07-25", "2016-08-12"}
     years = pd.read_csv(out / "annual_runs.csv", keep_default_na=False, na_values=[""])
     assert len(years) == 2  # one per price, one seed
+    weight = runs.chosen_day.map({"2016-07-25": 4.0, "2016-08-12": 1.0})
     for row in years.itertuples():
-        mine = runs[(runs.design == row.design)
-                    & runs.variant.str.endswith(row.variant)]
-        assert len(mine) == 2
-        assert row.total_cost == pytest.approx((mine.total_cost * mine.day_weight).sum())
-        assert row.cost_no_market == pytest.approx((mine.cost_no_market
-                                                    * mine.day_weight).sum())
+        mine = (runs.design == row.design) & runs.variant.str.endswith(row.variant)
+        assert mine.sum() == 2
+        assert row.total_cost == pytest.approx((runs.total_cost * weight)[mine].sum())
+        assert row.cost_no_market == pytest.approx((runs.cost_no_market * weight)[mine].sum())
     hot = runs[(runs.chosen_day == "2016-07-25") & (runs.curtailment_price == 100.0)]
     assert (hot.cost_no_market > 0).all()  # the hot day has needs the year counts
     report = (out / "report.md").read_text()
@@ -322,10 +362,10 @@ def test_a_year_is_one_per_population_and_seed():
     runs = pd.concat([day_runs().assign(population="a"),
                       day_runs().assign(population="b",
                                         total_cost=day_runs().total_cost * 2)])
-    years = annual_runs(runs).set_index(["design", "population", "seed"])
+    years = annual_runs(runs, WEIGHTS).set_index(["design", "population", "seed"])
     assert years.loc[("A", "a", 0), "total_cost"] == 35.0
     assert years.loc[("A", "b", 0), "total_cost"] == 70.0
-    summary = annual_summary(annual_runs(runs)).set_index("design")
+    summary = annual_summary(annual_runs(runs, WEIGHTS)).set_index("design")
     # population means of A's years: a (35 + 51) / 2 = 43, b 86: CI over the two
     assert summary.loc["A", "total_cost_mean"] == 64.5
     assert summary.loc["A", "total_cost_ci"] == pytest.approx(

@@ -138,6 +138,8 @@ class PeriodBatch:
         """
         if len(periods) != len(self.periods):
             raise ValueError(f"{len(periods)} periods for a batch of {len(self.periods)}")
+        if injections.taps is not None:  # recycling keeps the transformers as built
+            raise ValueError("set_periods cannot move taps: build a batch at those taps")
         for element in ELEMENTS:
             if element not in injections.p_mw or not len(injections.p_mw[element].columns):
                 continue

@@ -19,6 +19,7 @@ import json
 import os
 import warnings
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from lfm_abm.errors import InputError, PowerFlowError
-from lfm_abm.network.batch import PeriodBatch
+from lfm_abm.network.batch import PF_TABLES, PeriodBatch, supports_batching
 from lfm_abm.network.grids import load_grid
 from lfm_abm.network.needs import NeedLimits, find_needs
 from lfm_abm.network.operating_points import run_power_flow
@@ -34,8 +35,6 @@ from lfm_abm.network.scenarios import SIMBENCH_YEAR, Scenario, days_injections, 
 
 #: Hourly features of a day, the columns `days.choose_days` clusters on.
 FEATURES = ("loading_max", "v_max", "v_min")
-#: Bumped when what the scan computes changes: older cached scans are then ignored.
-SCAN_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -103,9 +102,18 @@ def _key(grid: str, scenario: Scenario, limits: NeedLimits, days: list[str]) -> 
     identity = {"grid": grid_file.read_text() if grid_file.is_file() else grid,
                 "scenario": {k: v for k, v in asdict(scenario).items()
                              if k not in ("source", "days")},
-                "limits": asdict(limits), "days": days, "version": SCAN_VERSION}
+                "limits": asdict(limits), "days": days, "code": _network_code(),
+                "versions": [metadata.version(name) for name in ("pandapower", "simbench")]}
     text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _network_code() -> str:
+    """Hash of the code that builds and solves the grid: another code, another scan."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _scan(grid: str, scenario: Scenario, limits: NeedLimits, days: list[str],
@@ -115,6 +123,9 @@ def _scan(grid: str, scenario: Scenario, limits: NeedLimits, days: list[str],
         raise InputError(f"grid {grid!r} has no profile year: days can be chosen only on a "
                          "SimBench grid", field="days", allowed=["simbench-semiurb",
                                                                  "simbench-rural", "..."])
+    if not supports_batching(net):
+        raise InputError(f"grid {grid!r} has elements the year scan's batched power flow "
+                         f"does not copy (it copies {', '.join(PF_TABLES)})", field="days")
     injections = days_injections(net, scenario, days)
     hours = len(scenario.hours)
     injections.apply(net, 0)

@@ -15,6 +15,8 @@ A year is reported only where every chosen day has a finished run.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -51,8 +53,12 @@ PER_NEED_UNIT = "EUR per MWh of need without a market"
 ANNUAL_PAIRED = ("total_cost", "dso_cost", "unmet_need_after_ac")
 #: A year's setting; each year is one draw of it (`kpis.draw_keys`: seed, population).
 SETTING = ["design", "pricing", "learner", "variant"]
-#: The columns a [days] study adds to every run: its day and the days it stands for.
-DAY_COLUMNS = ("chosen_day", "day_weight")
+#: The column a [days] study adds to every run: its day. The days' weights are the
+#: study's (manifest `study.days.chosen`), never a run's: a rerun with another rule
+#: reuses the runs of the days it keeps, not their old weights.
+DAY_COLUMNS = ("chosen_day",)
+#: The days of each year: year variant label -> {day: days of the year it stands for}.
+Chosen = Mapping[str, Mapping[str, float]]
 
 
 def year_variant(label: str) -> str:
@@ -62,26 +68,43 @@ def year_variant(label: str) -> str:
     return label.partition(",")[2]
 
 
-def annual_runs(per_run: pd.DataFrame) -> pd.DataFrame:
+def chosen_days(study: Mapping) -> Chosen:
+    """A study's days and weights per year variant ({} without [days])."""
+    return (study.get("days") or {}).get("chosen") or {}
+
+
+def heaviest_day(chosen: Chosen) -> str:
+    """The day standing for most days (earliest of ties) of the first year variant."""
+    weights = next(iter(chosen.values()))
+    return min(weights, key=lambda day: (-weights[day], day))
+
+
+def annual_runs(per_run: pd.DataFrame, chosen: Chosen) -> pd.DataFrame:
     """Per design x pricing x learner x variant (without day) x seed: the year's figures.
 
-    Empty when the runs carry no day weights (a study without [days]). Columns: the
-    keys, `days` (chosen days with a run), the ANNUAL flows and PER_NEED ratios; a year
-    missing a day is left out.
+    `chosen`: the study's days and weights (`chosen_days`); empty for a study without
+    [days], which has no year. Columns: the keys, `days`, the ANNUAL flows and PER_NEED
+    ratios. A year needs a run of every chosen day: one missing a day is left out, and
+    a flow that is NaN on any day (e.g. the DSO alone where its tap schedule failed) is
+    NaN for the year, never counted as zero.
     """
     keys = [*SETTING, *draw_keys(per_run)]
-    if "day_weight" not in per_run or per_run.day_weight.isna().all():
+    if not chosen or "chosen_day" not in per_run:
         return pd.DataFrame(columns=[*keys, "days", *ANNUAL, *PER_NEED])
     runs = per_run.assign(variant=per_run.variant.map(year_variant))
-    chosen = runs.groupby("variant").chosen_day.nunique()
-    weight = runs.day_weight.to_numpy(dtype=float)
+    weight = np.array([chosen.get(variant, {}).get(day, np.nan) for variant, day in
+                       zip(runs.variant, runs.chosen_day, strict=True)])
+    runs = runs[np.isfinite(weight)]  # a day the rule no longer chooses
+    weight = weight[np.isfinite(weight)]
     flows = pd.DataFrame({name: runs[name].to_numpy(dtype=float) * weight for name in ANNUAL},
                          index=runs.index)
     grouped = pd.concat([runs[[*keys, "chosen_day"]], flows], axis=1).groupby(keys, sort=False)
-    years = grouped[list(ANNUAL)].sum(min_count=1)
+    years = grouped[list(ANNUAL)].sum()
+    years[grouped[list(ANNUAL)].count() < grouped.size().to_numpy()[:, None]] = np.nan
     years.insert(0, "days", grouped.chosen_day.nunique())
     years = years.reset_index()
-    years = years[years.days.to_numpy() == chosen.reindex(years.variant).to_numpy()]
+    wanted = np.array([len(chosen[variant]) for variant in years.variant])
+    years = years[years.days.to_numpy() == wanted]
     need = years.unmet_need_no_market.to_numpy(dtype=float)
     for name, (cost, _) in PER_NEED.items():
         with np.errstate(divide="ignore", invalid="ignore"):

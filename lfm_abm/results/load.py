@@ -17,7 +17,13 @@ import pandas as pd
 from lfm_abm.errors import InputError
 from lfm_abm.learning import ActionGrid
 from lfm_abm.results import store as store_module
-from lfm_abm.results.annual import DAY_COLUMNS, annual_paired, annual_runs, annual_summary
+from lfm_abm.results.annual import (
+    DAY_COLUMNS,
+    annual_paired,
+    annual_runs,
+    annual_summary,
+    chosen_days,
+)
 from lfm_abm.results.kpis import paired, reference_kpis, run_kpis, summarise
 from lfm_abm.results.lazy import StudyTables
 
@@ -30,7 +36,7 @@ def reference_design(study: dict) -> str:
 def swept_fields(study: dict) -> list[str]:
     """Names of the study's swept fields, each a column of every result frame.
 
-    A study with a [days] rule also varies `day` and its `day_weight`.
+    A study with a [days] rule also varies `chosen_day`.
     """
     days = list(DAY_COLUMNS) if study.get("days") else []
     return days + [name for table in study.get("sweep", {}).values() for name in table]
@@ -54,7 +60,7 @@ class StudyResults:
         self.runs, self.summary, self.paired, self.network = runs, summary, paired, network
         #: A [days] study's year per seed, its mean and CI, and the paired years
         #: (`results.annual`; empty frames without [days]).
-        self.annual_runs = annual_runs(runs)
+        self.annual_runs = annual_runs(runs, chosen_days(self.study))
         self.annual = annual_summary(self.annual_runs)
         self.annual_paired = (annual_paired(self.annual_runs, reference_design(self.study))
                               if len(self.annual_runs) else pd.DataFrame())

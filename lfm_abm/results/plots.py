@@ -327,10 +327,13 @@ def design_comparison(per_run: pd.DataFrame, ranked: list[str], colours: dict, p
     for ax in axes:  # a line between settings: designs compete only within one
         for edge in edges:
             ax.axhline(edge, color="grey", linewidth=0.8)
-    seeds = per_run.groupby("market").size().min()
+    runs = per_run.groupby("market").size().min()
+    populations = per_run.population.nunique() if "population" in per_run else 1
+    draws = (f"{runs} seeds" if populations < 2 else
+             f"{populations} populations of {runs // populations} seeds")
     within = " within each setting" if len(groups) > 1 else ""
     fig.suptitle(f"Which design is cheapest and solves the needs? Ranked by total cost"
-                 f"{within}, best outlined (mean and 95 % CI over {seeds} seeds, {over})")
+                 f"{within}, best outlined (mean and 95 % CI over {draws}, {over})")
     fig.tight_layout(rect=(0, 0.3 / height if drawn else 0, 1, 1))
     return _save(fig, path)
 
@@ -350,12 +353,6 @@ def year_variant_market(market: str) -> str:
     parts = [part if not part.startswith("day=") else year_variant(part)
              for part in setting.split(" / ")] if setting else []
     return " / ".join([design, *(part for part in parts if part)])
-
-
-def shown_day(per_run: pd.DataFrame) -> str:
-    """The day the figures over rounds show: the one standing for most days (earliest)."""
-    weights = per_run.groupby("chosen_day").day_weight.first()
-    return str(weights[weights == weights.max()].index.min())
 
 
 # --- 2./3. learning curves by agent type -------------------------------------------
@@ -891,7 +888,8 @@ def make_plots(tables: StudyTables | Mapping[str, pd.DataFrame], per_run: pd.Dat
                folder: Path, window: int, network: NetworkData | None = None,
                order: Sequence[str] | None = None, swept: Sequence[str] = (),
                n_actions: int = 11, formats: Sequence[str] = ("png",),
-               years: pd.DataFrame | None = None) -> list[Path]:
+               years: pd.DataFrame | None = None, shown_day: str | None = None
+               ) -> list[Path]:
     """All figures of a study's learned settings into `folder` (absent data: skipped).
 
     `tables`: the study's tables where they are stored (`StudyResults.store`), or frames
@@ -899,12 +897,12 @@ def make_plots(tables: StudyTables | Mapping[str, pd.DataFrame], per_run: pd.Dat
     greedy share is 1 / n_actions). `formats`: each figure is written in each (png,
     pdf, svg: vector formats for papers); the paths returned are of the first. `years`:
     a [days] study's year per seed (`results.annual`): its figure is drawn, and the
-    figures over rounds show one day, the one that stands for most days (`shown_day`).
+    figures over rounds show one day, `shown_day` (`annual.heaviest_day`).
     """
     token = _FORMATS.set(check_formats(formats))
     try:
         return _make_plots(tables, per_run, folder, window, network, order, swept, n_actions,
-                           years)
+                           years, shown_day)
     finally:
         _FORMATS.reset(token)
 
@@ -912,13 +910,14 @@ def make_plots(tables: StudyTables | Mapping[str, pd.DataFrame], per_run: pd.Dat
 def _make_plots(tables: StudyTables | Mapping[str, pd.DataFrame], per_run: pd.DataFrame,
                 folder: Path, window: int, network: NetworkData | None,
                 order: Sequence[str] | None, swept: Sequence[str], n_actions: int,
-                years: pd.DataFrame | None) -> list[Path]:
+                years: pd.DataFrame | None, shown_day: str | None) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     per_run = learned_rows(per_run)
     year = []
     if years is not None and len(years):
         year.append(year_comparison(learned_rows(years), order, folder / "year_comparison.png"))
-        per_run = per_run[per_run.chosen_day == shown_day(per_run)]  # one day's rounds per figure
+    if shown_day is not None:  # one day's rounds per figure
+        per_run = per_run[per_run.chosen_day == shown_day]
         swept = [column for column in swept if column not in DAY_COLUMNS]
     per_run = per_run.assign(market=setting_labels(per_run, varying_settings(per_run)))
     tags = per_run[[c for c in ("run_id", "market", "design", "pricing", "learner",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from lfm_abm.files import write_text_atomic
-from lfm_abm.results.annual import ANNUAL, annual_table
+from lfm_abm.results.annual import ANNUAL, annual_table, chosen_days
 from lfm_abm.results.diagnostics import Diagnostic
 from lfm_abm.results.kpis import (
     GROUP,
@@ -71,9 +71,10 @@ def _year_section(results: StudyResults) -> list[str]:
     """A [days] study's year: the weighted days, the year per setting, paired years."""
     if not len(results.annual_runs):
         return []
-    days = results.runs.drop_duplicates("chosen_day").sort_values("chosen_day")
-    listed = ", ".join(f"{day} ({weight:g})" for day, weight in
-                       zip(days.chosen_day, days.day_weight, strict=True))
+    listed = "; ".join(
+        (f"{variant}: " if variant else "")
+        + ", ".join(f"{day} ({weight:g})" for day, weight in sorted(weights.items()))
+        for variant, weights in chosen_days(results.study).items())
     pairs = paired_table(results.annual_paired, {name: f"{label} ({unit})"
                                                  for name, (label, unit) in ANNUAL.items()})
     return [
@@ -83,7 +84,8 @@ def _year_section(results: StudyResults) -> list[str]:
         "the days of weight x the day's KPI; days without a need cost nothing in any "
         "design. Per-day KPIs are in `summary.csv` (variant `day=...`).", "",
         markdown_table(annual_table(results.annual)), "",
-        *([f"Each design's year against {results.reference}'s (paired on seeds):", "",
+        *([f"Each design's year against {results.reference}'s (paired on "
+           f"{'populations and ' if 'population' in results.runs else ''}seeds):", "",
            markdown_table(pairs), ""] if len(pairs) else []),
     ]
 
