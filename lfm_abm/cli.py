@@ -1,4 +1,4 @@
-"""Command line: `lfm-abm needs | clear | population | run | report | bench | validate | app`.
+"""Command line: `lfm-abm needs | days | clear | population | run | report | bench | ...`.
 
 Heavy libraries (pandapower, cvxpy, mesa) are imported inside the commands so that
 `lfm-abm --help` answers at once. Bad input prints one line naming the file and field
@@ -70,6 +70,43 @@ def _grid_and_scenario(args: argparse.Namespace):
     if args.day is not None:
         scenario = replace(scenario, days=(args.day,), source="--day")
     return net, scenario
+
+
+def cmd_days(args: argparse.Namespace) -> int:
+    """Scan a grid's year, choose representative days for each k, check them on the year."""
+    import pandas as pd
+
+    from lfm_abm.days import DaysRule, choose_days
+    from lfm_abm.days_check import representation_error, year_without_market
+    from lfm_abm.market.params import MarketParams
+    from lfm_abm.network.needs import NeedLimits
+    from lfm_abm.network.year import scan_year
+
+    rules = [from_flags(DaysRule, rule="representative", k=k, method=args.method)
+             for k in args.k]
+    params = from_flags(MarketParams, curtailment_price=args.curtailment_price)
+    _, scenario = _grid_and_scenario(args)
+    limits = NeedLimits()
+    scan = scan_year(args.grid, scenario, limits, progress=True)
+    days = scan.need_days
+    print(f"{args.grid}: {len(days)} of {len(scan.days)} days have a need "
+          f"({int(scan.days.need_hours.sum())} hours)")
+    choices = [(rule, choose_days(scan, rule)) for rule in rules]  # a bad k fails first
+    by_day = year_without_market(args.grid, scenario, limits, params, days, progress=True)
+    rows = []
+    for rule, chosen in choices:
+        error = representation_error(by_day, chosen)
+        rows.append({"k": rule.k, "days (weight)": ", ".join(
+            f"{day.day} ({day.weight:g})" for day in chosen),
+            "no-market MWh/year": f"{error['mwh_estimate']:,.1f}",
+            "error MWh": f"{100 * error['mwh_error']:+.1f} %",
+            "no-market EUR/year": f"{error['cost_estimate']:,.0f}",
+            "error EUR": f"{100 * error['cost_error']:+.1f} %"})
+    print(f"every day with a need: {by_day.mwh.sum():,.1f} MWh, {by_day.cost.sum():,.0f} EUR "
+          f"of emergency action without a market (curtailment at {args.curtailment_price:g} "
+          "EUR/MWh); the representative days' weighted sums:")
+    print(pd.DataFrame(rows).to_string(index=False))
+    return 0
 
 
 def cmd_needs(args: argparse.Namespace) -> int:
@@ -461,6 +498,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fraction of the thermal limit targeted (e.g. 0.95)")
     needs.add_argument("--out", help="also write the tidy needs table to this CSV file")
     needs.set_defaults(func=cmd_needs)
+
+    days = sub.add_parser("days", help="a grid's days with needs, representative days for "
+                                       "each k and their error on the year without a market")
+    days.add_argument("--grid", required=True, help="a SimBench grid (it has a profile year)")
+    days.add_argument("--k", type=int, nargs="+", default=[4, 6, 8],
+                      help="numbers of representative days to compare")
+    days.add_argument("--method", default="hierarchical", help="hierarchical or kmeans")
+    days.add_argument("--curtailment-price", type=float, default=100.0,
+                      help="EUR/MWh of involuntary curtailment (prices the year's need)")
+    days.set_defaults(func=cmd_days, day=None)
 
     clear = sub.add_parser("clear", help="clear one bid file and report awards and payments",
                            epilog=BID_FORMAT,

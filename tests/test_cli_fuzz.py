@@ -54,6 +54,9 @@ COMMANDS = {
            "--vc-tolerance": [*BAD_FLOATS, "0.2"], "--cm-margin": [*BAD_FLOATS, "0", "2"],
            "--grid": BAD_GRIDS, "--day": ["x", "2019-01-01", "2016-13-01", ""],
            "--out": BAD_OUT_FILES})),
+    "days": (["days", "--grid", "simbench-semiurb"], cases(
+        **{"--k": ["0", "-1", "1.5", "x", "400"], "--method": ["ward", ""],
+           "--curtailment-price": BAD_FLOATS, "--grid": [*BAD_GRIDS, "cigre-mv"]})),
     "clear": (["clear", "--grid", "cigre-mv", "--design", "CMVC_PQ", "--bids",
                "{tmp}/bids.csv"], cases(
         **{"--relinearise": BAD_ITERATIONS, "--voll": [*BAD_FLOATS, "0"],
@@ -118,6 +121,10 @@ STUDY_SPOILERS = [
     ("study", "name", [1, True]),
     ("study", "out", [1, "/proc/lfm"]),
     ("study", "colour", [1]),
+    ("days", "rule", ["x", 1]),
+    ("days", "k", [0, 1.5, "a"]),
+    ("populations", "draws", [0, -1, "a"]),
+    ("populations", "generator", [1, {"pv_dens": 1.0}, {"ev_fleets": -1}]),
     ("market", "voll", [0, -1, NAN, INF, "a", True]),
     ("market", "cm_screen", [0, 2]),
     ("market", "vc_screen", [-1, 0.3]),

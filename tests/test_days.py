@@ -9,8 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lfm_abm.days import DaysRule, choose_days
+from lfm_abm.cli import main
+from lfm_abm.days import ChosenDay, DaysRule, choose_days
+from lfm_abm.days_check import representation_error, year_without_market
 from lfm_abm.errors import InputError
+from lfm_abm.market.params import MarketParams
 from lfm_abm.network import year
 from lfm_abm.network.grids import default_scenario, load_grid
 from lfm_abm.network.needs import NeedLimits, find_needs
@@ -370,3 +373,30 @@ def test_a_year_is_one_per_population_and_seed():
     assert summary.loc["A", "total_cost_mean"] == 64.5
     assert summary.loc["A", "total_cost_ci"] == pytest.approx(
         12.706205 * np.std([43.0, 86.0], ddof=1) / np.sqrt(2))
+
+
+# --- how well representative days stand for the year ----------------------------------
+
+def test_representation_error_hand_case():
+    by_day = pd.DataFrame({"day": ["a", "b", "c"], "mwh": [1.0, 2.0, 4.0],
+                           "cost": [100.0, 200.0, 400.0]})
+    error = representation_error(by_day, [ChosenDay("a", 2.0), ChosenDay("c", 1.0)])
+    assert error["mwh_exact"] == 7.0 and error["mwh_estimate"] == 6.0  # 2 x 1 + 4
+    assert error["mwh_error"] == pytest.approx(-1 / 7)
+    assert error["cost_estimate"] == 600.0
+
+
+@pytest.mark.slow
+def test_the_days_command_checks_its_days_on_the_year(monkeypatch, capsys):
+    """Two real days: the year without a market is each day's emergency action, summed."""
+    monkeypatch.setattr("lfm_abm.network.year.scan_year",
+                        lambda *args, **kwargs: scan_of({"2016-07-25": 1.09,
+                                                         "2016-08-12": 1.06}))
+    assert main(["days", "--grid", SEMIURB, "--k", "2"]) == 0
+    printed = capsys.readouterr().out
+    by_day = year_without_market(SEMIURB, default_scenario(load_grid(SEMIURB)), NeedLimits(),
+                                 MarketParams(), ["2016-07-25", "2016-08-12"])
+    assert by_day.set_index("day").loc["2016-07-25", "mwh"] == pytest.approx(14.66, abs=0.01)
+    assert f"{by_day.mwh.sum():,.1f} MWh" in printed
+    assert "+0.0 %" in printed  # k = 2: both days, the year exactly
+    assert main(["days", "--grid", SEMIURB, "--k", "1"]) == 2  # before any power flow
