@@ -53,6 +53,10 @@ def test_the_scan_finds_the_needs_of_one_power_flow_per_period(semiurb):
                                                         abs=1e-8)
         assert hourly.v_min.to_numpy() == pytest.approx([p.vm_pu.min() for p in points],
                                                         abs=1e-8)
+        for service, column in (("CM", "cm_need"), ("VC", "vc_need")):
+            mine = needs[needs.service == service].groupby("period").need.sum()
+            assert hourly[column].to_numpy() == pytest.approx(
+                mine.reindex(range(24), fill_value=0.0).to_numpy(), abs=1e-7)
     assert scan.need_days == ["2016-07-25", "2016-08-12"]  # 10 January has no need
 
 
@@ -84,7 +88,8 @@ def scan_of(peaks: dict[str, float], quiet: tuple[str, ...] = ()) -> YearScan:
     hours = np.arange(24)
     shape = np.exp(-((hours - 13) / 3.0) ** 2)
     hourly = [pd.DataFrame({"day": day, "hour": hours, "loading_max": 60 + 20 * shape,
-                            "v_max": 1.0 + (peak - 1.0) * shape, "v_min": 0.99})
+                            "v_max": 1.0 + (peak - 1.0) * shape, "v_min": 0.99,
+                            "cm_need": 0.0, "vc_need": np.maximum(peak - 1.05, 0) * shape})
               for day, peak in peaks.items()]
     days = ([{"day": day, "need_hours": 5, "converged": True} for day in peaks]
             + [{"day": day, "need_hours": 0, "converged": True} for day in quiet])
@@ -144,7 +149,8 @@ def test_every_k_gives_k_days_weighing_the_year(method):
 def test_kmeans_is_seeded():
     rng = np.random.default_rng(3)
     scan = synthetic_scan({f"g{i}": (3, 1.055 + 0.002 * i) for i in range(12)})
-    noisy = scan.hourly.assign(v_max=scan.hourly.v_max + rng.normal(0, 0.003, len(scan.hourly)))
+    noisy = scan.hourly.assign(vc_need=scan.hourly.vc_need
+                               + np.abs(rng.normal(0, 0.003, len(scan.hourly))))
     scan = YearScan(scan.days, noisy)
     rule = DaysRule(rule="representative", k=4, method="kmeans", seed=1, keep_worst=False)
     first = choose_days(scan, rule)

@@ -33,8 +33,13 @@ from lfm_abm.network.needs import NeedLimits, find_needs
 from lfm_abm.network.operating_points import run_power_flow
 from lfm_abm.network.scenarios import SIMBENCH_YEAR, Scenario, days_injections, is_simbench
 
-#: Hourly features of a day, the columns `days.choose_days` clusters on.
-FEATURES = ("loading_max", "v_max", "v_min")
+#: Hourly features of a day: the highest branch loading (%), the highest and lowest
+#: voltage (p.u.), the congestion need (MVA over limits) and the voltage need (p.u.
+#: outside the band, summed over buses).
+FEATURES = ("loading_max", "v_max", "v_min", "cm_need", "vc_need")
+#: Columns of a day's row (`YearScan.days`).
+DAY_FIELDS = ("day", "need_hours", "cm_need_mvah", "vc_need_puh", "loading_max", "v_max",
+              "v_min", "converged")
 
 
 @dataclass(frozen=True)
@@ -148,8 +153,11 @@ def _scan(grid: str, scenario: Scenario, limits: NeedLimits, days: list[str],
                    for op in points]
         v_max = [op.vm_pu.max() for op in points]
         v_min = [op.vm_pu.min() for op in points]
-        hour_rows.append(pd.DataFrame({"day": day, "hour": list(scenario.hours),
-                                       "loading_max": loading, "v_max": v_max, "v_min": v_min}))
+        by_hour = needs.groupby(["period", "service"]).need.sum().unstack(fill_value=0.0)
+        by_hour = by_hour.reindex(index=batch.periods, columns=["CM", "VC"], fill_value=0.0)
+        hour_rows.append(pd.DataFrame({
+            "day": day, "hour": list(scenario.hours), "loading_max": loading, "v_max": v_max,
+            "v_min": v_min, "cm_need": by_hour.CM.to_numpy(), "vc_need": by_hour.VC.to_numpy()}))
         cm = needs[needs.service == "CM"]
         vc = needs[needs.service == "VC"]
         day_rows.append({"day": day, "need_hours": int(needs.period.nunique()),
@@ -174,7 +182,7 @@ def _joined(scan: YearScan) -> pd.DataFrame:
 
 
 def _split(stored: pd.DataFrame) -> YearScan:
-    days = stored[stored.hour == -1].drop(columns=["hour"]).reset_index(drop=True)
+    days = stored[stored.hour == -1][list(DAY_FIELDS)].reset_index(drop=True)
     days["converged"] = days.converged.astype(bool)
     days["need_hours"] = days.need_hours.astype(int)
     hourly = stored[stored.hour >= 0][["day", "hour", *FEATURES]].reset_index(drop=True)
