@@ -37,7 +37,6 @@ from lfm_abm.errors import InputError
 from lfm_abm.network.year import YearScan
 from lfm_abm.schema import MAX_COUNT, Bool, Field, Int, settings
 
-
 #: What the days are clustered on: each hour's congestion and voltage need. Clustering on
 #: the loading and voltage levels instead missed semiurb's year of emergency action by
 #: 22-54 % for k = 4..12 (medoids of level clusters have smaller needs than their
