@@ -148,3 +148,13 @@ def check_output_file(path: str | Path, field: str,
     if not _writable(folder) or (path.exists() and not os.access(path, os.W_OK)):
         raise InputError(f"{str(path)!r} is not writable", field=field)
     return path
+
+
+def source_hash(folder: Path, pattern: str = "*.py") -> str:
+    """Hash of the source files under `folder` matching `pattern`: other code, other hash."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob(pattern)):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]

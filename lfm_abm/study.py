@@ -79,7 +79,7 @@ import pandas as pd
 from lfm_abm.agents.population import CostScales
 from lfm_abm.days import DaysRule, choose_days
 from lfm_abm.errors import InputError
-from lfm_abm.files import atomic_file, write_text_atomic
+from lfm_abm.files import atomic_file, source_hash, write_text_atomic
 from lfm_abm.folder_lock import folder_lock
 from lfm_abm.learning import ActionGrid, make_learner
 from lfm_abm.market.designs import canonical_design, parse_design
@@ -505,10 +505,7 @@ def expand(spec: StudySpec) -> list[RunSpec]:
 
 def code_identity() -> str:
     """Hash of the package's source: results of other code are never reused."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.rglob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return source_hash(Path(__file__).parent, "**/*.py")
 
 
 class RunFailed(RuntimeError):

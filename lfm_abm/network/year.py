@@ -27,6 +27,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from lfm_abm.errors import InputError, PowerFlowError
+from lfm_abm.files import source_hash
 from lfm_abm.network.batch import PF_TABLES, PeriodBatch, supports_batching
 from lfm_abm.network.grids import load_grid
 from lfm_abm.network.needs import NeedLimits, find_needs
@@ -107,18 +108,11 @@ def _key(grid: str, scenario: Scenario, limits: NeedLimits, days: list[str]) -> 
     identity = {"grid": grid_file.read_text() if grid_file.is_file() else grid,
                 "scenario": {k: v for k, v in asdict(scenario).items()
                              if k not in ("source", "days")},
-                "limits": asdict(limits), "days": days, "code": _network_code(),
+                "limits": asdict(limits), "days": days,
+                "code": source_hash(Path(__file__).parent),  # another scan code, another scan
                 "versions": [metadata.version(name) for name in ("pandapower", "simbench")]}
     text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-def _network_code() -> str:
-    """Hash of the code that builds and solves the grid: another code, another scan."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def _scan(grid: str, scenario: Scenario, limits: NeedLimits, days: list[str],

@@ -24,8 +24,8 @@ from lfm_abm.results.kpis import (
     draw_keys,
     formatted,
     learned_rows,
-    over_draws,
     paired,
+    runs_mean_and_ci,
     setting_labels,
 )
 
@@ -121,10 +121,8 @@ def annual_summary(years: pd.DataFrame) -> pd.DataFrame:
     for key, group in years.groupby(SETTING, sort=False, dropna=False):
         row: dict[str, object] = dict(zip(SETTING, key, strict=True))
         row["seeds"], row["days"] = len(group), int(group.days.iloc[0])
-        populations = group.population.to_numpy() if "population" in group else None
         for name in (*ANNUAL, *PER_NEED):
-            row[f"{name}_mean"], row[f"{name}_ci"] = over_draws(
-                group[name].to_numpy(dtype=float), populations)
+            row[f"{name}_mean"], row[f"{name}_ci"] = runs_mean_and_ci(group, name)
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -232,6 +232,12 @@ def over_draws(values: np.ndarray, populations: np.ndarray | None = None
     return mean_and_ci(means.to_numpy())
 
 
+def runs_mean_and_ci(runs: pd.DataFrame, column: str) -> tuple[float, float]:
+    """`over_draws` of one setting's runs (rows): over populations where they carry one."""
+    populations = runs.population.to_numpy() if "population" in runs else None
+    return over_draws(runs[column].to_numpy(dtype=float), populations)
+
+
 def mean_and_ci(values: np.ndarray) -> tuple[float, float]:
     """Mean and 95 % CI half-width (Student t) of the finite values; NaN where undefined."""
     values = values[np.isfinite(values)]
@@ -263,11 +269,10 @@ def summarise(per_run: pd.DataFrame) -> pd.DataFrame:
     for key, group in per_run.groupby(GROUP, sort=False, dropna=False):
         row: dict[str, object] = dict(zip(GROUP, key, strict=True))
         row["seeds"] = len(group)
-        populations = group.population.to_numpy() if "population" in group else None
-        if populations is not None:
-            row["populations"] = len(set(populations))
+        if "population" in group:
+            row["populations"] = group.population.nunique()
         for name, kpi in KPIS.items():
-            mean, ci = over_draws(group[name].to_numpy(dtype=float), populations)
+            mean, ci = runs_mean_and_ci(group, name)
             row[f"{name}_mean"], row[f"{name}_ci"] = mean, ci
             row[f"{name}_lo"], row[f"{name}_hi"] = bounded_interval(mean, ci, kpi.bounds)
         row["converged_seeds"] = int(group.converged.notna().sum())  # judged ones

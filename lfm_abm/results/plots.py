@@ -64,7 +64,7 @@ from lfm_abm.results.kpis import (
     bounded_interval,
     ci_half_width,
     learned_rows,
-    over_draws,
+    runs_mean_and_ci,
     setting_labels,
     varying_settings,
 )
@@ -232,8 +232,7 @@ def _mean_ci(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     """
     rows = {}
     for market, group in frame.groupby("market"):
-        populations = group.population.to_numpy() if "population" in group else None
-        mean, ci = over_draws(group[column].to_numpy(dtype=float), populations)
+        mean, ci = runs_mean_and_ci(group, column)
         rows[market] = (mean, *bounded_interval(mean, 0.0 if np.isnan(ci) else ci,
                                                 KPIS[column].bounds))
     return pd.DataFrame(rows, index=["mean", "lo", "hi"]).T
