@@ -82,8 +82,9 @@ def cmd_days(args: argparse.Namespace) -> int:
     from lfm_abm.network.needs import NeedLimits
     from lfm_abm.network.year import scan_year
 
-    rules = [from_flags(DaysRule, rule="representative", k=k, method=args.method)
-             for k in args.k]
+    rules = [from_flags(DaysRule, rule="representative", k=k, method=args.method,
+                        representative=representative)
+             for k in args.k for representative in args.representative]
     params = from_flags(MarketParams, curtailment_price=args.curtailment_price)
     _, scenario = _grid_and_scenario(args)
     limits = NeedLimits()
@@ -96,7 +97,8 @@ def cmd_days(args: argparse.Namespace) -> int:
     rows = []
     for rule, chosen in choices:
         error = representation_error(by_day, chosen)
-        rows.append({"k": rule.k, "days (weight)": ", ".join(
+        rows.append({"k": rule.k, "representative": rule.representative,
+                     "days (weight)": ", ".join(
             f"{day.day} ({day.weight:g})" for day in chosen),
             "no-market MWh/year": f"{error['mwh_estimate']:,.1f}",
             "error MWh": f"{100 * error['mwh_error']:+.1f} %",
@@ -505,6 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     days.add_argument("--k", type=int, nargs="+", default=[4, 6, 8],
                       help="numbers of representative days to compare")
     days.add_argument("--method", default="hierarchical", help="hierarchical or kmeans")
+    days.add_argument("--representative", nargs="+", default=["mean-need"],
+                      help="which day stands for a cluster: mean-need (its need nearest "
+                           "the cluster's mean) or medoid; give both to compare them")
     days.add_argument("--curtailment-price", type=float, default=100.0,
                       help="EUR/MWh of involuntary curtailment (prices the year's need)")
     days.set_defaults(func=cmd_days, day=None)

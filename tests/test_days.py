@@ -53,8 +53,9 @@ def test_the_scan_finds_the_needs_of_one_power_flow_per_period(semiurb):
                                                         abs=1e-8)
         assert hourly.v_min.to_numpy() == pytest.approx([p.vm_pu.min() for p in points],
                                                         abs=1e-8)
-        for service, column in (("CM", "cm_need"), ("VC", "vc_need")):
-            mine = needs[needs.service == service].groupby("period").need.sum()
+        for service, how, column in (("CM", "sum", "cm_need"), ("VC", "sum", "vc_need"),
+                                     ("CM", "max", "cm_worst"), ("VC", "max", "vc_worst")):
+            mine = needs[needs.service == service].groupby("period").need.agg(how)
             assert hourly[column].to_numpy() == pytest.approx(
                 mine.reindex(range(24), fill_value=0.0).to_numpy(), abs=1e-7)
     assert scan.need_days == ["2016-07-25", "2016-08-12"]  # 10 January has no need
@@ -89,7 +90,8 @@ def scan_of(peaks: dict[str, float], quiet: tuple[str, ...] = ()) -> YearScan:
     shape = np.exp(-((hours - 13) / 3.0) ** 2)
     hourly = [pd.DataFrame({"day": day, "hour": hours, "loading_max": 60 + 20 * shape,
                             "v_max": 1.0 + (peak - 1.0) * shape, "v_min": 0.99,
-                            "cm_need": 0.0, "vc_need": np.maximum(peak - 1.05, 0) * shape})
+                            "cm_need": 0.0, "vc_need": np.maximum(peak - 1.05, 0) * shape,
+                            "cm_worst": 0.0, "vc_worst": np.maximum(peak - 1.05, 0) * shape})
               for day, peak in peaks.items()]
     days = ([{"day": day, "need_hours": 5, "converged": True} for day in peaks]
             + [{"day": day, "need_hours": 0, "converged": True} for day in quiet])
@@ -116,6 +118,20 @@ def test_representative_days_weigh_their_clusters_hand_case():
     mild, hot = scan.need_days[:10], scan.need_days[10:]
     assert {day for day, w in weights.items() if w == 10.0} <= set(mild)
     assert {day for day, w in weights.items() if w == 5.0} <= set(hot)
+
+
+def test_a_cluster_is_represented_by_its_mean_need_not_its_medoid_hand_case():
+    """One cluster of five days whose voltage needs (in units of the shape) are 1, 1, 1,
+    4 and 11: the year's need is 18. The medoid is a day of need 1 (distances 0+0+3+10 =
+    13 against 16 for the day of 4), so five of them give 5 (-72 %); the day nearest the
+    cluster's mean need (3.6) is the day of 4, and five of them give 20 (+11 %)."""
+    peaks = {"2016-05-01": 1.051, "2016-05-02": 1.051, "2016-05-03": 1.051,
+             "2016-05-04": 1.054, "2016-05-05": 1.061}
+    scan = scan_of(peaks)
+    rule = DaysRule(rule="representative", k=1, keep_worst=False)
+    assert choose_days(scan, rule) == [ChosenDay("2016-05-04", 5.0)]
+    medoid = choose_days(scan, replace(rule, representative="medoid"))
+    assert len(medoid) == 1 and peaks[medoid[0].day] == 1.051 and medoid[0].weight == 5.0
 
 
 def test_keep_worst_keeps_the_days_of_the_extreme_hours():

@@ -36,8 +36,9 @@ from lfm_abm.network.scenarios import SIMBENCH_YEAR, Scenario, days_injections, 
 
 #: Hourly features of a day: the highest branch loading (%), the highest and lowest
 #: voltage (p.u.), the congestion need (MVA over limits) and the voltage need (p.u.
-#: outside the band, summed over buses).
-FEATURES = ("loading_max", "v_max", "v_min", "cm_need", "vc_need")
+#: outside the band), each summed over branches or buses, and each at its worst branch
+#: or bus (what emergency action must fix, so it follows the action's MWh more closely).
+FEATURES = ("loading_max", "v_max", "v_min", "cm_need", "vc_need", "cm_worst", "vc_worst")
 #: Columns of a day's row (`YearScan.days`).
 DAY_FIELDS = ("day", "need_hours", "cm_need_mvah", "vc_need_puh", "loading_max", "v_max",
               "v_min", "converged")
@@ -147,11 +148,14 @@ def _scan(grid: str, scenario: Scenario, limits: NeedLimits, days: list[str],
                    for op in points]
         v_max = [op.vm_pu.max() for op in points]
         v_min = [op.vm_pu.min() for op in points]
-        by_hour = needs.groupby(["period", "service"]).need.sum().unstack(fill_value=0.0)
-        by_hour = by_hour.reindex(index=batch.periods, columns=["CM", "VC"], fill_value=0.0)
+        summed, worst = (needs.groupby(["period", "service"]).need.agg(how)
+                         .unstack(fill_value=0.0)
+                         .reindex(index=batch.periods, columns=["CM", "VC"], fill_value=0.0)
+                         for how in ("sum", "max"))
         hour_rows.append(pd.DataFrame({
             "day": day, "hour": list(scenario.hours), "loading_max": loading, "v_max": v_max,
-            "v_min": v_min, "cm_need": by_hour.CM.to_numpy(), "vc_need": by_hour.VC.to_numpy()}))
+            "v_min": v_min, "cm_need": summed.CM.to_numpy(), "vc_need": summed.VC.to_numpy(),
+            "cm_worst": worst.CM.to_numpy(), "vc_worst": worst.VC.to_numpy()}))
         cm = needs[needs.service == "CM"]
         vc = needs[needs.service == "VC"]
         day_rows.append({"day": day, "need_hours": int(needs.period.nunique()),
