@@ -235,3 +235,14 @@ def test_true_costs_above_the_reservation_price_are_rejected():
         run(population, 1, market=MarketParams(voll=1000.0, reservation_price=400.0))
     assert err.value.field == "fsp pv_11: cost.P_down"
     assert "reservation price 400" in str(err.value)
+
+
+def test_a_day_without_needs_clears_nothing_and_costs_nothing(cigre_population):
+    """At 03:00 cigre-mv has no need: nothing is offered, bought or curtailed. (An empty
+    offer book once had columns of dtype object, which the LP's products refused.)"""
+    night = Scenario(ev_peak_mw=1.5, hours=(3,), source="test scenario")
+    model, records = run(cigre_population, 2, design="VC_Q", scenario=night)
+    day = model.day(model.days[0])
+    assert len(day.book.offers) == 0 and day.book.offers.cost.dtype == float
+    rounds = records["rounds"]
+    assert (rounds.dso_cost == 0).all() and rounds.unmet_need_after_ac.iloc[0] == 0  # AC: round 1

@@ -135,5 +135,7 @@ def build_book(fsps: Sequence[FSPSpec], inventory: GridInventory, hours_of_day: 
     devices = Devices(
         pd.concat(circles, ignore_index=True)[DEVICE_COLUMNS] if circles else Devices().capability,
         pd.concat(accounts, ignore_index=True) if accounts else empty_accounts())
-    return OfferBook(offers.astype({"bus": int, "period": int}), devices,
+    # typed even when empty (a day without needs): object columns break the LP's products
+    typed = offers.astype({"bus": int, "period": int, "capacity": float, "cost": float})
+    return OfferBook(typed, devices,
                      group_frame, group.astype(int), np.full(len(offers), period_hours))
