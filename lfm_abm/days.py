@@ -131,18 +131,22 @@ def _cluster_days(hourly: pd.DataFrame, days: list[str], clusters: int,
         result = tsam.aggregate(series, clusters, period_duration=len(series) // len(days),
                                 cluster=config)
     assignment = np.asarray(result.cluster_assignments)
-    medoids = result.clustering.cluster_centers
-    totals = _scaled_need_totals(hourly, days)
+    totals = _scaled_need_totals(hourly, days) if rule.representative == "mean-need" else None
     chosen: dict[str, float] = {}
-    for cluster, medoid in enumerate(medoids):
+    for cluster, medoid in enumerate(result.clustering.cluster_centers):
         inside = np.flatnonzero(assignment == cluster)
         if not len(inside):
             continue
-        distance = ((totals[inside] - totals[inside].mean(axis=0)) ** 2).sum(axis=1)
-        member = medoid if rule.representative == "medoid" else inside[np.argmin(distance)]
+        member = medoid if totals is None else _nearest_mean(totals, inside)
         day = days[member]  # two clusters with one representative day weigh as one
         chosen[day] = chosen.get(day, 0.0) + float(len(inside))
     return chosen
+
+
+def _nearest_mean(totals: np.ndarray, inside: np.ndarray) -> int:
+    """The member of `inside` whose `totals` row is nearest (Euclidean) their mean."""
+    distance = ((totals[inside] - totals[inside].mean(axis=0)) ** 2).sum(axis=1)
+    return int(inside[np.argmin(distance)])
 
 
 def _scaled_need_totals(hourly: pd.DataFrame, days: list[str]) -> np.ndarray:

@@ -156,11 +156,9 @@ def _scan(grid: str, scenario: Scenario, limits: NeedLimits, days: list[str],
             "day": day, "hour": list(scenario.hours), "loading_max": loading, "v_max": v_max,
             "v_min": v_min, "cm_need": summed.CM.to_numpy(), "vc_need": summed.VC.to_numpy(),
             "cm_worst": worst.CM.to_numpy(), "vc_worst": worst.VC.to_numpy()}))
-        cm = needs[needs.service == "CM"]
-        vc = needs[needs.service == "VC"]
         day_rows.append({"day": day, "need_hours": int(needs.period.nunique()),
-                         "cm_need_mvah": float(cm.need.sum() * scenario.period_hours),
-                         "vc_need_puh": float(vc.need.sum() * scenario.period_hours),
+                         "cm_need_mvah": float(summed.CM.sum() * scenario.period_hours),
+                         "vc_need_puh": float(summed.VC.sum() * scenario.period_hours),
                          "loading_max": max(loading), "v_max": max(v_max), "v_min": min(v_min),
                          "converged": True})
     hourly = (pd.concat(hour_rows, ignore_index=True) if hour_rows
