@@ -93,7 +93,7 @@ class DayGame:
         profile = [int(a) for a in profile]
         base, accepted = self.outcome(profile)
         table = np.zeros((len(profile), len(self.grid)))
-        level = np.arange(len(self.grid)) // len(self.grid.withhold)
+        level = np.array([self.grid.level(action) for action in range(len(self.grid))])
         for player, own in enumerate(profile):
             table[player, own] = base[player]
             for action in range(len(self.grid)):

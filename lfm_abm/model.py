@@ -34,7 +34,7 @@ from lfm_abm.equilibrium import (
     regret_table,
     small_game_benchmarks,
 )
-from lfm_abm.errors import PowerFlowError
+from lfm_abm.errors import InputError, PowerFlowError
 from lfm_abm.learning import ActionGrid, make_learner
 from lfm_abm.market.clearing import ClearingResult, Market, MarketCase
 from lfm_abm.market.designs import parse_design
@@ -94,6 +94,11 @@ class ModelSettings:
         check_pricing(self.pricing, "settings")
         if self.learner is not None:
             make_learner(self.learner, self.actions, source="learner override")
+        if self.actions.positions != (0.0,):
+            raise InputError(
+                f"day-ahead positions {list(self.actions.positions)} need a day-ahead stage, "
+                "which a run does not have yet (the hand-solved game of `market.dayahead` "
+                "has one)", field="actions.positions", allowed=["[0.0]"])
 
 
 class LFMModel(mesa.Model):

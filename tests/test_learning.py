@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import pickle
 
@@ -126,15 +127,29 @@ def test_q_learning_defaults_to_a_one_shot_market():
     assert learner.values(2).tolist() == [0.0, 0.5]
 
 
+def test_a_grid_with_positions_enumerates_every_triple_once():
+    grid = ActionGrid(markups=(0.0, 1.0), withhold=(0.0, 0.5), positions=(-1.0, 0.0, 0.5))
+    triples = [(grid.markup(a), grid.withheld(a), grid.position(a)) for a in range(len(grid))]
+    expected = list(itertools.product((0.0, 1.0, math.inf), (0.0, 0.5), (-1.0, 0.0, 0.5)))
+    assert triples == expected and len(grid) == 18
+    assert triples[grid.truthful_index] == (0.0, 0.0, 0.0)
+    assert [grid.level(a) for a in range(len(grid))] == [a // 6 for a in range(18)]
+    for bad in ((-1.0, 0.5), (0.0, 1.5), (0.0, -0.5)):
+        with pytest.raises(InputError) as err:
+            ActionGrid(positions=bad)
+        assert err.value.field.startswith("actions.positions")
+
+
 def test_truthful_and_fixed_markup_pick_their_action():
-    grid = ActionGrid(withhold=(0.0, 0.2, 0.5))
+    grid = ActionGrid(withhold=(0.0, 0.2, 0.5), positions=(-0.5, 0.0))
     rng = np.random.default_rng(0)
     truthful = make_learner({"kind": "truthful"}, grid)
     fixed = make_learner({"kind": "fixed-markup", "markup": 2.0, "withhold": 0.5}, grid)
     for learner, markup, withheld in ((truthful, 0.0, 0.0), (fixed, 2.0, 0.5)):
         for _ in range(20):
             action = learner.choose(rng)
-            assert (grid.markup(action), grid.withheld(action)) == (markup, withheld)
+            assert (grid.markup(action), grid.withheld(action), grid.position(action)) == (
+                markup, withheld, 0.0)
             learner.update((action + 1) % len(grid), 1.0)
         assert learner.greedy(rng) == action
         assert learner.probabilities()[action] == 1.0

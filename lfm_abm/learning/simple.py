@@ -53,7 +53,10 @@ class Truthful(Fixed):
 
 
 class FixedMarkup(Fixed):
-    """Always bids the same markup over true cost and withholds the same capacity share."""
+    """Always bids the same markup over true cost and withholds the same capacity share.
+
+    It takes no day-ahead position.
+    """
 
     KIND = "fixed-markup"
 
@@ -74,7 +77,7 @@ class FixedMarkup(Fixed):
         markup = _position("markup", math.inf if self.markup == "cap" else self.markup,
                            grid.levels)
         withhold = _position("withhold", self.withhold, grid.withhold)
-        self.action = markup * len(grid.withhold) + withhold
+        self.action = grid.index(markup, withhold, grid.positions.index(0.0))
 
 
 def _position(name: str, value: float, values: tuple[float, ...]) -> int:
