@@ -28,10 +28,13 @@ to buy nothing, and the DSO pays 400 whatever A does.
 
 from __future__ import annotations
 
+import copy
 import functools
 from pathlib import Path
 
 import numpy as np
+import pandapower as pp
+import pandas as pd
 import pytest
 from controls import RewardBlind
 from toy import bids_frame, emergency_at, toy_point
@@ -238,3 +241,51 @@ def test_roth_erev_finds_the_gaming_position_where_any_markup_pays():
 @pytest.mark.parametrize("spec", CONTROLS, ids=["random", "blind-roth-erev"])
 def test_learners_that_ignore_their_profit_find_neither(spec, pay_as_bid):
     assert sum(games_found(spec, pay_as_bid)) <= 1
+
+
+# --- a schedule on the grid: the AC point after the day-ahead market -------------------
+
+
+def test_a_schedule_moves_the_ac_point_the_needs_and_what_the_dso_can_shed(cigre_case):
+    from lfm_abm.agents.inventory import grid_inventory
+    from lfm_abm.network.operating_points import run_power_flow
+
+    case, noon, bus = cigre_case, 12, 11
+    schedule = pd.DataFrame(0.0, index=range(case.n_periods), columns=[bus, 13])
+    schedule.loc[noon, bus] = -1.0  # 1 MW more consumption at bus 11 at noon
+    schedule.loc[noon + 1, 13] = 0.5  # 0.5 MW more injection at bus 13 at 13 h
+    rows_before = len(case.net.load)
+    moved = case.with_schedule(schedule)
+    assert len(case.net.load) == rows_before  # the day it came from is untouched
+
+    net = copy.deepcopy(case.net)  # the same point by hand: one more load, one power flow
+    case.injections.apply(net, noon)
+    pp.create_load(net, bus, p_mw=1.0)
+    run_power_flow(net)
+    expected = net.res_bus.vm_pu[net.bus.in_service]
+    assert np.allclose(moved.points[noon].vm_pu.to_numpy(), expected.to_numpy(), atol=1e-9)
+    assert not np.allclose(moved.points[noon].vm_pu, case.points[noon].vm_pu, atol=1e-6)
+    assert np.allclose(moved.points[noon - 1].vm_pu, case.points[noon - 1].vm_pu, atol=1e-9)
+
+    def need(c, service):
+        needs = c.baseline_needs
+        return needs[(needs.period == noon) & (needs.service == service)].need.sum()
+
+    # Consuming more under midday reverse flow relieves the lines and the voltages.
+    assert need(moved, "CM") < need(case, "CM") and need(moved, "VC") < need(case, "VC")
+    load = moved.emergency.load - case.emergency.load
+    generation = moved.emergency.generation - case.emergency.generation
+    assert load.loc[noon, bus] == pytest.approx(1.0) and generation.loc[noon + 1, 13] == (
+        pytest.approx(0.5))
+    assert abs(load.to_numpy()).sum() == pytest.approx(1.0)
+    assert abs(generation.to_numpy()).sum() == pytest.approx(0.5)
+    # The providers' scheduled energy is not the forecast's load they claim shares of.
+    assert grid_inventory(moved).power["load"].equals(grid_inventory(case).power["load"])
+
+
+def test_a_schedule_that_does_not_fit_the_day_is_refused(cigre_case):
+    with pytest.raises(InputError, match="periods"):
+        cigre_case.with_schedule(pd.DataFrame(0.0, index=range(3), columns=[11]))
+    with pytest.raises(InputError, match="not in the grid"):
+        cigre_case.with_schedule(pd.DataFrame(0.0, index=range(cigre_case.n_periods),
+                                              columns=[999]))

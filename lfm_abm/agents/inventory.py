@@ -17,6 +17,7 @@ import pandas as pd
 from lfm_abm.market.clearing import MarketCase
 from lfm_abm.network.connected import FLEX_TYPE, power_by_bus
 from lfm_abm.network.scenarios import EV_LOAD_TYPE, reference, sgen_kinds
+from lfm_abm.network.schedules import is_schedule
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,9 @@ def grid_inventory(case: MarketCase) -> GridInventory:
              "dispatchable": power_by_bus(sgen_p, sgen, dispatchable_mask)}
     load = net.load
     is_ev = load.get("type", pd.Series("", load.index)) == EV_LOAD_TYPE
-    power["load"] = power_by_bus(injections.p_mw["load"], load, load.in_service & ~is_ev)
+    # A day-ahead schedule is the providers' own energy, not the forecast's load.
+    power["load"] = power_by_bus(injections.p_mw["load"], load,
+                                 load.in_service & ~is_ev & ~is_schedule(load))
     power["ev"] = power_by_bus(injections.p_mw["load"], load, load.in_service & is_ev)
     if "storage" in injections.p_mw and len(net.storage):
         # SimBench "storage" = PV home systems that only feed in (negative = generation).

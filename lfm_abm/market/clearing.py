@@ -60,6 +60,7 @@ from lfm_abm.network.grids import default_scenario, load_grid
 from lfm_abm.network.needs import NeedLimits, find_needs
 from lfm_abm.network.operating_points import OperatingPoint, operating_points
 from lfm_abm.network.scenarios import PeriodInjections, Scenario, period_injections
+from lfm_abm.network.schedules import add_schedule
 from lfm_abm.network.taps import ratio_taps, with_taps
 
 if TYPE_CHECKING:
@@ -121,6 +122,23 @@ class MarketCase:
         evaluator = ACEvaluator(net, injections, points, self.limits, self.evaluator.reuse)
         return replace(self, net=net, injections=injections, points=points,
                        evaluator=evaluator, taps=taps, counterfactual=None)
+
+    def with_schedule(self, schedule: pd.DataFrame) -> MarketCase:
+        """The same day after a day-ahead market: AC points solved with the schedule.
+
+        schedule: MW injected per period and bus (`network.schedules`). The emergency
+        capacity counts the scheduled energy; what depends on the point (needs, the
+        counterfactuals) is computed anew.
+        """
+        net = copy.deepcopy(self.net)
+        injections = add_schedule(net, self.injections, schedule)
+        points = list(operating_points(net, self.scenario, with_sensitivities=True,
+                                       injections=injections))
+        generation, load = connected_power(net, injections)
+        evaluator = ACEvaluator(net, injections, points, self.limits, self.evaluator.reuse)
+        return replace(self, net=net, injections=injections, points=points,
+                       evaluator=evaluator, emergency=EmergencyCapacity(generation, load),
+                       counterfactual=None)
 
     @property
     def tap_moves(self) -> int:

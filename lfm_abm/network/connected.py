@@ -11,6 +11,7 @@ import pandapower as pp
 import pandas as pd
 
 from lfm_abm.network.scenarios import PeriodInjections
+from lfm_abm.network.schedules import is_schedule
 
 #: pandapower sgen `type` of the market's own flexibility injections (not real units).
 FLEX_TYPE = "lfm_flex"
@@ -29,8 +30,9 @@ def connected_power(net: pp.pandapowerNet, injections: PeriodInjections
                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(generation, load) in MW, each periods x buses, both >= 0.
 
-    Generation: in-service static generators (the market's own injections excluded) and
-    storage feeding in; load: in-service loads (EV charging included) and storage
+    Generation: in-service static generators (the market's own injections excluded),
+    storage feeding in and day-ahead schedules that inject (`network.schedules`); load:
+    in-service loads (EV charging and schedules that consume included) and storage
     charging. Each element counts with its own sign clipped at zero.
     """
     parts_gen, parts_load = [], []
@@ -41,6 +43,9 @@ def connected_power(net: pp.pandapowerNet, injections: PeriodInjections
     if "load" in injections.p_mw and len(net.load):
         parts_load.append(power_by_bus(injections.p_mw["load"].clip(lower=0.0), net.load,
                                        net.load.in_service))
+        # A day-ahead schedule that injects is generation the DSO can curtail.
+        parts_gen.append(power_by_bus((-injections.p_mw["load"]).clip(lower=0.0), net.load,
+                                      net.load.in_service & is_schedule(net.load)))
     if "storage" in injections.p_mw and len(net.storage):
         p = injections.p_mw["storage"]
         on = net.storage.in_service
