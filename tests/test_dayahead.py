@@ -92,8 +92,8 @@ class IncDecGame:
         result = clear_stage([point], bids, parse_design("CM_P").stages[0], NeedLimits(),
                              MarketParams(), emergency=emergency_at({}, {1: 100.0}),
                              pricing=self.pricing)
-        awarded = pd_series(bids, result, "awarded")
-        payment = pd_series(bids, result, "payment")
+        awarded = settled_column(bids, result, "awarded")
+        payment = settled_column(bids, result, "payment")
         positions = np.where(bids.bid_id == "A", position, 0.0)
         undone = reversed_mw(bids["product"], awarded, positions)
         paid, imbalance = settle_baseline(self.baseline, bids["product"], awarded, payment,
@@ -123,7 +123,7 @@ class IncDecGame:
         return int(np.random.default_rng(seed).choice(best))
 
 
-def pd_series(bids, result, column: str) -> np.ndarray:
+def settled_column(bids, result, column: str) -> np.ndarray:
     """A settled column per bid (0 for a bid the LP did not admit)."""
     values = np.zeros(len(bids))
     values[result.lp.bid_index] = result.settled[column].to_numpy()

@@ -16,7 +16,7 @@ import pandas as pd
 
 from lfm_abm.market.clearing import MarketCase
 from lfm_abm.network.connected import FLEX_TYPE, power_by_bus
-from lfm_abm.network.scenarios import EV_LOAD_TYPE, reference, sgen_kinds
+from lfm_abm.network.scenarios import EV_LOAD_TYPE, of_type, reference, sgen_kinds
 from lfm_abm.network.schedules import is_schedule
 
 
@@ -63,7 +63,7 @@ def grid_inventory(case: MarketCase) -> GridInventory:
     net, injections, scenario = case.net, case.injections, case.scenario
     sgen = net.sgen
     kinds = pd.Series(sgen_kinds(sgen), index=sgen.index)
-    on = sgen.in_service & (sgen.get("type", pd.Series("", sgen.index)) != FLEX_TYPE)
+    on = sgen.in_service & ~of_type(sgen, FLEX_TYPE)
     pv_mask = on & (kinds == "pv")
     gen_mask = on & (kinds != "pv")
     dispatchable_mask = on & (kinds == "other")
@@ -72,7 +72,7 @@ def grid_inventory(case: MarketCase) -> GridInventory:
              "generator": power_by_bus(sgen_p, sgen, gen_mask),
              "dispatchable": power_by_bus(sgen_p, sgen, dispatchable_mask)}
     load = net.load
-    is_ev = load.get("type", pd.Series("", load.index)) == EV_LOAD_TYPE
+    is_ev = of_type(load, EV_LOAD_TYPE)
     # A day-ahead schedule is the providers' own energy, not the forecast's load.
     power["load"] = power_by_bus(injections.p_mw["load"], load,
                                  load.in_service & ~is_ev & ~is_schedule(load))

@@ -116,12 +116,8 @@ class MarketCase:
         """The same day with the tap changers moved per period: AC points solved anew."""
         net = copy.deepcopy(self.net)
         ratio_taps(net)
-        injections = with_taps(self.injections, list(taps.changers), taps.array)
-        points = list(operating_points(net, self.scenario, with_sensitivities=True,
-                                       injections=injections))
-        evaluator = ACEvaluator(net, injections, points, self.limits, self.evaluator.reuse)
-        return replace(self, net=net, injections=injections, points=points,
-                       evaluator=evaluator, taps=taps, counterfactual=None)
+        return self._solved(net, with_taps(self.injections, list(taps.changers), taps.array),
+                            taps=taps)
 
     def with_schedule(self, schedule: pd.DataFrame) -> MarketCase:
         """The same day after a day-ahead market: AC points solved with the schedule.
@@ -132,13 +128,21 @@ class MarketCase:
         """
         net = copy.deepcopy(self.net)
         injections = add_schedule(net, self.injections, schedule)
+        return self._solved(net, injections,
+                            emergency=EmergencyCapacity(*connected_power(net, injections)))
+
+    def _solved(self, net: pp.pandapowerNet, injections: PeriodInjections,
+                **changes: object) -> MarketCase:
+        """This day on its own `net` at other set-points, solved anew.
+
+        AC points, sensitivities and the AC evaluator are computed again; the
+        counterfactual is left to be computed for the new day.
+        """
         points = list(operating_points(net, self.scenario, with_sensitivities=True,
                                        injections=injections))
-        generation, load = connected_power(net, injections)
         evaluator = ACEvaluator(net, injections, points, self.limits, self.evaluator.reuse)
         return replace(self, net=net, injections=injections, points=points,
-                       evaluator=evaluator, emergency=EmergencyCapacity(generation, load),
-                       counterfactual=None)
+                       evaluator=evaluator, counterfactual=None, **changes)
 
     @property
     def tap_moves(self) -> int:

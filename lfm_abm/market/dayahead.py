@@ -102,15 +102,20 @@ def truthful_position(shares: ArrayLike, capacity_up: float, capacity_down: floa
     return float(mw[best[np.argmin(np.abs(mw[best]))]])
 
 
+def directions(product: ArrayLike) -> np.ndarray:
+    """D of each product: +1 for P_up, -1 for P_down, 0 for Q (`DIRECTION`)."""
+    return np.array([DIRECTION.get(p, 0.0) for p in np.asarray(product)])
+
+
 def reversed_mw(product: ArrayLike, awarded: ArrayLike, position: ArrayLike) -> np.ndarray:
     """MW of each award that reverses its provider's own day-ahead position.
 
     r = min(x, max(0, -d s)) with d the direction of the award's product (`DIRECTION`;
     Q products reverse nothing) and s the position of the award's asset in its period.
     """
-    direction = np.array([DIRECTION.get(p, 0.0) for p in np.asarray(product)])
     awarded = np.asarray(awarded, dtype=float)
-    return np.minimum(awarded, np.maximum(0.0, -direction * np.asarray(position, dtype=float)))
+    return np.minimum(awarded, np.maximum(0.0, -directions(product)
+                                          * np.asarray(position, dtype=float)))
 
 
 def settle_baseline(rule: str, product: ArrayLike, awarded: ArrayLike, payment: ArrayLike,
@@ -130,6 +135,5 @@ def settle_baseline(rule: str, product: ArrayLike, awarded: ArrayLike, payment: 
     r = np.asarray(reversed_part, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         paid = np.where(awarded > 0, payment * (awarded - r) / awarded, 0.0)
-    direction = np.array([DIRECTION.get(p, 0.0) for p in np.asarray(product)])
-    imbalance = np.asarray(hours) * r * (direction * np.asarray(price) - spread)
+    imbalance = np.asarray(hours) * r * (directions(product) * np.asarray(price) - spread)
     return paid, imbalance

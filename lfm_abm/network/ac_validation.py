@@ -24,7 +24,7 @@ from lfm_abm.network.batch import BatchMismatch, BatchStore, PeriodBatch, suppor
 from lfm_abm.network.connected import FLEX_TYPE
 from lfm_abm.network.needs import NeedLimits, find_needs
 from lfm_abm.network.operating_points import OperatingPoint, run_power_flow, snapshot
-from lfm_abm.network.scenarios import PeriodInjections
+from lfm_abm.network.scenarios import PeriodInjections, of_type
 from lfm_abm.network.sensitivities import sensitivities
 
 FLEX_COLUMNS = ["period", "bus", "dp_mw", "dq_mvar"]
@@ -86,7 +86,7 @@ class ACEvaluator:
 
     def _ensure_flex_elements(self) -> pd.Series:
         net = self.net
-        existing = net.sgen.index[net.sgen.get("type", pd.Series(dtype=str)) == FLEX_TYPE]
+        existing = net.sgen.index[of_type(net.sgen, FLEX_TYPE)]
         if len(existing):
             return pd.Series(existing, index=net.sgen.loc[existing, "bus"].to_numpy())
         buses = self.base_points[0].sens.buses if self.base_points[0].sens is not None \

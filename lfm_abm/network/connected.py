@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandapower as pp
 import pandas as pd
 
-from lfm_abm.network.scenarios import PeriodInjections
+from lfm_abm.network.scenarios import PeriodInjections, of_type
 from lfm_abm.network.schedules import is_schedule
 
 #: pandapower sgen `type` of the market's own flexibility injections (not real units).
@@ -38,7 +38,7 @@ def connected_power(net: pp.pandapowerNet, injections: PeriodInjections
     parts_gen, parts_load = [], []
     if "sgen" in injections.p_mw and len(net.sgen):
         sgen = net.sgen
-        real = sgen.in_service & (sgen.get("type", pd.Series("", sgen.index)) != FLEX_TYPE)
+        real = sgen.in_service & ~of_type(sgen, FLEX_TYPE)
         parts_gen.append(power_by_bus(injections.p_mw["sgen"].clip(lower=0.0), sgen, real))
     if "load" in injections.p_mw and len(net.load):
         parts_load.append(power_by_bus(injections.p_mw["load"].clip(lower=0.0), net.load,

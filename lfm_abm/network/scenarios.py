@@ -161,10 +161,19 @@ def reference(net: pp.pandapowerNet, element: str) -> pd.DataFrame:
     return ref.loc[net[element].index]
 
 
+def of_type(table: pd.DataFrame, kind: str) -> pd.Series:
+    """True for the rows of an element table whose pandapower `type` is `kind`.
+
+    The project marks the rows it adds by type (EV charging, the market's flexibility
+    injections, day-ahead schedules); a table without a `type` column has none.
+    """
+    if "type" not in table:
+        return pd.Series(False, index=table.index)
+    return table["type"] == kind
+
+
 def _is_ev(loads: pd.DataFrame) -> np.ndarray:
-    if "type" not in loads:
-        return np.zeros(len(loads), dtype=bool)
-    return (loads["type"] == EV_LOAD_TYPE).to_numpy()
+    return of_type(loads, EV_LOAD_TYPE).to_numpy()
 
 
 def ev_load_buses(net: pp.pandapowerNet) -> pd.Series:

@@ -18,7 +18,7 @@ import pandapower as pp
 import pandas as pd
 
 from lfm_abm.errors import InputError
-from lfm_abm.network.scenarios import PeriodInjections
+from lfm_abm.network.scenarios import PeriodInjections, of_type
 
 #: pandapower load `type` of the day-ahead schedule rows.
 SCHEDULE_TYPE = "dayahead_schedule"
@@ -26,7 +26,7 @@ SCHEDULE_TYPE = "dayahead_schedule"
 
 def is_schedule(load: pd.DataFrame) -> pd.Series:
     """True for the load rows that carry a day-ahead schedule."""
-    return load.get("type", pd.Series("", index=load.index)) == SCHEDULE_TYPE
+    return of_type(load, SCHEDULE_TYPE)
 
 
 def add_schedule(net: pp.pandapowerNet, injections: PeriodInjections,
