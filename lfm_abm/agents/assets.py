@@ -34,6 +34,7 @@ later and its P_down cost that of the recovery (rebound) it is paid for.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Literal
@@ -47,7 +48,8 @@ from lfm_abm.market.capability import DEVICE_COLUMNS
 from lfm_abm.market.energy import empty_accounts, shift_account, storage_account
 from lfm_abm.schema import Bool, Field, Float, Int, settings
 
-OFFER_COLUMNS = ["asset", "bus", "period", "product", "capacity", "cost", "device_id"]
+OFFER_COLUMNS = ["asset", "bus", "period", "product", "capacity", "cost", "device_id",
+                 "reverses"]
 #: Capacities below this (MW/MVAr) are not worth a bid.
 MIN_CAPACITY = 1e-4
 
@@ -260,8 +262,45 @@ def _flex(asset: AssetSpec, inventory: GridInventory, hours: np.ndarray,
     raise ValueError(f"unknown asset kind {asset.kind!r}")
 
 
+#: The product that reverses a day-ahead position taken in each P direction.
+REVERSES = {"P_up": "P_down", "P_down": "P_up"}
+
+
+def _after_position(flex: AssetFlex, asset: AssetSpec, position: np.ndarray,
+                    period_hours: float) -> tuple[AssetFlex, dict[str, tuple[np.ndarray, float]]]:
+    """The asset's flexibility around its day-ahead schedule, and its reversal offers.
+
+    A position s (MW, + sells) uses s of the P_up capacity (or -s of P_down); the
+    opposite product can first undo it: a reversal offer of |s| whose true cost is the
+    position's value u = -cost of the position's product (`market.dayahead`), negative
+    when undoing saves the provider fuel, wear or lost consumption. The inverter's P
+    moves by s; a battery's account bounds move by the charge the schedule moves.
+    """
+    sold, bought = np.maximum(position, 0.0), np.maximum(-position, 0.0)
+    capacity = dict(flex.capacity)
+    for product, used in (("P_up", sold), ("P_down", bought)):
+        if product in capacity:
+            capacity[product] = np.clip(capacity[product] - used, 0.0, None)
+    reversal = {REVERSES[product]: (undone, -float(asset.cost[product]))
+                for product, undone in (("P_up", sold), ("P_down", bought))
+                if product in asset.cost and undone.any()}
+    circle = flex.circle
+    if circle is not None:
+        circle = (circle[0] + position, circle[1], np.maximum(circle[2],
+                                                               np.abs(circle[0] + position)))
+    account = flex.account
+    if account is not None and asset.kind == "storage":
+        one_way = math.sqrt(asset.param("efficiency"))
+        charge = -position * np.where(position > 0, 1.0 / one_way, one_way) * period_hours
+        moved = np.cumsum(charge[account.period.to_numpy()])  # MWh, in the account's order
+        account = account.assign(lower_mwh=account.lower_mwh - moved,
+                                 upper_mwh=account.upper_mwh - moved)
+    return AssetFlex(capacity, circle, account), reversal
+
+
 def asset_offers(asset: AssetSpec, inventory: GridInventory, hours: np.ndarray,
-                 periods: np.ndarray, device_id: str
+                 periods: np.ndarray, device_id: str, position: np.ndarray | None = None,
+                 period_hours: float = 1.0
                  ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Offers (one row per period and product with capacity), capability and energy rows.
 
@@ -269,21 +308,27 @@ def asset_offers(asset: AssetSpec, inventory: GridInventory, hours: np.ndarray,
     needs, where offers are made; an energy-limited asset offers P in every period of
     its account. Products without a true cost are not offered. The capability rows
     (DEVICE_COLUMNS) exist when the asset offers Q, the energy rows (ENERGY_COLUMNS)
-    when it offers P from limited energy.
+    when it offers P from limited energy. `position`: the asset's day-ahead schedule (MW
+    per period, `agents.positions`), which its offers start from (`_after_position`).
     """
     flex = _flex(asset, inventory, hours, device_id)
+    reversal: dict[str, tuple[np.ndarray, float]] = {}
+    if position is not None and np.any(position):
+        flex, reversal = _after_position(flex, asset, np.asarray(position, dtype=float),
+                                         period_hours)
+    offered = [(product, capacity, float(asset.cost[product]), False)
+               for product, capacity in flex.capacity.items() if product in asset.cost]
+    offered += [(product, undone, cost, True) for product, (undone, cost) in reversal.items()]
     frames = []
-    for product, capacity in flex.capacity.items():
-        if product not in asset.cost:
-            continue
+    for product, capacity, cost, reverses in offered:
         where = (np.sort(flex.account.period.to_numpy())
                  if flex.account is not None and product[0] == "P" else periods)
         keep = where[capacity[where] > MIN_CAPACITY]
         if len(keep):
             frames.append(pd.DataFrame({
                 "bus": asset.bus, "period": keep, "product": product,
-                "capacity": capacity[keep], "cost": float(asset.cost[product]),
-                "device_id": device_id}))
+                "capacity": capacity[keep], "cost": cost, "device_id": device_id,
+                "reverses": reverses}))
     offers = (pd.concat(frames, ignore_index=True) if frames
               else pd.DataFrame(columns=OFFER_COLUMNS[1:]))
     circle = pd.DataFrame(columns=DEVICE_COLUMNS)

@@ -44,10 +44,13 @@ nothing.
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import numpy as np
 from numpy.typing import ArrayLike
 
 from lfm_abm.errors import InputError
+from lfm_abm.schema import Bool, Field, Float, build, settings
 
 #: Baseline rules of the local market: name -> what the DSO pays against.
 BASELINES = {
@@ -57,6 +60,78 @@ BASELINES = {
 }
 #: Direction of each P product in the injection convention.
 DIRECTION = {"P_up": 1.0, "P_down": -1.0}
+
+
+#: The default zonal day-ahead price, EUR/MWh, hour 0 to 23: a stylised summer weekday
+#: of a central European bidding zone (mean 43): a night trough, a morning ramp, a midday
+#: dip from solar and an evening peak. Edit `[dayahead] price` for another market.
+DEFAULT_PRICE = (36.0, 34.0, 33.0, 32.0, 33.0, 36.0, 42.0, 48.0, 50.0, 47.0, 44.0, 41.0,
+                 39.0, 38.0, 39.0, 42.0, 46.0, 52.0, 56.0, 55.0, 50.0, 45.0, 42.0, 38.0)
+#: Asset kinds that may take day-ahead positions (`agents.positions`).
+POSITION_KINDS = ("flexible_load", "storage", "generator", "pv")
+Share = Annotated[Float, Field(ge=-1, le=1)]
+
+
+@settings("dayahead")
+class DayAheadParams:
+    """A zonal day-ahead market before the local one, in which providers take positions.
+
+    enabled: run the day-ahead stage every round (False: the local market clears on the
+        forecast, as without this table).
+    price: the zonal day-ahead price per hour of the day (24 values, EUR/MWh); providers
+        take it as given (price takers: a distribution feeder does not move the zone).
+    baseline: what the local market pays against (`BASELINES`).
+    imbalance_spread: EUR/MWh between the day-ahead and the imbalance price, against the
+        provider (it sells its surplus at price - spread, buys its shortfall at price +
+        spread); used by the "forecast" baseline.
+    block_hours: hours per block of the day; a provider learns one position per block.
+    positions: the shares of its flexible P capacity a provider may schedule per block,
+        signed as `market.dayahead` (+ sells, - buys); must contain 0.
+    kinds: the asset kinds whose P flexibility may be scheduled (`POSITION_KINDS`). EV
+        fleets and shiftable loads are not among them: their energy must come back in the
+        same window, which a day-ahead position would have to schedule too.
+    limitation: the DSO buys, before the day-ahead market, the right to hold every
+        provider's position at zero in the periods where the forecast has a need of a
+        service the design buys (a capacity-limitation contract, as the Dutch GOPACS
+        and German grid operators use), and compensates what that costs the provider:
+        the day-ahead profit its truthful positions lose (lost profit, as German
+        redispatch compensation pays, EnWG section 13a).
+    """
+
+    enabled: Bool = False
+    price: Annotated[tuple[Float, ...], Field(min_length=24, max_length=24)] = DEFAULT_PRICE
+    baseline: Literal[tuple(BASELINES)] = "dayahead"  # type: ignore[valid-type]
+    imbalance_spread: Annotated[Float, Field(ge=0)] = 10.0
+    block_hours: Literal[1, 2, 3, 4, 6, 8, 12, 24] = 6
+    positions: Annotated[tuple[Share, ...], Field(min_length=1)] = (-1.0, -0.5, 0.0, 0.5, 1.0)
+    kinds: tuple[Literal[POSITION_KINDS], ...] = (  # type: ignore[valid-type]
+        "flexible_load", "storage", "generator")
+    limitation: Bool = False
+
+    def __post_init__(self) -> None:
+        if 0.0 not in self.positions or list(self.positions) != sorted(set(self.positions)):
+            raise InputError(f"invalid value {list(self.positions)}: must be strictly "
+                             "increasing and contain 0 (no position)",
+                             field="dayahead.positions",
+                             allowed=["shares in [-1, 1], strictly increasing, with 0"])
+
+    def block(self, hours: ArrayLike) -> np.ndarray:
+        """The block of each period, from its hour of the day."""
+        return np.asarray(hours, dtype=int) // self.block_hours
+
+    @property
+    def blocks(self) -> int:
+        """Blocks in a day."""
+        return 24 // self.block_hours
+
+    def prices(self, hours: ArrayLike) -> np.ndarray:
+        """The day-ahead price of each period, from its hour of the day."""
+        return np.asarray(self.price)[np.asarray(hours, dtype=int)]
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "dayahead") -> DayAheadParams:
+        """Build from a TOML table; unknown keys name the allowed ones."""
+        return build(cls, data, source)
 
 
 def check_baseline(name: str, source: str = "dayahead") -> str:
