@@ -14,7 +14,7 @@ import functools
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -163,6 +163,13 @@ class MarketDay:
     benchmarks: dict[str, dict[str, float]] = field(default_factory=dict)  # by pricing
     #: The untouched case every run's private case is copied from (`for_run`).
     template: MarketCase | None = field(default=None, repr=False)
+    #: What the DSO keys its warm market by: the name, or a moved day's own key.
+    key: str = ""
+
+    @property
+    def market_key(self) -> str:
+        """The DSO's key for this day's market (its LP stays warm across rounds)."""
+        return self.key or self.name
 
     def benchmark(self, pricing: str) -> dict[str, float]:
         """Headline numbers of the truthful benchmark (every offer at true cost, in full).
@@ -231,9 +238,23 @@ def market_day(case: MarketCase, population: Population, design: Design,
     inventory = grid_inventory(case)
     check_against(population, inventory, list(case.buses))
     check_costs_below_reservation(population, case.params.max_bid_price)
+    return offers_day(case, population, design, inventory, name)
+
+
+def offers_day(case: MarketCase, population: Population, design: Design,
+               inventory: GridInventory, name: str | None = None,
+               positions: Mapping[str, np.ndarray] | None = None,
+               unmoved: dict | None = None) -> MarketDay:
+    """The market day of a checked population: published periods and the offer book.
+
+    positions, unmoved: day-ahead schedules by device id (MW per period) the offers
+    start from, and a cache of the other assets' offers (`agents.book.build_book`); a
+    day moved by them keeps the forecast's inventory, which the schedules are not part
+    of (`network.schedules`).
+    """
     periods = published_periods(case, design)
     book = build_book(population.fsps, inventory, np.asarray(case.scenario.hours), periods,
-                      case.scenario.period_hours, design.products)
+                      case.scenario.period_hours, design.products, positions, unmoved)
     return MarketDay(str(name or "synthetic"), case, design, inventory, book, periods)
 
 

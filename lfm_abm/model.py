@@ -11,6 +11,7 @@ generator, so a seed reproduces a run exactly.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -22,10 +23,12 @@ import mesa
 import numpy as np
 import pandas as pd
 
+from lfm_abm.agents.book import OfferBook
 from lfm_abm.agents.dso import DSO
 from lfm_abm.agents.fsp import AGENT_CLASSES, FSP
 from lfm_abm.agents.population import Population, load_population
 from lfm_abm.day import MarketDay, shared_day
+from lfm_abm.dayahead_stage import DayAheadStage, Settlement
 from lfm_abm.equilibrium import (
     REGRET_COLUMNS,
     DayGame,
@@ -37,6 +40,7 @@ from lfm_abm.equilibrium import (
 from lfm_abm.errors import InputError, PowerFlowError
 from lfm_abm.learning import ActionGrid, make_learner
 from lfm_abm.market.clearing import ClearingResult, Market, MarketCase
+from lfm_abm.market.dayahead import DayAheadParams
 from lfm_abm.market.designs import parse_design
 from lfm_abm.market.engines import ENGINES, SolverError
 from lfm_abm.market.params import MarketParams
@@ -48,8 +52,12 @@ from lfm_abm.network.scenarios import Scenario
 from lfm_abm.records import TABLES, RecordSink, write_frames
 from lfm_abm.schema import Bool, Field, InstanceOf, Int, Text, settings
 
-STAGES = ("bidding", "clearing", "settlement", "ac_validation", "learning", "records")
+STAGES = ("dayahead", "bidding", "clearing", "settlement", "ac_validation", "learning",
+          "records")
 
+#: The truthful benchmark of a day moved by day-ahead positions: not cleared (a moved day
+#: is rarely seen twice); the day-ahead-truthful reference run is its benchmark.
+MOVED_BENCHMARK = {"procurement_cost": float("nan"), "unmet_need_after_ac": float("nan")}
 #: An award paid at least this share of the reservation price counts as at the cap.
 AT_CAP = 0.95
 #: Rounds of played profiles a run keeps for its window's played regret and learned
@@ -83,6 +91,7 @@ class ModelSettings:
     limits: InstanceOf[NeedLimits] = field(default_factory=NeedLimits)
     market: InstanceOf[MarketParams] = field(default_factory=MarketParams)
     actions: InstanceOf[ActionGrid] = field(default_factory=ActionGrid)
+    dayahead: InstanceOf[DayAheadParams] = field(default_factory=DayAheadParams)
     learner: Mapping[str, object] | None = None
     resample_days: Bool = False
     ac_every: Annotated[Int, Field(ge=1)] = 1
@@ -96,9 +105,10 @@ class ModelSettings:
             make_learner(self.learner, self.actions, source="learner override")
         if self.actions.positions != (0.0,):
             raise InputError(
-                f"day-ahead positions {list(self.actions.positions)} need a day-ahead stage, "
-                "which a run does not have yet (the hand-solved game of `market.dayahead` "
-                "has one)", field="actions.positions", allowed=["[0.0]"])
+                f"day-ahead positions {list(self.actions.positions)} in the action grid: a "
+                "run learns them per block beside the markups (`[dayahead] positions`); "
+                "the joint grid is for the hand-solved game of `market.dayahead`",
+                field="actions.positions", allowed=["[0.0]"])
 
 
 class LFMModel(mesa.Model):
@@ -131,6 +141,14 @@ class LFMModel(mesa.Model):
         for fsp in self.fsps:
             fsp.set_reward_scales(first.book)
         self.groups = first.book.groups
+        self.dayahead: DayAheadStage | None = None
+        if settings.dayahead.enabled:
+            self.dayahead = DayAheadStage.on(settings.dayahead, settings.population, first)
+            for fsp in self.fsps:
+                if fsp.fsp_id in self.dayahead.providers:
+                    fsp.enter_dayahead(settings.dayahead.positions, settings.dayahead.blocks,
+                                       functools.partial(self.dayahead.positions.truthful_shares,
+                                                         fsp.fsp_id))
         self._group_index = {key: i for i, key in enumerate(
             zip(self.groups.fsp_id, self.groups.family, strict=True))}
         self._agent_of = {fsp.fsp_id: fsp for fsp in self.fsps}
@@ -170,9 +188,17 @@ class LFMModel(mesa.Model):
     def step(self) -> None:
         """One market round."""
         self.round += 1
-        day = self._next_day()
-        book, case = day.book, day.case
+        forecast = self._next_day()
         start = time.perf_counter()
+        schedule: dict[str, np.ndarray] = {}
+        day = forecast
+        if self.dayahead is not None:
+            schedule = self.dayahead.schedule({fsp.fsp_id: fsp.choose_positions()
+                                               for fsp in self.fsps
+                                               if fsp.position_grid is not None}, forecast)
+            day = self.dayahead.day(forecast, schedule)
+        start = self._tick("dayahead", start)
+        book, case = day.book, day.case
         markup = np.zeros(len(self.groups))
         withheld = np.zeros(len(self.groups))
         actions = np.full(len(self.groups), -1)
@@ -190,12 +216,13 @@ class LFMModel(mesa.Model):
 
         status = "ok"
         try:
-            result = self.dso.clear(day.name, case, bids, book.devices)
+            result = self.dso.clear(day.market_key, case, bids, book.devices)
             start = self._tick("clearing", start)
-            benchmark = day.benchmark(self.settings.pricing)
+            benchmark = (day.benchmark(self.settings.pricing) if day is forecast
+                         else MOVED_BENCHMARK)
             validate = (self.round - 1) % self.settings.ac_every == 0
             if validate:
-                self.dso.validate(day.name, result)
+                self.dso.validate(day.market_key, result)
             start = self._tick("ac_validation", start)
         except (SolverError, PowerFlowError) as exc:
             status = f"failed: {type(exc).__name__}: {exc}"
@@ -205,8 +232,13 @@ class LFMModel(mesa.Model):
             return
 
         awards = result.awards
-        revenue, cost, margin = book.outcome(awards.payment.to_numpy(),
-                                             awards.awarded.to_numpy())
+        settlement = None
+        if self.dayahead is None:
+            revenue, cost, margin = book.outcome(awards.payment.to_numpy(),
+                                                 awards.awarded.to_numpy())
+        else:
+            settlement = self.dayahead.settle(book, awards, schedule)
+            revenue, cost, margin = book.settled(settlement.paid, settlement.cost)
         offered = book.by_group(awards.quantity.to_numpy() * book.hours)
         awarded = book.by_group(awards.awarded.to_numpy() * book.hours)
         start = self._tick("settlement", start)
@@ -225,16 +257,32 @@ class LFMModel(mesa.Model):
                 "true_cost": cost[i], "profit": margin[i], "reward": reward,
                 "greedy": greedy, "entropy": entropy,
             })
+        extra = {}
+        if self.dayahead is not None and settlement is not None:
+            extra = self._learn_positions(forecast, day, book, settlement, schedule)
         start = self._tick("learning", start)
         self.sink.add_rows("agents", rows)
         self._last_agents = rows
-        self._played.append((day, actions))
-        self._record_round(day, result, benchmark, status)
+        self._played.append((forecast, actions))
+        self._record_round(day, result, benchmark, status, extra)
         self.sink.end_round()
         self._tick("records", start)
 
+    def _learn_positions(self, forecast: MarketDay, day: MarketDay, book: OfferBook,
+                         settlement: Settlement, schedule: Mapping[str, np.ndarray]
+                         ) -> dict[str, float]:
+        """Every position learner learns its block's profit; the round's day-ahead figures."""
+        stage = self.dayahead
+        assert stage is not None
+        profit = stage.period_profits(book, settlement, schedule)
+        for fsp in self.fsps:
+            if fsp.position_learners:
+                fsp.learn_positions(stage.by_block(profit[fsp.fsp_id]),
+                                    stage.bounds(fsp.fsp_id))
+        return stage.round_figures(forecast, day, book, settlement, schedule)
+
     def _record_round(self, day: MarketDay, result: ClearingResult, benchmark: dict,
-                      status: str) -> None:
+                      status: str, dayahead: Mapping[str, float]) -> None:
         summary = result.summary(day.case.params)
         truthful = benchmark["procurement_cost"]
         awards = result.awards
@@ -254,6 +302,7 @@ class LFMModel(mesa.Model):
                                    else float("nan")),
                   **_counterfactual_record(day.case)}
         record.update({k: v for k, v in summary.items() if k != "procurement_cost"})
+        record.update(dayahead)
         self.sink.add_rows("rounds", [record])
         won = np.flatnonzero(awards.awarded.to_numpy() > 0)  # dozens of the offers
         self.sink.add_columns("awards", {

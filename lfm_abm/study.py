@@ -35,6 +35,7 @@ the working directory.
     truthful = { kind = "truthful" }
 
     [scenario]  [limits]  [market]  [actions]  [fsp_costs]   # optional overrides
+    [dayahead]                        # optional: a day-ahead stage (market.dayahead)
 
     [days]                            # optional: a year of days instead of scenario.days
     rule = "representative"           # or "needs" (every day with a need); see lfm_abm.days
@@ -82,6 +83,7 @@ from lfm_abm.errors import InputError
 from lfm_abm.files import atomic_file, source_hash, write_text_atomic
 from lfm_abm.folder_lock import folder_lock
 from lfm_abm.learning import ActionGrid, make_learner
+from lfm_abm.market.dayahead import DayAheadParams
 from lfm_abm.market.designs import canonical_design, parse_design
 from lfm_abm.market.params import MarketParams
 from lfm_abm.market.pricing import check_pricing
@@ -96,9 +98,9 @@ from lfm_abm.schema import MAX_COUNT, Bool, Field, Int, Text, build, settings
 from lfm_abm.workers import interrupts_raise, process_pool, sigint_blocked, stop_pool
 
 TABLES_ALLOWED = {"study", "learners", "scenario", "limits", "market", "actions", "fsp_costs",
-                  "sweep", "days", "populations"}
+                  "dayahead", "sweep", "days", "populations"}
 #: Settings tables a [sweep] may vary.
-SWEEPABLE = ("market", "limits", "scenario", "fsp_costs")
+SWEEPABLE = ("market", "limits", "scenario", "fsp_costs", "dayahead")
 POPULATION_LEARNER = "population"
 
 
@@ -112,6 +114,7 @@ class Variant:
     market: MarketParams
     fsp_costs: CostScales
     values: Mapping[str, object]  # swept field -> value, e.g. {"voll": 300.0}
+    dayahead: DayAheadParams = field(default_factory=DayAheadParams)
     #: Days of the year this variant's day stands for ([days]; None: no year is asked for).
     day_weight: float | None = None
 
@@ -119,7 +122,8 @@ class Variant:
         """JSON-friendly settings of this variant."""
         return {"scenario": {k: v for k, v in asdict(self.scenario).items() if k != "source"},
                 "limits": asdict(self.limits), "market": asdict(self.market),
-                "fsp_costs": asdict(self.fsp_costs)}
+                "fsp_costs": asdict(self.fsp_costs),
+                **({"dayahead": asdict(self.dayahead)} if self.dayahead.enabled else {})}
 
 
 @dataclass(frozen=True)
@@ -404,7 +408,8 @@ def _variant(data: Mapping, label: str, overrides: Mapping[str, Mapping],
     values = {key: value for section in overrides.values() for key, value in section.items()}
     return Variant(label, scenario, NeedLimits.from_dict(table("limits"), where),
                    MarketParams.from_dict(table("market"), where),
-                   CostScales.from_dict(table("fsp_costs"), where), values)
+                   CostScales.from_dict(table("fsp_costs"), where), values,
+                   DayAheadParams.from_dict(table("dayahead"), where))
 
 
 def _learners(raw: object, actions: ActionGrid, source: str) -> dict:
@@ -477,7 +482,8 @@ def expand(spec: StudySpec) -> list[RunSpec]:
             grid=spec.grid, population=variant.fsp_costs.apply(drawn.population), design=design,
             pricing=pricing,
             scenario=variant.scenario, limits=variant.limits, market=variant.market,
-            actions=spec.actions, learner=learner, resample_days=spec.resample_days,
+            actions=spec.actions, dayahead=variant.dayahead, learner=learner,
+            resample_days=spec.resample_days,
             ac_every=spec.ac_every)
         rounds = spec.window if reference else spec.rounds
         regret = spec.regret and not reference

@@ -39,6 +39,7 @@ import pytest
 from controls import RewardBlind
 from toy import bids_frame, emergency_at, toy_point
 
+from lfm_abm.day import private_case
 from lfm_abm.errors import InputError
 from lfm_abm.learning import ActionGrid, make_learner
 from lfm_abm.learning.feedback import reward_scale
@@ -289,3 +290,22 @@ def test_a_schedule_that_does_not_fit_the_day_is_refused(cigre_case):
     with pytest.raises(InputError, match="not in the grid"):
         cigre_case.with_schedule(pd.DataFrame(0.0, index=range(cigre_case.n_periods),
                                               columns=[999]))
+
+
+def test_batched_schedule_points_are_the_per_period_ones(cigre_case):
+    # The stage solves moved days with the forecast's own AC evaluator (one batched
+    # power flow, sensitivities from the stored voltages): the same states as one power
+    # flow per period on the moved net, and the same linearisation.
+    case = private_case(cigre_case)
+    schedule = pd.DataFrame(0.0, index=range(case.n_periods), columns=[11, 13])
+    schedule.loc[12:14, 11] = 0.6
+    schedule.loc[19, 13] = -0.4
+    plain, batched = case.with_schedule(schedule), case.with_schedule(schedule, batched=True)
+    for t in (11, 12, 13, 19):
+        a, b = plain.points[t], batched.points[t]
+        np.testing.assert_allclose(b.vm_pu.to_numpy(), a.vm_pu.to_numpy(), atol=1e-8)
+        np.testing.assert_allclose(b.branches.line.i_ka, a.branches.line.i_ka, atol=1e-8)
+        np.testing.assert_allclose(b.sens.dv_dp.to_numpy(), a.sens.dv_dp.to_numpy(), atol=1e-8)
+        np.testing.assert_allclose(b.sens.di_dq.to_numpy(), a.sens.di_dq.to_numpy(), atol=1e-8)
+    pd.testing.assert_frame_equal(batched.baseline_needs, plain.baseline_needs, atol=1e-8)
+    assert batched.emergency.load.equals(plain.emergency.load)

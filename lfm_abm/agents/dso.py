@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import mesa
 import pandas as pd
 
@@ -9,6 +11,12 @@ from lfm_abm.agents.base import Agent
 from lfm_abm.market.clearing import ClearingResult, Market, MarketCase
 from lfm_abm.market.designs import Design
 from lfm_abm.market.devices import Devices
+
+#: Days moved by a day-ahead stage whose markets a DSO keeps warm (each schedule is a
+#: day of its own); the scenario's days are all kept.
+MAX_MOVED_MARKETS = 64
+#: What a moved day's key carries after its name (`dayahead_stage`).
+MOVED_MARK = "|dayahead"
 
 
 class DSO(Agent):
@@ -24,12 +32,16 @@ class DSO(Agent):
         self.design = design
         self.pricing = pricing
         self.engine = engine
-        self._markets: dict[str, Market] = {}
+        self._markets: OrderedDict[str, Market] = OrderedDict()
 
     def market(self, day: str, case: MarketCase) -> Market:
-        """The (reused) market for a day."""
+        """The (reused) market for a day; moved days beyond MAX_MOVED_MARKETS go, oldest first."""
         if day not in self._markets:
             self._markets[day] = Market(case, self.design, self.pricing, self.engine)
+            moved = [key for key in self._markets if MOVED_MARK in key]
+            for key in moved[:max(0, len(moved) - MAX_MOVED_MARKETS)]:
+                del self._markets[key]
+        self._markets.move_to_end(day)
         return self._markets[day]
 
     def clear(self, day: str, case: MarketCase, bids: pd.DataFrame,

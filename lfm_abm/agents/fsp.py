@@ -16,7 +16,7 @@ games alike.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import mesa
 import numpy as np
@@ -26,6 +26,7 @@ from lfm_abm.agents.book import OfferBook
 from lfm_abm.agents.population import FSPSpec
 from lfm_abm.learning import ActionGrid, Learner, make_learner
 from lfm_abm.learning.feedback import INITIAL_STATE, learn_round, reward_scale
+from lfm_abm.learning.simple import Fixed
 
 
 class FSP(Agent):
@@ -47,6 +48,12 @@ class FSP(Agent):
         self.actions: dict[str, int] = {}
         self.scales: dict[str, float] = {}  # set by `set_reward_scales` before learning
         self.state = dict.fromkeys(families, INITIAL_STATE)
+        self._learner_spec = spec_learner
+        # day-ahead positions (`enter_dayahead`): a learner per block, or fixed shares
+        self.position_grid: ActionGrid | None = None
+        self.position_learners: list[Learner] = []
+        self.position_actions = np.zeros(0, dtype=int)
+        self.fixed_shares: np.ndarray | None = None
 
     @property
     def fsp_id(self) -> str:
@@ -67,6 +74,47 @@ class FSP(Agent):
             self.scales[family] = reward_scale(offers.cost.to_numpy()[mine],
                                                offers.capacity.to_numpy()[mine],
                                                book.hours[mine], offers.period.to_numpy()[mine])
+
+    def enter_dayahead(self, positions: tuple[float, ...], blocks: int,
+                       truthful: Callable[[], np.ndarray]) -> None:
+        """Learn a day-ahead position per block, with the FSP's own kind of learner.
+
+        A fixed learner (truthful, a fixed markup) takes the day-ahead-truthful shares
+        `truthful()`: what the day-ahead price alone makes best (`agents.positions`).
+        """
+        self.position_grid = ActionGrid(markups=(0.0,), cap_action=False, positions=positions)
+        source = f"{self.model.population_source}: fsp {self.fsp_id}"
+        learners = [make_learner(self._learner_spec, self.position_grid, source=source)
+                    for _ in range(blocks)]
+        if isinstance(learners[0], Fixed):
+            self.fixed_shares = np.asarray(truthful(), dtype=float)
+        else:
+            self.position_learners = learners
+
+    def choose_positions(self) -> np.ndarray:
+        """This round's share per block (model's seeded RNG), signed as `market.dayahead`."""
+        if self.fixed_shares is not None:
+            return self.fixed_shares
+        assert self.position_grid is not None, "enter_dayahead first"
+        self.position_actions = np.array([learner.choose(self.model.rng, INITIAL_STATE)
+                                          for learner in self.position_learners])
+        return np.asarray(self.position_grid.positions)[self.position_actions]
+
+    def learn_positions(self, profit: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+        """Update each block's learner with the FSP's profit in that block; the rewards.
+
+        A position can lose money, so each block's profit is shifted by the most its
+        positions can lose (`bounds`, Erev & Roth's minimum-payoff subtraction) and
+        measured in units of that bound (or of the FSP's reward scale, if larger).
+        """
+        scale = sum(self.scales.values())
+        rewards = np.zeros(len(self.position_learners))
+        for block, learner in enumerate(self.position_learners):
+            unit = max(float(bounds[block]), scale)
+            rewards[block], _ = learn_round(learner, int(self.position_actions[block]),
+                                            INITIAL_STATE, profit[block] + bounds[block],
+                                            unit, 0.0)
+        return rewards
 
     def greedy(self, family: str) -> int:
         """The family's greedy action in its current state (ties at random)."""

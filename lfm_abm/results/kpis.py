@@ -159,6 +159,7 @@ def run_kpis(tables: Mapping[str, pd.DataFrame] | RunRecords, window: int, grid:
                          + (0.0 if np.isnan(taps) else taps))
     out["cost_ratio"] = (out["dso_cost"] / out["truthful_cost"] if out["truthful_cost"] > 0
                          else float("nan"))
+    out["dso_cost_with_energy"] = out["dso_cost"] + out["balance_cost"]
     agents = records.agents
     recent = agents[agents["round"].isin(set(last["round"]))] if len(agents) else agents
     out.update(_market_power(recent, grid))

@@ -121,6 +121,37 @@ def _kpis() -> list[KPI]:
             "the market (dso_tools = [\"oltc\"]; 0 without)", "rounds", "window", 1),
         KPI("tap_cost", "tap cost", "EUR per round", "tap_moves x tap_step_cost: the wear "
             "of the DSO's tap changers, part of total_cost", "rounds", "window", 1),
+        KPI("dayahead_mwh", "day-ahead volume", "MWh per round", "energy providers "
+            "schedule in the day-ahead market, sold or bought (NaN without [dayahead])",
+            "rounds", "window", 3),
+        KPI("inc_dec_mwh", "inc-dec volume", "MWh per round", "energy scheduled in the "
+            "day-ahead market and reversed in the local market by the same provider",
+            "rounds", "window", 3),
+        KPI("unmet_need_no_market_forecast", "unmet need, no market, forecast",
+            "MWh per round", "unmet_need_no_market on the forecast, before the day-ahead "
+            "market", "rounds", "window", 3),
+        KPI("need_created", "need created", "MWh per round", "unmet_need_no_market after "
+            "minus before the day-ahead market: the need the schedules created", "rounds",
+            "window", 3, bounds=ANY),
+        KPI("dayahead_profit", "day-ahead profit", "EUR per round", "providers' profit "
+            "from their day-ahead positions: price x position + the value of the energy "
+            "moved", "rounds", "window", 1, bounds=ANY),
+        KPI("local_profit", "local-market profit", "EUR per round", "what the DSO pays "
+            "minus the true cost of what was delivered (a reversal's true cost may be "
+            "negative)", "rounds", "window", 1, bounds=ANY),
+        KPI("imbalance_cash", "imbalance cash", "EUR per round", "providers' imbalance "
+            "settlement of reversals the forecast baseline does not pay", "rounds",
+            "window", 1, bounds=ANY),
+        KPI("limitation_cost", "limitation cost", "EUR per round", "what the DSO pays "
+            "for a capacity limitation before the day-ahead market: the day-ahead profit "
+            "providers' truthful positions lose by it (part of dso_cost)", "rounds",
+            "window", 1),
+        KPI("balance_cost", "balance energy", "EUR per round", "the energy the DSO's "
+            "corrections of providers' balances supply, at the day-ahead price (P_down "
+            "awards) minus what they take (P_up)", "rounds", "window", 1, bounds=ANY),
+        KPI("dso_cost_with_energy", "DSO cost with energy", "EUR per round", "dso_cost "
+            "+ balance_cost: payments plus the energy bought to correct providers' "
+            "balances", "rounds", "derived", 1, bounds=ANY),
         KPI("unmet_need_before", "unmet need in LP", "MWh per round", "emergency action "
             "the market's LP planned where bids did not suffice", "rounds", "window", 3),
         KPI("unmet_need_after_ac", "unmet need", "MWh per round", "emergency action "
