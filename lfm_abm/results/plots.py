@@ -26,6 +26,9 @@ of each run (the learnt regime the KPIs describe).
   prices of accepted bids per design and product over the window.
 * awards_map.png: where is flexibility bought? Mean awarded energy per bus and round on
   the grid with the needs (needs bus coordinates).
+* dayahead_curves.png (studies with a day-ahead stage): do providers learn inc-dec
+  gaming? Inc-dec volume, the need it created and the DSO cost with balance energy per
+  round.
 * sweep_<column>.png: how do the results move with a swept parameter? Total cost, DSO
   cost and Lerner index vs its value, one line per design.
 * learning.png: did they learn? Choice entropy and greedy-play share of the learners
@@ -473,6 +476,29 @@ def cost_curves(data: pd.DataFrame, markets: list[str], colours: dict, note: str
     fig.suptitle(f"Cost curves by design (mean and 95 % CI over seeds, {note})")
     fig.tight_layout()
     _legend_below(fig, left, "design")
+    return _save(fig, path)
+
+
+#: Columns of the day-ahead curves: a run with a day-ahead stage records them.
+DAYAHEAD_CURVES = ("inc_dec_mwh", "need_created", "dso_cost_with_energy")
+
+
+def dayahead_curves(data: pd.DataFrame, markets: list[str], colours: dict, note: str,
+                    path: Path) -> Path:
+    """Do providers learn inc-dec gaming, and what does the DSO pay for it, over rounds.
+
+    `data`: per market, run and round the mean inc-dec volume, created need and DSO cost
+    with the balance energy (`DAYAHEAD_CURVES`) of ok rounds.
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5), sharex=True)
+    titles = ("Energy scheduled day-ahead and reversed", "Need the schedules created",
+              "DSO cost with balance energy")
+    for ax, column, title in zip(axes, DAYAHEAD_CURVES, titles, strict=True):
+        _market_lines(ax, data, column, markets, colours)
+        ax.set(ylabel=KPIS[column].axis_label, title=title)
+    fig.suptitle(f"Inc-dec gaming by design and setting (mean and 95 % CI over seeds, {note})")
+    fig.tight_layout()
+    _legend_below(fig, axes[0], "design")
     return _save(fig, path)
 
 
@@ -946,6 +972,12 @@ def _figures(tables: StudyTables, per_run: pd.DataFrame, folder: Path, window: i
         note = smoothing(tables)
         rounds = plot_data.round_means(tables, ["dso_cost", "cost_ratio", "hhi"])
         figures.append(cost_curves(rounds, markets, colours, note, folder / "cost_curves.png"))
+        if set(DAYAHEAD_CURVES) - {"dso_cost_with_energy"} <= set(tables.columns("rounds")):
+            gaming = plot_data.round_means(tables, ["inc_dec_mwh", "need_created", "dso_cost",
+                                                    "balance_cost"])
+            gaming["dso_cost_with_energy"] = gaming.dso_cost + gaming.balance_cost
+            figures.append(dayahead_curves(gaming, markets, colours, note,
+                                           folder / "dayahead_curves.png"))
     if tables.has("agents", "rounds"):
         figures += [
             _type_curves(smoothed_markups(tables), "markup", markets,
