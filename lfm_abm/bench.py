@@ -11,6 +11,10 @@ benchmark checks that their DSO costs agree.
 many times (pivotal suppliers: once without each supplier; regret: once per learner and
 alternative action), with warm HiGHS re-solves against the LP rebuilt in cvxpy.
 
+`moved_day_cost` measures a day-ahead stage's moved days (`dayahead_stage`): the same
+random schedules solved with the run's batched AC evaluator and with one power flow per
+period, and checks that both give the same needs.
+
 `energy_rows_cost` measures what the energy accounts (rows coupling the periods of
 batteries, EV fleets and shiftable loads) add to the engine's warm re-solves: the same
 sequence of bid tables cleared with and without them.
@@ -28,9 +32,11 @@ import pandas as pd
 from lfm_abm.agents.defaults import population_for
 from lfm_abm.agents.population import Population
 from lfm_abm.day import market_day, shared_case
+from lfm_abm.dayahead_stage import DayAheadStage
 from lfm_abm.equilibrium import DayGame, regret_table
 from lfm_abm.learning import ActionGrid
 from lfm_abm.market.clearing import Market
+from lfm_abm.market.dayahead import DayAheadParams
 from lfm_abm.market.designs import parse_design
 from lfm_abm.market.params import MarketParams
 from lfm_abm.market.structure import pivotal_suppliers
@@ -170,6 +176,39 @@ def energy_rows_cost(grid: str, designs: tuple[str, ...], rounds: int, seed: int
                      "solve_ms_with": with_ms, "solve_ms_without": without_ms,
                      "ratio": with_ms / without_ms})
     return pd.DataFrame(rows)
+
+
+def moved_day_cost(grid: str, days: int, seed: int = 0) -> pd.DataFrame:
+    """Seconds per moved day, batched against one power flow per period, same schedules.
+
+    Each of `days` schedules draws a share per provider and block from the default
+    grid of shares; both stages start from their own copy of the forecast day. The
+    largest difference of the moved days' published needs must be round-off.
+    """
+    population = population_for(grid)
+    params = DayAheadParams(enabled=True)
+    model = LFMModel(ModelSettings(grid=grid, population=population, design="CMVC_PQ",
+                                   dayahead=params), seed)
+    forecast = model.day(model.days[0])
+    rng = np.random.default_rng(seed)
+    providers = DayAheadStage.on(params, population, forecast).providers
+    profiles = [{fsp: rng.choice(params.positions, params.blocks) for fsp in providers}
+                for _ in range(days)]
+    rows, needs = [], {}
+    for batched in (True, False):
+        stage = DayAheadStage.on(params, population, forecast.for_run())
+        stage.batched = batched
+        day = forecast.for_run()
+        start = time.perf_counter()
+        moved = [stage.day(day, stage.schedule(shares, day)) for shares in profiles]
+        seconds = (time.perf_counter() - start) / days
+        needs[batched] = pd.concat([m.case.baseline_needs.need for m in moved])
+        rows.append({"moved days": "batched evaluator" if batched else "power flow per period",
+                     "seconds per day": seconds})
+    table = pd.DataFrame(rows)
+    table["ratio to per period"] = table["seconds per day"] / table["seconds per day"].iloc[1]
+    table["largest need difference"] = float((needs[True] - needs[False]).abs().max())
+    return table
 
 
 def scale(rounds: int, fsp_counts: tuple[int, ...], grids: tuple[str, ...],

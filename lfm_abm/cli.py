@@ -407,7 +407,13 @@ def figure_formats(text: str) -> tuple[str, ...]:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Engine vs naive baseline on the same rounds, the speed targets; or one long run."""
-    from lfm_abm.bench import compare, energy_rows_cost, market_power_cost, scale
+    from lfm_abm.bench import (
+        compare,
+        energy_rows_cost,
+        market_power_cost,
+        moved_day_cost,
+        scale,
+    )
     from lfm_abm.learning import LEARNERS
     from lfm_abm.speed_targets import horizon_run, targets
 
@@ -425,6 +431,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     energy = energy_rows_cost(args.grid, ("CMVC_P", "CMVC_PQ", "CM_P"), args.rounds)
     print("warm re-solves with and without energy rows (same bids, median ms per round):")
     print(energy.round(2).to_string(index=False))
+    moved = moved_day_cost(args.grid, 10)
+    print("days moved by day-ahead schedules (10 random schedules, seconds per day):")
+    print(moved.to_string(index=False))
     power = market_power_cost(args.grid, ("CMVC_P", "CMVC_PQ", "CM_P>VC_Q"))
     print("market-power measures per run (s): pivotal test and regret of one profile, "
           "warm HiGHS vs cvxpy rebuilt per clearing:")

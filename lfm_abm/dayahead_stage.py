@@ -59,8 +59,10 @@ class Settlement:
 class DayAheadStage:
     """A run's day-ahead market: its position book and the days its schedules make."""
 
-    def __init__(self, positions: PositionBook, population: Population) -> None:
+    def __init__(self, positions: PositionBook, population: Population,
+                 batched: bool = True) -> None:
         self.positions = positions
+        self.batched = batched  # False: one power flow per period (the benchmark's baseline)
         self.params = positions.params
         self.population = population
         self._moved: OrderedDict[tuple, MarketDay] = OrderedDict()
@@ -136,7 +138,7 @@ class DayAheadStage:
         The DSO alone (its least-cost taps) is a MIP on each moved day; a design without
         "oltc" keeps it NaN there (the no-market counterfactual is always computed).
         """
-        moved = forecast.case.with_schedule(self.positions.by_bus(schedule), batched=True)
+        moved = forecast.case.with_schedule(self.positions.by_bus(schedule), self.batched)
         if "oltc" in moved.params.dso_tools:
             case = with_dso_tools(moved)
         else:

@@ -103,6 +103,14 @@ class ModelSettings:
         check_pricing(self.pricing, "settings")
         if self.learner is not None:
             make_learner(self.learner, self.actions, source="learner override")
+        if self.dayahead.enabled and self.resample_days:
+            raise InputError("a day-ahead stage learns positions on one day; drawing a day "
+                             "per round is not supported with it", field="resample_days",
+                             allowed=["false (with [dayahead] enabled)"])
+        if self.dayahead.enabled and "oltc" in self.market.dso_tools:
+            raise InputError("the DSO's taps on a day moved by day-ahead schedules are not "
+                             "modelled yet", field="market.dso_tools",
+                             allowed=["[] (with [dayahead] enabled)"])
         if self.actions.positions != (0.0,):
             raise InputError(
                 f"day-ahead positions {list(self.actions.positions)} in the action grid: a "
@@ -196,7 +204,11 @@ class LFMModel(mesa.Model):
             schedule = self.dayahead.schedule({fsp.fsp_id: fsp.choose_positions()
                                                for fsp in self.fsps
                                                if fsp.position_grid is not None}, forecast)
-            day = self.dayahead.day(forecast, schedule)
+            try:
+                day = self.dayahead.day(forecast, schedule)
+            except (SolverError, PowerFlowError) as exc:
+                self._failed(forecast, exc)
+                return
         start = self._tick("dayahead", start)
         book, case = day.book, day.case
         markup = np.zeros(len(self.groups))
@@ -225,10 +237,7 @@ class LFMModel(mesa.Model):
                 self.dso.validate(day.market_key, result)
             start = self._tick("ac_validation", start)
         except (SolverError, PowerFlowError) as exc:
-            status = f"failed: {type(exc).__name__}: {exc}"
-            self.sink.add_rows("rounds", [{"round": self.round, "day": day.name,
-                                           "status": status}])
-            self.sink.end_round()
+            self._failed(day, exc)
             return
 
         awards = result.awards
@@ -267,6 +276,12 @@ class LFMModel(mesa.Model):
         self._record_round(day, result, benchmark, status, extra)
         self.sink.end_round()
         self._tick("records", start)
+
+    def _failed(self, day: MarketDay, exc: Exception) -> None:
+        """Record a round whose day could not be solved or cleared (nothing is learned)."""
+        self.sink.add_rows("rounds", [{"round": self.round, "day": day.name,
+                                       "status": f"failed: {type(exc).__name__}: {exc}"}])
+        self.sink.end_round()
 
     def _learn_positions(self, forecast: MarketDay, day: MarketDay, book: OfferBook,
                          settlement: Settlement, schedule: Mapping[str, np.ndarray]

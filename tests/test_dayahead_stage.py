@@ -289,3 +289,50 @@ def test_gaming_creates_the_need_it_is_paid_to_undo():
     assert (sold.inc_dec_mwh > 0).all()
     assert math.isclose(rounds.need_created[rounds.dayahead_mwh == 0].abs().max(), 0.0,
                         abs_tol=1e-9)
+
+
+def test_without_a_battery_each_block_is_chosen_alone_however_many_blocks():
+    # 24 one-hour blocks: 5^24 profiles, too many to enumerate, and none needed: the
+    # 40-EUR generator sells exactly in the hours whose price beats 40.
+    book = _generator_book(40.0, block_hours=1)
+    expected = (np.asarray(DEFAULT_PRICE) > 40.0).astype(float)
+    np.testing.assert_array_equal(book.truthful_shares("g"), expected)
+    assert book.truthful_profit("g") == pytest.approx(
+        np.maximum(np.asarray(DEFAULT_PRICE) - 40.0, 0.0).sum())
+
+
+def test_fixed_learners_take_the_truthful_positions_whatever_their_markup():
+    # A markup of 0.5 is on the bids' grid, not on the positions' (which has none).
+    settings = _settings(_gamer({"kind": "fixed-markup", "markup": 0.5}))
+    model = LFMModel(replace(settings, actions=ActionGrid(markups=(0.0, 0.5),
+                                                          cap_action=False)), seed=0)
+    battery = next(fsp for fsp in model.fsps if fsp.fsp_id == "battery")
+    assert battery.fixed_shares.tolist() == [0.0] and not battery.position_learners
+
+
+def test_what_a_run_with_a_dayahead_stage_does_not_support_is_refused():
+    settings = _settings(_gamer({"kind": "truthful"}))
+    with pytest.raises(InputError, match="resample_days"):
+        replace(settings, resample_days=True)
+    with pytest.raises(InputError, match=r"market\.dso_tools"):
+        replace(settings, market=replace(settings.market, dso_tools=("oltc",)))
+
+
+def test_moved_rounds_have_no_truthful_benchmark_in_the_kpis():
+    from lfm_abm.results.kpis import run_kpis
+
+    model = LFMModel(_settings(_gamer({"kind": "random"})), seed=1)
+    for _ in range(12):
+        model.step()
+    rounds = model.records()["rounds"]
+    assert rounds.truthful_cost.isna().any() and rounds.truthful_cost.notna().any()
+    kpis = run_kpis(model.records(), 12, model.settings.actions)
+    assert math.isnan(kpis["truthful_cost"]) and math.isnan(kpis["cost_ratio"])
+    assert kpis["inc_dec_mwh"] > 0 and kpis["dayahead_mwh"] > 0
+
+
+def test_the_moved_day_benchmark_agrees_with_one_power_flow_per_period():
+    from lfm_abm.bench import moved_day_cost
+
+    table = moved_day_cost("cigre-mv", 2)
+    assert len(table) == 2 and (table["largest need difference"] < 1e-6).all()

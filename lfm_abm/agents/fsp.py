@@ -24,7 +24,7 @@ import numpy as np
 from lfm_abm.agents.base import Agent
 from lfm_abm.agents.book import OfferBook
 from lfm_abm.agents.population import FSPSpec
-from lfm_abm.learning import ActionGrid, Learner, make_learner
+from lfm_abm.learning import LEARNERS, ActionGrid, Learner, make_learner
 from lfm_abm.learning.feedback import INITIAL_STATE, learn_round, reward_scale
 from lfm_abm.learning.simple import Fixed
 
@@ -83,13 +83,13 @@ class FSP(Agent):
         `truthful()`: what the day-ahead price alone makes best (`agents.positions`).
         """
         self.position_grid = ActionGrid(markups=(0.0,), cap_action=False, positions=positions)
-        source = f"{self.model.population_source}: fsp {self.fsp_id}"
-        learners = [make_learner(self._learner_spec, self.position_grid, source=source)
-                    for _ in range(blocks)]
-        if isinstance(learners[0], Fixed):
+        if issubclass(LEARNERS[str(self._learner_spec["kind"])], Fixed):
+            # its markup need not be on the positions' grid: it only bids
             self.fixed_shares = np.asarray(truthful(), dtype=float)
-        else:
-            self.position_learners = learners
+            return
+        source = f"{self.model.population_source}: fsp {self.fsp_id}"
+        self.position_learners = [make_learner(self._learner_spec, self.position_grid,
+                                               source=source) for _ in range(blocks)]
 
     def choose_positions(self) -> np.ndarray:
         """This round's share per block (model's seeded RNG), signed as `market.dayahead`."""

@@ -201,9 +201,11 @@ class PositionBook:
     def truthful_shares(self, fsp_id: str, held: np.ndarray | None = None) -> np.ndarray:
         """The share per block that maximises `fsp_id`'s day-ahead profit alone.
 
-        Profiles are enumerated when there are at most MAX_PROFILES (a battery couples
-        the blocks through its charge); beyond that each block is chosen alone. Ties go
-        to the smaller positions (no trade when the day-ahead market is indifferent).
+        Without a battery the profit separates by block, and each block is chosen alone
+        (exact). A battery couples the blocks through its charge: its provider's
+        profiles are enumerated up to MAX_PROFILES, beyond that chosen block by block in
+        turn. Ties go to the smaller positions (no trade when the day-ahead market is
+        indifferent).
         held: as in `schedule`.
         """
         return self._best(fsp_id, held)[0]
@@ -215,18 +217,28 @@ class PositionBook:
     def _best(self, fsp_id: str, held: np.ndarray | None) -> tuple[np.ndarray, float]:
         grid = np.asarray(self.params.positions)
         blocks = self.params.blocks
-        if len(grid) ** blocks <= MAX_PROFILES:
-            candidates = [np.array(p) for p in itertools.product(grid, repeat=blocks)]
-        else:
-            candidates = [np.full(blocks, q) for q in grid]
         mine = PositionBook(self._assets_of(fsp_id), self.params, self.hours,
                             self.period_hours)
-        best, best_value = np.zeros(blocks), -np.inf
-        for shares in sorted(candidates, key=lambda s: float(np.abs(s).sum())):
-            value = float(mine.profit(mine.schedule({fsp_id: shares}, held))[fsp_id].sum())
-            if value > best_value + 1e-9:
-                best, best_value = shares, value
-        return best, best_value
+
+        def value(shares: np.ndarray) -> float:
+            return float(mine.profit(mine.schedule({fsp_id: shares}, held))[fsp_id].sum())
+
+        def best_of(candidates: list[np.ndarray]) -> np.ndarray:
+            best, best_value = candidates[0], -np.inf
+            for shares in sorted(candidates, key=lambda s: float(np.abs(s).sum())):
+                if value(shares) > best_value + 1e-9:
+                    best, best_value = shares, value(shares)
+            return best
+
+        coupled = any(asset.battery is not None for asset in mine.assets)
+        if coupled and len(grid) ** blocks <= MAX_PROFILES:
+            best = best_of([np.array(p) for p in itertools.product(grid, repeat=blocks)])
+        else:  # exact without a battery: the profit separates by period, so by block
+            best = np.zeros(blocks)
+            for block in range(blocks):
+                best[block] = best_of([np.where(np.arange(blocks) == block, q, best)
+                                       for q in grid])[block]
+        return best, value(best)
 
     def _assets_of(self, fsp_id: str) -> tuple[PositionAsset, ...]:
         return tuple(asset for asset in self.assets if asset.fsp_id == fsp_id)

@@ -157,6 +157,10 @@ def run_kpis(tables: Mapping[str, pd.DataFrame] | RunRecords, window: int, grid:
     taps = out.get("tap_cost", float("nan"))  # NaN: results from before the tap changer
     out["total_cost"] = (out["dso_cost"] + out["unmet_cost_after_ac"]
                          + (0.0 if np.isnan(taps) else taps))
+    if len(last) and "truthful_cost" in last and last.truthful_cost.isna().any():
+        # a day moved by day-ahead positions has no truthful benchmark: no means over
+        # rounds of which only some have one
+        out["truthful_cost"] = out["truthful_unmet_need_after_ac"] = float("nan")
     out["cost_ratio"] = (out["dso_cost"] / out["truthful_cost"] if out["truthful_cost"] > 0
                          else float("nan"))
     out["dso_cost_with_energy"] = out["dso_cost"] + out["balance_cost"]
