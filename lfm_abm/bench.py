@@ -196,8 +196,7 @@ def moved_day_cost(grid: str, days: int, seed: int = 0) -> pd.DataFrame:
                 for _ in range(days)]
     rows, needs = [], {}
     for batched in (True, False):
-        stage = DayAheadStage.on(params, population, forecast.for_run())
-        stage.batched = batched
+        stage = DayAheadStage.on(params, population, forecast.for_run(), batched)
         day = forecast.for_run()
         start = time.perf_counter()
         moved = [stage.day(day, stage.schedule(shares, day)) for shares in profiles]

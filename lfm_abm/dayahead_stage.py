@@ -15,7 +15,6 @@ says what the DSO pays for r and what the provider settles as imbalance.
 
 from __future__ import annotations
 
-import copy
 import itertools
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -28,7 +27,7 @@ from lfm_abm.agents.book import OfferBook
 from lfm_abm.agents.dso import MOVED_MARK
 from lfm_abm.agents.population import Population
 from lfm_abm.agents.positions import PositionBook, position_assets
-from lfm_abm.day import MarketDay, offers_day, with_dso_tools
+from lfm_abm.day import MarketDay, offers_day
 from lfm_abm.market.dayahead import DayAheadParams, directions, settle_baseline
 from lfm_abm.market.dso_alone import counterfactual
 
@@ -72,14 +71,14 @@ class DayAheadStage:
         self._unmoved: dict = {}  # offers of assets without a position (`build_book`)
 
     @classmethod
-    def on(cls, params: DayAheadParams, population: Population,
-           forecast: MarketDay) -> DayAheadStage:
+    def on(cls, params: DayAheadParams, population: Population, forecast: MarketDay,
+           batched: bool = True) -> DayAheadStage:
         """The stage for `population` on the forecast day's grid and periods."""
         scenario = forecast.case.scenario
         hours = np.asarray(scenario.hours)
         assets = position_assets(population.fsps, forecast.inventory, hours, params.kinds)
         return cls(PositionBook(tuple(assets), params, hours, float(scenario.period_hours)),
-                   population)
+                   population, batched)
 
     @property
     def providers(self) -> list[str]:
@@ -130,20 +129,15 @@ class DayAheadStage:
         return self._moved[key]
 
     def _moved_day(self, forecast: MarketDay, schedule: Mapping[str, np.ndarray]) -> MarketDay:
-        """Solve the moved day and build its offers; the DSO's taps only where it uses them.
+        """Solve the moved day and build its offers, with its no-market counterfactual.
 
         The moved points are solved by the run's own AC evaluator of the forecast day
-        (`MarketCase.with_schedule`, batched): its batch of the day is built once.
-
-        The DSO alone (its least-cost taps) is a MIP on each moved day; a design without
-        "oltc" keeps it NaN there (the no-market counterfactual is always computed).
+        (`MarketCase.with_schedule`, batched): its batch of the day is built once. The DSO
+        alone stays NaN: a run with a day-ahead stage does not use the DSO's taps
+        (`model.ModelSettings` refuses them).
         """
-        moved = forecast.case.with_schedule(self.positions.by_bus(schedule), self.batched)
-        if "oltc" in moved.params.dso_tools:
-            case = with_dso_tools(moved)
-        else:
-            case = copy.copy(moved)
-            case.counterfactual = counterfactual(moved, None)
+        case = forecast.case.with_schedule(self.positions.by_bus(schedule), self.batched)
+        case.counterfactual = counterfactual(case, None)  # a fresh case: ours to complete
         moving = {device: mw for device, mw in schedule.items()
                   if np.any(np.abs(mw) > SCHEDULE_RESOLUTION)}
         day = offers_day(case, self.population, forecast.design, forecast.inventory,

@@ -226,8 +226,9 @@ class PositionBook:
         def best_of(candidates: list[np.ndarray]) -> np.ndarray:
             best, best_value = candidates[0], -np.inf
             for shares in sorted(candidates, key=lambda s: float(np.abs(s).sum())):
-                if value(shares) > best_value + 1e-9:
-                    best, best_value = shares, value(shares)
+                earned = value(shares)
+                if earned > best_value + 1e-9:
+                    best, best_value = shares, earned
             return best
 
         coupled = any(asset.battery is not None for asset in mine.assets)
